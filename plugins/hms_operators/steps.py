@@ -1,0 +1,112 @@
+"""Pipeline steps as ``hms`` commands: one operator for local mode, a pod for Kubernetes mode.
+
+Every step of the pipeline is an ``hms …`` command. In ``local`` mode
+``HmsCommandOperator`` runs it in-process on the worker (no interpreter start-up
+per task); in ``kubernetes`` mode ``hms_step`` builds a KubernetesPodOperator that
+runs the *same* arguments in the project image, reading the bundle from the
+registry by hash (``sha256:<hex>``), which the command verifies before use. The
+command writes its JSON result to ``--xcom-file`` and that becomes the task's
+XCom in both modes (the pod's path is the one the xcom sidecar reads).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
+
+from hms.pipeline_config import PipelineConfig
+
+log = logging.getLogger(__name__)
+
+POD_XCOM_PATH = "/airflow/xcom/return.json"
+
+
+class HmsCommandOperator(BaseOperator):
+    """Run ``hms <arguments>`` on the worker and return its JSON result as XCom.
+
+    A check that fails (exit 1) or bad input (exit 2) fails the task without retry:
+    running the same check again gives the same answer.
+
+    :param arguments: the command after ``hms`` (templated), e.g. ``["policy", "test", "sha256:{{ … }}"]``
+    """
+
+    template_fields: Sequence[str] = ("arguments",)
+    ui_color = "#e8f1fb"
+
+    def __init__(self, *, arguments: list[str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.arguments = arguments
+
+    def execute(self, context: Any) -> Any:
+        from hms.cli import main
+
+        with tempfile.TemporaryDirectory(prefix="hms-xcom-") as tmp:
+            xcom = Path(tmp) / "return.json"
+            out = io.StringIO()
+            argv = ["--xcom-file", str(xcom), *map(str, self.arguments)]
+            log.info("hms %s", " ".join(argv[2:]))
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+                try:
+                    code = main(argv)
+                except SystemExit as e:  # argparse usage errors
+                    code = int(e.code or 0)
+            for line in out.getvalue().splitlines():
+                log.info("%s", line)
+            result = json.loads(xcom.read_text()) if xcom.exists() else None
+        if code != 0:
+            kind = "check failed" if code == 1 else "bad input"
+            raise AirflowFailException(f"hms {' '.join(map(str, self.arguments))}: {kind} (exit {code})")
+        return result
+
+
+def hms_step(
+    task_id: str, arguments: list[str], config: PipelineConfig, *, heavy: bool = False, **kwargs: Any
+) -> BaseOperator:
+    """The operator for one step: heavy steps (test, compliance, chaos) run in pods in Kubernetes mode.
+
+    Light steps (registry writes: push, deploy, smoke, publish) always run on the worker.
+    """
+    if not heavy or config.execution.mode != "kubernetes":
+        return HmsCommandOperator(task_id=task_id, arguments=arguments, **kwargs)
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+    from kubernetes.client import models as k8s
+
+    ex = config.execution
+    return KubernetesPodOperator(
+        task_id=task_id,
+        name=f"hms-{task_id.replace('_', '-').replace('.', '-')}",
+        namespace=ex.namespace,
+        image=ex.image,
+        cmds=["hms"],
+        arguments=["--xcom-file", POD_XCOM_PATH, *arguments],
+        env_vars=[
+            k8s.V1EnvVar(
+                name="HMS_DATABASE_URL",
+                value_from=k8s.V1EnvVarSource(
+                    secret_key_ref=k8s.V1SecretKeySelector(name="hms-registry", key="database-url")
+                ),
+            ),
+            k8s.V1EnvVar(name="HMS_ACTOR", value="airflow"),
+        ],
+        labels={"app.kubernetes.io/part-of": "hms", "hms/step": task_id.split(".")[-1]},
+        service_account_name="hms-pipeline-step",
+        do_xcom_push=True,
+        get_logs=True,
+        on_finish_action="delete_pod",
+        in_cluster=ex.in_cluster,
+        deferrable=True,
+        container_resources=k8s.V1ResourceRequirements(
+            requests={"cpu": "500m", "memory": "512Mi"}, limits={"cpu": "2", "memory": "2Gi"}
+        ),
+        security_context=k8s.V1PodSecurityContext(run_as_non_root=True, run_as_user=10001, fs_group=10001),
+        **kwargs,
+    )

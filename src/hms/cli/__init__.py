@@ -1,0 +1,76 @@
+"""``hms`` command line: one sub-module per command group, one error path for all.
+
+Exit codes are a promise to scripts and to the pipeline: 0 ok, 1 a check failed
+(test, budget, scan, chaos), 2 bad input or usage. Every ``HmsError`` is printed
+as one line naming the place; tracebacks are for bugs only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from importlib import import_module
+from typing import Any
+
+from hms import __version__
+from hms.errors import HmsError
+
+# Command groups, each a module with ``register(subparsers)``; handlers return an exit code.
+GROUPS = ["hms.cli.policy", "hms.cli.rule", "hms.cli.serve", "hms.cli.audit", "hms.cli.db"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # usage errors exit 2, as argparse does, with our prefix
+        self.print_usage(sys.stderr)
+        print(f"hms: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="hms", description="HMS policy deployment pipeline")
+    parser.add_argument("--version", action="version", version=f"hms {__version__}")
+    parser.add_argument(
+        "--xcom-file",
+        default=None,
+        help="also write the command's JSON result here (the pipeline's XCom; /airflow/xcom/return.json in pods)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name in GROUPS:
+        import_module(name).register(sub)
+    return parser
+
+
+def emit(args: argparse.Namespace, payload: dict[str, Any], lines: Sequence[str]) -> None:
+    """Print the JSON payload with --json, else the human lines; write it to --xcom-file too."""
+    xcom = getattr(args, "xcom_file", None)
+    if xcom:
+        from pathlib import Path
+
+        Path(xcom).parent.mkdir(parents=True, exist_ok=True)
+        Path(xcom).write_text(json.dumps(payload, sort_keys=True, default=str))
+    if getattr(args, "json", False):
+        print(json.dumps(payload, sort_keys=True, default=str))
+    else:
+        for line in lines:
+            print(line)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except HmsError as e:
+        if getattr(args, "json", False):
+            print(json.dumps({"ok": False, "error": e.message, "where": e.where, "exit_code": e.exit_code}))
+        print(f"hms: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("hms: interrupted", file=sys.stderr)
+        return 130
+
+
+def run() -> None:
+    sys.exit(main())

@@ -1,0 +1,274 @@
+"""``hms rule …`` and ``hms promote``: push, review, deploy, roll back (the seed's commands).
+
+These are thin: the decisions (promotion order, approval policy, freeze windows,
+what "previous" means) live in hms.deployments and hms.approvals.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from hms import bundle, deployments, protocol
+from hms.cli import emit
+from hms.cli.policy import actor
+from hms.errors import BadInput, CheckFailed, HmsError
+from hms.pipeline_config import load_pipeline_config
+from hms.registry import store
+from hms.registry.db import session_scope
+from hms.schedule import parse_schedule
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    promote = sub.add_parser("promote", help="deploy a bundle through the environments in order")
+    promote.add_argument("bundle", help="bundle file (pkg.tgz)")
+    promote.add_argument("--targets", default=None, help="comma-separated environments (default: all, in order)")
+    promote.add_argument("--schedule", default="now", help="activation in the last target: HH:MM, ISO, now, +Ns")
+    promote.add_argument("--rollback", default=None, help="script run for each touched environment on failure")
+    promote.add_argument("--run-id", default=None, help="pipeline run that makes these deployments")
+    promote.add_argument("--json", action="store_true")
+    promote.set_defaults(handler=cmd_promote)
+
+    p = sub.add_parser("rule", help="push, review, deploy and roll back rules")
+    ps = p.add_subparsers(dest="rule_command", required=True)
+    push = ps.add_parser("push", help="pack a protocol file and record it (prints its ID)")
+    push.add_argument("file")
+    push.add_argument("--json", action="store_true")
+    push.set_defaults(handler=cmd_push)
+
+    review = ps.add_parser("review", help="approve or reject a bundle (ID: sha256, prefix or id@version)")
+    review.add_argument("id")
+    review.add_argument("--user", required=True)
+    review.add_argument("--role", required=True)
+    group = review.add_mutually_exclusive_group(required=True)
+    group.add_argument("--approve", dest="decision", action="store_const", const="approve")
+    group.add_argument("--reject", dest="decision", action="store_const", const="reject")
+    review.add_argument("--comment", default="")
+    review.add_argument("--json", action="store_true")
+    review.set_defaults(handler=cmd_review)
+
+    deploy = ps.add_parser("deploy", help="deploy a bundle to one environment")
+    deploy.add_argument("id")
+    deploy.add_argument("--env", required=True)
+    deploy.add_argument("--schedule", default="now")
+    deploy.add_argument("--run-id", default=None)
+    deploy.add_argument("--json", action="store_true")
+    deploy.set_defaults(handler=cmd_deploy)
+
+    rollback = ps.add_parser("rollback", help="restore the previous (or a given) version of a protocol")
+    rollback.add_argument("id", nargs="?", help="protocol id (or a bundle ID of that protocol)")
+    rollback.add_argument("--to", default="previous", help="'previous' or a version number")
+    rollback.add_argument("--env", default=None, help="environment (default: the last one, prod)")
+    rollback.add_argument("--run", default=None, help="undo every deployment of this pipeline run instead")
+    rollback.add_argument("--json", action="store_true")
+    rollback.set_defaults(handler=cmd_rollback)
+
+    status = ps.add_parser("status", help="what each environment serves, pending activations, approvals")
+    status.add_argument("id", help="protocol id")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(handler=cmd_status)
+    register_pipeline_commands(ps)
+
+
+def _push_file(path: str) -> tuple[bundle.Bundle, bool]:
+    p = Path(path)
+    if p.suffix in (".tgz", ".gz"):
+        b = bundle.read(p)
+    else:
+        raw = bundle.build(protocol.load(p))
+        b = bundle.read_bytes(raw, str(p))
+    with session_scope() as s:
+        _, created = store.record_bundle(
+            s,
+            sha256=b.sha256,
+            protocol_id=b.protocol.id,
+            version=b.protocol.version,
+            content=b.content,
+            manifest=b.manifest,
+            created_by=actor(),
+        )
+    return b, created
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    b, created = _push_file(args.file)
+    word = "pushed" if created else "already known"
+    emit(
+        args,
+        {"ok": True, "id": f"{b.protocol.id}@{b.protocol.version}", "sha256": b.sha256, "new": created},
+        [f"[push] ✅ {word} {b.protocol.id} v{b.protocol.version} sha256:{b.sha256} (ID {b.short})"],
+    )
+    return 0
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    config = load_pipeline_config()
+    with session_scope() as s:
+        b = deployments.resolve_bundle(s, args.id)
+        st = deployments.record_review(
+            s, b, user=args.user, role=args.role, decision=args.decision, comment=args.comment, config=config
+        )
+    mark = "✅" if args.decision == "approve" else "❌"
+    emit(
+        args,
+        {"ok": True, "sha256": b.sha256, "decision": args.decision, "status": st.to_dict()},
+        [f"[review] {mark} {args.user} ({args.role}) {args.decision}d {b.protocol.id} v{b.protocol.version}",
+         f"[review] {st.summary()}"],
+    )
+    return 0
+
+
+def _tz(config) -> ZoneInfo:
+    return ZoneInfo(config.timezone)
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    config = load_pipeline_config()
+    at = parse_schedule(args.schedule, _tz(config))
+    with session_scope() as s:
+        b = deployments.resolve_bundle(s, args.id)
+        ch = deployments.deploy(s, b, args.env, activate_at=at, actor=actor(), config=config, run_id=args.run_id)
+    emit(args, {"ok": True, **ch.to_dict()}, [_deploy_line(ch, config)])
+    return 0
+
+
+def _deploy_line(ch: deployments.Change, config) -> str:
+    local = ch.activate_at.astimezone(_tz(config)).isoformat()
+    if ch.state == "pending":
+        return f"[deploy] {ch.environment} SCHEDULED@{local} {ch.protocol_id} v{ch.version} ({ch.sha256[:12]})"
+    return f"[deploy] {ch.environment} ✅ {ch.protocol_id} v{ch.version} live ({ch.sha256[:12]})"
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    config = load_pipeline_config()
+    names = config.environment_names
+    targets = [t.strip() for t in args.targets.split(",")] if args.targets else list(names)
+    for t in targets:
+        if t not in names:
+            raise BadInput(f"unknown environment {t!r} (known: {', '.join(names)})", where="--targets")
+    if targets != sorted(targets, key=names.index):
+        raise BadInput(f"targets must follow the promotion order {' → '.join(names)}", where="--targets")
+    if args.rollback and not os.access(args.rollback, os.X_OK):
+        raise BadInput("rollback script is missing or not executable", where=args.rollback)
+    at = parse_schedule(args.schedule, _tz(config))
+    b, _ = _push_file(args.bundle)
+    touched: list[str] = []
+    changes = []
+    try:
+        for i, env in enumerate(targets):
+            last = i == len(targets) - 1
+            with session_scope() as s:
+                ch = deployments.deploy(
+                    s, b, env, activate_at=at if last else None, actor=actor(), config=config, run_id=args.run_id
+                )
+            touched.append(env)
+            changes.append(ch)
+            if not args.json:
+                print(_deploy_line(ch, config), flush=True)
+    except HmsError as e:
+        if touched and args.rollback:
+            print(f"[deploy] ❌ {e}; rolling back {', '.join(touched)} with {args.rollback}", flush=True)
+            cmd = [args.rollback, b.protocol.id, *reversed(touched)]
+            r = subprocess.run(cmd, check=False)
+            if r.returncode != 0:
+                raise CheckFailed(f"promotion failed ({e}) AND the rollback script exited {r.returncode}") from e
+        raise
+    summary = " ".join(
+        f"{c.environment} SCHEDULED@{c.activate_at.astimezone(_tz(config)).isoformat()}"
+        if c.state == "pending" else f"{c.environment} ✅" for c in changes
+    )
+    emit(args, {"ok": True, "sha256": b.sha256, "deployments": [c.to_dict() for c in changes]}, [f"[deploy] {summary}"])
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    config = load_pipeline_config()
+    if args.run:
+        with session_scope() as s:
+            changes = deployments.rollback_run(s, args.run, actor=actor(), config=config)
+        lines = [f"[rollback] ✅ {c.environment}: {c.protocol_id} v{c.version} ({c.state})" for c in changes]
+        emit(args, {"ok": True, "rolled_back": [c.to_dict() for c in changes]}, lines or ["[rollback] nothing to undo"])
+        return 0
+    if not args.id:
+        raise BadInput("give a protocol id, or --run RUN_ID", where="rollback")
+    env = args.env or config.environment_names[-1]
+    with session_scope() as s:
+        pid = args.id
+        if not store.find_bundles(s, pid):
+            pid = deployments.resolve_bundle(s, args.id).protocol.id
+        ch = deployments.rollback(s, pid, env, to=args.to, actor=actor(), config=config)
+    emit(args, {"ok": True, **ch.to_dict()},
+         [f"[rollback] ✅ {env}: {ch.protocol_id} v{ch.version} in force ({ch.sha256[:12]})"])
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    config = load_pipeline_config()
+    out = []
+    lines = []
+    with session_scope() as s:
+        for env in config.environment_names:
+            deployments.settle(s, env, config, actor=actor())
+            cur = deployments.in_force(s, env, args.id)
+            pend = deployments.pending(s, env, args.id)
+            out.append({
+                "environment": env,
+                "live": {"version": cur.version, "sha256": cur.bundle_sha256} if cur else None,
+                "pending": [{"version": p.version, "sha256": p.bundle_sha256, "activate_at": p.activate_at.isoformat()}
+                            for p in pend],
+            })
+            live = f"v{cur.version} ({cur.bundle_sha256[:12]})" if cur else "—"
+            sched = ", ".join(f"v{p.version} at {p.activate_at.astimezone(_tz(config)).isoformat()}" for p in pend)
+            lines.append(f"{env:<10} live {live}" + (f"   pending {sched}" if sched else ""))
+    emit(args, {"ok": True, "protocol": args.id, "environments": out}, lines)
+    return 0
+
+
+def register_pipeline_commands(ps: argparse._SubParsersAction) -> None:
+    smoke = ps.add_parser("smoke", help="check an environment answers the bundle's test cases with this bundle")
+    smoke.add_argument("id")
+    smoke.add_argument("--env", required=True)
+    smoke.add_argument("--expect-live", action="store_true", help="also record due activations and require this one")
+    smoke.add_argument("--json", action="store_true")
+    smoke.set_defaults(handler=cmd_smoke)
+    publish = ps.add_parser("publish", help="record that a run took a bundle all the way (audit)")
+    publish.add_argument("id")
+    publish.add_argument("--run-id", default=None)
+    publish.add_argument("--json", action="store_true")
+    publish.set_defaults(handler=cmd_publish)
+
+
+def cmd_smoke(args: argparse.Namespace) -> int:
+    from hms import smoke
+
+    config = load_pipeline_config()
+    with session_scope() as s:
+        b = deployments.resolve_bundle(s, args.id)
+        if args.expect_live:
+            deployments.settle(s, args.env, config, actor=actor())
+    result = smoke.check_environment(b, args.env, config)
+    lines = [f"  {line}" for line in result.details] + [result.line()]
+    emit(args, result.to_dict(), lines)
+    if not result.ok:
+        raise CheckFailed(result.summary, where=f"smoke {args.env}")
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from hms.registry import audit
+
+    config = load_pipeline_config()
+    last = config.environment_names[-1]
+    with session_scope() as s:
+        b = deployments.resolve_bundle(s, args.id)
+        cur = deployments.in_force(s, last, b.protocol.id)
+        if cur is None or cur.bundle_sha256 != b.sha256:
+            raise CheckFailed(f"{b.protocol.id} v{b.protocol.version} is not the version in force in {last}")
+        audit.append(s, actor=actor(), action="pipeline.published", subject=b.sha256,
+                     details={"protocol_id": b.protocol.id, "version": b.protocol.version, "run_id": args.run_id})
+    emit(args, {"ok": True, "sha256": b.sha256, "version": b.protocol.version},
+         [f"[deploy] {last} ✅ live version {b.protocol.version} ({b.protocol.id} sha256:{b.short})"])
+    return 0

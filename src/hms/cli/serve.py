@@ -1,0 +1,31 @@
+"""``hms serve --env NAME``: the decision service for one environment."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from hms.pipeline_config import load_pipeline_config
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="run the decision API for one environment")
+    p.add_argument("--env", required=True, help="environment name from the pipeline config (staging, preprod, prod)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--poll-interval", type=float, default=0.1, help="seconds between registry generation checks")
+    p.set_defaults(handler=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from hms.service.app import create_app
+    from hms.service.source import RegistrySource
+
+    config = load_pipeline_config()
+    config.environment(args.env)  # unknown environment → exit 2 before binding a port
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    app = create_app(RegistrySource(args.env), poll_interval=args.poll_interval)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    return 0

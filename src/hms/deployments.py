@@ -1,0 +1,400 @@
+"""Deployments per environment: promotion order, scheduled activation, rollback.
+
+This is the one place that decides whether a bundle may enter an environment
+(the CLI, the Airflow operators and the clerk page all come here):
+- an environment after the first needs the bundle *in force* in the one before;
+- the last environment (prod) also needs the approval policy satisfied
+  (approvals.evaluate, the same function the review sensor polls);
+- an activation that falls in a freeze window is refused when requested, and
+  again when it becomes due (``settle``), because windows can be added later.
+
+State lives in the registry. A deployment row is ``pending`` until its
+``activate_at``, then ``live``; the one it replaced becomes ``superseded``; an
+undone one ``rolled_back`` (it was in force until ``ended_at``) or ``cancelled``
+(it never was). Decision services do not wait for ``settle``: they switch by the
+clock from the same rows (service/timeline.py). Every change bumps the
+environment's generation and appends an audit entry in the same transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hms import approvals
+from hms.bundle import Bundle, read_bytes
+from hms.errors import BadInput, CheckFailed
+from hms.pipeline_config import PipelineConfig, effective_approval_policy, in_freeze
+from hms.registry import audit, store
+from hms.registry.models import Approval, Deployment
+
+IN_FORCE_STATES = ("pending", "live")
+
+
+@dataclass(frozen=True)
+class Change:
+    """What a deploy or rollback did, for the CLI and the pipeline's XCom."""
+
+    environment: str
+    protocol_id: str
+    version: int
+    sha256: str
+    state: str
+    activate_at: datetime
+    previous_sha256: str | None
+    deployment_id: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "environment": self.environment,
+            "protocol_id": self.protocol_id,
+            "version": self.version,
+            "bundle_sha256": self.sha256,
+            "state": self.state,
+            "activate_at": self.activate_at.isoformat(),
+            "previous_sha256": self.previous_sha256,
+            "deployment_id": self.deployment_id,
+        }
+
+
+def _change(d: Deployment) -> Change:
+    return Change(
+        d.environment, d.protocol_id, d.version, d.bundle_sha256, d.state, d.activate_at, d.previous_sha256, d.id
+    )
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def load_bundle(s: Session, sha256: str) -> Bundle:
+    """The registry's bytes for a hash, verified (a swapped row would not match its key)."""
+    row = store.get_bundle(s, sha256)
+    if row is None:
+        raise BadInput(f"no bundle {sha256} in the registry (pack or push it first)", where="bundle")
+    return read_bytes(row.content, where=f"registry bundle {sha256[:12]}", expect_sha256=sha256)
+
+
+def resolve_bundle(s: Session, ref: str) -> Bundle:
+    """A bundle by full hash, unique hash prefix (≥ 8 hex), or ``<protocol-id>@<version>``."""
+    if "@" in ref:
+        pid, _, ver = ref.partition("@")
+        rows = [b for b in store.find_bundles(s, pid) if str(b.version) == ver]
+        if not rows:
+            raise BadInput(f"no bundle for {pid} version {ver}", where="bundle")
+        return load_bundle(s, rows[0].sha256)
+    ref = ref.removeprefix("sha256:").lower()
+    if len(ref) == 64:
+        return load_bundle(s, ref)
+    if len(ref) >= 8 and all(c in "0123456789abcdef" for c in ref):
+        matches = store.find_bundles_by_prefix(s, ref)
+        if len(matches) == 1:
+            return load_bundle(s, matches[0].sha256)
+        if len(matches) > 1:
+            raise BadInput(f"hash prefix {ref} is ambiguous ({len(matches)} bundles)", where="bundle")
+    raise BadInput(f"no bundle matches {ref!r} (use a sha256, a unique prefix, or id@version)", where="bundle")
+
+
+# ---- reviews --------------------------------------------------------------------
+def reviews_for(s: Session, sha256: str) -> list[approvals.Review]:
+    rows = s.scalars(select(Approval).where(Approval.bundle_sha256 == sha256).order_by(Approval.id)).all()
+    return [approvals.Review(r.bundle_sha256, r.user, r.role, r.decision, r.comment or "") for r in rows]
+
+
+def approval_status(s: Session, b: Bundle, config: PipelineConfig) -> approvals.ApprovalStatus:
+    policy = effective_approval_policy(config, b.protocol)
+    return approvals.evaluate(
+        policy, reviews_for(s, b.sha256), bundle_sha256=b.sha256, author=b.protocol.author, user_roles=config.user_roles
+    )
+
+
+def record_review(
+    s: Session, b: Bundle, *, user: str, role: str, decision: str, comment: str, config: PipelineConfig
+) -> approvals.ApprovalStatus:
+    """Record one clerk's decision on one exact bundle hash; one decision per clerk per bundle."""
+    review = approvals.Review(b.sha256, user, role, decision, comment)
+    approvals.check_review(review, author=b.protocol.author, user_roles=config.user_roles)
+    existing = s.scalar(select(Approval).where(Approval.bundle_sha256 == b.sha256, Approval.user == user))
+    if existing is not None:
+        raise BadInput(
+            f"{user} already recorded '{existing.decision}' for this bundle; decisions are final",
+            where=f"review of {b.sha256[:12]}",
+        )
+    s.add(Approval(bundle_sha256=b.sha256, user=user, role=role, decision=decision, comment=comment, at=now_utc()))
+    s.flush()
+    audit.append(
+        s,
+        actor=user,
+        action=f"review.{decision}",
+        subject=b.sha256,
+        details={"protocol_id": b.protocol.id, "version": b.protocol.version, "role": role, "comment": comment},
+    )
+    return approval_status(s, b, config)
+
+
+# ---- reading deployments --------------------------------------------------------
+def rows(s: Session, env: str, protocol_id: str) -> list[Deployment]:
+    q = (
+        select(Deployment)
+        .where(Deployment.environment == env, Deployment.protocol_id == protocol_id)
+        .order_by(Deployment.activate_at, Deployment.id)
+    )
+    return list(s.scalars(q).all())
+
+
+def in_force(s: Session, env: str, protocol_id: str, at: datetime | None = None) -> Deployment | None:
+    """The deployment a decision service in ``env`` answers with at ``at`` (default: now)."""
+    at = at or now_utc()
+    found = None
+    for d in rows(s, env, protocol_id):
+        if d.state in ("cancelled",) or d.activate_at > at:
+            continue
+        if d.ended_at is not None and d.ended_at <= at:
+            continue
+        found = d
+    return found
+
+
+def live_bundle(protocol_id: str, env: str = "prod") -> Bundle | None:
+    """The bundle ``env`` answers with now (the simulation's default baseline), or None."""
+    from hms.registry.db import session_scope
+
+    with session_scope(read_only=True) as s:
+        d = in_force(s, env, protocol_id)
+        return load_bundle(s, d.bundle_sha256) if d else None
+
+
+def pending(s: Session, env: str, protocol_id: str, at: datetime | None = None) -> list[Deployment]:
+    at = at or now_utc()
+    return [d for d in rows(s, env, protocol_id) if d.state == "pending" and d.activate_at > at]
+
+
+# ---- changing deployments -------------------------------------------------------
+def check_order(s: Session, b: Bundle, env: str, config: PipelineConfig) -> None:
+    """Promotion order and the prod approval gate: the only place they are enforced."""
+    names = config.environment_names
+    if env not in names:
+        raise BadInput(f"unknown environment {env!r} (known: {', '.join(names)})", where="--env")
+    i = names.index(env)
+    if i > 0:
+        before = names[i - 1]
+        cur = in_force(s, before, b.protocol.id)
+        if cur is None or cur.bundle_sha256 != b.sha256:
+            raise CheckFailed(
+                f"{b.protocol.id} v{b.protocol.version} ({b.short}) must be live in {before} before {env}",
+                where=f"promote to {env}",
+            )
+    if i == len(names) - 1:
+        status = approval_status(s, b, config)
+        if not status.satisfied:
+            raise CheckFailed(f"approval policy not met: {status.summary()}", where=f"promote to {env}")
+
+
+def _check_freeze(config: PipelineConfig, env: str, at: datetime) -> None:
+    window = in_freeze(config, at, env)
+    if window is not None:
+        raise CheckFailed(
+            f"activation at {at.isoformat()} falls in freeze window {window}", where=f"activation in {env}"
+        )
+
+
+def deploy(
+    s: Session,
+    b: Bundle,
+    env: str,
+    *,
+    activate_at: datetime | None,
+    actor: str,
+    config: PipelineConfig,
+    run_id: str | None = None,
+) -> Change:
+    """Put ``b`` into ``env``: live now, or pending until ``activate_at``. Idempotent per (env, hash, time)."""
+    now = now_utc()
+    at = activate_at or now
+    if at.tzinfo is None:
+        raise BadInput("activation time must carry a timezone", where="--schedule")
+    at = at.astimezone(UTC)
+    store.lock_environment(s, env)
+    check_order(s, b, env, config)
+    _check_freeze(config, env, max(at, now))
+    settle(s, env, config, actor=actor)
+    current = in_force(s, env, b.protocol.id, max(at, now))
+    for d in pending(s, env, b.protocol.id, now):
+        if d.bundle_sha256 == b.sha256 and d.activate_at == at:
+            return _change(d)  # the same request again: nothing to do
+    if current is not None and current.bundle_sha256 == b.sha256 and at <= now:
+        return _change(current)
+    for d in pending(s, env, b.protocol.id, now):  # a newer schedule replaces an older pending one
+        d.state, d.ended_at = "cancelled", now
+    live_now = in_force(s, env, b.protocol.id, now)
+    state = "live" if at <= now else "pending"
+    row = Deployment(
+        environment=env,
+        protocol_id=b.protocol.id,
+        bundle_sha256=b.sha256,
+        version=b.protocol.version,
+        state=state,
+        activate_at=at,
+        previous_sha256=live_now.bundle_sha256 if live_now else None,
+        created_at=now,
+        created_by=actor,
+        run_id=run_id,
+    )
+    s.add(row)
+    if state == "live" and live_now is not None:
+        live_now.state, live_now.ended_at = "superseded", at
+    s.flush()
+    store.bump_generation(s, env)
+    audit.append(s, actor=actor, action=f"deploy.{state}", subject=b.sha256, details={**_change(row).to_dict()})
+    return _change(row)
+
+
+def settle(s: Session, env: str, config: PipelineConfig, *, actor: str = "hms") -> list[Change]:
+    """Record due activations: pending rows whose time has come become live (or are refused by a freeze)."""
+    now = now_utc()
+    store.lock_environment(s, env)
+    q = select(Deployment).where(
+        Deployment.environment == env, Deployment.state == "pending", Deployment.activate_at <= now
+    )
+    changes = []
+    for d in s.scalars(q.order_by(Deployment.activate_at, Deployment.id)).all():
+        window = in_freeze(config, d.activate_at, env)
+        if window is not None:
+            d.state, d.ended_at = "cancelled", d.activate_at
+            action = "activation.refused_freeze"
+        else:
+            for older in rows(s, env, d.protocol_id):
+                if older.id != d.id and older.state == "live" and older.activate_at <= d.activate_at:
+                    older.state, older.ended_at = "superseded", d.activate_at
+            d.state = "live"
+            action = "activation.live"
+        s.flush()
+        store.bump_generation(s, env)
+        audit.append(s, actor=actor, action=action, subject=d.bundle_sha256, details=_change(d).to_dict())
+        changes.append(_change(d))
+    return changes
+
+
+def rollback(
+    s: Session,
+    protocol_id: str,
+    env: str,
+    *,
+    to: str = "previous",
+    actor: str,
+    config: PipelineConfig,
+    run_id: str | None = None,
+) -> Change:
+    """Undo the newest deployment of ``protocol_id`` in ``env`` atomically.
+
+    A pending (not yet active) newest deployment is cancelled. Otherwise the version
+    in force is rolled back and the previous one (or ``to`` = a version number that
+    was deployed here before) becomes live now.
+    """
+    if env not in config.environment_names:
+        raise BadInput(f"unknown environment {env!r}", where="--env")
+    now = now_utc()
+    store.lock_environment(s, env)
+    settle(s, env, config, actor=actor)
+    history = rows(s, env, protocol_id)
+    if not history:
+        raise BadInput(f"{protocol_id} was never deployed to {env}: nothing to roll back", where="rollback")
+    waiting = pending(s, env, protocol_id, now)
+    if waiting and to == "previous":
+        for d in waiting:
+            d.state, d.ended_at = "cancelled", now
+            s.flush()
+            audit.append(
+                s,
+                actor=actor,
+                action="rollback.cancel_pending",
+                subject=d.bundle_sha256,
+                details={**_change(d).to_dict(), "run_id": run_id},
+            )
+        store.bump_generation(s, env)
+        cur = in_force(s, env, protocol_id, now)
+        return _change(cur) if cur else _change(waiting[-1])
+    cur = in_force(s, env, protocol_id, now)
+    if cur is None:
+        raise BadInput(f"no version of {protocol_id} is live in {env}", where="rollback")
+    if to == "previous":
+        target_sha = cur.previous_sha256
+        if target_sha is None:
+            raise BadInput(f"{protocol_id} has no previous version in {env}", where="rollback")
+    else:
+        try:
+            version = int(to)
+        except ValueError:
+            raise BadInput(f"--to takes 'previous' or a version number, not {to!r}", where="--to") from None
+        earlier = [d for d in history if d.version == version and d.state != "cancelled"]
+        if not earlier:
+            raise BadInput(f"version {version} of {protocol_id} was never live in {env}", where="--to")
+        target_sha = earlier[-1].bundle_sha256
+    if target_sha == cur.bundle_sha256:
+        raise BadInput(f"{protocol_id} v{cur.version} is already the version in force in {env}", where="--to")
+    target = load_bundle(s, target_sha)
+    cur.state, cur.ended_at = "rolled_back", now
+    row = Deployment(
+        environment=env,
+        protocol_id=protocol_id,
+        bundle_sha256=target_sha,
+        version=target.protocol.version,
+        state="live",
+        activate_at=now,
+        previous_sha256=cur.bundle_sha256,
+        created_at=now,
+        created_by=actor,
+        run_id=run_id,
+    )
+    s.add(row)
+    s.flush()
+    store.bump_generation(s, env)
+    audit.append(
+        s,
+        actor=actor,
+        action="rollback.live",
+        subject=target_sha,
+        details={**_change(row).to_dict(), "rolled_back": cur.bundle_sha256, "run_id": run_id},
+    )
+    return _change(row)
+
+
+def rollback_run(s: Session, run_id: str, *, actor: str, config: PipelineConfig) -> list[Change]:
+    """Undo every deployment a pipeline run made, newest environment first, if still the newest there."""
+    q = select(Deployment).where(Deployment.run_id == run_id).order_by(Deployment.id.desc())
+    done: list[Change] = []
+    seen: set[tuple[str, str]] = set()
+    for d in s.scalars(q).all():
+        key = (d.environment, d.protocol_id)
+        if key in seen or d.state in ("cancelled", "rolled_back"):
+            continue
+        seen.add(key)
+        newest = rows(s, d.environment, d.protocol_id)[-1]
+        if newest.id != d.id:
+            audit.append(
+                s,
+                actor=actor,
+                action="rollback.skipped",
+                subject=d.bundle_sha256,
+                details={"reason": "a newer deployment exists", "run_id": run_id, "environment": d.environment},
+            )
+            continue
+        if d.previous_sha256 is None and d.state != "pending":
+            d.state, d.ended_at = "rolled_back", now_utc()
+            s.flush()
+            store.bump_generation(s, d.environment)
+            audit.append(
+                s,
+                actor=actor,
+                action="rollback.withdrawn",
+                subject=d.bundle_sha256,
+                details={**_change(d).to_dict(), "run_id": run_id},
+            )
+            done.append(_change(d))
+            continue
+        done.append(rollback(s, d.protocol_id, d.environment, actor=actor, config=config, run_id=run_id))
+    return done

@@ -1,0 +1,334 @@
+"""Pipeline settings (``.hms-ci/policy-pipeline.yml``): environments, approvals, windows, chaos, execution.
+
+Loaded once per command, validated by a JSON Schema so a typo names its field and
+exits 2 instead of silently using a default. Everything that asks "is this time
+frozen?" or "what approvals does this protocol need?" asks here.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import jsonschema
+
+from hms import yamlsafe
+from hms.approvals import ApprovalPolicy
+from hms.errors import BadInput
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_PATH = ROOT / ".hms-ci" / "policy-pipeline.yml"
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_NAME = {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"}
+_HHMM = {"type": "string", "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$"}
+
+SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["version", "environments"],
+    "properties": {
+        "version": {"const": 1},
+        "timezone": {"type": "string"},
+        "environments": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["name"],
+                "properties": {
+                    "name": _NAME,
+                    "urls": {"type": "array", "items": {"type": "string", "pattern": "^https?://"}},
+                    "namespace": _NAME,
+                },
+            },
+        },
+        "approvals": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "required": {"type": "integer", "minimum": 1},
+                "roles": {"type": "array", "items": {"type": "string", "minLength": 1}},
+                "timeout_hours": {"type": "number", "exclusiveMinimum": 0},
+                "poll_seconds": {"type": "number", "exclusiveMinimum": 0},
+            },
+        },
+        "users": {
+            "type": "object",
+            "additionalProperties": {"type": "array", "items": {"type": "string", "minLength": 1}},
+        },
+        "compliance": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"rule_sets": {"type": "array", "items": {"enum": ["privacy", "ethics", "legal"]}}},
+        },
+        "chaos": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "environment": _NAME,
+                "time": {"type": "string", "pattern": "^[0-9]+[smh]$"},
+                "kill_fraction": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+                "min_health": {"type": "number", "minimum": 0, "maximum": 1},
+                "replicas": {"type": "integer", "minimum": 1, "maximum": 64},
+            },
+        },
+        "freeze_windows": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["reason"],
+                "properties": {
+                    "reason": {"type": "string"},
+                    "start": {"type": "string", "format": "date-time"},
+                    "end": {"type": "string", "format": "date-time"},
+                    "weekly": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["days", "from", "to"],
+                        "properties": {
+                            "days": {"type": "array", "minItems": 1, "items": {"enum": list(DAYS)}},
+                            "from": _HHMM,
+                            "to": _HHMM,
+                        },
+                    },
+                    "environments": {"type": "array", "items": _NAME},
+                },
+                "oneOf": [{"required": ["start", "end"]}, {"required": ["weekly"]}],
+            },
+        },
+        "execution": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "mode": {"enum": ["local", "kubernetes"]},
+                "namespace": _NAME,
+                "image": {"type": "string", "minLength": 1},
+                "in_cluster": {"type": "boolean"},
+            },
+        },
+    },
+}
+
+
+@dataclass(frozen=True)
+class Environment:
+    name: str
+    urls: tuple[str, ...] = ()
+    namespace: str = ""
+
+
+@dataclass(frozen=True)
+class Approvals:
+    required: int = 2
+    roles: tuple[str, ...] = ("legal", "budget")
+    timeout_hours: float = 72.0
+    poll_seconds: float = 30.0
+
+    @property
+    def policy(self) -> ApprovalPolicy:
+        return ApprovalPolicy(self.required, self.roles)
+
+
+@dataclass(frozen=True)
+class Chaos:
+    environment: str = "preprod"
+    time: str = "10s"
+    kill_fraction: float = 0.1
+    min_health: float = 0.99
+    replicas: int = 3
+
+
+@dataclass(frozen=True)
+class Compliance:
+    rule_sets: tuple[str, ...] = ("privacy", "ethics", "legal")
+
+
+@dataclass(frozen=True)
+class Execution:
+    mode: str = "local"
+    namespace: str = "hms-pipeline"
+    image: str = "hms-pipeline:0.1.0"
+    in_cluster: bool = True
+
+
+@dataclass(frozen=True)
+class FreezeWindow:
+    """Either one absolute interval (``start``/``end``) or a weekly recurring one in the configured zone."""
+
+    reason: str
+    environments: tuple[str, ...] = ()  # empty: every environment
+    start: datetime | None = None
+    end: datetime | None = None
+    days: tuple[str, ...] = ()
+    from_time: time | None = None
+    to_time: time | None = None
+    tz: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
+
+    def applies_to(self, env: str) -> bool:
+        return not self.environments or env in self.environments
+
+    def contains(self, at: datetime) -> bool:
+        if self.start is not None and self.end is not None:
+            return self.start <= at < self.end
+        local = at.astimezone(self.tz)
+        assert self.from_time is not None and self.to_time is not None
+        for day_offset in (0, -1):  # a window such as 22:00–02:00 starts the day before
+            d = (local + timedelta(days=day_offset)).date()
+            if DAYS[d.weekday()] not in self.days:
+                continue
+            begin = datetime.combine(d, self.from_time, self.tz)
+            finish = datetime.combine(d, self.to_time, self.tz)
+            if finish <= begin:
+                finish += timedelta(days=1)
+            if begin <= local < finish:
+                return True
+        return False
+
+    def __str__(self) -> str:
+        if self.start is not None:
+            return f"'{self.reason}' ({self.start.isoformat()} – {self.end.isoformat() if self.end else '?'})"
+        return f"'{self.reason}' (weekly {','.join(self.days)} {self.from_time:%H:%M}–{self.to_time:%H:%M})"
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    source: str
+    timezone: str
+    environments: tuple[Environment, ...]
+    approvals: Approvals
+    users: dict[str, tuple[str, ...]] | None
+    compliance: Compliance
+    chaos: Chaos
+    freeze_windows: tuple[FreezeWindow, ...]
+    execution: Execution
+
+    @property
+    def environment_names(self) -> list[str]:
+        return [e.name for e in self.environments]
+
+    @property
+    def user_roles(self) -> dict[str, tuple[str, ...]] | None:
+        return self.users
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def environment(self, name: str) -> Environment:
+        for e in self.environments:
+            if e.name == name:
+                return e
+        raise BadInput(f"unknown environment {name!r} (known: {', '.join(self.environment_names)})", where="--env")
+
+    def namespace_for(self, env: str) -> str:
+        return self.environment(env).namespace or f"hms-{env}"
+
+
+def config_path(path: str | Path | None = None) -> Path:
+    return Path(path or os.environ.get("HMS_PIPELINE_CONFIG") or DEFAULT_PATH)
+
+
+def load_pipeline_config(path: str | Path | None = None) -> PipelineConfig:
+    p = config_path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise BadInput(f"cannot read pipeline config: {e.strerror}", where=str(p)) from None
+    return parse_pipeline_config(text, str(p))
+
+
+def parse_pipeline_config(text: str, source: str = "<pipeline config>") -> PipelineConfig:
+    doc = yamlsafe.load_text(text, source)
+    data = doc.data
+    errors = sorted(jsonschema.Draft202012Validator(SCHEMA).iter_errors(data), key=lambda e: list(e.absolute_path))
+    if errors:
+        e = errors[0]
+        path = ".".join(str(x) for x in e.absolute_path) or "(top level)"
+        raise BadInput(f"{path}: {e.message}", where=doc.where(tuple(e.absolute_path)))
+    tzname = data.get("timezone", "UTC")
+    try:
+        tz = ZoneInfo(tzname)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise BadInput(f"timezone: unknown time zone {tzname!r}", where=doc.where(("timezone",))) from None
+    envs = tuple(
+        Environment(e["name"], tuple(e.get("urls", ())), e.get("namespace", "")) for e in data["environments"]
+    )
+    names = [e.name for e in envs]
+    if len(set(names)) != len(names):
+        raise BadInput("environments: names must be unique", where=doc.where(("environments",)))
+    windows = []
+    for i, w in enumerate(data.get("freeze_windows", [])):
+        for env in w.get("environments", ()):
+            if env not in names:
+                raise BadInput(
+                    f"freeze_windows[{i}].environments: unknown environment {env!r}",
+                    where=doc.where(("freeze_windows", i, "environments")),
+                )
+        if "start" in w:
+            start, end = (_aware(w[k], doc, ("freeze_windows", i, k)) for k in ("start", "end"))
+            if end <= start:
+                raise BadInput(f"freeze_windows[{i}]: end must be after start", where=doc.where(("freeze_windows", i)))
+            windows.append(FreezeWindow(w["reason"], tuple(w.get("environments", ())), start=start, end=end, tz=tz))
+        else:
+            wk = w["weekly"]
+            windows.append(
+                FreezeWindow(
+                    w["reason"],
+                    tuple(w.get("environments", ())),
+                    days=tuple(wk["days"]),
+                    from_time=time.fromisoformat(wk["from"]),
+                    to_time=time.fromisoformat(wk["to"]),
+                    tz=tz,
+                )
+            )
+    chaos = Chaos(**data.get("chaos", {}))
+    if chaos.environment not in names:
+        raise BadInput(f"chaos.environment: unknown environment {chaos.environment!r}", where=doc.where(("chaos",)))
+    appr = data.get("approvals", {})
+    users = data.get("users")
+    return PipelineConfig(
+        source=source,
+        timezone=tzname,
+        environments=envs,
+        approvals=Approvals(
+            required=appr.get("required", 2),
+            roles=tuple(appr.get("roles", ("legal", "budget"))),
+            timeout_hours=float(appr.get("timeout_hours", 72)),
+            poll_seconds=float(appr.get("poll_seconds", 30)),
+        ),
+        users={u: tuple(r) for u, r in users.items()} if users is not None else None,
+        compliance=Compliance(tuple(data.get("compliance", {}).get("rule_sets", ("privacy", "ethics", "legal")))),
+        chaos=chaos,
+        freeze_windows=tuple(windows),
+        execution=Execution(**data.get("execution", {})),
+    )
+
+
+def _aware(value: str, doc: yamlsafe.Document, path: tuple) -> datetime:
+    try:
+        dt = datetime.fromisoformat(str(value))
+    except ValueError:
+        raise BadInput(f"{'.'.join(map(str, path))}: not an ISO date-time: {value!r}", where=doc.where(path)) from None
+    if dt.tzinfo is None:
+        raise BadInput(f"{'.'.join(map(str, path))}: must carry a timezone", where=doc.where(path))
+    return dt
+
+
+def effective_approval_policy(config: PipelineConfig, protocol: Any) -> ApprovalPolicy:
+    """The configured policy, tightened (never loosened) by the protocol's own ``approvals``."""
+    return config.approvals.policy.tightened_by(protocol.approvals)
+
+
+def in_freeze(config: PipelineConfig, at: datetime, env: str) -> FreezeWindow | None:
+    """The freeze window ``at`` falls in for ``env``, if any."""
+    for w in config.freeze_windows:
+        if w.applies_to(env) and w.contains(at):
+            return w
+    return None

@@ -1,0 +1,230 @@
+"""Load and validate policy protocols (YAML or JSON) into ``Protocol`` objects.
+
+Validation runs in layers, each error naming the file, the line (YAML) and the
+JSON path: safe parsing (yamlsafe), the JSON Schema in
+include/schema/protocol.schema.json (unknown keys rejected, ``metadata.id`` a DNS
+label), the timezone of ``effective_at``, then the rules (rules/) and the test
+cases against the declared inputs and outputs. The normalized form (canonical
+JSON) is what a bundle holds, so its hash is the protocol's identity.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from jsonschema.exceptions import best_match
+
+from hms.errors import BadInput, RuleError
+from hms.rules import RuleSet
+from hms.yamlsafe import Document, json_path, load_file, load_text
+
+SCHEMA_PATH = Path(__file__).resolve().parent / "protocol.schema.json"
+BUDGET_AMOUNT_DEFAULT = "amount"
+
+
+@cache
+def schema() -> dict[str, Any]:
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+@cache
+def _validator() -> jsonschema.protocols.Validator:
+    cls = jsonschema.Draft202012Validator
+    return cls(schema(), format_checker=cls.FORMAT_CHECKER)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """A validated protocol: normalized data plus its compiled rules."""
+
+    data: dict[str, Any]
+    source: str
+    ruleset: RuleSet = field(repr=False)
+
+    @property
+    def id(self) -> str:
+        return self.data["metadata"]["id"]
+
+    @property
+    def version(self) -> int:
+        return self.data["metadata"]["version"]
+
+    @property
+    def title(self) -> str:
+        return self.data["metadata"]["title"]
+
+    @property
+    def author(self) -> str:
+        return self.data["metadata"]["author"]
+
+    @property
+    def authority(self) -> str | None:
+        return self.data["metadata"].get("authority")
+
+    @property
+    def effective_at(self) -> datetime:
+        return datetime.fromisoformat(self.data["metadata"]["effective_at"])
+
+    @property
+    def budget(self) -> dict[str, Any] | None:
+        return self.data.get("budget")
+
+    @property
+    def budget_amount(self) -> str:
+        return (self.budget or {}).get("amount", BUDGET_AMOUNT_DEFAULT)
+
+    @property
+    def approvals(self) -> dict[str, Any]:
+        return self.data.get("approvals", {})
+
+    @property
+    def tests(self) -> list[dict[str, Any]]:
+        return self.data["tests"]
+
+    @property
+    def inputs(self) -> dict[str, dict[str, Any]]:
+        return self.data["inputs"]
+
+    @property
+    def outputs(self) -> list[str]:
+        return self.data["outputs"]
+
+    def canonical_json(self) -> bytes:
+        return canonical_json(self.data)
+
+
+def canonical_json(data: Any) -> bytes:
+    """Sorted keys, no whitespace, UTF-8: one byte sequence per document."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def load(path: str | Path) -> Protocol:
+    """Load a protocol file; every refusal is a ``BadInput`` naming file, line and path."""
+    return from_document(load_file(path))
+
+
+def loads(text: str, source: str = "<protocol>") -> Protocol:
+    return from_document(load_text(text, source))
+
+
+def from_data(data: Any, source: str = "<protocol>") -> Protocol:
+    """Validate already-parsed data (e.g. a bundle's protocol.json)."""
+    return from_document(Document(data, {}, source))
+
+
+def _jsonify(x: Any, path: tuple, doc: Document) -> Any:
+    """JSON-compatible copy: mapping keys become strings; NaN/inf refused."""
+    if isinstance(x, dict):
+        out = {}
+        for k, v in x.items():
+            key = str(k).lower() if isinstance(k, bool) else str(k)
+            if key in out:
+                raise BadInput(f"key {key!r} appears twice (as {k!r})", where=doc.where(path))
+            out[key] = _jsonify(v, (*path, key), doc)
+        return out
+    if isinstance(x, list):
+        return [_jsonify(v, (*path, i), doc) for i, v in enumerate(x)]
+    if isinstance(x, float) and not math.isfinite(x):
+        raise BadInput("NaN and infinity are not allowed", where=doc.where(path))
+    if x is None or isinstance(x, bool | int | float | str):
+        return x
+    raise BadInput(f"unsupported value of type {type(x).__name__}", where=doc.where(path))
+
+
+def from_document(doc: Document) -> Protocol:
+    if not isinstance(doc.data, dict):
+        raise BadInput("a protocol must be a mapping (apiVersion, kind, metadata, …)", where=doc.where(()))
+    data = _jsonify(doc.data, (), doc)
+    _check_schema(data, doc)
+    meta = data["metadata"]
+    try:
+        eff = datetime.fromisoformat(meta["effective_at"])
+    except ValueError:
+        raise BadInput(
+            "effective_at is not an ISO 8601 date-time", where=doc.where(("metadata", "effective_at"))
+        ) from None
+    if eff.tzinfo is None or eff.utcoffset() is None:
+        raise BadInput(
+            "effective_at must carry a timezone, e.g. 2026-12-01T00:00:00-05:00",
+            where=doc.where(("metadata", "effective_at")),
+        )
+    try:
+        ruleset = RuleSet(data["inputs"], data.get("parameters", {}), data["rules"], data["outputs"])
+    except RuleError as e:
+        if e.rule is not None:
+            where = doc.where(("rules", e.rule)) + (f", column {e.column}" if e.column else "")
+            raise RuleError(f"rule {e.rule!r}: {e.message}", rule=e.rule, column=e.column, where=where) from None
+        raise RuleError(e.message, where=f"{doc.source}: {e.where}") from None
+    _check_cases(data, ruleset, doc)
+    if "budget" in data:
+        amount = data["budget"].get("amount", BUDGET_AMOUNT_DEFAULT)
+        if amount not in ruleset.by_name or ruleset.type_of(amount) != "num":
+            raise BadInput(
+                f"budget needs a numeric rule {amount!r} giving the cost per record (set budget.amount)",
+                where=doc.where(("budget",)),
+            )
+    return Protocol(data, doc.source, ruleset)
+
+
+def _check_schema(data: dict[str, Any], doc: Document) -> None:
+    err = best_match(_validator().iter_errors(data))
+    if err is None:
+        return
+    path = tuple(err.absolute_path)
+    message = err.message
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        allowed = set(err.schema.get("properties", {}))
+        extra = sorted(k for k in err.instance if k not in allowed)
+        if extra:
+            path = (*path, extra[0])
+            hint = f"; allowed: {', '.join(sorted(allowed))}" if allowed else ""
+            message = f"unknown field {extra[0]!r}{hint}"
+    elif err.validator in ("pattern", "maxLength") and path[-2:] == ("metadata", "id"):
+        message = f"metadata.id {err.instance!r} must be a DNS label: lowercase letters, digits and '-', at most 63"
+    elif err.validator == "pattern" and err.validator_value == "^[a-z_][a-z0-9_]{0,62}$":
+        message = f"{err.instance!r} is not a valid name (lowercase letters, digits, '_'; not starting with a digit)"
+    elif err.validator == "required":
+        message = err.message.replace("is a required property", "is required")
+    raise BadInput(message, where=doc.where(path))
+
+
+def _check_cases(data: dict[str, Any], ruleset: RuleSet, doc: Document) -> None:
+    names = set()
+    for i, case in enumerate(data["tests"]):
+        if case["name"] in names:
+            raise BadInput(f"duplicate test name {case['name']!r}", where=doc.where(("tests", i, "name")))
+        names.add(case["name"])
+        try:
+            ruleset.coerce_record(case["input"], where="input")
+        except BadInput as e:
+            field_ = (e.where or "input").split(".", 1)[-1]
+            raise BadInput(
+                f"test {case['name']!r}: {e.message}", where=doc.where(("tests", i, "input", field_))
+            ) from None
+        for key, want in case["expect"].items():
+            if key not in ruleset.by_name:
+                raise BadInput(
+                    f"test {case['name']!r} expects {key!r}, which is not a rule",
+                    where=doc.where(("tests", i, "expect", key)),
+                )
+            t = ruleset.type_of(key)
+            ok = (
+                (t == "num" and isinstance(want, int | float) and not isinstance(want, bool))
+                or (t == "bool" and isinstance(want, bool))
+                or (t == "str" and isinstance(want, str))
+            )
+            if not ok:
+                raise BadInput(
+                    f"test {case['name']!r}: expected value for {key!r} must be a {t}, got {want!r}",
+                    where=doc.where(("tests", i, "expect", key)),
+                )
+
+
+__all__ = ["Protocol", "canonical_json", "from_data", "json_path", "load", "loads", "schema"]

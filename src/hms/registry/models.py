@@ -1,0 +1,135 @@
+"""Registry tables. A bundle's sha256 is its identity: reviews, deployments, checks and audit rows point at it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC in Python on every backend (SQLite has no time zones; naive values are refused on the way in)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime written to the registry; use an aware UTC time")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+SHA = String(64)
+
+
+class Bundle(Base):
+    __tablename__ = "bundles"
+    sha256: Mapped[str] = mapped_column(SHA, primary_key=True)
+    protocol_id: Mapped[str] = mapped_column(String(63), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(Integer)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    manifest: Mapped[str] = mapped_column(Text)  # canonical JSON
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    # A version number names one content forever: `--to 3` and `id@3` must mean one bundle.
+    __table_args__ = (UniqueConstraint("protocol_id", "version", name="uq_bundle_protocol_version"),)
+
+
+class Approval(Base):
+    __tablename__ = "approvals"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    bundle_sha256: Mapped[str] = mapped_column(SHA, ForeignKey("bundles.sha256"), index=True)
+    user: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(100))
+    decision: Mapped[str] = mapped_column(String(10))  # approve | reject
+    comment: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # One decision per clerk per bundle: two clicks, or two clerks racing, cannot double count.
+    __table_args__ = (UniqueConstraint("bundle_sha256", "user", name="uq_approval_bundle_user"),)
+
+
+class Deployment(Base):
+    __tablename__ = "deployments"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    environment: Mapped[str] = mapped_column(String(63))
+    protocol_id: Mapped[str] = mapped_column(String(63))
+    bundle_sha256: Mapped[str] = mapped_column(SHA, ForeignKey("bundles.sha256"))
+    version: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(20))  # pending | live | superseded | rolled_back | cancelled
+    activate_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    previous_sha256: Mapped[str | None] = mapped_column(SHA, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(String(200))
+    run_id: Mapped[str | None] = mapped_column(String(250), nullable=True, index=True)
+    __table_args__ = (Index("ix_deployments_env_protocol", "environment", "protocol_id"),)
+
+
+class Check(Base):
+    """A recorded result of test / simulate / scan / chaos for one bundle: what clerks read before approving."""
+
+    __tablename__ = "checks"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    bundle_sha256: Mapped[str] = mapped_column(SHA, ForeignKey("bundles.sha256"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    ok: Mapped[bool] = mapped_column(Boolean)
+    summary: Mapped[str] = mapped_column(Text)  # JSON
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(200))
+    run_id: Mapped[str | None] = mapped_column(String(250), nullable=True)
+
+
+class EnvGeneration(Base):
+    """A counter per environment, bumped with every change: decision services poll this one row."""
+
+    __tablename__ = "env_generations"
+    environment: Mapped[str] = mapped_column(String(63), primary_key=True)
+    generation: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(100))
+    subject: Mapped[str] = mapped_column(String(250), index=True)
+    details: Mapped[str] = mapped_column(Text)  # canonical JSON
+    prev_hash: Mapped[str] = mapped_column(SHA)
+    hash: Mapped[str] = mapped_column(SHA)
+
+
+class AuditHead(Base):
+    """The chain's tip, one row: appends lock it (so ids and hashes never fork) and verify compares against it
+    (so deleting the newest rows is detected too)."""
+
+    __tablename__ = "audit_head"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_id: Mapped[int] = mapped_column(Integer)
+    last_hash: Mapped[str] = mapped_column(SHA)

@@ -1,0 +1,59 @@
+"""Parse an activation time the way schedulers write it.
+
+``HH:MM`` means the next occurrence of that wall-clock time in the pipeline's
+timezone (e.g. midnight in America/New_York), computed with zoneinfo so it is
+right across DST changes; a wall time that does not exist that day (the spring
+gap) is refused rather than silently shifted. Also accepted: an ISO 8601
+date-time with an offset, ``now``, and ``+N[s|m|h]`` for tests and demos.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from hms.errors import BadInput
+
+_HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+_REL = re.compile(r"^\+(\d{1,6})([smh])$")
+
+
+def parse_schedule(text: str, tz: ZoneInfo, now: datetime | None = None) -> datetime:
+    now = (now or datetime.now(UTC)).astimezone(tz)
+    t = text.strip()
+    if t == "now":
+        return now.astimezone(UTC)
+    if m := _REL.match(t):
+        n, unit = int(m.group(1)), m.group(2)
+        return (now + timedelta(**{{"s": "seconds", "m": "minutes", "h": "hours"}[unit]: n})).astimezone(UTC)
+    if m := _HHMM.match(t):
+        hour, minute = int(m.group(1)), int(m.group(2))
+        day = now.date()
+        for _ in range(3):
+            candidate = datetime(day.year, day.month, day.day, hour, minute, tzinfo=tz)
+            if not _exists(candidate, tz):
+                raise BadInput(
+                    f"{t} does not exist on {day.isoformat()} in {tz.key} (clocks jump forward); pick another time",
+                    where="--schedule",
+                )
+            if candidate > now:
+                return candidate.astimezone(UTC)
+            day += timedelta(days=1)
+        raise AssertionError("unreachable")
+    try:
+        dt = datetime.fromisoformat(t)
+    except ValueError:
+        raise BadInput(
+            f"cannot read {text!r}: use HH:MM, an ISO 8601 date-time with offset, 'now' or +N[s|m|h]",
+            where="--schedule",
+        ) from None
+    if dt.tzinfo is None:
+        raise BadInput(f"{text!r} has no timezone offset (e.g. {t}-05:00)", where="--schedule")
+    return dt.astimezone(UTC)
+
+
+def _exists(local: datetime, tz: ZoneInfo) -> bool:
+    """False for wall times skipped by a DST jump (they do not survive a round trip through UTC)."""
+    back = local.astimezone(UTC).astimezone(tz)
+    return (back.hour, back.minute) == (local.hour, local.minute)

@@ -1,0 +1,273 @@
+"""The decision service: citizen-facing systems ask "eligible? how much? under which law?".
+
+``create_app(source)`` builds the FastAPI app for one environment. A background
+task polls the source's generation (one cheap row) every ``poll_interval`` and
+reloads the snapshot when it changes, so a deployment or a rollback is picked up
+without a restart; the version answering each request is chosen by the clock
+(see timeline.py). Request bodies are parsed here, not by FastAPI, so malformed
+JSON is a 400, an oversized body a 413, and an invalid input a 422 naming the
+field — never a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from hms.errors import BadInput, EvaluationError
+from hms.service.timeline import Entry, Snapshot
+
+log = logging.getLogger("hms.service")
+
+MAX_BODY_BYTES = 256 * 1024
+MAX_BATCH = 1000
+MAX_JSON_DEPTH = 32
+
+
+class Source(Protocol):
+    """Where a replica gets its deployments (the registry in production)."""
+
+    environment: str
+
+    def generation(self) -> int: ...
+
+    def load(self) -> Snapshot: ...
+
+
+class State:
+    def __init__(self, source: Source, poll_interval: float) -> None:
+        self.source = source
+        self.poll_interval = poll_interval
+        self.snapshot: Snapshot | None = None
+        self.last_ok: float = 0.0
+        self.last_error: str | None = None
+        self.reloads = 0
+
+    def refresh(self) -> None:
+        gen = self.source.generation()
+        if self.snapshot is None or gen != self.snapshot.generation:
+            self.snapshot = self.source.load()
+            self.reloads += 1
+            log.info("loaded generation %s (%d protocols)", self.snapshot.generation, len(self.snapshot.timelines))
+        self.last_ok = time.monotonic()
+        self.last_error = None
+
+
+def _error(status: int, message: str, loc: list[Any] | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"detail": [{"loc": loc or ["body"], "msg": message, "type": _TYPES.get(status, "error")}]}
+    return JSONResponse(body, status_code=status)
+
+
+_TYPES = {400: "json_invalid", 404: "not_found", 413: "too_large", 422: "value_error", 503: "unavailable"}
+
+
+def _depth(x: Any, limit: int) -> int:
+    """Nesting depth, stopping early past ``limit`` (hostile bodies can nest deeply)."""
+    stack = [(x, 1)]
+    deepest = 0
+    while stack:
+        v, d = stack.pop()
+        deepest = max(deepest, d)
+        if deepest > limit:
+            return deepest
+        if isinstance(v, dict):
+            stack.extend((c, d + 1) for c in v.values())
+        elif isinstance(v, list):
+            stack.extend((c, d + 1) for c in v)
+    return deepest
+
+
+async def _json_body(request: Request) -> Any:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise _HTTP(413, f"body larger than {MAX_BODY_BYTES} bytes")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise _HTTP(413, f"body larger than {MAX_BODY_BYTES} bytes")
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise _HTTP(400, f"malformed JSON: {e}") from None
+    if _depth(data, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise _HTTP(400, f"JSON nested deeper than {MAX_JSON_DEPTH}")
+    if not isinstance(data, dict):
+        raise _HTTP(422, "body must be a JSON object")
+    return data
+
+
+class _HTTP(Exception):
+    def __init__(self, status: int, message: str, loc: list[Any] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.loc = loc
+
+
+def _as_of(data: dict[str, Any], allowed: set[str]) -> datetime:
+    extra = sorted(set(data) - allowed)
+    if extra:
+        raise _HTTP(422, f"unknown field {extra[0]!r}", ["body", extra[0]])
+    raw = data.get("as_of")
+    if raw is None:
+        return datetime.now(UTC)
+    if not isinstance(raw, str):
+        raise _HTTP(422, "as_of must be an ISO 8601 date-time string with a timezone", ["body", "as_of"])
+    try:
+        at = datetime.fromisoformat(raw)
+    except ValueError:
+        raise _HTTP(422, "as_of is not an ISO 8601 date-time", ["body", "as_of"]) from None
+    if at.tzinfo is None:
+        raise _HTTP(422, "as_of must carry a timezone", ["body", "as_of"])
+    return at
+
+
+def _entry_dict(e: Entry) -> dict[str, Any]:
+    return {
+        "version": e.version,
+        "bundle_sha256": e.sha256,
+        "activate_at": e.activate_at.isoformat(),
+        "state": e.state,
+    }
+
+
+def create_app(source: Source, *, poll_interval: float = 0.1, stale_after: float = 5.0) -> FastAPI:
+    state = State(source, poll_interval)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(state.refresh)
+
+        async def poll() -> None:
+            while True:
+                await asyncio.sleep(state.poll_interval)
+                try:
+                    await asyncio.to_thread(state.refresh)
+                except Exception as e:  # keep serving the last good snapshot; readiness reports it
+                    state.last_error = f"{type(e).__name__}: {e}"
+                    log.warning("registry poll failed: %s", state.last_error)
+
+        task = asyncio.create_task(poll())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    app = FastAPI(title=f"HMS decision service ({source.environment})", version="1", lifespan=lifespan)
+    app.state.hms = state
+
+    @app.exception_handler(_HTTP)
+    async def _http(_: Request, exc: _HTTP) -> JSONResponse:
+        return _error(exc.status, exc.message, exc.loc)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        return {"ok": True, "environment": source.environment}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        fresh = state.snapshot is not None and time.monotonic() - state.last_ok < stale_after
+        body = {
+            "ready": fresh,
+            "environment": source.environment,
+            "generation": state.snapshot.generation if state.snapshot else None,
+            "error": state.last_error,
+        }
+        return JSONResponse(body, status_code=200 if fresh else 503)
+
+    def snapshot() -> Snapshot:
+        if state.snapshot is None:
+            raise _HTTP(503, "no deployments loaded yet")
+        return state.snapshot
+
+    @app.get("/v1/protocols")
+    async def protocols() -> dict[str, Any]:
+        snap = snapshot()
+        now = datetime.now(UTC)
+        out = []
+        for pid, tl in sorted(snap.timelines.items()):
+            cur = tl.in_force(now)
+            out.append(
+                {
+                    "id": pid,
+                    "live": _entry_dict(cur) if cur else None,
+                    "pending": [_entry_dict(e) for e in tl.pending(now)],
+                }
+            )
+        return {
+            "environment": source.environment,
+            "generation": snap.generation,
+            "now": now.isoformat(),
+            "protocols": out,
+        }
+
+    def resolve(pid: str, at: datetime) -> tuple[Entry, Any]:
+        snap = snapshot()
+        tl = snap.timelines.get(pid)
+        if tl is None:
+            raise _HTTP(404, f"unknown protocol {pid!r} in {source.environment}", ["path", "id"])
+        entry = tl.in_force(at)
+        if entry is None:
+            raise _HTTP(404, f"no version of {pid!r} is in force at {at.isoformat()}", ["body", "as_of"])
+        return entry, snap.bundles[entry.sha256]
+
+    def decide_one(entry: Entry, b: Any, rec: Any, loc: list[Any]) -> dict[str, Any]:
+        try:
+            outputs = b.protocol.ruleset.decide(rec)
+        except BadInput as e:
+            field = (e.where or "input").split(".", 1)[-1]
+            raise _HTTP(422, e.message, [*loc, field] if field != "input" else loc) from None
+        except EvaluationError as e:
+            raise _HTTP(422, f"the rule could not be evaluated for this input: {e.message}", loc) from None
+        return {
+            "outputs": {k: _plain(v) for k, v in outputs.items()},
+            "version": entry.version,
+            "bundle_sha256": entry.sha256,
+            "decision_id": str(uuid.uuid4()),
+        }
+
+    @app.post("/v1/protocols/{pid}/decide")
+    async def decide(pid: str, request: Request) -> dict[str, Any]:
+        data = await _json_body(request)
+        at = _as_of(data, {"input", "as_of"})
+        if "input" not in data:
+            raise _HTTP(422, "missing field", ["body", "input"])
+        entry, b = resolve(pid, at)
+        result = decide_one(entry, b, data["input"], ["body", "input"])
+        return {"protocol": pid, "environment": source.environment, "as_of": at.isoformat(), **result}
+
+    @app.post("/v1/protocols/{pid}/decide/batch")
+    async def decide_batch(pid: str, request: Request) -> dict[str, Any]:
+        data = await _json_body(request)
+        at = _as_of(data, {"inputs", "as_of"})
+        inputs = data.get("inputs")
+        if not isinstance(inputs, list):
+            raise _HTTP(422, "inputs must be a list of input objects", ["body", "inputs"])
+        if len(inputs) > MAX_BATCH:
+            raise _HTTP(413, f"at most {MAX_BATCH} inputs per batch", ["body", "inputs"])
+        entry, b = resolve(pid, at)
+        results = [decide_one(entry, b, rec, ["body", "inputs", i]) for i, rec in enumerate(inputs)]
+        return {"protocol": pid, "environment": source.environment, "as_of": at.isoformat(), "results": results}
+
+    return app
+
+
+def _plain(v: Any) -> Any:
+    """JSON-friendly output: whole-number floats as integers (4000, not 4000.0)."""
+    if isinstance(v, float) and v.is_integer() and abs(v) < 2**53:
+        return int(v)
+    return v

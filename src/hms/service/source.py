@@ -1,0 +1,43 @@
+"""The registry as the decision service's source of deployments (local backend)."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from hms.bundle import Bundle, read_bytes
+from hms.registry import store
+from hms.registry.db import session_scope
+from hms.registry.models import Deployment
+from hms.service.timeline import IN_TIMELINE, Entry, Snapshot
+
+
+class RegistrySource:
+    """Reads one environment's deployments; bundles are verified against their hash once and cached."""
+
+    def __init__(self, environment: str, url: str | None = None) -> None:
+        self.environment = environment
+        self.url = url
+        self._bundles: dict[str, Bundle] = {}
+
+    def generation(self) -> int:
+        with session_scope(self.url) as s:
+            return store.generation(s, self.environment)
+
+    def load(self) -> Snapshot:
+        with session_scope(self.url) as s:
+            gen = store.generation(s, self.environment)
+            rows = s.scalars(
+                select(Deployment).where(
+                    Deployment.environment == self.environment, Deployment.state.in_(IN_TIMELINE)
+                )
+            ).all()
+            entries = [
+                Entry(d.id, d.protocol_id, d.version, d.bundle_sha256, d.state, d.activate_at, d.ended_at) for d in rows
+            ]
+            for e in entries:
+                if e.sha256 not in self._bundles:
+                    row = store.get_bundle(s, e.sha256)
+                    if row is None:
+                        raise RuntimeError(f"deployment names bundle {e.sha256} that is not in the registry")
+                    self._bundles[e.sha256] = read_bytes(row.content, f"registry {e.sha256[:12]}", e.sha256)
+        return Snapshot.build(self.environment, gen, entries, dict(self._bundles))

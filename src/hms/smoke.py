@@ -1,0 +1,123 @@
+"""Does an environment answer with this bundle, and answer its test cases correctly?
+
+With replica URLs configured for the environment, every replica is asked over
+HTTP (what citizens' systems see). Without, the check reads the environment's
+deployments from the registry exactly as a replica would (service/source.py)
+and evaluates the cases with the version in force now.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from hms.bundle import Bundle
+from hms.cases import same_value
+from hms.pipeline_config import PipelineConfig
+
+
+@dataclass
+class SmokeResult:
+    environment: str
+    sha256: str
+    ok: bool
+    summary: str
+    details: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        return f"[smoke] {'✅' if self.ok else '❌'} {self.environment}: {self.summary}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "environment": self.environment,
+            "sha256": self.sha256,
+            "summary": self.summary,
+            "details": self.details,
+        }
+
+
+def _compare(case: dict[str, Any], outputs: dict[str, Any]) -> list[str]:
+    return [
+        f"{k}: expected {v!r}, got {outputs.get(k)!r}"
+        for k, v in case["expect"].items()
+        if k in outputs
+        and not same_value(
+            v, float(outputs[k]) if isinstance(outputs[k], int) and not isinstance(outputs[k], bool) else outputs[k]
+        )
+    ]
+
+
+def check_environment(b: Bundle, env: str, config: PipelineConfig, timeout: float = 5.0) -> SmokeResult:
+    urls = list(config.environment(env).urls)
+    if urls:
+        return _check_http(b, env, urls, timeout)
+    return _check_registry(b, env)
+
+
+def _check_http(b: Bundle, env: str, urls: list[str], timeout: float) -> SmokeResult:
+    problems: list[str] = []
+    details: list[str] = []
+    cases = b.protocol.tests
+    with httpx.Client(timeout=timeout) as client:
+        for url in urls:
+            bad = 0
+            for case in cases:
+                try:
+                    r = client.post(
+                        f"{url.rstrip('/')}/v1/protocols/{b.protocol.id}/decide", json={"input": case["input"]}
+                    )
+                except httpx.HTTPError as e:
+                    problems.append(f"{url}: {type(e).__name__}")
+                    bad += 1
+                    break
+                if r.status_code != 200:
+                    problems.append(f"{url}: HTTP {r.status_code} for {case['name']!r}")
+                    bad += 1
+                    continue
+                body = r.json()
+                if body.get("bundle_sha256") != b.sha256:
+                    problems.append(f"{url}: serves v{body.get('version')} ({str(body.get('bundle_sha256'))[:12]})")
+                    bad += 1
+                    break
+                wrong = _compare(case, body["outputs"])
+                if wrong:
+                    problems.append(f"{url}: {case['name']!r}: {'; '.join(wrong)}")
+                    bad += 1
+            details.append(f"{url}: {len(cases) - bad}/{len(cases)} cases answered with {b.short}")
+    if problems:
+        return SmokeResult(
+            env, b.sha256, False, problems[0] + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""), details
+        )
+    return SmokeResult(
+        env, b.sha256, True, f"{len(urls)} replica(s) answer {len(cases)} cases with v{b.protocol.version}", details
+    )
+
+
+def _check_registry(b: Bundle, env: str) -> SmokeResult:
+    from hms.service.source import RegistrySource
+
+    snap = RegistrySource(env).load()
+    tl = snap.timelines.get(b.protocol.id)
+    cur = tl.in_force(datetime.now(UTC)) if tl else None
+    if cur is None or cur.sha256 != b.sha256:
+        serving = f"v{cur.version} ({cur.sha256[:12]})" if cur else "nothing"
+        return SmokeResult(env, b.sha256, False, f"{env} serves {serving}, not v{b.protocol.version} ({b.short})")
+    served = snap.bundles[cur.sha256]
+    wrong = []
+    for case in b.protocol.tests:
+        w = _compare(case, served.protocol.ruleset.decide(case["input"]))
+        if w:
+            wrong.append(f"{case['name']!r}: {'; '.join(w)}")
+    if wrong:
+        return SmokeResult(env, b.sha256, False, wrong[0])
+    return SmokeResult(
+        env,
+        b.sha256,
+        True,
+        f"serves v{b.protocol.version} ({b.short}); {len(b.protocol.tests)} cases "
+        "answered correctly (registry view: no replica URLs configured)",
+    )

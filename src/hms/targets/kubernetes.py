@@ -1,0 +1,531 @@
+"""Kubernetes backend: a ConfigMap per protocol, and a rollout restart of ``hms-api`` after each change.
+
+In an environment's namespace, protocol ``wildfire-aid-2024`` is the ConfigMap
+``hms-policy-wildfire-aid-2024``::
+
+    metadata:
+      labels: {app.kubernetes.io/part-of: hms, hms/protocol: wildfire-aid-2024}
+      annotations: {hms/updated-by: <actor>}
+    data:
+      current: <bundle sha256>          current_version: "3"
+      previous: <sha256 or "">          previous_version: "2" or ""
+      activate_at: 2026-12-01T05:00:00Z      # ISO 8601, UTC
+
+``current`` is the bundle in force from ``activate_at`` on (``previous`` until then);
+a rollback swaps the two and makes the restored bundle active at once. After every
+change the ``hms-api`` Deployment gets the same patch as ``kubectl rollout restart``
+(``spec.template.metadata.annotations["kubectl.kubernetes.io/restartedAt"]``), so
+its pods restart and read the ConfigMap again.
+
+Writes use optimistic concurrency: a change is a merge patch that carries the
+``resourceVersion`` it was computed from; the API server answers 409 if someone
+else wrote in between, and we read again and recompute (also when a create loses
+a race: 409 AlreadyExists). A change also sets the ``hms/restart-pending``
+annotation, cleared once the restart went through: an apply that finds nothing to
+change still restarts if an earlier restart failed, and otherwise touches nothing.
+
+Everything is validated (protocol id, hashes, versions, times, actor) before the
+API is called. Input we refuse is ``BadInput`` (exit 2, nothing changed); an API
+server that fails or forbids is ``KubernetesApiError``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes import client
+from kubernetes import config as kube_config
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError as Urllib3HTTPError
+
+from hms.errors import BadInput, HmsError
+
+log = logging.getLogger(__name__)
+
+CONFIGMAP_PREFIX = "hms-policy-"
+LABEL_PART_OF = "app.kubernetes.io/part-of"
+LABEL_PROTOCOL = "hms/protocol"
+ANNOTATION_UPDATED_BY = "hms/updated-by"
+ANNOTATION_RESTART_PENDING = "hms/restart-pending"
+RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+DATA_KEYS = ("current", "current_version", "previous", "previous_version", "activate_at")
+MAX_ATTEMPTS = 5
+REQUEST_TIMEOUT = (5, 30)  # seconds: connect, read
+
+# Left alone, the client sends a dict body as a strategic merge patch. We name the type:
+# a JSON merge patch (RFC 7386: maps merge, null deletes a key) for our ConfigMaps, and a
+# strategic merge patch for the Deployment, as `kubectl rollout restart` sends it.
+MERGE_PATCH = "application/merge-patch+json"
+STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
+
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+# Kubernetes' DNS-1123 subdomain (most object names, ConfigMaps included): ≤ 253 characters in all,
+# dot-separated parts of [a-z0-9-] starting and ending alphanumeric; unlike DNS, no 63-character limit per part.
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_UTC_ISO = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z")
+
+
+class KubernetesApiError(HmsError):
+    """The API server failed, forbade the call, or kept conflicting. Exit 1: the request itself was fine."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, where: str | None = None, status: int | None = None) -> None:
+        super().__init__(message, where=where)
+        self.status = status
+
+
+def _is_dns_subdomain(name: str) -> bool:
+    return len(name) <= 253 and _DNS_SUBDOMAIN.fullmatch(name) is not None
+
+
+def configmap_name(protocol_id: str) -> str:
+    """``hms-policy-<id>`` for a protocol id that is a DNS label; ``BadInput`` otherwise.
+
+    The id is also the value of the ``hms/protocol`` label, so it must be a DNS label
+    (≤ 63 characters); the ConfigMap name (a DNS subdomain, ≤ 253) is then always valid.
+    """
+    if not isinstance(protocol_id, str) or not _DNS_LABEL.fullmatch(protocol_id):
+        raise BadInput(
+            f"protocol id {protocol_id!r} is not a DNS label (lowercase letters, digits and '-', "
+            "starting and ending with a letter or digit, at most 63 characters)",
+            where="protocol id",
+        )
+    name = CONFIGMAP_PREFIX + protocol_id
+    if not _is_dns_subdomain(name):  # cannot happen for a DNS label; kept as the rule we rely on
+        raise BadInput(f"ConfigMap name {name!r} is not a valid Kubernetes name", where="protocol id")
+    return name
+
+
+def _sha256(value: object, *, where: str) -> str:
+    if not isinstance(value, str) or not _SHA256.fullmatch(value.lower()):
+        raise BadInput(f"{value!r} is not a sha256 (64 hexadecimal digits)", where=where)
+    return value.lower()
+
+
+def _version(value: object, *, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise BadInput(f"version must be a positive integer, got {value!r}", where=where)
+    return value
+
+
+def _utc_iso(value: datetime) -> str:
+    text = value.astimezone(UTC).isoformat(timespec="microseconds" if value.microsecond else "seconds")
+    return text.replace("+00:00", "Z")
+
+
+def _activate_at(value: object) -> str:
+    """A timezone-aware datetime or ISO 8601 string with an offset → ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z``."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise BadInput(f"{value!r} is not an ISO 8601 time", where="activate_at") from None
+    if not isinstance(value, datetime):
+        raise BadInput(f"activate_at must be a datetime or an ISO 8601 string, got {value!r}", where="activate_at")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise BadInput(f"{value.isoformat()} has no timezone: give an offset or Z", where="activate_at")
+    return _utc_iso(value)
+
+
+def _actor(value: object) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > 256 or not value.isprintable():
+        raise BadInput(f"actor must be a printable name of at most 256 characters, got {value!r}", where="actor")
+    return value
+
+
+@dataclass(frozen=True)
+class PolicyState:
+    """The ConfigMap's ``data``, validated."""
+
+    current: str
+    current_version: int
+    previous: str | None
+    previous_version: int | None
+    activate_at: str
+
+    def to_data(self) -> dict[str, str]:
+        return {
+            "current": self.current,
+            "current_version": str(self.current_version),
+            "previous": self.previous or "",
+            "previous_version": str(self.previous_version) if self.previous_version is not None else "",
+            "activate_at": self.activate_at,
+        }
+
+    @classmethod
+    def from_data(cls, data: dict[str, str] | None, *, where: str) -> PolicyState:
+        """Refuse a ConfigMap edited into something we would deploy wrongly from (``BadInput``)."""
+        data = data or {}
+        missing = [k for k in DATA_KEYS if k not in data]
+        if missing:
+            raise BadInput(f"data lacks {', '.join(missing)}; fix or delete the ConfigMap", where=where)
+
+        def version(key: str) -> int:
+            text = data[key]
+            if not text.isdigit() or int(text) < 1:
+                raise BadInput(f"data.{key} {text!r} is not a positive integer", where=where)
+            return int(text)
+
+        current = _sha256(data["current"], where=f"{where} data.current")
+        previous = _sha256(data["previous"], where=f"{where} data.previous") if data["previous"] else None
+        previous_version = version("previous_version") if data["previous_version"] else None
+        if (previous is None) != (previous_version is None):
+            raise BadInput("data.previous and data.previous_version must be both set or both empty", where=where)
+        if not _UTC_ISO.fullmatch(data["activate_at"]):
+            raise BadInput(f"data.activate_at {data['activate_at']!r} is not an ISO 8601 UTC time", where=where)
+        return cls(current, version("current_version"), previous, previous_version, data["activate_at"])
+
+
+class _Stale(Exception):
+    """The ConfigMap changed (409) or vanished (404) between our read and our write: read again."""
+
+
+@dataclass(frozen=True)
+class _Observed:
+    state: PolicyState
+    resource_version: str | None
+    annotations: dict[str, str]
+
+
+def _default_api_client() -> client.ApiClient:
+    """In a pod: its ServiceAccount; elsewhere: ``$KUBECONFIG`` or ``~/.kube/config``."""
+    try:
+        if os.environ.get("KUBERNETES_SERVICE_HOST"):
+            configuration = client.Configuration()
+            kube_config.load_incluster_config(client_configuration=configuration)
+            return client.ApiClient(configuration)
+        return kube_config.new_client_from_config()
+    except (kube_config.ConfigException, OSError) as e:
+        raise BadInput(
+            f"no Kubernetes configuration found ({e}); run in a pod with a ServiceAccount or set KUBECONFIG",
+            where="kubernetes",
+        ) from e
+
+
+class KubernetesTarget:
+    """One environment's namespace: apply, roll back and read protocol ConfigMaps, restart ``hms-api``.
+
+    Example::
+
+        target = KubernetesTarget("hms-prod")
+        target.apply("wildfire-aid-2024", sha256=digest, version=3,
+                     activate_at="2026-12-01T00:00:00-05:00", actor="alice")
+        target.rollback("wildfire-aid-2024", actor="bob")
+
+    :param namespace: the environment's namespace (a DNS label)
+    :param api_client: a configured ``kubernetes.client.ApiClient``; default: in-cluster or kubeconfig
+    :param deployment: the Deployment restarted after each change
+    """
+
+    def __init__(self, namespace: str, api_client: client.ApiClient | None = None, deployment: str = "hms-api") -> None:
+        if not isinstance(namespace, str) or not _DNS_LABEL.fullmatch(namespace):
+            raise BadInput(f"namespace {namespace!r} is not a DNS label", where="namespace")
+        if not isinstance(deployment, str) or not _is_dns_subdomain(deployment):
+            raise BadInput(f"deployment {deployment!r} is not a valid Kubernetes name", where="deployment")
+        self.namespace = namespace
+        self.deployment = deployment
+        self._api = api_client if api_client is not None else _default_api_client()
+        self._core = client.CoreV1Api(self._api)
+        self._apps = client.AppsV1Api(self._api)
+
+    # -- public API ---------------------------------------------------------------------------
+
+    def read(self, protocol_id: str) -> dict[str, Any] | None:
+        """The protocol's ConfigMap as a dict (see ``apply``'s result), or None if there is none."""
+        name = configmap_name(protocol_id)
+        observed = self._get(name)
+        if observed is None:
+            return None
+        pending = bool(observed.annotations.get(ANNOTATION_RESTART_PENDING))
+        return self._result(
+            protocol_id, name, observed.state, observed.annotations, action="read", restart_pending=pending
+        )
+
+    def apply(
+        self, protocol_id: str, *, sha256: str, version: int, activate_at: datetime | str, actor: str
+    ) -> dict[str, Any]:
+        """Make ``sha256`` the current bundle from ``activate_at`` on; what was current becomes previous.
+
+        Applying the bundle that is already current with the same ``activate_at`` changes
+        nothing and restarts nothing (``action: "unchanged"``); with another ``activate_at``
+        only the time moves (``action: "rescheduled"``). The same hash with another version
+        is refused. Returns the ConfigMap's state and ``action`` (created / updated /
+        rescheduled / unchanged), ``changed``, ``restarted``.
+        """
+        name = configmap_name(protocol_id)
+        sha256 = _sha256(sha256, where="sha256")
+        version = _version(version, where="version")
+        at = _activate_at(activate_at)
+        actor = _actor(actor)
+
+        for _attempt in range(MAX_ATTEMPTS):
+            observed = self._get(name)
+            if observed is None:
+                state = PolicyState(sha256, version, None, None, at)
+                try:
+                    rv = self._create(name, protocol_id, state, actor)
+                except _Stale:
+                    continue  # created by someone else since we looked: read it and decide again
+                return self._after_change(protocol_id, name, state, actor, "created", resource_version=rv)
+            old = observed.state
+            if old.current == sha256:
+                if old.current_version != version:
+                    raise BadInput(
+                        f"bundle {sha256[:12]} is version {old.current_version} in {self.namespace}/{name}, "
+                        f"not {version}",
+                        where="version",
+                    )
+                if old.activate_at == at:
+                    if observed.annotations.get(ANNOTATION_RESTART_PENDING):
+                        log.warning("%s/%s: finishing a restart that did not go through", self.namespace, name)
+                        restarted = self._restart_and_clear(name, observed.resource_version)
+                        return self._result(
+                            protocol_id, name, old, observed.annotations, action="unchanged", restarted=restarted
+                        )
+                    return self._result(protocol_id, name, old, observed.annotations, action="unchanged")
+                new, action = replace(old, activate_at=at), "rescheduled"
+            else:
+                new, action = PolicyState(sha256, version, old.current, old.current_version, at), "updated"
+            try:
+                rv = self._patch(name, protocol_id, new, actor, observed.resource_version)
+            except _Stale:
+                continue
+            return self._after_change(protocol_id, name, new, actor, action, resource_version=rv)
+        raise KubernetesApiError(
+            f"{self.namespace}/{name} kept changing under us ({MAX_ATTEMPTS} conflicting writes); try again",
+            where="kubernetes",
+            status=409,
+        )
+
+    def rollback(self, protocol_id: str, *, actor: str) -> dict[str, Any]:
+        """Swap current and previous; the restored bundle is active at once (``activate_at`` = now).
+
+        ``BadInput`` when the protocol has no ConfigMap here or no previous bundle. A retry
+        after a conflict rolls back only the bundle that was current when we first looked:
+        if someone else rolled it back meanwhile the result is ``unchanged`` (swapping again
+        would undo theirs); if something else became current, ``KubernetesApiError``.
+        """
+        name = configmap_name(protocol_id)
+        actor = _actor(actor)
+        where = f"{self.namespace}/{name}"
+        rolling_back: PolicyState | None = None  # the state we set out to undo
+        for _attempt in range(MAX_ATTEMPTS):
+            observed = self._get(name)
+            if observed is None:
+                raise BadInput(
+                    f"protocol {protocol_id!r} was never deployed to namespace {self.namespace!r}: "
+                    "nothing to roll back",
+                    where=where,
+                )
+            old = observed.state
+            if rolling_back is not None and old.current != rolling_back.current:
+                if old.current == rolling_back.previous:
+                    return self._result(protocol_id, name, old, observed.annotations, action="unchanged")
+                raise KubernetesApiError(
+                    f"{where} changed while rolling back: it now holds {old.current[:12]} (v{old.current_version}); "
+                    "look, then roll back again if that is still wanted",
+                    where="kubernetes",
+                    status=409,
+                )
+            if old.previous is None or old.previous_version is None:
+                raise BadInput(
+                    f"protocol {protocol_id!r} has no previous version in {self.namespace!r}; nothing to roll back to",
+                    where=where,
+                )
+            rolling_back = old
+            new = PolicyState(old.previous, old.previous_version, old.current, old.current_version, _utc_iso(_now()))
+            try:
+                rv = self._patch(name, protocol_id, new, actor, observed.resource_version)
+            except _Stale:
+                continue
+            return self._after_change(protocol_id, name, new, actor, "rolled_back", resource_version=rv)
+        raise KubernetesApiError(
+            f"{where} kept changing under us ({MAX_ATTEMPTS} conflicting writes); try again",
+            where="kubernetes",
+            status=409,
+        )
+
+    def restart_deployment(self) -> bool:
+        """``kubectl rollout restart`` for the Deployment: False if it does not exist here."""
+        body = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: _utc_iso(_now())}}}}}
+        try:
+            response = self._apps.patch_namespaced_deployment(
+                self.deployment,
+                self.namespace,
+                body,
+                _content_type=STRATEGIC_MERGE_PATCH,
+                _request_timeout=REQUEST_TIMEOUT,
+                _preload_content=False,  # the whole Deployment comes back; we only need the status
+            )
+            response.drain_conn()
+            response.release_conn()
+        except ApiException as e:
+            if e.status == 404:
+                log.warning("%s/%s: no such Deployment, nothing to restart", self.namespace, self.deployment)
+                return False
+            raise self._api_error(e, f"deployment {self.deployment}") from e
+        except Urllib3HTTPError as e:
+            raise self._unreachable(e) from e
+        return True
+
+    # -- API calls ----------------------------------------------------------------------------
+
+    def _get(self, name: str) -> _Observed | None:
+        try:
+            cm = self._core.read_namespaced_config_map(name, self.namespace, _request_timeout=REQUEST_TIMEOUT)
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise self._api_error(e, f"configmap {name}") from e
+        except Urllib3HTTPError as e:
+            raise self._unreachable(e) from e
+        where = f"configmap {self.namespace}/{name}"
+        meta = cm.metadata or client.V1ObjectMeta()
+        state = PolicyState.from_data(cm.data, where=where)
+        return _Observed(state, meta.resource_version, dict(meta.annotations or {}))
+
+    def _create(self, name: str, protocol_id: str, state: PolicyState, actor: str) -> str | None:
+        """Create the ConfigMap; its resourceVersion. ``_Stale`` if it already exists (409)."""
+        body = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": name,
+                "namespace": self.namespace,
+                "labels": self._labels(protocol_id),
+                "annotations": {ANNOTATION_UPDATED_BY: actor, ANNOTATION_RESTART_PENDING: "true"},
+            },
+            "data": state.to_data(),
+        }
+        try:
+            cm = self._core.create_namespaced_config_map(self.namespace, body, _request_timeout=REQUEST_TIMEOUT)
+        except ApiException as e:
+            if e.status == 409:
+                log.info("%s/%s: created concurrently, reading it again", self.namespace, name)
+                raise _Stale from e
+            raise self._api_error(e, f"configmap {name}") from e
+        except Urllib3HTTPError as e:
+            raise self._unreachable(e) from e
+        return cm.metadata.resource_version if cm.metadata else None
+
+    def _patch(
+        self, name: str, protocol_id: str, state: PolicyState, actor: str, resource_version: str | None
+    ) -> str | None:
+        """Write ``state`` if the ConfigMap is still at ``resource_version``; the new resourceVersion.
+
+        ``_Stale`` on a conflict (409) or if it was deleted meanwhile (404): the caller reads again.
+        """
+        metadata: dict[str, Any] = {
+            "labels": self._labels(protocol_id),
+            "annotations": {ANNOTATION_UPDATED_BY: actor, ANNOTATION_RESTART_PENDING: "true"},
+        }
+        if resource_version:
+            metadata["resourceVersion"] = resource_version  # the precondition: 409 if it moved on
+        try:
+            cm = self._core.patch_namespaced_config_map(
+                name,
+                self.namespace,
+                {"metadata": metadata, "data": state.to_data()},
+                _content_type=MERGE_PATCH,
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        except ApiException as e:
+            if e.status in (404, 409):
+                log.info("%s/%s: changed concurrently (HTTP %s), reading it again", self.namespace, name, e.status)
+                raise _Stale from e
+            raise self._api_error(e, f"configmap {name}") from e
+        except Urllib3HTTPError as e:
+            raise self._unreachable(e) from e
+        return cm.metadata.resource_version if cm.metadata else None
+
+    def _restart_and_clear(self, name: str, resource_version: str | None) -> bool:
+        """Restart the Deployment, then drop the restart-pending mark if nobody wrote since ours."""
+        restarted = self.restart_deployment()
+        metadata: dict[str, Any] = {"annotations": {ANNOTATION_RESTART_PENDING: None}}
+        if resource_version:
+            metadata["resourceVersion"] = resource_version
+        try:
+            self._core.patch_namespaced_config_map(
+                name,
+                self.namespace,
+                {"metadata": metadata},
+                _content_type=MERGE_PATCH,
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        except ApiException as e:
+            # 409: a newer change carries its own mark and its writer restarts after it; 404: gone.
+            if e.status not in (404, 409):
+                raise self._api_error(e, f"configmap {name}") from e
+        except Urllib3HTTPError as e:
+            raise self._unreachable(e) from e
+        return restarted
+
+    def _after_change(
+        self, protocol_id: str, name: str, state: PolicyState, actor: str, action: str, *, resource_version: str | None
+    ) -> dict[str, Any]:
+        try:
+            restarted = self._restart_and_clear(name, resource_version)
+        except KubernetesApiError as e:
+            raise KubernetesApiError(
+                f"{self.namespace}/{name} now holds {state.current[:12]} (v{state.current_version}) but the restart "
+                f"of {self.deployment} failed: {e.message}; apply the same bundle again to finish the restart",
+                where=e.where,
+                status=e.status,
+            ) from e
+        annotations = {ANNOTATION_UPDATED_BY: actor}
+        return self._result(protocol_id, name, state, annotations, action=action, changed=True, restarted=restarted)
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _labels(protocol_id: str) -> dict[str, str]:
+        return {LABEL_PART_OF: "hms", LABEL_PROTOCOL: protocol_id}
+
+    def _result(
+        self,
+        protocol_id: str,
+        name: str,
+        state: PolicyState,
+        annotations: dict[str, str],
+        *,
+        action: str,
+        changed: bool = False,
+        restarted: bool = False,
+        restart_pending: bool = False,
+    ) -> dict[str, Any]:
+        return {
+            "namespace": self.namespace,
+            "configmap": name,
+            "protocol_id": protocol_id,
+            "action": action,
+            "changed": changed,
+            "restarted": restarted,
+            "current": state.current,
+            "current_version": state.current_version,
+            "previous": state.previous,
+            "previous_version": state.previous_version,
+            "activate_at": state.activate_at,
+            "updated_by": annotations.get(ANNOTATION_UPDATED_BY),
+            "restart_pending": restart_pending,
+        }
+
+    def _api_error(self, e: ApiException, what: str) -> KubernetesApiError:
+        hint = {401: "credentials rejected", 403: "forbidden: check the Role bound to this ServiceAccount"}
+        reason = hint.get(e.status, e.reason or "error")
+        return KubernetesApiError(
+            f"{what} in namespace {self.namespace}: HTTP {e.status} {reason}", where="kubernetes", status=e.status
+        )
+
+    def _unreachable(self, e: Exception) -> KubernetesApiError:
+        return KubernetesApiError(f"Kubernetes API unreachable: {e}", where="kubernetes")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
