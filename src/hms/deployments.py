@@ -323,8 +323,13 @@ def rollback(
         raise BadInput(f"no version of {protocol_id} is live in {env}", where="rollback")
     if to == "previous":
         target_sha = cur.previous_sha256
-        if target_sha is None:
-            raise BadInput(f"{protocol_id} has no previous version in {env}", where="rollback")
+        if target_sha is None:  # its first deployment here: "previous" is serving nothing, as before it came
+            cur.state, cur.ended_at = "rolled_back", now
+            s.flush()
+            store.bump_generation(s, env)
+            audit.append(s, actor=actor, action="rollback.withdrawn", subject=cur.bundle_sha256,
+                         details={**_change(cur).to_dict(), "run_id": run_id})
+            return _change(cur)
     else:
         try:
             version = int(to)

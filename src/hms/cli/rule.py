@@ -170,7 +170,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
                 print(_deploy_line(ch, config), flush=True)
     except HmsError as e:
         if touched and args.rollback:
-            print(f"[deploy] ❌ {e}; rolling back {', '.join(touched)} with {args.rollback}", flush=True)
+            print(f"[deploy] ❌ {e}; rolling back {', '.join(reversed(touched))} with {args.rollback}", flush=True)
             cmd = [args.rollback, b.protocol.id, *reversed(touched)]
             r = subprocess.run(cmd, check=False)
             if r.returncode != 0:
@@ -200,8 +200,11 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         if not store.find_bundles(s, pid):
             pid = deployments.resolve_bundle(s, args.id).protocol.id
         ch = deployments.rollback(s, pid, env, to=args.to, actor=actor(), config=config)
-    emit(args, {"ok": True, **ch.to_dict()},
-         [f"[rollback] ✅ {env}: {ch.protocol_id} v{ch.version} in force ({ch.sha256[:12]})"])
+    if ch.state == "rolled_back":
+        line = f"[rollback] ✅ {env}: {ch.protocol_id} v{ch.version} withdrawn; no version was in force before it"
+    else:
+        line = f"[rollback] ✅ {env}: {ch.protocol_id} v{ch.version} in force ({ch.sha256[:12]})"
+    emit(args, {"ok": True, **ch.to_dict()}, [line])
     return 0
 
 

@@ -20,11 +20,11 @@ class RegistrySource:
         self._bundles: dict[str, Bundle] = {}
 
     def generation(self) -> int:
-        with session_scope(self.url) as s:
+        with session_scope(self.url, read_only=True) as s:
             return store.generation(s, self.environment)
 
     def load(self) -> Snapshot:
-        with session_scope(self.url) as s:
+        with session_scope(self.url, read_only=True) as s:
             gen = store.generation(s, self.environment)
             rows = s.scalars(
                 select(Deployment).where(

@@ -1,0 +1,63 @@
+"""Test helpers for deployments: pack a sample (optionally changed) into the registry, approve it, a config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from hms import bundle, deployments, protocol
+from hms.pipeline_config import PipelineConfig, load_pipeline_config, parse_pipeline_config
+from hms.registry import store
+from hms.registry.db import session_scope
+from tests.conftest import ROOT, WILDFIRE
+
+
+def config(**changes) -> PipelineConfig:
+    """The repository's pipeline config with top-level keys replaced (freeze_windows=[] by default)."""
+    data = yaml.safe_load((ROOT / ".hms-ci" / "policy-pipeline.yml").read_text())
+    data["freeze_windows"] = []
+    data.update(changes)
+    return parse_pipeline_config(yaml.safe_dump(data), "<test config>")
+
+
+def write_config(path: Path, **changes) -> Path:
+    data = yaml.safe_load((ROOT / ".hms-ci" / "policy-pipeline.yml").read_text())
+    data["freeze_windows"] = []
+    data.update(changes)
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def variant(version: int, path: Path = WILDFIRE, **params) -> protocol.Protocol:
+    data = protocol.load(path).data
+    data["metadata"]["version"] = version
+    data["parameters"].update(params)
+    return protocol.from_data(data, f"{path.name} v{version}")
+
+
+def record(p: protocol.Protocol) -> bundle.Bundle:
+    raw = bundle.build(p)
+    b = bundle.read_bytes(raw)
+    with session_scope() as s:
+        store.record_bundle(
+            s, sha256=b.sha256, protocol_id=p.id, version=p.version, content=raw, manifest=b.manifest,
+            created_by="tester",
+        )
+    return b
+
+
+def approve(b: bundle.Bundle, cfg: PipelineConfig | None = None) -> None:
+    cfg = cfg or load_pipeline_config()
+    with session_scope() as s:
+        deployments.record_review(s, b, user="alice", role="legal", decision="approve", comment="ok", config=cfg)
+        deployments.record_review(s, b, user="bob", role="budget", decision="approve", comment="ok", config=cfg)
+
+
+def promote_all(b: bundle.Bundle, cfg: PipelineConfig, activate_at=None, run_id: str | None = None) -> None:
+    with session_scope() as s:
+        for env in cfg.environment_names:
+            last = env == cfg.environment_names[-1]
+            deployments.deploy(
+                s, b, env, activate_at=activate_at if last else None, actor="tester", config=cfg, run_id=run_id
+            )

@@ -1,0 +1,164 @@
+"""The seed's commands end to end as a user runs them: `hms` in a subprocess, include/rollback.sh, `hms serve`."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT, WILDFIRE
+from tests.deploy_helpers import write_config
+
+HMS = str(Path(sys.executable).parent / "hms")
+ROLLBACK = ROOT / "include" / "rollback.sh"
+FAMILY = {"household_size": 4, "household_income": 40000, "county_fire_declared": True}
+
+
+@pytest.fixture
+def env(hms_home, tmp_path):
+    e = {**os.environ, "HMS_HOME": str(hms_home), "HMS_BIN": HMS, "HMS_ACTOR": "ops"}
+    e["HMS_PIPELINE_CONFIG"] = str(write_config(tmp_path / "pipeline.yml"))
+    e.pop("HMS_DATABASE_URL", None)
+    return e
+
+
+def hms(env, *args, check=True):
+    r = subprocess.run([HMS, *args], env=env, capture_output=True, text=True, timeout=60)
+    if check and r.returncode != 0:
+        raise AssertionError(f"hms {' '.join(args)} exited {r.returncode}\n{r.stdout}\n{r.stderr}")
+    return r
+
+
+def _v4(tmp_path: Path) -> Path:
+    p = tmp_path / "wildfire-v4.yml"
+    text = WILDFIRE.read_text().replace("version: 3", "version: 4")
+    p.write_text(text.replace("max_payment: 5000", "max_payment: 3000"))
+    return p
+
+
+def _approve(env, ref):
+    hms(env, "rule", "review", ref, "--user", "alice", "--role", "legal", "--approve", "--comment", "cites sec. 3")
+    return hms(env, "rule", "review", ref, "--user", "bob", "--role", "budget", "--approve")
+
+
+def test_rollback_script_is_present_executable_and_strict():
+    assert ROLLBACK.exists(), "include/rollback.sh is missing"
+    assert os.access(ROLLBACK, os.X_OK), "include/rollback.sh is not executable"
+    text = ROLLBACK.read_text()
+    assert "set -euo pipefail" in text and len(text.splitlines()) < 40
+
+
+def test_push_review_deploy_status_rollback_the_seed_2_flow(env, tmp_path):
+    pushed = json.loads(hms(env, "rule", "push", str(WILDFIRE), "--json").stdout)
+    ref = pushed["id"]
+    assert ref == "wildfire-aid-2024@3"
+    assert "must be live in preprod" in hms(env, "rule", "deploy", ref, "--env", "prod", check=False).stderr
+    for e in ("staging", "preprod"):
+        assert "live" in hms(env, "rule", "deploy", ref, "--env", e).stdout
+    refused = hms(env, "rule", "deploy", ref, "--env", "prod", check=False)
+    assert refused.returncode == 1 and "approval policy not met" in refused.stderr
+    out = _approve(env, ref).stdout
+    assert "approved by alice (legal), bob (budget)" in out
+    assert "live" in hms(env, "rule", "deploy", ref, "--env", "prod").stdout
+    hms(env, "rule", "push", str(_v4(tmp_path)))
+    _approve(env, "wildfire-aid-2024@4")
+    for e in ("staging", "preprod", "prod"):
+        hms(env, "rule", "deploy", "wildfire-aid-2024@4", "--env", e)
+    assert "prod       live v4" in hms(env, "rule", "status", "wildfire-aid-2024").stdout
+    t0 = time.monotonic()
+    out = hms(env, "rule", "rollback", "wildfire-aid-2024", "--to", "previous").stdout
+    took = time.monotonic() - t0
+    assert "prod: wildfire-aid-2024 v3 in force" in out and took < 10
+    assert "prod       live v3" in hms(env, "rule", "status", "wildfire-aid-2024").stdout
+    assert hms(env, "audit", "verify").returncode == 0
+
+
+def test_rolling_back_a_protocol_never_deployed_is_exit_2_and_changes_nothing(env):
+    hms(env, "rule", "push", str(WILDFIRE))
+    before = hms(env, "audit", "log", "--json").stdout
+    r = hms(env, "rule", "rollback", "wildfire-aid-2024", "--env", "prod", check=False)
+    assert r.returncode == 2 and "never deployed" in r.stderr
+    r = subprocess.run([str(ROLLBACK), "wildfire-aid-2024", "prod"], env=env, capture_output=True, text=True)
+    assert r.returncode == 2
+    assert hms(env, "audit", "log", "--json").stdout == before
+
+
+@pytest.mark.parametrize("evil", ["x; rm -rf /", "$(touch /tmp/pwned)", "../prod", "Prod", "-rf"])
+def test_rollback_script_refuses_hostile_arguments(env, evil):
+    r = subprocess.run([str(ROLLBACK), evil, "prod"], env=env, capture_output=True, text=True)
+    assert r.returncode == 2 and "refusing" in r.stderr
+    r = subprocess.run([str(ROLLBACK), "wildfire-aid-2024", evil], env=env, capture_output=True, text=True)
+    assert r.returncode == 2
+
+
+def test_promote_with_a_midnight_schedule_leaves_prod_pending(env, tmp_path):
+    pkg = tmp_path / "pkg.tgz"
+    hms(env, "policy", "pack", str(WILDFIRE), "--out", str(pkg))
+    _approve(env, "wildfire-aid-2024@3")
+    r = hms(env, "promote", str(pkg), "--targets", "staging,preprod,prod", "--rollback", str(ROLLBACK),
+            "--schedule", "00:00")
+    last = r.stdout.strip().splitlines()[-1]
+    assert last.startswith("[deploy] staging ✅ preprod ✅ prod SCHEDULED@") and "T00:00:00" in last
+    status = json.loads(hms(env, "rule", "status", "wildfire-aid-2024", "--json").stdout)
+    prod = status["environments"][2]
+    assert prod["live"] is None and len(prod["pending"]) == 1
+
+
+def test_a_failed_promotion_runs_the_rollback_script_for_what_it_touched(env, tmp_path):
+    pkg = tmp_path / "pkg.tgz"
+    hms(env, "policy", "pack", str(WILDFIRE), "--out", str(pkg))
+    # No approvals: staging and preprod succeed, prod is refused, the script withdraws preprod then staging.
+    r = hms(env, "promote", str(pkg), "--rollback", str(ROLLBACK), check=False)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "rolling back preprod, staging" in r.stdout
+    status = json.loads(hms(env, "rule", "status", "wildfire-aid-2024", "--json").stdout)
+    assert all(e["live"] is None for e in status["environments"])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_running_service_picks_up_a_rollback_without_restart(env, tmp_path):
+    hms(env, "rule", "push", str(WILDFIRE))
+    _approve(env, "wildfire-aid-2024@3")
+    for e in ("staging", "preprod", "prod"):
+        hms(env, "rule", "deploy", "wildfire-aid-2024@3", "--env", e)
+    hms(env, "rule", "push", str(_v4(tmp_path)))
+    _approve(env, "wildfire-aid-2024@4")
+    for e in ("staging", "preprod", "prod"):
+        hms(env, "rule", "deploy", "wildfire-aid-2024@4", "--env", e)
+    port = _free_port()
+    proc = subprocess.Popen([HMS, "serve", "--env", "prod", "--port", str(port)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline and proc.poll() is None, "service did not become ready"
+            time.sleep(0.1)
+        decide = lambda: httpx.post(f"{url}/v1/protocols/wildfire-aid-2024/decide", json={"input": FAMILY}).json()  # noqa: E731
+        assert decide()["version"] == 4
+        r = subprocess.run([str(ROLLBACK), "wildfire-aid-2024", "prod"], env=env, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        t0 = time.monotonic()
+        while decide()["version"] != 3:
+            assert time.monotonic() - t0 < 5
+            time.sleep(0.005)
+    finally:
+        proc.terminate()
+        proc.wait(10)
