@@ -35,7 +35,9 @@ def same_value(want: Any, got: Any) -> bool:
     if isinstance(want, bool) or isinstance(got, bool | np.bool_):
         return isinstance(got, bool | np.bool_) and bool(got) == want
     if isinstance(want, int | float):
-        return isinstance(got, float | np.floating) and math.isclose(float(got), want, rel_tol=0, abs_tol=ABS_TOL)
+        # JSON answers carry whole numbers as integers (the decision service prints 4000, not 4000.0).
+        numeric = isinstance(got, int | float | np.integer | np.floating)
+        return numeric and math.isclose(float(got), want, rel_tol=0, abs_tol=ABS_TOL)
     return got == want
 
 

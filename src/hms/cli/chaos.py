@@ -1,0 +1,142 @@
+"""``hms chaos run``: the chaos job (see hms.chaos for the experiment and its hypothesis)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from datetime import datetime
+from typing import Any
+
+from hms.cli import emit
+from hms.errors import BadInput
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("chaos", help="fault-injection experiments against a decision-service fleet")
+    ps = p.add_subparsers(dest="chaos_command", required=True)
+    run = ps.add_parser("run", help="kill a fraction of replicas during a window; check health and answers")
+    run.add_argument("--target", required=True, help="environment (its decision service is the target)")
+    run.add_argument("--time", default=None, help="window: 30s, 5m, 1h (default: the pipeline config's)")
+    run.add_argument("--kill-fraction", type=float, default=None)
+    run.add_argument("--replicas", type=int, default=None, help="local mode: replicas to start")
+    run.add_argument("--min-health", type=float, default=None)
+    run.add_argument("--protocol", default=None, help="only this protocol's golden decisions")
+    run.add_argument("--no-retry", action="store_true", help="the balancer does not retry (a fragile client)")
+    run.add_argument("--mode", choices=["local", "kubernetes"], default=None, help="default: execution.mode")
+    run.add_argument("--seed", type=int, default=None, help="random seed for the choice of victims")
+    run.add_argument("--json", action="store_true")
+    run.set_defaults(handler=cmd_run)
+
+
+class _RegistryView:
+    """The environment's timelines and bundles, re-read when its generation changes (at most every 0.2 s)."""
+
+    def __init__(self, environment: str) -> None:
+        from hms.service.source import RegistrySource
+
+        self.source = RegistrySource(environment)
+        self.snap = self.source.load()
+        self._checked = time.monotonic()
+        self._lock = threading.Lock()
+
+    def in_force(self, pid: str, at: datetime) -> str | None:
+        with self._lock:
+            if time.monotonic() - self._checked > 0.2:
+                self._checked = time.monotonic()
+                if self.source.generation() != self.snap.generation:
+                    self.snap = self.source.load()
+            tl = self.snap.timelines.get(pid)
+            e = tl.in_force(at) if tl else None
+            return e.sha256 if e else None
+
+
+def _fraction(name: str, v: float) -> float:
+    if not 0 < v <= 1:
+        raise BadInput(f"{name} must be in (0, 1], not {v}", where=name)
+    return v
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from hms import chaos
+    from hms.pipeline_config import load_pipeline_config
+
+    config = load_pipeline_config()
+    config.environment(args.target)
+    window = chaos.parse_window(args.time or config.chaos.time)
+    fraction = _fraction("--kill-fraction", args.kill_fraction or config.chaos.kill_fraction)
+    min_health = args.min_health if args.min_health is not None else config.chaos.min_health
+    if not 0 <= min_health <= 1:
+        raise BadInput(f"--min-health must be in [0, 1], not {min_health}", where="--min-health")
+    replicas = args.replicas or config.chaos.replicas
+    if not 1 <= replicas <= 64:
+        raise BadInput("--replicas must be between 1 and 64", where="--replicas")
+    mode = args.mode or config.execution.mode
+
+    view = _RegistryView(args.target)
+    goldens: list[chaos.Golden] = []
+    now = datetime.now().astimezone()
+    for pid, tl in sorted(view.snap.timelines.items()):
+        if args.protocol and pid != args.protocol:
+            continue
+        e = tl.in_force(now)
+        if e is None:
+            continue
+        b = view.snap.bundles[e.sha256]
+        goldens += [chaos.Golden(pid, c["name"], c["input"]) for c in b.protocol.tests]
+    if not goldens:
+        what = f"{args.protocol} is" if args.protocol else "nothing is"
+        raise BadInput(f"{what} in force in {args.target}: deploy before running chaos", where="--target")
+    oracle = chaos.Oracle(view.snap.bundles, view.in_force)
+
+    fleet: Any
+    if mode == "local":
+        fleet = chaos.LocalFleet(args.target, replicas)
+    else:
+        from kubernetes import client
+        from kubernetes import config as kube_config
+
+        env = config.environment(args.target)
+        if not env.urls:
+            raise BadInput(
+                f"environments[{args.target}].urls: kubernetes chaos needs the Service URL", where="--target"
+            )
+        if config.execution.in_cluster:
+            kube_config.load_incluster_config()
+        else:
+            kube_config.load_kube_config()
+        fleet = chaos.KubernetesFleet(config.namespace_for(args.target), env.urls, client.CoreV1Api())
+    balancer = chaos.Balancer(fleet.urls, retries=not args.no_retry)
+    report = chaos.Report(args.target, replicas, window, min_health=min_health)
+    quiet = args.json
+    say = (lambda s: None) if quiet else (lambda s: print(s, flush=True))
+    say(
+        f"[chaos] {args.target} ({mode}): {replicas} replicas, window {window:g}s, kill {fraction:.0%} per round, "
+        f"retries {'off' if args.no_retry else 'on'}, {len(goldens)} golden decisions"
+    )
+
+    def _term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _term)
+    try:
+        if isinstance(fleet, chaos.LocalFleet):
+            fleet.start()
+        exp = chaos.Experiment(
+            fleet, balancer, goldens, oracle, report, kill_fraction=fraction, seed=args.seed, say=say
+        )
+        exp.run()
+    except KeyboardInterrupt:
+        report.interrupted = True
+        report.kills, report.restarts = fleet.kills, fleet.restarts
+        print("[chaos] interrupted: stopping every replica it started", file=sys.stderr, flush=True)
+    finally:
+        fleet.stop()
+        balancer.close()
+        signal.signal(signal.SIGTERM, previous)
+    emit(args, report.to_dict(), report.lines())
+    if report.interrupted:
+        return 130
+    return 0 if report.ok else 1

@@ -1,0 +1,98 @@
+"""`hms chaos run` for real: replicas are killed, answers stay right, the fragile set-up fails, nothing outlives it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.conftest import WILDFIRE
+from tests.deploy_helpers import write_config
+
+HMS = str(Path(sys.executable).parent / "hms")
+
+
+@pytest.fixture
+def env(hms_home, tmp_path):
+    e = {**os.environ, "HMS_HOME": str(hms_home), "HMS_ACTOR": "ops"}
+    e["HMS_PIPELINE_CONFIG"] = str(write_config(tmp_path / "pipeline.yml"))
+    e.pop("HMS_DATABASE_URL", None)
+    subprocess.run([HMS, "rule", "push", str(WILDFIRE)], env=e, check=True, capture_output=True)
+    subprocess.run([HMS, "rule", "deploy", "wildfire-aid-2024@3", "--env", "staging"], env=e, check=True,
+                   capture_output=True)
+    return e
+
+
+def _ours(hms_home: Path) -> list[psutil.Process]:
+    """Processes (other than pytest) whose environment carries this test's HMS_HOME."""
+    found = []
+    for p in psutil.process_iter():
+        if p.pid == os.getpid():
+            continue
+        try:
+            if p.environ().get("HMS_HOME") == str(hms_home):
+                found.append(p)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+def chaos(env, *args, timeout=120):
+    return subprocess.run([HMS, "chaos", "run", "--target", "staging", *args], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_three_replicas_survive_kills_with_every_answer_right(env, hms_home):
+    r = chaos(env, "--time", "6s", "--replicas", "3", "--kill-fraction", "0.1", "--json")
+    report = json.loads(r.stdout)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert report["kills"] >= 2 and report["restarts"] >= 1
+    assert report["wrong_answers"] == 0 and report["health"] >= 0.99 and report["requests"] > 100
+    assert report["steady_state_before"] and report["steady_state_after"]
+    assert _ours(hms_home) == []
+
+
+def test_the_human_output_ends_with_the_seed_line(env, hms_home):
+    r = chaos(env, "--time", "3s")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "[chaos] ✅ survived faults"
+
+
+def test_a_fragile_setup_one_replica_no_retry_fails_the_hypothesis(env, hms_home):
+    r = chaos(env, "--time", "4s", "--replicas", "1", "--no-retry")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "[chaos] ❌ hypothesis failed: health" in r.stdout and "evidence: request failed" in r.stdout
+    assert _ours(hms_home) == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_experiment_stops_every_replica_it_started(env, hms_home, sig):
+    p = subprocess.Popen([HMS, "chaos", "run", "--target", "staging", "--time", "60s"], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while len([x for x in _ours(hms_home) if x.pid != p.pid]) < 3:
+        assert time.monotonic() < deadline, "replicas never started"
+        time.sleep(0.1)
+    time.sleep(1.5)
+    p.send_signal(sig)
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 130, out + err
+    assert "stopping every replica" in err
+    time.sleep(0.2)
+    assert _ours(hms_home) == []
+
+
+def test_nothing_deployed_is_bad_input_and_starts_nothing(hms_home, tmp_path):
+    e = {**os.environ, "HMS_HOME": str(hms_home)}
+    e["HMS_PIPELINE_CONFIG"] = str(write_config(tmp_path / "pipeline.yml"))
+    e.pop("HMS_DATABASE_URL", None)
+    r = chaos(e, "--time", "2s")
+    assert r.returncode == 2 and "nothing is in force in staging" in r.stderr
+    assert _ours(hms_home) == []
