@@ -1,16 +1,18 @@
-"""``hms policy pack|verify|test``: build a bundle, check it, run its cases."""
+"""``hms policy pack|verify|test|simulate``: build a bundle, check it, run its cases, simulate its budget."""
 
 from __future__ import annotations
 
 import argparse
 import getpass
 import os
+import sys
 from pathlib import Path
+from typing import Any
 
 from hms import bundle, protocol
 from hms.cases import run_cases
 from hms.cli import emit
-from hms.errors import BadInput
+from hms.errors import BadInput, EvaluationError
 from hms.registry import store
 from hms.registry.db import session_scope
 
@@ -31,10 +33,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     verify.add_argument("--json", action="store_true")
     verify.set_defaults(handler=cmd_verify)
 
-    test = ps.add_parser("test", help="run the bundle's test cases through both backends")
+    test = ps.add_parser("test", help="run the bundle's test cases, then its budget simulation")
     test.add_argument("bundle")
+    test.add_argument("--population", help="population for the simulation (default: the protocol's budget.population)")
+    test.add_argument("--no-simulate", action="store_true", help="run the test cases only")
     test.add_argument("--json", action="store_true")
     test.set_defaults(handler=cmd_test)
+
+    sim = ps.add_parser("simulate", help="simulate a bundle over a population: budget gate, baseline diff, fairness")
+    sim.add_argument("bundle")
+    sim.add_argument(
+        "--population", help="catalog name, synthetic:N[:SEED] or a .csv/.parquet file (default: budget.population)"
+    )
+    sim.add_argument("--baseline", help="'live' (the version live in prod) or another bundle file to compare with")
+    sim.add_argument("--report", help="write a self-contained HTML report here")
+    sim.add_argument("--json", action="store_true")
+    sim.set_defaults(handler=cmd_simulate)
 
 
 def actor() -> str:
@@ -88,15 +102,86 @@ def cmd_test(args: argparse.Namespace) -> int:
         lines.append(f"[test] ❌ {len(failed)} of {len(results)} tests failed ({b.protocol.id} v{b.protocol.version})")
     else:
         lines.append(f"[test] ✅ {len(results)} tests ({b.protocol.id} v{b.protocol.version}, both backends)")
+    simulation: dict[str, Any] | None = None
+    sim_ok = True
+    if b.protocol.budget and not args.no_simulate:
+        from hms.simulate import simulate
+
+        try:
+            result = simulate(b, args.population, progress=_progress(args))
+        except EvaluationError as e:  # a rule that fails on a population row fails the test step, with the row
+            sim_ok = False
+            simulation = {"ok": False, "error": e.message, "where": e.where}
+            lines.append(f"[simulate] ❌ {e}")
+        else:
+            sim_ok = result.ok
+            simulation = result.to_dict()
+            lines.extend(result.lines())
+    elif b.protocol.budget is None and not args.no_simulate:
+        lines.append("[simulate] skipped: the protocol has no budget")
     emit(
         args,
         {
-            "ok": not failed,
+            "ok": not failed and sim_ok,
             "sha256": b.sha256,
             "total": len(results),
             "failed": len(failed),
             "cases": [{"name": r.name, "ok": r.ok, "mismatches": r.mismatches} for r in results],
+            "simulation": simulation,
         },
         lines,
     )
-    return 1 if failed else 0
+    return 1 if failed or not sim_ok else 0
+
+
+PROGRESS_MIN_ROWS = 1_000_000
+
+
+def _progress(args: argparse.Namespace) -> Any:
+    """A progress printer for long runs on a terminal; None with --json or when stderr is not a TTY."""
+    if getattr(args, "json", False) or not sys.stderr.isatty():
+        return None
+
+    def show(done: int, total: int) -> None:
+        if total < PROGRESS_MIN_ROWS:
+            return
+        end = "\n" if done >= total else ""
+        print(f"\r[simulate] {100 * done / total:5.1f} % of {total:,} rows", end=end, file=sys.stderr, flush=True)
+
+    return show
+
+
+def _baseline(arg: str | None, protocol_id: str) -> tuple[Any, str | None, list[str]]:
+    """The baseline bundle for --baseline (``live``: the version live in prod), its label, and notes."""
+    if not arg:
+        return None, None, []
+    if arg == "live":
+        from hms.deployments import live_bundle
+
+        live = live_bundle(protocol_id, env="prod")
+        if live is None:
+            return None, None, [f"[simulate] no live baseline: {protocol_id} has no version live in prod"]
+        return live, "live in prod", []
+    return bundle.read(arg), arg, []
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from hms import report
+    from hms.simulate import simulate
+
+    b = bundle.read(args.bundle)
+    base, label, lines = _baseline(args.baseline, b.protocol.id)
+    detail = True if args.report else None  # the report draws the breakdowns
+    result = simulate(b, args.population, base, progress=_progress(args), baseline_label=label, detail=detail)
+    lines.extend(result.lines())
+    payload = {**result.to_dict(), "sha256": b.sha256, "report": None}
+    if args.baseline and base is None:
+        payload["baseline"] = None
+        payload["notes"] = [*payload["notes"], "no live baseline in prod"]
+    if args.report:
+        path = Path(args.report)
+        report.write(result, path)
+        payload["report"] = str(path)
+        lines.append(f"[simulate] report: {path}")
+    emit(args, payload, lines)
+    return 0 if result.ok else 1

@@ -1,0 +1,556 @@
+"""Population simulation: the budget gate, the baseline diff and the fairness figures.
+
+``simulate`` runs a protocol's vectorized rules over a population (population.py) and
+reduces them to the figures a promotion decision needs: the weighted number of
+households selected, the total cost against ``budget.cap``, the change against a
+baseline version (usually the one live in prod), and the selection rate per
+demographic group with the four-fifths ratio that the compliance scan checks.
+
+Money is exact. Each record's amount is counted in whole cents (rounded half to even,
+as a payment would be), and totals are integer sums: with integer weights every
+partial sum is an integer below 2**53, so a float64 dot product is exact whatever the
+summation order, and beyond that bound we fall back to int64 or Python integers.
+Fractional weights use a correctly rounded ``math.fsum``. Nothing is ever float32
+(OpenFisca's float32 totals drift by tens of dollars on a billion).
+
+Long runs are evaluated in chunks so memory stays bounded and a progress callback can
+report; the per-chunk figures are plain sums, so chunking never changes a result.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from time import perf_counter
+from typing import Any
+
+import numpy as np
+
+from hms.errors import BadInput, EvaluationError
+from hms.population import Population, resolve
+from hms.protocol import Protocol
+
+CHUNK_ROWS = 1 << 17
+HISTOGRAM_BINS = 20
+FOUR_FIFTHS = 0.8
+Progress = Callable[[int, int], None]
+_EXACT = 2.0**52  # integer sums below this are exact in float64 in any order (with margin)
+
+
+# ---- exact sums ----------------------------------------------------------------
+
+
+def exact_weighted_sum(values: np.ndarray, weights: np.ndarray, integral: bool) -> int | float:
+    """Sum of ``values * weights`` for integer-valued ``values`` (cents or 0/1).
+
+    Integer weights give an exact Python ``int``; fractional weights a float64 total
+    correctly rounded from the (once-rounded) products.
+    """
+    if len(values) == 0:
+        return 0
+    if not integral:
+        return math.fsum((values * weights).tolist())
+    bound = max(float(values.max()), -float(values.min())) * float(weights.sum())
+    if bound < _EXACT:
+        return int(np.einsum("i,i->", values, weights))  # einsum: no BLAS threads (steadier on small boxes)
+    if bound < 2.0**62:
+        return int(np.dot(values.astype(np.int64), weights.astype(np.int64)))
+    return sum(int(v) * int(w) for v, w in zip(values.tolist(), weights.tolist(), strict=True) if v)
+
+
+def to_cents(amount: np.ndarray) -> np.ndarray:
+    """Per-record amounts in whole cents (float64 holding integers; half to even like ``round``)."""
+    return np.rint(np.asarray(amount, dtype=np.float64) * 100.0)
+
+
+# ---- result ----------------------------------------------------------------------
+
+
+@dataclass
+class SimulationResult:
+    """Every figure of one run; ``to_dict`` is the pipeline's JSON, ``lines`` the human summary."""
+
+    protocol_id: str
+    version: int
+    title: str
+    sha256: str | None
+    population: dict[str, Any]
+    outcome: str
+    amount_rule: str | None
+    currency: str
+    cap: float | None
+    cost_cents: int | float
+    eligible: float
+    eligible_rows: int
+    fairness: dict[str, Any]
+    groups: dict[str, dict[str, dict[str, float]]]
+    seconds: float
+    by_household_size: list[dict[str, Any]] | None = None
+    by_income_decile: list[dict[str, Any]] | None = None
+    amounts: dict[str, Any] | None = None
+    baseline: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def cost(self) -> float:
+        return self.cost_cents / 100
+
+    @property
+    def cap_cents(self) -> int | None:
+        return None if self.cap is None else round(self.cap * 100)
+
+    @property
+    def over_budget(self) -> bool:
+        return self.cap_cents is not None and self.cost_cents > self.cap_cents
+
+    @property
+    def share_of_cap(self) -> float | None:
+        return None if not self.cap else self.cost / self.cap
+
+    @property
+    def ok(self) -> bool:
+        return not self.over_budget
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "protocol": {"id": self.protocol_id, "version": self.version, "title": self.title, "sha256": self.sha256},
+            "population": self.population,
+            "outcome": self.outcome,
+            "amount_rule": self.amount_rule,
+            "currency": self.currency,
+            "cost": self.cost,
+            "cost_cents": self.cost_cents,
+            "cap": self.cap,
+            "share_of_cap": self.share_of_cap,
+            "over_budget": self.over_budget,
+            "eligible": self.eligible,
+            "eligible_rows": self.eligible_rows,
+            "fairness": self.fairness,
+            "groups": self.groups,
+            "by_household_size": self.by_household_size,
+            "by_income_decile": self.by_income_decile,
+            "amounts": self.amounts,
+            "baseline": self.baseline,
+            "seconds": round(self.seconds, 4),
+            "notes": self.notes,
+        }
+
+    def money(self, cents: float, *, sign: bool = False) -> str:
+        return format_money(cents, self.currency, sign=sign)
+
+    def lines(self) -> list[str]:
+        """The seed's one-line-per-figure style."""
+        pop = self.population
+        out = [
+            f"[simulate] {self.protocol_id} v{self.version} on {pop['source']}: "
+            f"{pop['rows']:,} rows = {format_count(pop['households'])} households"
+        ]
+        eligible = f"{format_count(self.eligible)} {self.outcome} (weighted)"
+        if self.cap is None:
+            out.append(f"[simulate] ✅ cost {self.money(self.cost_cents)} (no budget cap) — {eligible}")
+        elif self.over_budget:
+            out.append(
+                f"[simulate] ❌ over budget: cost {self.money(self.cost_cents)} > cap {self.money(self.cap_cents or 0)}"
+                f" ({100 * (self.share_of_cap or 0):.1f} %) — {eligible}"
+            )
+        else:
+            out.append(
+                f"[simulate] ✅ cost {self.money(self.cost_cents)} of cap {self.money(self.cap_cents or 0)}"
+                f" ({100 * (self.share_of_cap or 0):.1f} %) — {eligible}"
+            )
+        for attr, f in self.fairness["attributes"].items():
+            mark = "✅" if f["ratio"] >= FOUR_FIFTHS else "⚠️"
+            rates = f["rates"]
+            out.append(
+                f"[simulate] {mark} fairness {attr}: four-fifths ratio {f['ratio']:.3f} "
+                f"(lowest {f['lowest_group']} {100 * rates[f['lowest_group']]:.1f} % vs "
+                f"{f['reference_group']} {100 * rates[f['reference_group']]:.1f} %)"
+            )
+        b = self.baseline
+        if b is not None:
+            delta = b["cost_delta_cents"]
+            pct = f" ({100 * delta / b['cost_cents']:+.1f} %)" if b["cost_cents"] else ""
+            out.append(
+                f"[simulate] baseline {b['protocol']['id']} v{b['protocol']['version']}"
+                f"{' (' + b['label'] + ')' if b.get('label') else ''}: cost {self.money(b['cost_cents'])} → "
+                f"{self.money(self.cost_cents)}, delta {self.money(delta, sign=True)}{pct}"
+            )
+            out.append(
+                f"[simulate] baseline diff: {format_count(b['newly_eligible'])} newly eligible, "
+                f"{format_count(b['losing_eligibility'])} losing eligibility; "
+                f"{format_count(b['winners'])} gain {self.money(b['gains_cents'])}, "
+                f"{format_count(b['losers'])} lose {self.money(b['losses_cents'])}"
+            )
+        out.extend(f"[simulate] note: {n}" for n in self.notes)
+        return out
+
+
+def format_money(cents: float, currency: str = "USD", *, sign: bool = False) -> str:
+    """``$1,234,567`` (cents shown only when there are any); other currencies by code."""
+    neg = cents < 0
+    c = abs(cents)
+    whole, frac = divmod(round(c), 100)
+    text = f"{whole:,}" + (f".{frac:02d}" if frac else "")
+    text = f"${text}" if currency == "USD" else f"{currency} {text}"
+    return ("-" if neg else "+" if sign else "") + text
+
+
+def format_count(x: float) -> str:
+    return f"{round(x):,}" if abs(x - round(x)) < 1e-9 else f"{x:,.1f}"
+
+
+# ---- the run -----------------------------------------------------------------------
+
+
+def _unwrap(subject: Any, what: str) -> tuple[Protocol, str | None]:
+    if isinstance(subject, Protocol):
+        return subject, None
+    proto = getattr(subject, "protocol", None)
+    if isinstance(proto, Protocol):
+        return proto, getattr(subject, "sha256", None)
+    raise TypeError(f"{what} must be a Bundle or a Protocol, not {type(subject).__name__}")
+
+
+def outcome_rule(proto: Protocol) -> str | None:
+    """The selection rule: the first boolean output (else the first boolean rule)."""
+    rs = proto.ruleset
+    for name in [*proto.outputs, *rs.by_name]:
+        if rs.type_of(name) == "bool":
+            return name
+    return None
+
+
+def amount_rule(proto: Protocol) -> str | None:
+    name = proto.budget_amount
+    rs = proto.ruleset
+    return name if name in rs.by_name and rs.type_of(name) == "num" else None
+
+
+def population_for(proto: Protocol, population: Population | str | None) -> Population:
+    if isinstance(population, Population):
+        return population
+    if population is None:
+        source = (proto.budget or {}).get("population")
+        if not source:
+            raise BadInput(
+                "the protocol has no budget.population; give a population (--population)", where=proto.source
+            )
+        return resolve(source, where=f"{proto.source}: budget.population")
+    return resolve(population, where="--population")
+
+
+class _Side:
+    """One protocol evaluated chunk by chunk: its selection and per-record cents."""
+
+    def __init__(self, proto: Protocol, pop: Population, role: str = "") -> None:
+        self.proto = proto
+        self.outcome = outcome_rule(proto)
+        self.amount = amount_rule(proto)
+        if self.outcome is None and self.amount is None:
+            raise BadInput(
+                "the protocol has neither a boolean output nor an amount rule to simulate", where=proto.source
+            )
+        self.columns, self.n = pop.columns_for(proto.ruleset, role=role)
+
+    @property
+    def outcome_name(self) -> str:
+        return self.outcome or f"{self.amount} != 0"
+
+    def chunk(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """(selected, cents) for rows [start, stop)."""
+        cols = {k: v[start:stop] for k, v in self.columns.items()}
+        try:
+            values = self.proto.ruleset.evaluate_columns(cols, validated=True, n=stop - start)
+        except EvaluationError as e:
+            if start == 0 or e.row is None:
+                raise
+            message = e.message.removesuffix(f"; record {e.record}") if e.record is not None else e.message
+            raise EvaluationError(message, rule=e.rule, record=e.record, row=e.row + start) from None
+        cents = to_cents(values[self.amount]) if self.amount else np.zeros(stop - start)
+        selected = values[self.outcome] if self.outcome else cents != 0
+        return np.asarray(selected, dtype=bool), cents
+
+
+def simulate(
+    subject: Any,
+    population: Population | str | None = None,
+    baseline: Any = None,
+    progress: Progress | None = None,
+    *,
+    detail: bool | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+    baseline_label: str | None = None,
+) -> SimulationResult:
+    """Simulate a Bundle or Protocol over a population (default: its ``budget.population``).
+
+    ``detail`` (default: on when there is a baseline) adds the breakdowns the report
+    draws: by household size, by weighted income decile and the amount distribution.
+    """
+    started = perf_counter()
+    proto, sha = _unwrap(subject, "subject")
+    pop = population_for(proto, population)
+    main = _Side(proto, pop, role="")
+    base = None
+    if baseline is not None:
+        bproto, bsha = _unwrap(baseline, "baseline")
+        base = (_Side(bproto, pop, role="baseline"), bsha)
+    detail = (base is not None) if detail is None else detail
+    n, w, integral = pop.n, pop.weight, pop.weight_integral
+    acc = _Totals(pop, detail=detail, baseline=base is not None)
+    chunk_rows = max(1, int(chunk_rows))
+    for start in range(0, n, chunk_rows):
+        stop = min(n, start + chunk_rows)
+        sel, cents = main.chunk(start, stop)
+        wc = w[start:stop]
+        acc.add(start, stop, sel, cents, wc, integral)
+        if base is not None:
+            bsel, bcents = base[0].chunk(start, stop)
+            acc.add_baseline(start, stop, sel, cents, bsel, bcents, wc, integral)
+        if progress is not None:
+            progress(stop, n)
+    budget = proto.budget or {}
+    result = SimulationResult(
+        protocol_id=proto.id,
+        version=proto.version,
+        title=proto.title,
+        sha256=sha,
+        population={
+            "source": pop.source,
+            "description": pop.description,
+            "rows": n,
+            "households": pop.total_weight,
+        },
+        outcome=main.outcome_name,
+        amount_rule=main.amount,
+        currency=str(budget.get("currency", "USD")),
+        cap=float(budget["cap"]) if "cap" in budget else None,
+        cost_cents=acc.cost_cents,
+        eligible=acc.eligible(),
+        eligible_rows=acc.eligible_rows,
+        fairness=acc.fairness(main.outcome_name),
+        groups=acc.groups(),
+        seconds=0.0,
+        notes=list(pop.notes),
+    )
+    if detail:
+        result.by_household_size = acc.by_size()
+        result.by_income_decile = acc.by_decile()
+        result.amounts = acc.amount_histogram()
+    if base is not None:
+        bside, bsha = base
+        result.baseline = acc.baseline_figures(bside.proto, bsha, bside.outcome_name, baseline_label)
+        if bside.proto.id != proto.id:
+            result.notes.append(f"the baseline is another protocol ({bside.proto.id})")
+    if not integral:
+        result.notes.append("fractional weights: totals are correctly rounded float64, not integer cents")
+    result.seconds = perf_counter() - started
+    return result
+
+
+class _Totals:
+    """Running sums over chunks; everything a result needs, nothing per row kept unless ``detail``."""
+
+    def __init__(self, pop: Population, *, detail: bool, baseline: bool) -> None:
+        self.pop = pop
+        self.detail = detail
+        self.cost_cents: int | float = 0
+        self.eligible_rows = 0
+        self._eligible_parts: list[float] = []
+        jg = pop.joint_groups
+        self.joint = jg
+        self.k = math.prod(jg[1]) if jg else 0
+        self.sel_by_group = np.zeros(self.k)
+        self.sizes = pop.size_groups if detail else None
+        self.deciles = pop.income_deciles if (detail or baseline) else None
+        self.sel_amounts: list[np.ndarray] = []
+        self.sel_weights: list[np.ndarray] = []
+        self.size_sums = np.zeros((3, 8))  # households, selected, cost cents
+        self.decile_sums = np.zeros((3, 10))
+        # baseline
+        self.base_cost_cents: int | float = 0
+        self.base_eligible_parts: list[float] = []
+        self.diff = dict.fromkeys(("newly", "losing", "winners", "losers", "gains", "losses"), 0.0)
+        self.decile_diff = np.zeros((6, 10))
+
+    def add(self, start: int, stop: int, sel: np.ndarray, cents: np.ndarray, w: np.ndarray, integral: bool) -> None:
+        self.cost_cents += exact_weighted_sum(cents, w, integral)
+        self.eligible_rows += int(np.count_nonzero(sel))
+        ws = w * sel
+        if self.joint is not None:
+            by = np.bincount(self.joint[0][start:stop], weights=ws, minlength=self.k)
+            self.sel_by_group += by
+            self._eligible_parts.append(math.fsum(by.tolist()) if not integral else float(by.sum()))
+        else:
+            self._eligible_parts.append(float(ws.sum()) if integral else math.fsum(ws.tolist()))
+        if not self.detail:
+            return
+        cw = cents * w
+        for groups, sums, k in ((self.sizes, self.size_sums, 8), (self.deciles, self.decile_sums, 10)):
+            if groups is None:
+                continue
+            idx = groups[0][start:stop]
+            sums[0] += np.bincount(idx, weights=w, minlength=k)
+            sums[1] += np.bincount(idx, weights=ws, minlength=k)
+            sums[2] += np.bincount(idx, weights=cw, minlength=k)
+        self.sel_amounts.append(cents[sel])
+        self.sel_weights.append(w[sel])
+
+    def add_baseline(
+        self,
+        start: int,
+        stop: int,
+        sel: np.ndarray,
+        cents: np.ndarray,
+        bsel: np.ndarray,
+        bcents: np.ndarray,
+        w: np.ndarray,
+        integral: bool,
+    ) -> None:
+        self.base_cost_cents += exact_weighted_sum(bcents, w, integral)
+        bws = w * bsel
+        self.base_eligible_parts.append(float(bws.sum()) if integral else math.fsum(bws.tolist()))
+        diff = cents - bcents
+        parts = {
+            "newly": w * (sel & ~bsel),
+            "losing": w * (bsel & ~sel),
+            "winners": w * (diff > 0),
+            "losers": w * (diff < 0),
+            "gains": np.where(diff > 0, diff, 0.0) * w,
+            "losses": np.where(diff < 0, -diff, 0.0) * w,
+        }
+        for i, (key, arr) in enumerate(parts.items()):
+            self.diff[key] += float(arr.sum()) if integral else math.fsum(arr.tolist())
+            if self.deciles is not None:
+                self.decile_diff[i] += np.bincount(self.deciles[0][start:stop], weights=arr, minlength=10)
+
+    def eligible(self) -> float:
+        return math.fsum(self._eligible_parts)
+
+    def fairness(self, outcome: str) -> dict[str, Any]:
+        """``{"attributes": {attr: {rates, ratio, reference_group, lowest_group}}, "outcome": rule}``."""
+        attributes: dict[str, Any] = {}
+        for attr, (sel, tot) in self._marginals().items():
+            labels = self.pop.attributes[attr].labels
+            rates = {labels[i]: float(sel[i] / tot[i]) for i in range(len(labels)) if tot[i] > 0}
+            if not rates:
+                continue
+            hi = max(rates, key=lambda g: rates[g])
+            lo = min(rates, key=lambda g: rates[g])
+            ratio = 1.0 if rates[hi] == 0 else rates[lo] / rates[hi]
+            attributes[attr] = {"rates": rates, "ratio": ratio, "reference_group": hi, "lowest_group": lo}
+        return {"attributes": attributes, "outcome": outcome}
+
+    def groups(self) -> dict[str, dict[str, dict[str, float]]]:
+        """Weighted households and selected households per group (the fairness table's denominators)."""
+        out: dict[str, dict[str, dict[str, float]]] = {}
+        for attr, (sel, tot) in self._marginals().items():
+            labels = self.pop.attributes[attr].labels
+            out[attr] = {
+                labels[i]: {"households": float(tot[i]), "selected": float(sel[i])} for i in range(len(labels))
+            }
+        return out
+
+    def _marginals(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        if self.joint is None or self.pop.joint_totals is None:
+            return {}
+        shape = self.joint[1]
+        sel = self.sel_by_group.reshape(shape)
+        tot = self.pop.joint_totals.reshape(shape)
+        out = {}
+        for axis, attr in enumerate(self.pop.attributes):
+            others = tuple(i for i in range(len(shape)) if i != axis)
+            out[attr] = (sel.sum(axis=others), tot.sum(axis=others))
+        return out
+
+    def by_size(self) -> list[dict[str, Any]] | None:
+        if self.sizes is None:
+            return None
+        labels = self.sizes[1]
+        s = self.size_sums
+        return [
+            {"household_size": labels[i], "households": s[0, i], "eligible": s[1, i], "cost": s[2, i] / 100}
+            for i in range(8)
+            if s[0, i] > 0
+        ]
+
+    def by_decile(self) -> list[dict[str, Any]] | None:
+        if self.deciles is None:
+            return None
+        edges = self.deciles[1]
+        s = self.decile_sums
+        rows = []
+        for i in range(10):
+            row: dict[str, Any] = {
+                "decile": i + 1,
+                "income_from": None if i == 0 else float(edges[i - 1]),
+                "income_to": None if i == 9 else float(edges[i]),
+            }
+            if self.detail:
+                row.update(households=s[0, i], eligible=s[1, i], cost=s[2, i] / 100)
+            rows.append(row)
+        return rows
+
+    def amount_histogram(self) -> dict[str, Any] | None:
+        """Weighted distribution of the amounts paid to selected households (dollars)."""
+        if not self.sel_amounts:
+            return None
+        amounts = np.concatenate(self.sel_amounts) / 100
+        weights = np.concatenate(self.sel_weights)
+        if len(amounts) == 0:
+            return {"edges": [], "households": []}
+        distinct = np.unique(amounts)
+        if len(distinct) <= HISTOGRAM_BINS:  # benefit schedules often pay a few fixed amounts: one bar each
+            idx = np.searchsorted(distinct, amounts)
+            counts = np.bincount(idx, weights=weights, minlength=len(distinct))
+            return {"values": distinct.tolist(), "households": counts.tolist()}
+        counts, edges = np.histogram(amounts, bins=HISTOGRAM_BINS, weights=weights)
+        return {"edges": edges.tolist(), "households": counts.tolist()}
+
+    def baseline_figures(self, bproto: Protocol, bsha: str | None, boutcome: str, label: str | None) -> dict[str, Any]:
+        d = self.diff
+        out: dict[str, Any] = {
+            "protocol": {"id": bproto.id, "version": bproto.version, "title": bproto.title, "sha256": bsha},
+            "label": label,
+            "outcome": boutcome,
+            "cost_cents": self.base_cost_cents,
+            "cost": self.base_cost_cents / 100,
+            "cost_delta_cents": self.cost_cents - self.base_cost_cents,
+            "cost_delta": (self.cost_cents - self.base_cost_cents) / 100,
+            "eligible": math.fsum(self.base_eligible_parts),
+            "newly_eligible": d["newly"],
+            "losing_eligibility": d["losing"],
+            "winners": d["winners"],
+            "losers": d["losers"],
+            "gains_cents": d["gains"],
+            "losses_cents": d["losses"],
+            "by_income_decile": None,
+        }
+        if self.deciles is not None:
+            dd = self.decile_diff
+            out["by_income_decile"] = [
+                {
+                    "decile": i + 1,
+                    "newly_eligible": dd[0, i],
+                    "losing_eligibility": dd[1, i],
+                    "winners": dd[2, i],
+                    "losers": dd[3, i],
+                    "gains": dd[4, i] / 100,
+                    "losses": dd[5, i] / 100,
+                }
+                for i in range(10)
+            ]
+        return out
+
+
+__all__ = [
+    "SimulationResult",
+    "exact_weighted_sum",
+    "format_count",
+    "format_money",
+    "outcome_rule",
+    "population_for",
+    "simulate",
+    "to_cents",
+]
