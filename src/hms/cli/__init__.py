@@ -18,7 +18,15 @@ from hms import __version__
 from hms.errors import HmsError
 
 # Command groups, each a module with ``register(subparsers)``; handlers return an exit code.
-GROUPS = ["hms.cli.policy", "hms.cli.rule", "hms.cli.serve", "hms.cli.audit", "hms.cli.db"]
+GROUPS = [
+    "hms.cli.policy",
+    "hms.cli.scan",
+    "hms.cli.rule",
+    "hms.cli.serve",
+    "hms.cli.chaos",
+    "hms.cli.audit",
+    "hms.cli.db",
+]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,0 +1,79 @@
+package legal_test
+
+import data.legal
+
+ok_input := {
+	"protocol": {"metadata": {"authority": "Pub. L. 118-XX, sec. 3", "effective_at": "2026-12-01T00:00:00-05:00"}},
+	"effective_at": "2026-12-01T00:00:00-05:00",
+	"now": "2026-11-23T09:00:00+00:00",
+	"freeze_windows": [{
+		"start": "2026-12-24T00:00:00-05:00", "end": "2026-12-27T00:00:00-05:00",
+		"environments": ["prod"], "reason": "year-end change freeze",
+	}],
+	"approval_policy": {"required": 2, "roles": ["legal", "budget"]},
+}
+
+paths(findings) := {f.path | some f in findings}
+
+test_complete_protocol_is_clean if {
+	count(legal.deny) == 0 with input as ok_input
+}
+
+test_missing_authority_is_a_finding if {
+	findings := legal.deny with input as json.remove(ok_input, ["protocol/metadata/authority"])
+	paths(findings) == {"metadata.authority"}
+}
+
+test_blank_authority_is_a_finding if {
+	findings := legal.deny with input as json.patch(
+		ok_input,
+		[{"op": "replace", "path": "/protocol/metadata/authority", "value": " "}],
+	)
+	paths(findings) == {"metadata.authority"}
+}
+
+test_effective_time_in_the_past_is_a_finding if {
+	findings := legal.deny with input as object.union(ok_input, {"now": "2026-12-01T05:00:00Z"})
+	paths(findings) == {"metadata.effective_at"}
+	some f in findings
+	contains(f.message, "not in the future")
+}
+
+test_effective_time_in_a_prod_freeze_window_is_a_finding if {
+	at := "2026-12-25T00:00:00-05:00"
+	findings := legal.deny with input as object.union(ok_input, {"effective_at": at})
+	paths(findings) == {"metadata.effective_at"}
+	some f in findings
+	contains(f.message, "year-end change freeze")
+}
+
+test_freeze_window_end_is_exclusive if {
+	count(legal.deny) == 0 with input as object.union(ok_input, {"effective_at": "2026-12-27T00:00:00-05:00"})
+}
+
+test_window_for_other_environments_does_not_apply if {
+	window := {"start": "2026-11-30T00:00:00Z", "end": "2026-12-02T00:00:00Z", "environments": ["staging"], "reason": "x"}
+	count(legal.deny) == 0 with input as object.union(ok_input, {"freeze_windows": [window]})
+}
+
+test_window_without_environments_applies_everywhere if {
+	window := {"start": "2026-11-30T00:00:00Z", "end": "2026-12-02T00:00:00Z", "environments": [], "reason": "audit"}
+	findings := legal.deny with input as object.union(ok_input, {"freeze_windows": [window]})
+	paths(findings) == {"metadata.effective_at"}
+}
+
+test_one_role_approval_policy_is_a_finding if {
+	findings := legal.deny with input as object.union(ok_input, {"approval_policy": {"required": 2, "roles": ["legal"]}})
+	paths(findings) == {"approvals.roles"}
+}
+
+test_duplicate_roles_count_once if {
+	policy := {"required": 2, "roles": ["legal", "legal"]}
+	findings := legal.deny with input as object.union(ok_input, {"approval_policy": policy})
+	paths(findings) == {"approvals.roles"}
+}
+
+test_missing_approval_policy_is_a_finding if {
+	findings := legal.deny with input as json.remove(ok_input, ["approval_policy"])
+	paths(findings) == {"approvals.roles"}
+}

@@ -1,0 +1,181 @@
+"""The compliance scan end to end in-process: samples clean, each rule set's findings with their field paths."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from hms import bundle
+from hms.approvals import ApprovalPolicy
+from hms.compliance import Settings, build_input, scan, scan_many
+from hms.compliance.input import weekly_occurrence
+from hms.errors import BadInput
+from hms.pipeline_config import parse_pipeline_config
+from tests.unit.compliance_helpers import NOW, SETTINGS, add_input, sample, variant
+
+
+def paths(result, rule_set=None):
+    return {f.path for f in result.findings if rule_set in (None, f.rule_set)}
+
+
+@pytest.mark.parametrize("name", ["wildfire", "chip"])
+def test_both_samples_scan_clean_on_every_rule_set(name):
+    result = scan(bundle.read_bytes(bundle.build(sample(name))), settings=SETTINGS, now=NOW)
+    assert result.ok, result.findings
+    assert result.counts == {"privacy": 0, "ethics": 0, "legal": 0}
+    assert result.summary().startswith("[scan] privacy(0) ethics(0) legal(0)")
+
+
+@pytest.mark.parametrize("name", ["wildfire", "chip"])
+def test_both_samples_scan_clean_with_the_repository_pipeline_settings(name):
+    # settings=None reads .hms-ci/policy-pipeline.yml: its freeze windows and approval policy.
+    assert scan(sample(name), now=NOW).ok
+
+
+def test_ssn_input_fails_privacy_at_inputs_ssn():
+    proto = variant("wildfire", lambda d: add_input(d, "ssn", {"type": "string"}, "000-00-0000"))
+    result = scan(proto, ["privacy", "ethics"], settings=SETTINGS, now=NOW)
+    assert not result.ok
+    assert "inputs.ssn" in paths(result, "privacy")
+    assert result.counts["ethics"] == 0
+    assert {f.rule_set for f in result.findings} == {"privacy"}
+
+
+def test_lawful_purpose_exempts_a_direct_identifier():
+    spec = {"type": "string", "lawful_purpose": "26 U.S.C. 6109: identification for payment reporting"}
+    proto = variant("wildfire", lambda d: add_input(d, "ssn", spec, "000-00-0000"))
+    assert scan(proto, ["privacy"], settings=SETTINGS, now=NOW).ok
+
+
+def test_email_in_test_fixture_fails_privacy_at_its_fixture_path():
+    def change(d):
+        add_input(d, "contact", {"type": "string"}, "someone@example.org")
+        d["tests"][2]["input"]["contact"] = "jane.doe@gmail.com"
+
+    result = scan(variant("wildfire", change), ["privacy"], settings=SETTINGS, now=NOW)
+    assert paths(result) == {"tests[2].input.contact"}
+    assert "email" in result.findings[0].message
+
+
+def test_identifier_named_email_is_reported_on_the_input_and_each_fixture():
+    proto = variant("wildfire", lambda d: add_input(d, "email", {"type": "string"}, "someone@example.org"))
+    found = paths(scan(proto, ["privacy"], settings=SETTINGS, now=NOW))
+    assert "inputs.email" in found
+    assert "tests[2].input.email" in found
+
+
+def _reads_race(d):
+    add_input(d, "race", {"type": "string", "enum": ["a", "b"]}, "a")
+    d["rules"]["eligible"] = d["rules"]["eligible"] + ' and race != "b"'
+
+
+def test_rule_reading_race_fails_ethics_naming_the_rules():
+    result = scan(variant("wildfire", _reads_race), ["privacy", "ethics"], settings=SETTINGS, now=NOW)
+    assert paths(result) == {"inputs.race"}
+    (finding,) = result.findings
+    assert finding.rule_set == "ethics"
+    assert "eligible" in finding.message and "amount" in finding.message  # amount uses eligible
+
+
+def test_justification_citing_law_exempts_a_protected_attribute():
+    # CHIP reads age with a citation: the legitimate exception; without it, the same protocol fails.
+    assert scan(sample("chip"), ["ethics"], settings=SETTINGS, now=NOW).ok
+    bare = variant("chip", lambda d: d["inputs"]["age"].pop("justification"))
+    assert paths(scan(bare, ["ethics"], settings=SETTINGS, now=NOW)) == {"inputs.age"}
+
+
+def test_four_fifths_breach_in_fairness_figures_fails_ethics():
+    fairness = {
+        "outcome": "eligible",
+        "attributes": {
+            "race_ethnicity": {
+                "rates": {"a": 0.5, "b": 0.35},
+                "ratio": 0.7,
+                "reference_group": "a",
+                "lowest_group": "b",
+            },
+            "sex": {"rates": {"f": 0.49, "m": 0.5}, "ratio": 0.98, "reference_group": "m", "lowest_group": "f"},
+        },
+    }
+    result = scan(sample("wildfire"), ["ethics"], fairness=fairness, settings=SETTINGS, now=NOW)
+    assert paths(result) == {"fairness.attributes.race_ethnicity"}
+    assert result.fairness_used
+    fairness["attributes"]["race_ethnicity"]["ratio"] = 0.8
+    assert scan(sample("wildfire"), ["ethics"], fairness=fairness, settings=SETTINGS, now=NOW).ok
+
+
+def test_missing_authority_fails_legal():
+    proto = variant("wildfire", lambda d: d["metadata"].pop("authority"))
+    result = scan(proto, ["legal"], settings=SETTINGS, now=NOW)
+    assert paths(result) == {"metadata.authority"}
+
+
+def test_effective_time_in_the_past_fails_legal():
+    late = datetime(2026, 12, 2, tzinfo=UTC)
+    assert paths(scan(sample("wildfire"), ["legal"], settings=SETTINGS, now=late)) == {"metadata.effective_at"}
+
+
+def weekly(days: str, tz: str = "America/New_York"):
+    return parse_pipeline_config(
+        f"version: 1\ntimezone: {tz}\nenvironments: [{{name: preprod}}, {{name: prod}}]\n"
+        f"freeze_windows: [{{reason: midnight freeze, weekly: {{days: [{days}], from: '23:00', to: '01:00'}}}}]\n"
+    ).freeze_windows
+
+
+def test_effective_time_inside_a_weekly_freeze_window_fails_legal():
+    # wildfire takes effect Tuesday 2026-12-01 00:00 in New York: inside Monday's 23:00–01:00 window.
+    settings = Settings(weekly("mon"), ApprovalPolicy(2, ("legal", "budget")))
+    result = scan(sample("wildfire"), ["legal"], settings=settings, now=NOW)
+    assert paths(result) == {"metadata.effective_at"}
+    assert "midnight freeze" in result.findings[0].message
+    # Tuesday's window starts at 23:00 that day: the effective time is outside it.
+    settings = Settings(weekly("tue"), ApprovalPolicy(2, ("legal", "budget")))
+    assert scan(sample("wildfire"), ["legal"], settings=settings, now=NOW).ok
+
+
+def test_weekly_window_resolves_to_the_occurrence_containing_or_following_the_time():
+    (w,) = weekly("sun", tz="UTC")
+    inside = datetime(2026, 11, 30, 0, 30, tzinfo=UTC)  # Monday 00:30: Sunday's window runs to 01:00
+    assert weekly_occurrence(w, inside) == (
+        datetime(2026, 11, 29, 23, tzinfo=UTC),
+        datetime(2026, 11, 30, 1, tzinfo=UTC),
+    )
+    after = datetime(2026, 11, 30, 2, tzinfo=UTC)
+    assert weekly_occurrence(w, after) == (datetime(2026, 12, 6, 23, tzinfo=UTC), datetime(2026, 12, 7, 1, tzinfo=UTC))
+
+
+def test_single_role_approval_policy_fails_legal():
+    settings = Settings((), ApprovalPolicy(2, ("legal",)))
+    assert paths(scan(sample("wildfire"), ["legal"], settings=settings, now=NOW)) == {"approvals.roles"}
+
+
+def test_unknown_rule_set_is_bad_input_listing_the_known_ones():
+    with pytest.raises(BadInput) as e:
+        scan(sample("wildfire"), ["privacy", "bias"], settings=SETTINGS, now=NOW)
+    assert "'bias'" in e.value.message and "ethics, legal, privacy" in e.value.message
+
+
+def test_input_document_carries_fields_read_from_the_rule_ast():
+    doc = build_input(sample("chip"), now=NOW)
+    assert doc["fields_read"]["income_limit"] == ["household_size"]
+    assert doc["fields_read"]["amount"] == ["age", "household_income", "household_size", "insured"]
+    assert doc["effective_at"] == "2027-01-01T00:00:00-05:00"
+    assert doc["approval_policy"] == {"required": 2, "roles": ["legal", "budget"]}
+
+
+def test_batch_scan_keeps_order_and_matches_single_scans():
+    raw = [bundle.build(sample("wildfire")), bundle.build(variant("wildfire", _reads_race))] * 5
+    results = scan_many(raw, ["privacy", "ethics"], settings=SETTINGS, now=NOW, workers=2)
+    assert [r.ok for r in results] == [True, False] * 5
+    assert (
+        results[1].findings
+        == scan(bundle.read_bytes(raw[1]), ["privacy", "ethics"], settings=SETTINGS, now=NOW).findings
+    )
+
+
+def test_process_pool_batch_scan_matches_the_thread_pool():
+    raw = [bundle.build(sample("chip")), bundle.build(variant("wildfire", _reads_race))] * 3
+    by_threads = scan_many(raw, ["privacy", "ethics"], settings=SETTINGS, now=NOW, workers=2)
+    by_processes = scan_many(raw, ["privacy", "ethics"], settings=SETTINGS, now=NOW, workers=2, processes=True)
+    assert [r.to_dict() for r in by_processes] == [r.to_dict() for r in by_threads]
