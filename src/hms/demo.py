@@ -1,30 +1,89 @@
-"""``make demo``: the main job end to end on this machine, printed in the seed's one-line-per-stage style.
+"""``make demo``: the main job end to end on this machine, in the seed's one-line-per-stage style.
 
-It grows with the product: today it packs, tests and simulates both sample protocols,
-then verifies the audit chain. Exit code is the first failing stage's.
+For each sample protocol: pack → test (cases + simulation) → OPA scan → two clerk approvals →
+promote staging → preprod (+ chaos) → prod scheduled a few seconds ahead → wait for the flip →
+check the decision service's answer. Then a one-command rollback and the audit chain check.
+
+The demo works in its own registry (``out/demo-home``, reset each run) so it can be repeated.
+Its protocol copies carry the next local midnight as effective time, as a scheduler would set it,
+so the legal rule set's "effective time is in the future" holds whatever day the demo runs;
+the prod activation itself is brought forward with ``--schedule +Ns`` (a scheduler moving it).
+Airflow is not used here yet (see README: the DAG is work in progress).
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
+import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
-from hms.cli import main as hms
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "out"
+HOME = OUT / "demo-home"
+
+
+def _protocol_copy(src: Path, tz: str) -> Path:
+    from zoneinfo import ZoneInfo
+
+    data = yaml.safe_load(src.read_text())
+    midnight = (datetime.now(ZoneInfo(tz)) + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    data["metadata"]["effective_at"] = midnight.isoformat()
+    dst = OUT / "demo-protocols" / src.name
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    return dst
 
 
 def run() -> int:
-    OUT.mkdir(exist_ok=True)
-    for proto in sorted((ROOT / "include" / "protocols").glob("*.yml")):
-        pkg = OUT / f"{proto.stem}.tgz"
-        print(f"[build] 📦 {proto.relative_to(ROOT)}", flush=True)
-        for step in (["policy", "pack", str(proto), "--out", str(pkg)], ["policy", "test", str(pkg)]):
-            rc = hms(step)
-            if rc:
-                return rc
-    return hms(["audit", "verify"])
+    shutil.rmtree(HOME, ignore_errors=True)
+    os.environ["HMS_HOME"] = str(HOME)
+    os.environ.pop("HMS_DATABASE_URL", None)
+    os.environ.setdefault("HMS_ACTOR", "demo-pipeline")
+    from hms.cli import main as hms
+    from hms.pipeline_config import load_pipeline_config
+
+    config = load_pipeline_config()
+    rollback = str(ROOT / "include" / "rollback.sh")
+    os.environ["HMS_BIN"] = str(Path(sys.executable).parent / "hms")
+
+    def step(*args: str) -> None:
+        rc = hms(list(args))
+        if rc:
+            raise SystemExit(rc)
+
+    for src in sorted((ROOT / "include" / "protocols").glob("*.yml")):
+        proto = _protocol_copy(src, config.timezone)
+        pkg = OUT / f"{src.stem}.tgz"
+        print(f"\n[build] 📦 {src.relative_to(ROOT)} (effective time: next local midnight)", flush=True)
+        step("policy", "pack", str(proto), "--out", str(pkg))
+        step("policy", "test", str(pkg))
+        step("policy", "simulate", str(pkg), "--report", str(OUT / f"{src.stem}-report.html"))
+        step("scan", str(pkg), "--rules", "privacy,ethics,legal")
+        step("rule", "review", pkg.stem + "@" + str(yaml.safe_load(proto.read_text())["metadata"]["version"]),
+             "--user", "alice", "--role", "legal", "--approve", "--comment", "authority checked")
+        step("rule", "review", pkg.stem + "@" + str(yaml.safe_load(proto.read_text())["metadata"]["version"]),
+             "--user", "bob", "--role", "budget", "--approve", "--comment", "within budget")
+        step("promote", str(pkg), "--targets", ",".join(config.environment_names), "--rollback", rollback,
+             "--schedule", "+4s")
+        step("chaos", "run", "--target", config.chaos.environment, "--time", "4s", "--protocol", src.stem)
+        time.sleep(1)
+        step("rule", "smoke", f"{src.stem}@{yaml.safe_load(proto.read_text())['metadata']['version']}",
+             "--env", config.environment_names[-1], "--expect-live")
+        step("rule", "status", src.stem)
+    print("\n[rollback] one command: include/rollback.sh wildfire-aid-2024 prod", flush=True)
+    import subprocess
+
+    rc = subprocess.run([rollback, "wildfire-aid-2024", config.environment_names[-1]], check=False).returncode
+    if rc:
+        return rc
+    step("audit", "verify")
+    print(f"\n[demo] ✅ done; reports in {OUT.relative_to(ROOT)}/*-report.html, registry in {HOME.relative_to(ROOT)}")
+    return 0
 
 
 if __name__ == "__main__":
