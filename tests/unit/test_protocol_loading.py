@@ -118,3 +118,11 @@ def test_canonical_json_is_independent_of_key_order(tmp_path):
     moved = text.replace("  max_payment: 5000\n  per_member: 1000\n", "  per_member: 1000\n  max_payment: 5000\n")
     assert moved != text
     assert protocol.load(write(tmp_path, moved)).canonical_json() == protocol.load(WILDFIRE).canonical_json()
+
+
+def test_every_command_group_is_reachable_through_the_fast_path():
+    from hms.cli import COMMANDS, GROUPS, build_parser
+
+    assert set(COMMANDS.values()) == set(GROUPS)
+    names = set(build_parser()._subparsers._group_actions[0].choices)
+    assert names == set(COMMANDS)

@@ -157,3 +157,11 @@ def test_checks_are_kept_per_bundle_with_the_newest_of_each_kind(registry_url):
     with db.session_scope() as s:
         latest = store.latest_checks(s, row.sha256)
     assert latest["test"].ok
+
+
+def test_the_fast_head_check_names_alembics_own_head():
+    from alembic.script import ScriptDirectory
+
+    from hms.registry import migrate
+
+    assert ScriptDirectory.from_config(migrate.alembic_config()).get_current_head() == migrate.HEAD

@@ -36,7 +36,32 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Which module registers each top-level command: a call imports only its own group (a rollback must not
+# pay for loading the simulation, the OPA engine and the web stack). Help and unknown commands load all.
+COMMANDS = {
+    "policy": "hms.cli.policy",
+    "scan": "hms.cli.scan",
+    "promote": "hms.cli.rule",
+    "rule": "hms.cli.rule",
+    "serve": "hms.cli.serve",
+    "chaos": "hms.cli.chaos",
+    "audit": "hms.cli.audit",
+    "db": "hms.cli.db",
+}
+
+
+def _groups_for(argv: Sequence[str]) -> list[str]:
+    rest = list(argv)
+    while rest and rest[0].startswith("-"):
+        opt = rest.pop(0)
+        if opt == "--xcom-file" and rest:
+            rest.pop(0)
+    if rest and rest[0] in COMMANDS:
+        return [COMMANDS[rest[0]]]
+    return GROUPS
+
+
+def build_parser(groups: Sequence[str] = GROUPS) -> argparse.ArgumentParser:
     parser = _Parser(prog="hms", description="HMS policy deployment pipeline")
     parser.add_argument("--version", action="version", version=f"hms {__version__}")
     parser.add_argument(
@@ -45,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write the command's JSON result here (the pipeline's XCom; /airflow/xcom/return.json in pods)",
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for name in GROUPS:
+    for name in dict.fromkeys(groups):
         import_module(name).register(sub)
     return parser
 
@@ -66,7 +91,8 @@ def emit(args: argparse.Namespace, payload: dict[str, Any], lines: Sequence[str]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(_groups_for(argv)).parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)
