@@ -1,4 +1,4 @@
-"""One pipeline DAG per protocol in include/protocols (``policy_<id>``).
+"""One Airflow pipeline DAG per protocol in include/protocols (``policy_<id>``).
 
 Declarative on purpose: the stages live in plugins/hms_operators/dag_factory.py,
 the logic in src/hms. A protocol file that does not load still gets a DAG — one
