@@ -12,6 +12,7 @@ from typing import Any
 from hms import bundle, protocol
 from hms.cases import run_cases
 from hms.cli import emit
+from hms.cli.refs import add_record_options, open_bundle, record_check
 from hms.errors import BadInput, EvaluationError
 from hms.registry import store
 from hms.registry.db import session_scope
@@ -38,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     test.add_argument("--population", help="population for the simulation (default: the protocol's budget.population)")
     test.add_argument("--no-simulate", action="store_true", help="run the test cases only")
     test.add_argument("--json", action="store_true")
+    add_record_options(test)
     test.set_defaults(handler=cmd_test)
 
     sim = ps.add_parser("simulate", help="simulate a bundle over a population: budget gate, baseline diff, fairness")
@@ -94,7 +96,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_test(args: argparse.Namespace) -> int:
-    b = bundle.read(args.bundle)
+    b = open_bundle(args.bundle)
     results = run_cases(b.protocol)
     failed = [r for r in results if not r.ok]
     lines = [r.line() for r in results]
@@ -119,18 +121,16 @@ def cmd_test(args: argparse.Namespace) -> int:
             lines.extend(result.lines())
     elif b.protocol.budget is None and not args.no_simulate:
         lines.append("[simulate] skipped: the protocol has no budget")
-    emit(
-        args,
-        {
-            "ok": not failed and sim_ok,
-            "sha256": b.sha256,
-            "total": len(results),
-            "failed": len(failed),
-            "cases": [{"name": r.name, "ok": r.ok, "mismatches": r.mismatches} for r in results],
-            "simulation": simulation,
-        },
-        lines,
-    )
+    payload = {
+        "ok": not failed and sim_ok,
+        "sha256": b.sha256,
+        "total": len(results),
+        "failed": len(failed),
+        "cases": [{"name": r.name, "ok": r.ok, "mismatches": r.mismatches} for r in results],
+        "simulation": simulation,
+    }
+    record_check(args, "test", b, payload["ok"], payload)
+    emit(args, payload, lines)
     return 1 if failed or not sim_ok else 0
 
 
@@ -162,14 +162,14 @@ def _baseline(arg: str | None, protocol_id: str) -> tuple[Any, str | None, list[
         if live is None:
             return None, None, [f"[simulate] no live baseline: {protocol_id} has no version live in prod"]
         return live, "live in prod", []
-    return bundle.read(arg), arg, []
+    return open_bundle(arg), arg, []
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from hms import report
     from hms.simulate import simulate
 
-    b = bundle.read(args.bundle)
+    b = open_bundle(args.bundle)
     base, label, lines = _baseline(args.baseline, b.protocol.id)
     detail = True if args.report else None  # the report draws the breakdowns
     result = simulate(b, args.population, base, progress=_progress(args), baseline_label=label, detail=detail)

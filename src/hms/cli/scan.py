@@ -16,6 +16,7 @@ from typing import Any
 
 from hms import bundle
 from hms.cli import emit
+from hms.cli.refs import add_record_options, open_bundle, record_check
 from hms.compliance import DEFAULT_RULE_SETS, build_input, engine, fairness_for, scan
 from hms.compliance.scan import pipeline_settings
 from hms.errors import BadInput
@@ -39,6 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--write-input", metavar="FILE", help="write the OPA input document and stop (Kubernetes mode)")
     p.add_argument("--test-policies", action="store_true", help="run the Rego tests (*_test.rego) instead")
     p.add_argument("--json", action="store_true")
+    add_record_options(p)
     p.set_defaults(handler=cmd_scan)
 
 
@@ -98,7 +100,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     if not args.bundle:
         raise BadInput("give a bundle to scan, or --test-policies", where="hms scan")
     ps = engine.load(args.policies)
-    b = bundle.read(args.bundle)
+    b = open_bundle(args.bundle)
     settings, rules = _settings_and_rules(args, b.protocol)
     names = ps.check_rule_sets(rules)
     fairness = _fairness(args, b)
@@ -123,6 +125,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     lines = [result.summary(), *(f.line() for f in result.findings)]
     if "ethics" in names:
         lines.append(_fairness_line(fairness))
+    record_check(args, "scan", b, result.ok, result.to_dict())
     emit(args, result.to_dict(), lines)
     return 0 if result.ok else 1
 
