@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.table import Row
+from bench.timing import best_of
 from hms import bundle, protocol
 from hms.approvals import ApprovalPolicy
 from hms.compliance import ProcessScanner, Settings, engine, scan_many
@@ -49,12 +50,7 @@ def bundles(n: int = N) -> list[bytes]:
 
 
 def _best(fn: Callable[[], object]) -> float:
-    best = float("inf")
-    for _ in range(REPEATS):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
+    return best_of(fn, REPEATS)
 
 
 def run() -> list[Row]:

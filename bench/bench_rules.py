@@ -7,12 +7,12 @@ vectorized one feeds the simulation and is compared with the same rule hand-writ
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 
 from bench.table import Row
+from bench.timing import best_of
 from hms import bundle, protocol
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,18 +20,9 @@ WILDFIRE = ROOT / "include" / "protocols" / "wildfire-aid-2024.yml"
 N = 1_000_000
 
 
-def _best(fn, repeats: int = 5) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def run() -> list[Row]:
     proto = protocol.load(WILDFIRE)
-    pack = _best(lambda: bundle.build(protocol.load(WILDFIRE)), 20)
+    pack = best_of(lambda: bundle.build(protocol.load(WILDFIRE)), 20)
     rs = proto.ruleset
     rng = np.random.default_rng(7)
     cols = {
@@ -40,7 +31,7 @@ def run() -> list[Row]:
         "county_fire_declared": rng.random(N) < 0.3,
     }
     validated, n = rs.coerce_columns(cols)
-    vec = _best(lambda: rs.evaluate_columns(validated, validated=True, n=n))
+    vec = best_of(lambda: rs.evaluate_columns(validated, validated=True, n=n), 5)
     params = proto.data["parameters"]
 
     def hand() -> None:
@@ -49,10 +40,10 @@ def run() -> list[Row]:
         eligible = fire & (inc <= float(params["income_limit_pct"]) * line)
         np.where(eligible, np.minimum(float(params["max_payment"]), float(params["per_member"]) * hh), 0.0)
 
-    hand_s = _best(hand)
+    hand_s = best_of(hand, 5)
     k = 100_000
     records = [{name: col[i].item() for name, col in cols.items()} for i in range(k)]
-    per = _best(lambda: [rs.evaluate(r, validated=True) for r in records], 2) * (N / k)
+    per = best_of(lambda: [rs.evaluate(r, validated=True) for r in records], 2) * (N / k)
     rows = [
         Row("rules", "pack wildfire-aid-2024 (load + build)", f"{pack * 1000:.1f} ms", "< 100 ms", pack < 0.1),
         Row("rules", "vectorized wildfire, 1M records", f"{vec * 1000:.1f} ms ({N / vec / 1e6:.0f} M rec/s)",

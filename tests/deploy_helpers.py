@@ -13,19 +13,20 @@ from hms.registry.db import session_scope
 from tests.conftest import ROOT, WILDFIRE
 
 
-def config(**changes) -> PipelineConfig:
+def _config_text(**changes) -> str:
     """The repository's pipeline config with top-level keys replaced (freeze_windows=[] by default)."""
     data = yaml.safe_load((ROOT / ".hms-ci" / "policy-pipeline.yml").read_text())
     data["freeze_windows"] = []
     data.update(changes)
-    return parse_pipeline_config(yaml.safe_dump(data), "<test config>")
+    return yaml.safe_dump(data)
+
+
+def config(**changes) -> PipelineConfig:
+    return parse_pipeline_config(_config_text(**changes), "<test config>")
 
 
 def write_config(path: Path, **changes) -> Path:
-    data = yaml.safe_load((ROOT / ".hms-ci" / "policy-pipeline.yml").read_text())
-    data["freeze_windows"] = []
-    data.update(changes)
-    path.write_text(yaml.safe_dump(data))
+    path.write_text(_config_text(**changes))
     return path
 
 

@@ -64,16 +64,14 @@ def run() -> int:
         step("policy", "test", str(pkg))
         step("policy", "simulate", str(pkg), "--report", str(OUT / f"{src.stem}-report.html"))
         step("scan", str(pkg), "--rules", "privacy,ethics,legal")
-        step("rule", "review", pkg.stem + "@" + str(yaml.safe_load(proto.read_text())["metadata"]["version"]),
-             "--user", "alice", "--role", "legal", "--approve", "--comment", "authority checked")
-        step("rule", "review", pkg.stem + "@" + str(yaml.safe_load(proto.read_text())["metadata"]["version"]),
-             "--user", "bob", "--role", "budget", "--approve", "--comment", "within budget")
+        ref = f"{src.stem}@{yaml.safe_load(proto.read_text())['metadata']['version']}"
+        step("rule", "review", ref, "--user", "alice", "--role", "legal", "--approve", "--comment", "authority checked")
+        step("rule", "review", ref, "--user", "bob", "--role", "budget", "--approve", "--comment", "within budget")
         step("promote", str(pkg), "--targets", ",".join(config.environment_names), "--rollback", rollback,
              "--schedule", "+4s")
         step("chaos", "run", "--target", config.chaos.environment, "--time", "4s", "--protocol", src.stem)
         time.sleep(1)
-        step("rule", "smoke", f"{src.stem}@{yaml.safe_load(proto.read_text())['metadata']['version']}",
-             "--env", config.environment_names[-1], "--expect-live")
+        step("rule", "smoke", ref, "--env", config.environment_names[-1], "--expect-live")
         step("rule", "status", src.stem)
     print("\n[rollback] one command: include/rollback.sh wildfire-aid-2024 prod", flush=True)
     import subprocess

@@ -44,10 +44,7 @@ def _compare(case: dict[str, Any], outputs: dict[str, Any]) -> list[str]:
     return [
         f"{k}: expected {v!r}, got {outputs.get(k)!r}"
         for k, v in case["expect"].items()
-        if k in outputs
-        and not same_value(
-            v, float(outputs[k]) if isinstance(outputs[k], int) and not isinstance(outputs[k], bool) else outputs[k]
-        )
+        if k in outputs and not same_value(v, outputs[k])
     ]
 
 

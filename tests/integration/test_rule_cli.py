@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from hms.chaos import free_port
 from tests.conftest import ROOT, WILDFIRE
 from tests.deploy_helpers import write_config
 
@@ -122,12 +122,6 @@ def test_a_failed_promotion_runs_the_rollback_script_for_what_it_touched(env, tm
     assert all(e["live"] is None for e in status["environments"])
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_a_running_service_picks_up_a_rollback_without_restart(env, tmp_path):
     hms(env, "rule", "push", str(WILDFIRE))
     _approve(env, "wildfire-aid-2024@3")
@@ -137,7 +131,7 @@ def test_a_running_service_picks_up_a_rollback_without_restart(env, tmp_path):
     _approve(env, "wildfire-aid-2024@4")
     for e in ("staging", "preprod", "prod"):
         hms(env, "rule", "deploy", "wildfire-aid-2024@4", "--env", e)
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([HMS, "serve", "--env", "prod", "--port", str(port)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
