@@ -19,6 +19,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from hms.errors import BadInput
@@ -79,7 +80,13 @@ def get_engine(url: str | None = None) -> Engine:
             engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
         from hms.registry.migrate import upgrade_engine
 
-        upgrade_engine(engine)
+        try:
+            upgrade_engine(engine)
+        except OperationalError as e:  # unreachable, wrong credentials, no such database: one line, no traceback
+            engine.dispose()
+            reason = str(e.orig or e).strip().splitlines()[0]
+            where = parsed.render_as_string(hide_password=True)
+            raise BadInput(f"cannot open the registry at {where}: {reason}", where="HMS_DATABASE_URL") from None
         _engines[url] = engine
         return engine
 
