@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export HMS_HOME ?= $(CURDIR)/.hms
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench lock clean
+.PHONY: install demo test lint bench lock clean up down
 
 install: $(STAMP)
 
@@ -33,6 +33,13 @@ test: install
 	$(BIN)/ruff check .
 	bash scripts/ci-postgres.sh || echo "[test] PostgreSQL could not start: postgres-marked tests will skip"
 	set -a; if [ -f .hms-ci/postgres.env ]; then . .hms-ci/postgres.env; fi; set +a; $(BIN)/pytest -q
+
+# A real local Airflow (api-server, scheduler, dag-processor, triggerer) on this repo's DAGs; state in .airflow/.
+up: install
+	PYTHONPATH=plugins $(BIN)/python -m hms_operators.stack up --home .airflow $(if $(PORT),--port $(PORT))
+
+down:
+	PYTHONPATH=plugins $(BIN)/python -m hms_operators.stack down --home .airflow
 
 lint: install
 	$(BIN)/ruff check .
