@@ -137,6 +137,20 @@ class SimulationResult:
             "notes": self.notes,
         }
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SimulationResult:
+        """The inverse of ``to_dict``: the clerk page redraws the report from the result the test step recorded."""
+        p = d["protocol"]
+        return cls(
+            protocol_id=p["id"], version=p["version"], title=p["title"], sha256=p.get("sha256"),
+            population=d["population"], outcome=d["outcome"], amount_rule=d.get("amount_rule"),
+            currency=d["currency"], cap=d.get("cap"), cost_cents=d["cost_cents"], eligible=d["eligible"],
+            eligible_rows=d["eligible_rows"], fairness=d.get("fairness") or {}, groups=d.get("groups") or {},
+            seconds=d.get("seconds", 0.0), by_household_size=d.get("by_household_size"),
+            by_income_decile=d.get("by_income_decile"), amounts=d.get("amounts"), baseline=d.get("baseline"),
+            notes=list(d.get("notes") or ()),
+        )
+
     def money(self, cents: float, *, sign: bool = False) -> str:
         return format_money(cents, self.currency, sign=sign)
 

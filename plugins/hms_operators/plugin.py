@@ -1,0 +1,28 @@
+"""The AirflowPlugin: the HMS clerk page, ops view and review REST API inside Airflow's API server.
+
+Everything is the core's ``hms.web`` app mounted at ``/hms``; this file only supplies who is calling
+(web_auth: Airflow's JWT, as Bearer header or the UI's cookie) and two entries in the UI's navigation
+that show the pages in an iframe. Reserved prefixes (/api/v2, /ui, /auth, …) are avoided by design.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from airflow.plugins_manager import AirflowPlugin
+
+from hms.web import create_app
+from hms_operators.web_auth import airflow_user
+
+URL_PREFIX = "/hms"
+
+
+class HmsReviewPlugin(AirflowPlugin):
+    name = "hms_reviews"
+    fastapi_apps: ClassVar[list[dict[str, Any]]] = [
+        {"app": create_app(airflow_user, login_url="/"), "url_prefix": URL_PREFIX, "name": "HMS policy reviews"}
+    ]
+    external_views: ClassVar[list[dict[str, Any]]] = [
+        {"name": "Policy reviews", "href": f"{URL_PREFIX}/reviews", "url_route": "hms-reviews", "destination": "nav"},
+        {"name": "Policy environments", "href": f"{URL_PREFIX}/ops", "url_route": "hms-ops", "destination": "nav"},
+    ]

@@ -1,0 +1,162 @@
+"""The review web app: REST API and pages, for any host that can say who is calling.
+
+``create_app(identify)`` builds a FastAPI app; ``identify`` is a FastAPI dependency that returns the
+authenticated user name or raises ``WebError(401, …)``. The core knows nothing of Airflow: the Airflow
+plugin (plugins/hms_operators/plugin.py) passes a dependency that validates the API server's JWT and
+mounts this app under ``/hms``. Roles come from the pipeline config's ``users:`` (``Caller.of``).
+
+Routes (relative to the mount point):
+  GET  /reviews, /ops, /reports/{sha256}          pages (HTML)
+  GET  /api/reviews                               pending and recently decided bundles (JSON)
+  POST /api/reviews/{sha256}/approve|reject       {"comment": str, "role": str?}
+  GET  /api/protocols                             what each environment serves, pending activations, history
+  POST /api/activations/{sha256}/move             {"effective_at": str, "environment": str?}  (schedulers)
+Errors are ``{"detail", "field", "status"}`` with 401 / 403 / 404 / 409 / 413 / 422.
+"""
+
+# No `from __future__ import annotations`: FastAPI must see the per-app dependency aliases as objects.
+
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from hms.errors import HmsError
+from hms.pipeline_config import PipelineConfig, load_pipeline_config
+from hms.registry.db import session_scope
+from hms.web import pages, reviews
+from hms.web.errors import WebError
+from hms.web.reviews import Caller
+
+MAX_BODY = 64 * 1024
+CSP = ("default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; img-src 'self' data:; "
+       "connect-src 'self'; form-action 'self'; frame-ancestors 'self'; base-uri 'none'")
+
+
+class ReviewBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    comment: str = Field("", max_length=reviews.MAX_COMMENT)
+    role: str | None = Field(None, max_length=100)
+
+
+class MoveBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    effective_at: str = Field(..., min_length=1, max_length=100)
+    environment: str | None = Field(None, max_length=63)
+
+
+def create_app(identify: Callable[..., Any], *, login_url: str | None = None) -> FastAPI:
+    """The app; ``identify`` authenticates (user name or ``WebError(401)``), ``login_url`` is offered on a 401 page."""
+    app = FastAPI(title="HMS policy reviews", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
+
+    def config() -> PipelineConfig:
+        return load_pipeline_config()
+
+    def caller(user: Annotated[str, Depends(identify)], cfg: Annotated[PipelineConfig, Depends(config)]) -> Caller:
+        return Caller.of(user, cfg)
+
+    CallerDep = Annotated[Caller, Depends(caller)]
+    ConfigDep = Annotated[PipelineConfig, Depends(config)]
+
+    @app.middleware("http")
+    async def limits_and_headers(request: Request, call_next: Callable[..., Any]) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+            return _error(request, WebError(413, f"request body over {MAX_BODY} bytes", field="body"), login_url)
+        response = await call_next(request)
+        response.headers["Content-Security-Policy"] = CSP
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["Referrer-Policy"] = "same-origin"
+        return response
+
+    @app.exception_handler(WebError)
+    async def web_error(request: Request, e: WebError) -> Response:
+        return _error(request, e, login_url)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, e: RequestValidationError) -> Response:
+        first = e.errors()[0] if e.errors() else {"loc": ("body",), "msg": "invalid request"}
+        loc = [str(x) for x in first.get("loc", ()) if x not in ("body", "path", "query")]
+        return _error(request, WebError(422, str(first.get("msg")), field=".".join(loc) or "body"), login_url)
+
+    @app.exception_handler(HmsError)
+    async def core_error(request: Request, e: HmsError) -> Response:  # e.g. a broken pipeline config
+        return _error(request, WebError(500, str(e), field=e.where), login_url)
+
+    # ---- pages ----
+    @app.get("/", include_in_schema=False)
+    def index() -> RedirectResponse:
+        return RedirectResponse("reviews")
+
+    @app.get("/static/hms.js", include_in_schema=False)
+    def script() -> Response:
+        return Response(pages.SCRIPT, media_type="text/javascript")
+
+    @app.get("/reviews", response_class=HTMLResponse)
+    def reviews_page(who: CallerDep, cfg: ConfigDep) -> HTMLResponse:
+        with session_scope(read_only=True) as s:
+            waiting, decided = reviews.review_board(s, who, cfg)
+            return HTMLResponse(pages.reviews_page(waiting, decided, who, cfg))
+
+    @app.get("/ops", response_class=HTMLResponse)
+    def ops_page(who: CallerDep, cfg: ConfigDep) -> HTMLResponse:
+        with session_scope(read_only=True) as s:
+            return HTMLResponse(pages.ops_page(reviews.ops_overview(s, cfg), who, cfg))
+
+    @app.get("/reports/{sha256}", response_class=HTMLResponse)
+    def simulation_report(sha256: str, who: CallerDep) -> HTMLResponse:
+        import json
+
+        from hms import report
+        from hms.registry import store
+        from hms.simulate import SimulationResult
+
+        with session_scope(read_only=True) as s:
+            b = reviews.bundle_for(s, sha256)
+            test = store.latest_checks(s, b.sha256).get("test")
+        sim = json.loads(test.summary).get("simulation") if test else None
+        if not sim or "protocol" not in sim:
+            raise WebError(404, f"no simulation recorded for sha256:{b.sha256}", field="sha256")
+        return HTMLResponse(report.render(SimulationResult.from_dict(sim)))
+
+    # ---- REST ----
+    @app.get("/api/reviews")
+    def list_reviews(who: CallerDep, cfg: ConfigDep) -> dict[str, Any]:
+        with session_scope(read_only=True) as s:
+            waiting, decided = reviews.review_board(s, who, cfg)
+            return {"user": who.user, "roles": list(who.roles), "pending": [v.to_dict() for v in waiting],
+                    "decided": [v.to_dict() for v in decided]}
+
+    @app.post("/api/reviews/{sha256}/{decision}")
+    def decide(sha256: str, decision: Literal["approve", "reject"], body: ReviewBody, who: CallerDep,
+               cfg: ConfigDep) -> dict[str, Any]:
+        with session_scope() as s:
+            return reviews.review(s, sha256, who, decision=decision, comment=body.comment, role=body.role,
+                                  config=cfg)
+
+    @app.get("/api/protocols")
+    def protocols(who: CallerDep, cfg: ConfigDep) -> dict[str, Any]:
+        with session_scope(read_only=True) as s:
+            return {"timezone": cfg.timezone, "protocols": reviews.ops_overview(s, cfg)}
+
+    @app.post("/api/activations/{sha256}/move")
+    def move(sha256: str, body: MoveBody, who: CallerDep, cfg: ConfigDep) -> dict[str, Any]:
+        with session_scope() as s:
+            return reviews.move_activation(s, sha256, who, effective_at=body.effective_at,
+                                           environment=body.environment, config=cfg)
+
+    return app
+
+
+def _error(request: Request, e: WebError, login_url: str | None) -> Response:
+    """JSON for the API (and any client asking for JSON), an escaped HTML page for the browser pages."""
+    headers = {"WWW-Authenticate": "Bearer"} if e.status == 401 else None
+    wants_html = "/api/" not in request.url.path and "text/html" in request.headers.get("accept", "")
+    if wants_html:
+        return HTMLResponse(pages.error_page(e.status, e.message, e.field, login_url), status_code=e.status,
+                            headers=headers)
+    return JSONResponse(e.body(), status_code=e.status, headers=headers)

@@ -1,0 +1,30 @@
+"""The one error type of the review web app: an HTTP status, a message, and the field it is about.
+
+Routes and the auth dependency raise it; the app turns it into ``{"detail": …, "field": …}`` for the
+REST API and into an escaped HTML page for the browser pages, so every refusal names what to fix.
+"""
+
+from __future__ import annotations
+
+from hms.errors import BadInput, CheckFailed, HmsError
+
+
+class WebError(Exception):
+    """A refusal with its HTTP status (401, 403, 404, 409, 413, 422) and the request field it concerns."""
+
+    def __init__(self, status: int, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.field = field
+
+    def body(self) -> dict[str, object]:
+        return {"detail": self.message, "field": self.field, "status": self.status}
+
+
+def from_core(e: HmsError, *, field: str, status_bad_input: int = 422) -> WebError:
+    """A core refusal as a web one: bad input → 422 (or the given status), a failed gate → 409."""
+    if isinstance(e, CheckFailed):
+        return WebError(409, str(e), field=field)
+    assert isinstance(e, BadInput | HmsError)
+    return WebError(status_bad_input, str(e), field=field)

@@ -1,0 +1,323 @@
+"""What the clerk page and the review REST API ask and change — no HTTP, no Airflow, no HTML here.
+
+Every decision is the core's: reviews are recorded with ``deployments.record_review`` and counted
+with ``approvals.evaluate`` (through ``deployments.approval_status``), the same calls the CLI and
+the Airflow review sensor make; a moved effective time is a new ``deployments.deploy`` of the same
+bundle (which cancels the older pending activation and checks promotion order, approvals and freeze
+windows) with the time parsed by ``schedule.parse_schedule``. This module only adds what a web
+caller needs on top: which role a clerk acts in, why a request is refused (as an HTTP status and the
+field it concerns), and read models for the pages.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import yaml
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hms import approvals, deployments
+from hms.bundle import Bundle
+from hms.errors import BadInput, CheckFailed
+from hms.pipeline_config import PipelineConfig, effective_approval_policy
+from hms.registry import audit, store
+from hms.registry.models import Approval, Deployment
+from hms.schedule import parse_schedule
+from hms.web.errors import WebError, from_core
+
+SCHEDULER_ROLE = "scheduler"
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+MAX_COMMENT = 2000
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated user and the roles the pipeline config's ``users:`` gives them."""
+
+    user: str
+    roles: tuple[str, ...]
+
+    @classmethod
+    def of(cls, user: str, config: PipelineConfig) -> Caller:
+        return cls(user, tuple((config.user_roles or {}).get(user, ())))
+
+    def review_roles(self, policy: approvals.ApprovalPolicy) -> list[str]:
+        return [r for r in self.roles if r in policy.roles]
+
+
+# ---- looking a bundle up ----------------------------------------------------------
+
+
+def bundle_for(s: Session, sha256: str) -> Bundle:
+    """The verified bundle for a full hash: 422 for a malformed one, 404 for an unknown one."""
+    sha = sha256.removeprefix("sha256:").lower()
+    if not SHA256.match(sha):
+        raise WebError(422, f"not a sha256 (64 hex digits): {sha256[:80]!r}", field="sha256")
+    if store.get_bundle(s, sha) is None:
+        raise WebError(404, f"no bundle sha256:{sha} in the registry", field="sha256")
+    return deployments.load_bundle(s, sha)
+
+
+def newer_version(s: Session, b: Bundle) -> int | None:
+    """The newest recorded version of this protocol when it is newer than ``b`` (``b`` is superseded)."""
+    newest = store.find_bundles(s, b.protocol.id)[0]
+    return newest.version if newest.version > b.protocol.version else None
+
+
+# ---- reviews ----------------------------------------------------------------------
+
+
+def choose_role(s: Session, b: Bundle, caller: Caller, role: str | None, config: PipelineConfig) -> str:
+    """The role ``caller`` reviews ``b`` in: the one asked for, else their only review role, else one still missing."""
+    if config.user_roles is None:
+        raise WebError(403, "the pipeline config has no users: section; nobody may review through the web",
+                       field="user")
+    policy = effective_approval_policy(config, b.protocol)
+    mine = caller.review_roles(policy)
+    if role is not None:
+        if role not in policy.roles:
+            raise WebError(422, f"{role!r} is not a review role of this bundle (roles: {', '.join(policy.roles)})",
+                           field="role")
+        return role  # whether the caller holds it is the core's check (403 below)
+    if not mine:
+        held = ", ".join(caller.roles) or "none"
+        raise WebError(403, f"{caller.user} holds no review role ({', '.join(policy.roles)}); holds: {held}",
+                       field="user")
+    if len(mine) == 1:
+        return mine[0]
+    missing = deployments.approval_status(s, b, config).missing_roles
+    return next((r for r in mine if r in missing), mine[0])
+
+
+def review(
+    s: Session,
+    sha256: str,
+    caller: Caller,
+    *,
+    decision: str,
+    comment: str,
+    role: str | None,
+    config: PipelineConfig,
+) -> dict[str, Any]:
+    """Record one clerk's approve/reject of one exact bundle hash; returns the bundle's approval status.
+
+    403: no review role, a role not held, the protocol's author. 404: unknown hash. 409: a newer version of
+    the protocol exists, or this clerk already decided (decisions are final). 422: a bad decision/comment.
+    """
+    if decision not in approvals.DECISIONS:
+        raise WebError(422, f"decision must be one of {', '.join(approvals.DECISIONS)}", field="decision")
+    if len(comment) > MAX_COMMENT:
+        raise WebError(422, f"comment is longer than {MAX_COMMENT} characters", field="comment")
+    if decision == "reject" and not comment.strip():
+        raise WebError(422, "a rejection needs a comment saying why (the pipeline fails with it)", field="comment")
+    b = bundle_for(s, sha256)
+    newer = newer_version(s, b)
+    if newer is not None:
+        raise WebError(409, f"{b.protocol.id} v{b.protocol.version} is superseded by v{newer}; review that one",
+                       field="sha256")
+    chosen = choose_role(s, b, caller, role, config)
+    candidate = approvals.Review(b.sha256, caller.user, chosen, decision, comment)
+    reason = approvals.why_not_allowed(candidate, author=b.protocol.author, user_roles=config.user_roles)
+    if reason:
+        raise WebError(403, reason, field="role" if role is not None and "role" in reason else "user")
+    earlier = s.scalar(select(Approval).where(Approval.bundle_sha256 == b.sha256, Approval.user == caller.user))
+    if earlier is not None:
+        raise WebError(409, f"{caller.user} already recorded '{earlier.decision}' for this bundle; decisions are "
+                       "final", field="user")
+    try:
+        status = deployments.record_review(
+            s, b, user=caller.user, role=chosen, decision=decision, comment=comment, config=config
+        )
+    except BadInput as e:  # lost a race with the same clerk's other click: the unique constraint's message
+        raise from_core(e, field="user", status_bad_input=409) from None
+    return {"sha256": b.sha256, "protocol_id": b.protocol.id, "version": b.protocol.version, "user": caller.user,
+            "role": chosen, "decision": decision, "status": status.to_dict()}
+
+
+# ---- effective times --------------------------------------------------------------
+
+
+def move_activation(
+    s: Session,
+    sha256: str,
+    caller: Caller,
+    *,
+    effective_at: str,
+    environment: str | None,
+    config: PipelineConfig,
+) -> dict[str, Any]:
+    """Move the pending activation of a bundle to a new time (schedulers only); audited.
+
+    The new time is read like ``--schedule`` (HH:MM in the pipeline's zone, ISO with offset, ``now``, +Ns) and
+    must not lie in the past. The move is ``deployments.deploy`` again with the pending row's run id, so the
+    waiting flip task follows it, and the freeze windows and the approval gate are checked as for any deploy.
+    """
+    if SCHEDULER_ROLE not in caller.roles:
+        raise WebError(403, f"moving an effective time needs the role {SCHEDULER_ROLE!r}; {caller.user} holds: "
+                       f"{', '.join(caller.roles) or 'none'}", field="user")
+    env = environment or config.environment_names[-1]
+    if env not in config.environment_names:
+        raise WebError(422, f"unknown environment {env!r} (known: {', '.join(config.environment_names)})",
+                       field="environment")
+    now = deployments.now_utc()
+    try:
+        at = parse_schedule(effective_at, config.tz, now=now)
+    except BadInput as e:
+        raise WebError(422, e.message, field="effective_at") from None
+    if at < now:
+        raise WebError(422, f"{effective_at!r} is in the past ({at.isoformat()})", field="effective_at")
+    b = bundle_for(s, sha256)
+    waiting = [d for d in deployments.pending(s, env, b.protocol.id, now) if d.bundle_sha256 == b.sha256]
+    if not waiting:
+        raise WebError(409, f"{b.protocol.id} v{b.protocol.version} has no pending activation in {env}",
+                       field="sha256")
+    before = waiting[-1]
+    try:
+        change = deployments.deploy(s, b, env, activate_at=at, actor=caller.user, config=config,
+                                    run_id=before.run_id)
+    except CheckFailed as e:
+        field_name = "effective_at" if "freeze" in e.message else "sha256"
+        raise WebError(422 if field_name == "effective_at" else 409, str(e), field=field_name) from None
+    except BadInput as e:
+        raise from_core(e, field="effective_at") from None
+    audit.append(s, actor=caller.user, action="activation.moved", subject=b.sha256,
+                 details={"environment": env, "from": before.activate_at.isoformat(),
+                          "to": change.activate_at.isoformat(), "run_id": before.run_id})
+    return {"moved_from": before.activate_at.isoformat(), **change.to_dict()}
+
+
+# ---- read models for the pages ----------------------------------------------------
+
+
+@dataclass
+class CheckView:
+    kind: str
+    ok: bool
+    at: datetime
+    summary: dict[str, Any]
+
+
+@dataclass
+class BundleView:
+    """One bundle as a clerk sees it: status, reviews so far, checks, and the diff against prod."""
+
+    bundle: Bundle
+    status: approvals.ApprovalStatus
+    reviews: list[approvals.Review]
+    checks: dict[str, CheckView]
+    live_version: int | None
+    diff: list[str]
+    roles_for_caller: list[str] = field(default_factory=list)
+    environments: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def state(self) -> str:
+        return "rejected" if self.status.rejected else "approved" if self.status.satisfied else "waiting"
+
+    def to_dict(self) -> dict[str, Any]:
+        b = self.bundle
+        return {
+            "sha256": b.sha256,
+            "protocol_id": b.protocol.id,
+            "version": b.protocol.version,
+            "title": b.protocol.title,
+            "author": b.protocol.author,
+            "effective_at": b.protocol.data["metadata"]["effective_at"],
+            "state": self.state,
+            "approval": self.status.to_dict(),
+            "reviews": [{"user": r.user, "role": r.role, "decision": r.decision, "comment": r.comment}
+                        for r in self.reviews],
+            "checks": {k: {"ok": c.ok, "at": c.at.isoformat()} for k, c in self.checks.items()},
+            "live_in_prod": self.live_version,
+            "environments": self.environments,
+        }
+
+
+def protocol_diff(new: Bundle, live: Bundle | None) -> list[str]:
+    """A unified diff of the protocol documents (the version in force in prod → this one)."""
+    def lines(b: Bundle | None) -> list[str]:
+        if b is None:
+            return []
+        return yaml.safe_dump(b.protocol.data, sort_keys=False, allow_unicode=True, width=100).splitlines()
+
+    old_name = f"prod v{live.protocol.version}" if live else "prod (nothing in force)"
+    return list(difflib.unified_diff(lines(live), lines(new), old_name, f"v{new.protocol.version}", lineterm=""))
+
+
+def _view(s: Session, b: Bundle, caller: Caller, config: PipelineConfig) -> BundleView:
+    last = config.environment_names[-1]
+    cur = deployments.in_force(s, last, b.protocol.id)
+    live = deployments.load_bundle(s, cur.bundle_sha256) if cur else None
+    checks = {k: CheckView(k, c.ok, c.at, json.loads(c.summary)) for k, c in store.latest_checks(s, b.sha256).items()}
+    policy = effective_approval_policy(config, b.protocol)
+    return BundleView(
+        bundle=b,
+        status=deployments.approval_status(s, b, config),
+        reviews=deployments.reviews_for(s, b.sha256),
+        checks=checks,
+        live_version=live.protocol.version if live else None,
+        diff=protocol_diff(b, live) if live is None or live.sha256 != b.sha256 else [],
+        roles_for_caller=caller.review_roles(policy),
+        environments=bundle_environments(s, b, config),
+    )
+
+
+def bundle_environments(s: Session, b: Bundle, config: PipelineConfig) -> list[dict[str, Any]]:
+    """Where this exact bundle is: live, pending (with its time), or not (yet) there — per environment."""
+    now = deployments.now_utc()
+    out = []
+    for env in config.environment_names:
+        cur = deployments.in_force(s, env, b.protocol.id, now)
+        waiting = [d for d in deployments.pending(s, env, b.protocol.id, now) if d.bundle_sha256 == b.sha256]
+        if cur is not None and cur.bundle_sha256 == b.sha256:
+            out.append({"environment": env, "state": "live", "since": cur.activate_at.isoformat()})
+        elif waiting:
+            out.append({"environment": env, "state": "pending", "activate_at": waiting[-1].activate_at.isoformat()})
+        else:
+            out.append({"environment": env, "state": "absent"})
+    return out
+
+
+def review_board(s: Session, caller: Caller, config: PipelineConfig) -> tuple[list[BundleView], list[BundleView]]:
+    """(waiting for review, already decided) — the newest version of each protocol, one list each."""
+    waiting, decided = [], []
+    for pid in store.protocol_ids(s):
+        newest = store.find_bundles(s, pid)[0]
+        view = _view(s, deployments.load_bundle(s, newest.sha256), caller, config)
+        (waiting if view.state == "waiting" else decided).append(view)
+    return waiting, decided
+
+
+def ops_overview(s: Session, config: PipelineConfig, *, history: int = 8) -> list[dict[str, Any]]:
+    """Per protocol: what each environment serves now, pending activations, the latest deployment rows."""
+    now = deployments.now_utc()
+    out = []
+    for pid in store.protocol_ids(s):
+        envs = []
+        for env in config.environment_names:
+            cur = deployments.in_force(s, env, pid, now)
+            envs.append({
+                "environment": env,
+                "live": {"version": cur.version, "sha256": cur.bundle_sha256, "since": cur.activate_at.isoformat()}
+                if cur else None,
+                "pending": [{"version": d.version, "sha256": d.bundle_sha256, "activate_at": d.activate_at.isoformat(),
+                             "run_id": d.run_id} for d in deployments.pending(s, env, pid, now)],
+            })
+        rows = s.scalars(select(Deployment).where(Deployment.protocol_id == pid)
+                         .order_by(Deployment.id.desc()).limit(history)).all()
+        out.append({
+            "protocol_id": pid,
+            "environments": envs,
+            "history": [{"environment": d.environment, "version": d.version, "sha256": d.bundle_sha256,
+                         "state": d.state, "activate_at": d.activate_at.isoformat(),
+                         "ended_at": d.ended_at.isoformat() if d.ended_at else None,
+                         "created_at": d.created_at.isoformat(), "created_by": d.created_by, "run_id": d.run_id}
+                        for d in rows],
+        })
+    return out

@@ -1,0 +1,274 @@
+"""The review web app of the core (hms.web), hosted with a plain header identity instead of Airflow's JWT.
+
+These prove the app's own behaviour — codes, the core's review rules, moving an activation, escaping —
+on a real SQLite registry; tests/integration/test_review_api.py proves the same app inside Airflow's
+API server with real Airflow tokens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fastapi import Request
+from fastapi.testclient import TestClient
+
+from hms import deployments, protocol
+from hms.cli import main as hms_main
+from hms.pipeline_config import load_pipeline_config
+from hms.registry.db import session_scope
+from hms.web import WebError, create_app
+from tests.conftest import WILDFIRE
+from tests.deploy_helpers import record
+
+HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+
+
+def identify(request: Request) -> str:
+    """The test host's "who is calling": a header (the Airflow plugin validates a JWT instead)."""
+    user = request.headers.get("x-user")
+    if not user:
+        raise WebError(401, "no user", field="x-user")
+    return user
+
+
+@pytest.fixture
+def client() -> TestClient:
+    return TestClient(create_app(identify, login_url="/login"))
+
+
+def as_(user: str) -> dict[str, str]:
+    return {"x-user": user}
+
+
+def bundle_of(pid: str = "wildfire-aid-2024", version: int = 3, author: str | None = None, **params):
+    data = copy.deepcopy(protocol.load(WILDFIRE).data)
+    data["metadata"].update(id=pid, version=version)
+    if author:
+        data["metadata"]["author"] = author
+    data["parameters"].update(params)
+    return record(protocol.from_data(data, f"{pid} v{version}"))
+
+
+def with_checks(b) -> None:
+    with contextlib.redirect_stdout(io.StringIO()):
+        hms_main(["policy", "test", f"sha256:{b.sha256}", "--record", "--population", "synthetic:3000"])
+        hms_main(["scan", f"sha256:{b.sha256}", "--record"])
+
+
+def test_every_route_refuses_a_caller_the_host_did_not_identify(client):
+    b = bundle_of()
+    for method, path in (("get", "/api/reviews"), ("post", f"/api/reviews/{b.sha256}/approve"),
+                         ("get", "/api/protocols"), ("post", f"/api/activations/{b.sha256}/move")):
+        r = client.request(method, path, json={})
+        assert r.status_code == 401, path
+        assert r.json()["field"] == "x-user"
+        assert r.headers["www-authenticate"] == "Bearer"
+    page = client.get("/reviews", headers={"accept": "text/html"})
+    assert page.status_code == 401 and 'href="/login"' in page.text
+
+
+def test_two_clerks_approve_through_the_api_and_the_core_policy_is_satisfied(client):
+    b = bundle_of()
+    pending = client.get("/api/reviews", headers=as_("alice")).json()["pending"]
+    assert [p["sha256"] for p in pending] == [b.sha256]
+    r = client.post(f"/api/reviews/{b.sha256}/approve", headers=as_("alice"), json={"comment": "legal ok"})
+    assert r.status_code == 200 and r.json()["role"] == "legal"
+    assert r.json()["status"]["still_needed"] == 1
+    r = client.post(f"/api/reviews/{b.sha256}/approve", headers=as_("bob"), json={})
+    assert r.status_code == 200 and r.json()["status"]["satisfied"] is True
+    with session_scope() as s:  # the same answer the review sensor gets
+        assert deployments.approval_status(s, b, load_pipeline_config()).satisfied
+    body = client.get("/api/reviews", headers=as_("alice")).json()
+    assert body["pending"] == [] and body["decided"][0]["state"] == "approved"
+
+
+def test_a_clerk_holding_two_roles_reviews_in_the_role_still_missing(client):
+    b = bundle_of()
+    client.post(f"/api/reviews/{b.sha256}/approve", headers=as_("alice"), json={})
+    r = client.post(f"/api/reviews/{b.sha256}/approve", headers=as_("carol"), json={})
+    assert r.json()["role"] == "budget" and r.json()["status"]["satisfied"]
+
+
+def test_a_rejection_needs_a_comment_and_then_stops_the_bundle(client):
+    b = bundle_of()
+    r = client.post(f"/api/reviews/{b.sha256}/reject", headers=as_("bob"), json={"comment": "  "})
+    assert r.status_code == 422 and r.json()["field"] == "comment"
+    r = client.post(f"/api/reviews/{b.sha256}/reject", headers=as_("bob"), json={"comment": "over budget"})
+    assert r.status_code == 200 and r.json()["status"]["rejected"] is True
+
+
+@pytest.mark.parametrize(
+    ("user", "body", "status", "field"),
+    [
+        ("dana", {}, 403, "user"),  # a scheduler holds no review role
+        ("mallory", {}, 403, "user"),  # not in the pipeline config at all
+        ("alice", {"role": "budget"}, 403, "role"),  # a role alice does not hold
+        ("alice", {"role": "janitor"}, 422, "role"),  # not a review role of this bundle
+        ("alice", {"comment": "x" * 2001}, 422, "comment"),
+        ("alice", {"surprise": 1}, 422, "surprise"),
+    ],
+)
+def test_a_review_the_rules_refuse_names_the_field_and_records_nothing(client, user, body, status, field):
+    b = bundle_of()
+    r = client.post(f"/api/reviews/{b.sha256}/approve", headers=as_(user), json=body)
+    assert (r.status_code, r.json()["field"]) == (status, field), r.json()
+    with session_scope() as s:
+        assert deployments.reviews_for(s, b.sha256) == []
+
+
+def test_the_author_of_a_protocol_cannot_review_it_even_holding_the_role(client):
+    b = bundle_of(author="alice")
+    r = client.post(f"/api/reviews/{b.sha256}/approve", headers=as_("alice"), json={})
+    assert r.status_code == 403 and "author" in r.json()["detail"]
+
+
+def test_unknown_malformed_superseded_and_repeated_reviews_get_their_own_codes(client):
+    old = bundle_of(version=3)
+    r = client.post(f"/api/reviews/{'ab' * 32}/approve", headers=as_("alice"), json={})
+    assert (r.status_code, r.json()["field"]) == (404, "sha256")
+    r = client.post("/api/reviews/not-a-hash/approve", headers=as_("alice"), json={})
+    assert (r.status_code, r.json()["field"]) == (422, "sha256")
+    r = client.post(f"/api/reviews/{old.sha256}/maybe", headers=as_("alice"), json={})
+    assert (r.status_code, r.json()["field"]) == (422, "decision")
+    client.post(f"/api/reviews/{old.sha256}/approve", headers=as_("alice"), json={})
+    r = client.post(f"/api/reviews/{old.sha256}/reject", headers=as_("alice"), json={"comment": "changed my mind"})
+    assert (r.status_code, r.json()["field"]) == (409, "user")
+    bundle_of(version=4, max_payment=4000)
+    r = client.post(f"/api/reviews/{old.sha256}/approve", headers=as_("bob"), json={})
+    assert (r.status_code, r.json()["field"]) == (409, "sha256") and "superseded by v4" in r.json()["detail"]
+
+
+def test_an_oversized_body_is_refused_before_it_is_read(client):
+    b = bundle_of()
+    r = client.post(f"/api/reviews/{b.sha256}/approve", headers={**as_("alice"), "content-type": "application/json"},
+                    content=b'{"comment": "' + b"x" * 70_000 + b'"}')
+    assert r.status_code == 413
+
+
+def _staged(b, at: datetime, run_id: str = "manual__run-1") -> None:
+    cfg = load_pipeline_config()
+    with session_scope() as s:
+        deployments.record_review(s, b, user="alice", role="legal", decision="approve", comment="", config=cfg)
+        deployments.record_review(s, b, user="bob", role="budget", decision="approve", comment="", config=cfg)
+        for env in cfg.environment_names[:-1]:
+            deployments.deploy(s, b, env, activate_at=None, actor="t", config=cfg, run_id=run_id)
+        deployments.deploy(s, b, "prod", activate_at=at, actor="t", config=cfg, run_id=run_id)
+
+
+def _monday_noon() -> datetime:
+    """A weekday noon in New York, weeks ahead and outside the config's freeze windows."""
+    d = datetime.now(UTC) + timedelta(days=40)
+    while d.weekday() != 0:
+        d += timedelta(days=1)
+    return d.replace(hour=17, minute=0, second=0, microsecond=0)
+
+
+def test_a_scheduler_moves_a_pending_activation_and_the_run_keeps_following_it(client):
+    b = bundle_of()
+    first = _monday_noon()
+    _staged(b, first)
+    later = first + timedelta(days=7, hours=1)
+    r = client.post(f"/api/activations/{b.sha256}/move", headers=as_("dana"),
+                    json={"effective_at": later.isoformat()})
+    assert r.status_code == 200, r.json()
+    assert datetime.fromisoformat(r.json()["activate_at"]) == later
+    from hms.gates import activation_time
+
+    assert activation_time("manual__run-1", "prod") == later  # what the flip task waits for
+    with session_scope() as s:
+        assert [d.activate_at for d in deployments.pending(s, "prod", b.protocol.id)] == [later]
+    ops = client.get("/api/protocols", headers=as_("alice")).json()["protocols"][0]
+    prod = next(e for e in ops["environments"] if e["environment"] == "prod")
+    assert [p["activate_at"] for p in prod["pending"]] == [later.isoformat()]
+    assert {h["state"] for h in ops["history"]} >= {"cancelled", "pending", "live"}
+
+
+@pytest.mark.parametrize(
+    ("user", "when", "status", "field"),
+    [
+        ("alice", "+1h", 403, "user"),  # clerks do not move effective times
+        ("dana", "tomorrow", 422, "effective_at"),
+        ("dana", "2020-01-01T00:00:00+00:00", 422, "effective_at"),  # the past
+        ("dana", "2026-12-25T12:00:00-05:00", 422, "effective_at"),  # the configured year-end freeze
+    ],
+)
+def test_a_move_the_rules_refuse_changes_nothing(client, user, when, status, field):
+    b = bundle_of()
+    first = _monday_noon()
+    _staged(b, first)
+    r = client.post(f"/api/activations/{b.sha256}/move", headers=as_(user), json={"effective_at": when})
+    assert (r.status_code, r.json()["field"]) == (status, field), r.json()
+    with session_scope() as s:
+        assert [d.activate_at for d in deployments.pending(s, "prod", b.protocol.id)] == [first]
+
+
+def test_moving_a_bundle_without_a_pending_activation_is_a_conflict(client):
+    b = bundle_of()
+    r = client.post(f"/api/activations/{b.sha256}/move", headers=as_("dana"), json={"effective_at": "+1h"})
+    assert (r.status_code, r.json()["field"]) == (409, "sha256")
+
+
+# ---- pages -----------------------------------------------------------------------------------------
+
+
+def test_the_clerk_page_shows_checks_chart_diff_and_approvers_and_renders_a_hostile_comment_inert(client):
+    live = bundle_of(version=3)
+    _staged(live, datetime.now(UTC) - timedelta(seconds=1), run_id="r0")  # v3 in force in prod
+    b = bundle_of(version=4, max_payment=4500)
+    with_checks(b)
+    client.post(f"/api/reviews/{b.sha256}/approve", headers=as_("alice"), json={"comment": HOSTILE})
+    r = client.get("/reviews", headers=as_("bob"))
+    assert r.status_code == 200
+    html = r.text
+    assert f'data-sha="{b.sha256}"' in html
+    # v4 lowers the cap, so three of the protocol's own cases fail: the clerk sees which, and why
+    assert 'Tests <span class="badge bad">failed</span> 6 of 9 cases pass' in html
+    assert "household of nine is capped at 5000: [&#x27;amount: expected 5000, got 4500&#x27;]" in html
+    assert 'aria-label="cost vs cap"' in html and f'href="reports/{b.sha256}"' in html
+    assert "privacy(0) ethics(0) legal(0)" in html
+    assert "Prod serves v3" in html and '<span class="del">-  max_payment: 5000</span>' in html
+    assert '<span class="add">+  max_payment: 4500</span>' in html
+    assert "<b>alice</b> (legal) approved" in html
+    assert HOSTILE not in html and "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in html
+    assert "<script>" not in html  # the only script is the app's own file
+    assert "script-src 'self'" in r.headers["content-security-policy"]
+    assert 'data-decision="approve"' in html  # bob may still decide
+
+
+def test_the_full_simulation_report_is_served_from_the_recorded_result(client):
+    b = bundle_of()
+    with_checks(b)
+    r = client.get(f"/reports/{b.sha256}", headers=as_("alice"))
+    assert r.status_code == 200 and "Cost against the budget cap" in r.text
+    assert client.get(f"/reports/{bundle_of(version=5).sha256}", headers=as_("alice")).status_code == 404
+
+
+def test_the_ops_view_shows_what_each_environment_serves_and_offers_moves_only_to_schedulers(client):
+    b = bundle_of()
+    _staged(b, _monday_noon())
+    for user, can_move in (("dana", True), ("alice", False)):
+        html = client.get("/ops", headers=as_(user)).text
+        assert 'data-protocol="wildfire-aid-2024"' in html
+        assert html.count("v3 <code>") == 2  # staging and preprod serve v3; prod has it pending
+        assert ('class="move-form' in html) is can_move
+
+
+def test_hostile_protocol_text_is_escaped_on_every_page(client):
+    data = copy.deepcopy(protocol.load(WILDFIRE).data)
+    data["metadata"]["title"] = HOSTILE
+    b = record(protocol.from_data(data, "hostile title"))
+    for path in ("/reviews", "/ops"):
+        html = client.get(path, headers=as_("alice")).text
+        assert HOSTILE not in html and "<img" not in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in client.get("/reviews", headers=as_("alice")).text
+    assert b.sha256 in client.get("/reviews", headers=as_("alice")).text
+
+
+def test_the_page_script_is_served_by_the_app_and_uses_no_foreign_origin(client):
+    r = client.get("/static/hms.js")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/javascript")
+    assert "http://" not in r.text and "https://" not in r.text and 'fetch(url' in r.text
