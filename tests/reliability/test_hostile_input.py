@@ -1,0 +1,352 @@
+"""Hostile input: what an attacker (or a careless author) can hand the pipeline, through the real commands.
+
+Each test drives `hms`, include/rollback.sh or a running `hms serve` and checks two things: the input is
+refused (exit 2 naming the field, 4xx naming the place) or rendered inert, and nothing changed — no
+bundle file, no registry row, no audit entry, the service still answering.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import sqlite3
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from hms.chaos import free_port
+from hms.cli import main
+from hms.registry import audit
+from hms.registry.db import session_scope
+from tests.conftest import WILDFIRE
+from tests.reliability.conftest import (
+    FAMILY,
+    HMS,
+    PID,
+    ROLLBACK,
+    approve,
+    as_json,
+    audit_entries,
+    audit_ok,
+    hms,
+    variant_file,
+)
+
+BAD = Path(__file__).resolve().parents[1] / "data" / "bad"
+
+# Strings built to break out of a shell word, a SQL literal, an HTML text node, a Kubernetes name or a line.
+SHELL = ["x; rm -rf /", "$(touch /tmp/hms-pwned)", "`id`", "a && reboot", "-rf"]
+SQL = ["x' OR '1'='1", "a'); DROP TABLE bundles;--"]
+HTML = ["<script>alert(1)</script>", "<img src=x onerror=alert(1)>"]
+K8S = ["Wildfire-Aid", "a" * 64, "-leading-dash", "dots.are.subdomains", "../prod"]
+LINES = ["wildfire-aid-2024\n", "wildfire-aid-2024\nmalicious: 1", "wildfire\r\nX-Injected: 1"]
+HOSTILE = SHELL + SQL + HTML + K8S + LINES
+
+
+def _protocol(tmp_path: Path, mutate) -> Path:  # type: ignore[no-untyped-def]
+    data = yaml.safe_load(WILDFIRE.read_text())
+    mutate(data)
+    p = tmp_path / "hostile.yml"
+    p.write_text(yaml.safe_dump(data, sort_keys=False))
+    return p
+
+
+def _pack_in_process(capsys: pytest.CaptureFixture[str], p: Path, out: Path) -> tuple[int, str]:
+    """`hms policy pack` through the CLI's own entry point (in-process: dozens of cases, one interpreter)."""
+    code = main(["policy", "pack", str(p), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert not out.exists(), "a refused protocol left a bundle file"
+    with session_scope(read_only=True) as s:
+        assert audit.entries(s) == [], "a refused protocol left registry rows"
+    return code, err
+
+
+def _rename(section: str, old: str, new: str):  # type: ignore[no-untyped-def]
+    def mutate(d: dict) -> None:
+        d[section] = {(new if k == old else k): v for k, v in d[section].items()}
+
+    return mutate
+
+
+@pytest.mark.parametrize("evil", HOSTILE)
+def test_a_hostile_protocol_id_is_refused_at_load_naming_metadata_id_and_records_nothing(capsys, tmp_path, evil):
+    p = _protocol(tmp_path, lambda d: d["metadata"].__setitem__("id", evil))
+    code, err = _pack_in_process(capsys, p, tmp_path / "pkg.tgz")
+    assert code == 2 and "$.metadata.id" in err and "DNS label" in err, err
+
+
+@pytest.mark.parametrize("section", ["inputs", "parameters", "rules"])
+@pytest.mark.parametrize("evil", [*SHELL, *SQL, *HTML, "household_size\n", "Amount"])
+def test_a_hostile_field_name_is_refused_at_load_naming_the_section(capsys, tmp_path, section, evil):
+    old = {"inputs": "household_income", "parameters": "per_member", "rules": "amount"}[section]
+    p = _protocol(tmp_path, _rename(section, old, evil))
+    code, err = _pack_in_process(capsys, p, tmp_path / "pkg.tgz")
+    assert code == 2 and f"$.{section}" in err and "not a valid name" in err, err
+
+
+@pytest.mark.parametrize("name", ["id-shell-injection.yml", "id-trailing-newline.yml", "input-sql-injection.yml",
+                                  "author-trailing-newline.yml", "schema-id-not-dns.yml"])
+def test_the_hostile_protocol_files_in_tests_data_bad_are_refused_by_push(cli, name):
+    r = cli("rule", "push", str(BAD / name), check=False)
+    assert r.returncode == 2 and "hms: error:" in r.stderr and name in r.stderr, r.stderr
+    assert audit_entries(cli) == []
+
+
+@pytest.mark.parametrize("evil", [*SHELL, *SQL, *LINES, "wildfire-aid-2024 prod"])
+def test_rollback_script_refuses_hostile_ids_and_environments_and_runs_nothing(env, tmp_path, evil):
+    marker = Path("/tmp/hms-pwned")
+    marker.unlink(missing_ok=True)
+    for argv in ([evil, "prod"], [PID, evil], ["--run", evil + ";x"]):
+        r = subprocess.run([str(ROLLBACK), *argv], env=env, capture_output=True, text=True, timeout=30)
+        assert r.returncode == 2, (argv, r.stdout, r.stderr)
+    assert not marker.exists(), "the rollback script executed injected shell"
+    assert audit_entries(functools.partial(hms, env)) == []
+
+
+@pytest.mark.parametrize("evil", [*SQL, "%", "_", "wildfire%"])
+def test_sql_in_command_arguments_is_data_not_sql(cli, evil):
+    cli("rule", "push", str(WILDFIRE))
+    before = audit_entries(cli)
+    for args in (["rule", "rollback", evil, "--env", "prod"], ["rule", "deploy", evil, "--env", "staging"],
+                 ["rule", "review", evil, "--user", "alice", "--role", "legal", "--approve"]):
+        r = cli(*args, check=False)
+        assert r.returncode == 2 and "hms: error:" in r.stderr, (args, r.stderr)
+    status = as_json(cli, "rule", "status", evil)
+    assert all(e["live"] is None for e in status["environments"])
+    assert audit_entries(cli) == before  # the bundles table and the chain are intact
+    assert as_json(cli, "rule", "status", PID)["protocol"] == PID
+    audit_ok(cli)
+
+
+@pytest.mark.parametrize("evil", [*SHELL, *SQL, *HTML, "line one\nline two", "\u202egnp.exe", "x" * 3000])
+def test_a_review_comment_is_stored_verbatim_and_cannot_forge_output_lines(cli, evil):
+    cli("rule", "push", str(WILDFIRE))
+    cli("rule", "review", f"{PID}@3", "--user", "alice", "--role", "legal", "--approve", f"--comment={evil}")
+    review = next(e for e in audit_entries(cli) if e["action"] == "review.approve")
+    assert review["details"]["comment"] == evil  # parameterized SQL: stored as given, nothing executed
+    human = cli("audit", "log").stdout.splitlines()
+    assert len(human) == 2  # the human log is one line per entry: a comment cannot forge extra lines
+    audit_ok(cli)
+
+
+@pytest.mark.parametrize("evil", ["mallory", "alice; rm -rf /", "alice\n", "' OR 1=1 --", "drafting-office"])
+def test_a_reviewer_who_is_not_a_configured_clerk_is_refused_and_nothing_counts(cli, evil):
+    cli("rule", "push", str(WILDFIRE))
+    before = audit_entries(cli)
+    r = cli("rule", "review", f"{PID}@3", f"--user={evil}", "--role", "legal", "--approve", check=False)
+    assert r.returncode == 2 and ("does not hold the role" in r.stderr or "is the author" in r.stderr), r.stderr
+    assert audit_entries(cli) == before
+
+
+# ---- approvals bound to a hash ---------------------------------------------------------------------------------
+def test_approvals_of_a_superseded_bundle_do_not_let_its_successor_reach_prod(cli, tmp_path):
+    v3 = as_json(cli, "rule", "push", str(WILDFIRE))["sha256"]
+    approve(cli, v3)
+    v4 = as_json(cli, "rule", "push", str(variant_file(tmp_path, 4, 3000)))["sha256"]
+    for e in ("staging", "preprod"):
+        cli("rule", "deploy", v4, "--env", e)
+    r = cli("rule", "deploy", v4, "--env", "prod", check=False)
+    assert r.returncode == 1 and "approval policy not met" in r.stderr, r.stderr
+    prod = as_json(cli, "rule", "status", PID)["environments"][2]
+    assert prod["live"] is None and prod["pending"] == []
+
+
+def test_a_bundle_file_swapped_after_approval_is_refused_at_prod(sh, tmp_path):
+    pkg = tmp_path / "pkg.tgz"
+    approved = as_json(sh, "policy", "pack", str(WILDFIRE), "--out", str(pkg))["sha256"]
+    approve(sh, approved)
+    sh("policy", "pack", str(variant_file(tmp_path, 4, 9000)), "--out", str(pkg))  # same name, other rules
+    r = sh("policy", "verify", str(pkg), "--sha256", approved, check=False)
+    assert r.returncode == 2 and "swapped or altered" in r.stderr, r.stderr
+    r = sh("promote", str(pkg), "--rollback", str(ROLLBACK), check=False)
+    assert r.returncode == 1 and "approval policy not met" in r.stdout + r.stderr
+    status = as_json(sh, "rule", "status", PID)
+    assert all(e["live"] is None and e["pending"] == [] for e in status["environments"])  # rolled back
+    audit_ok(sh)
+
+
+def _swap_blob(hms_home: Path, sha: str, other_sha: str) -> None:
+    """An attacker with database access replaces an approved bundle's bytes with another bundle's bytes."""
+    with contextlib.closing(sqlite3.connect(hms_home / "registry.db")) as c:
+        other = c.execute("SELECT content FROM bundles WHERE sha256 = ?", (other_sha,)).fetchone()[0]
+        c.execute("UPDATE bundles SET content = ? WHERE sha256 = ?", (other, sha))
+        c.commit()
+
+
+def test_a_registry_blob_swapped_after_approval_is_refused_at_deploy_and_changes_nothing(cli, hms_home, tmp_path):
+    approved = as_json(cli, "rule", "push", str(WILDFIRE))["sha256"]
+    approve(cli, approved)
+    other = as_json(cli, "rule", "push", str(variant_file(tmp_path, 4, 9000)))["sha256"]
+    before = audit_entries(cli)
+    _swap_blob(hms_home, approved, other)
+    r = cli("rule", "deploy", approved, "--env", "staging", check=False)
+    assert r.returncode == 2 and approved[:12] in r.stderr and "swapped or altered" in r.stderr, r.stderr
+    assert audit_entries(cli) == before
+    assert all(e["live"] is None for e in as_json(cli, "rule", "status", PID)["environments"])
+
+
+@contextlib.contextmanager
+def serve(env: dict[str, str], environment: str = "prod") -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    port = free_port()
+    proc = subprocess.Popen([HMS, "serve", "--env", environment, "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(url + "/healthz", timeout=1)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline and proc.poll() is None, "hms serve did not start"
+                time.sleep(0.05)
+        yield url, proc
+    finally:
+        proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(10)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _deploy_everywhere(run, ref: str) -> None:  # type: ignore[no-untyped-def]
+    for e in ("staging", "preprod", "prod"):
+        run("rule", "deploy", ref, "--env", e)
+
+
+def test_a_replica_never_serves_a_bundle_whose_registry_bytes_were_swapped(cli, env, hms_home, tmp_path):
+    sha = as_json(cli, "rule", "push", str(WILDFIRE))["sha256"]
+    approve(cli, sha)
+    _deploy_everywhere(cli, sha)
+    other = as_json(cli, "rule", "push", str(variant_file(tmp_path, 4, 9000)))["sha256"]
+    _swap_blob(hms_home, sha, other)
+    with serve(env) as (url, proc):
+        time.sleep(0.5)
+        ready = httpx.get(url + "/readyz", timeout=2)
+        r = httpx.post(f"{url}/v1/protocols/{PID}/decide", json={"input": FAMILY}, timeout=2)
+        assert ready.status_code == 503 and ready.json()["generation"] is None, ready.text
+        assert r.status_code == 503, r.text  # no answer at all rather than an answer from tampered rules
+        assert proc.poll() is None
+
+
+# ---- the decision service under hostile bodies ----------------------------------------------------------------
+def _bodies() -> list[tuple[str, bytes, dict[str, str], int]]:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    deep_obj = b'{"input": ' + b'{"a": ' * 5000 + b"1" + b"}" * 5000 + b"}"
+    wide = json.dumps({"input": {f"k{i}": i for i in range(20_000)}}).encode()
+    return [
+        ("oversized (4 MiB)", b'{"input": {"x": "' + b"A" * (4 << 20) + b'"}}', {}, 413),
+        ("oversized, chunked, no length", b"", {"x-chunked": "1"}, 413),
+        ("lying content-length", b'{"input": {}}', {"content-length": "999999999"}, 413),
+        ("100k nested arrays", deep, {}, 400),
+        ("5k nested objects", deep_obj, {}, 400),
+        ("20k unknown fields", wide, {}, 413 if len(wide) > 256 * 1024 else 422),
+        ("not UTF-8", b'{"input": "\xff\xfe"}', {}, 400),
+        ("not JSON", b"\x00\x01<html>", {}, 400),
+        ("a JSON string", b'"input"', {}, 422),
+        ("NaN and huge numbers", b'{"input": {"household_size": NaN, "household_income": 1e999,'
+                                 b' "county_fire_declared": true}}', {}, 422),
+        ("as_of in year 99999", b'{"input": {}, "as_of": "99999-01-01T00:00:00Z"}', {}, 422),
+        ("SQL in a field name", b'{"input": {"x\' OR 1=1 --": 1}}', {}, 422),
+    ]
+
+
+def test_hostile_bodies_get_4xx_and_the_service_keeps_answering(cli, env):
+    sha = as_json(cli, "rule", "push", str(WILDFIRE))["sha256"]
+    approve(cli, sha)
+    _deploy_everywhere(cli, sha)
+    with serve(env) as (url, proc), httpx.Client(timeout=30) as c:
+        path = f"{url}/v1/protocols/{PID}/decide"
+        for name, body, headers, status in _bodies():
+            if headers.pop("x-chunked", None):
+                chunks = (b'{"input": "' + b"A" * 65536 for _ in range(64))  # 4 MiB streamed, no length
+                r = c.post(path, content=chunks, headers={"content-type": "application/json"})
+            elif "content-length" in headers:
+                r = _raw_post(url, path, body, headers["content-length"])
+            else:
+                r = c.post(path, content=body, headers={"content-type": "application/json"})
+            assert r.status_code == status, f"{name}: {r.status_code} {r.text[:200]}"
+            assert proc.poll() is None, f"{name} killed the service"
+            ok = c.post(path, json={"input": FAMILY})
+            assert ok.status_code == 200 and ok.json()["outputs"]["amount"] == 4000, name
+        batch = c.post(path + "/batch", json={"inputs": [FAMILY] * 1001})
+        assert batch.status_code == 413
+    assert b"Traceback" not in proc.stderr.read()  # type: ignore[union-attr]
+
+
+def _raw_post(url: str, path: str, body: bytes, length: str) -> httpx.Response:
+    """A client that lies about Content-Length (httpx would correct it): the server must not wait or allocate."""
+    import socket
+
+    host, port = url.removeprefix("http://").split(":")
+    target = path.removeprefix(url)
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall(f"POST {target} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  f"Content-Length: {length}\r\nConnection: close\r\n\r\n".encode() + body)
+        data = b""
+        with contextlib.suppress(TimeoutError):
+            while chunk := s.recv(65536):
+                data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    return httpx.Response(int(head.split()[1]), content=rest)
+
+
+# ---- secrets --------------------------------------------------------------------------------------------------
+SECRET = "Sup3r-S3cret-pw"
+
+
+def _with_password(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(password=SECRET).render_as_string(hide_password=False)
+
+
+@pytest.mark.postgres
+def test_the_database_password_never_appears_in_cli_output_errors_or_service_logs(registry_url, env, tmp_path):
+    if not registry_url.startswith("postgresql"):
+        pytest.skip("the password travels in the PostgreSQL URL")
+    env = {**env, "HMS_DATABASE_URL": _with_password(registry_url)}  # the test server trusts; the secret is carried
+    outputs: list[str] = []
+
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        r = hms(env, *args, check=check)
+        outputs.extend([r.stdout, r.stderr])
+        return r
+
+    run("db", "upgrade")
+    sha = json.loads(run("rule", "push", str(WILDFIRE), "--json").stdout)["sha256"]
+    run("rule", "review", sha, "--user", "alice", "--role", "legal", "--approve")
+    run("rule", "review", sha, "--user", "bob", "--role", "budget", "--approve")
+    for e in ("staging", "preprod", "prod"):
+        run("rule", "deploy", sha, "--env", e, "--json")
+    run("rule", "status", PID)
+    run("rule", "rollback", PID, "--env", "prod", "--json")
+    run("audit", "log", "--json")
+    run("audit", "verify")
+    run("rule", "deploy", "nonexistent", "--env", "prod", check=False)
+    broken = {**env, "HMS_DATABASE_URL": _with_password(registry_url.rsplit("/", 1)[0] + "/no_such_db")}
+    unreachable = {**env, "HMS_DATABASE_URL": f"postgresql+psycopg2://postgres:{SECRET}@127.0.0.1:1/x"}
+    garbled = {**env, "HMS_DATABASE_URL": f"postgresql+psycopg2://postgres:{SECRET}@127.0.0.1:notaport/x"}
+    for bad in (broken, unreachable, garbled):
+        for args in (["rule", "status", PID], ["audit", "verify", "--json"], ["db", "upgrade"]):
+            r = hms(bad, *args, check=False)
+            assert r.returncode == 2 and "Traceback" not in r.stderr and "HMS_DATABASE_URL" in r.stderr, r.stderr
+            outputs.extend([r.stdout, r.stderr])
+    with serve(env) as (url, proc):
+        assert httpx.post(f"{url}/v1/protocols/{PID}/decide", json={"input": FAMILY}).status_code in (200, 404)
+        log_env = {**unreachable, "HMS_PIPELINE_CONFIG": env["HMS_PIPELINE_CONFIG"]}
+    with serve(log_env) as (url2, proc2):
+        time.sleep(0.5)
+        outputs.append(httpx.get(url2 + "/readyz").text)
+    outputs.append(proc.stderr.read().decode())  # type: ignore[union-attr]
+    outputs.append(proc2.stderr.read().decode())  # type: ignore[union-attr]
+    joined = "\n".join(outputs)
+    assert "***" in joined  # the redacted form is what users see
+    assert SECRET not in joined
