@@ -22,7 +22,12 @@ class HmsReviewPlugin(AirflowPlugin):
     fastapi_apps: ClassVar[list[dict[str, Any]]] = [
         {"app": create_app(airflow_user, login_url="/"), "url_prefix": URL_PREFIX, "name": "HMS policy reviews"}
     ]
+    # nav_top_level: an entry of its own in the sidebar (the UI reads it; the response model allows extras),
+    # instead of one more item behind "Plugins" — clerks should not have to hunt for their page. Short names:
+    # the sidebar cuts labels at about ten characters.
     external_views: ClassVar[list[dict[str, Any]]] = [
-        {"name": "Policy reviews", "href": f"{URL_PREFIX}/reviews", "url_route": "hms-reviews", "destination": "nav"},
-        {"name": "Policy environments", "href": f"{URL_PREFIX}/ops", "url_route": "hms-ops", "destination": "nav"},
+        {"name": "Reviews", "href": f"{URL_PREFIX}/reviews", "url_route": "hms-reviews", "destination": "nav",
+         "nav_top_level": True, "icon": f"{URL_PREFIX}/static/icon.svg"},
+        {"name": "Deploys", "href": f"{URL_PREFIX}/ops", "url_route": "hms-ops", "destination": "nav",
+         "nav_top_level": True, "icon": f"{URL_PREFIX}/static/icon.svg"},
     ]

@@ -85,6 +85,7 @@ def test_the_plugin_is_mounted_and_listed_in_the_ui_navigation(stack):
     assert [a["url_prefix"] for a in hms["fastapi_apps"]] == ["/hms"]
     assert {(v["url_route"], v["href"], v["destination"]) for v in hms["external_views"]} == {
         ("hms-reviews", "/hms/reviews", "nav"), ("hms-ops", "/hms/ops", "nav")}
+    assert all(v["nav_top_level"] for v in hms["external_views"])
 
 
 @pytest.mark.parametrize("how", ["none", "not-bearer", "garbage", "wrong-key", "expired"])

@@ -96,6 +96,10 @@ def create_app(identify: Callable[..., Any], *, login_url: str | None = None) ->
     def script() -> Response:
         return Response(pages.SCRIPT, media_type="text/javascript")
 
+    @app.get("/static/icon.svg", include_in_schema=False)
+    def icon() -> Response:
+        return Response(pages.ICON, media_type="image/svg+xml")
+
     @app.get("/reviews", response_class=HTMLResponse)
     def reviews_page(who: CallerDep, cfg: ConfigDep) -> HTMLResponse:
         with session_scope(read_only=True) as s:

@@ -138,7 +138,7 @@ def _decided_card(v: BundleView, tz: ZoneInfo) -> str:
 
 def _env_chip(e: dict[str, Any], tz: ZoneInfo) -> str:
     name, state = e["environment"], e["state"]
-    text = {"live": "live ✅", "pending": f"scheduled {_local(e.get('activate_at'), tz)}", "absent": "—"}[state]
+    text = {"live": "live ✓", "pending": f"scheduled {_local(e.get('activate_at'), tz)}", "absent": "—"}[state]
     return (f'<span class="env {esc(state)}" data-env="{esc(name)}" data-state="{esc(state)}">'
             f"{esc(name)}: {esc(text)}</span>")
 
@@ -249,6 +249,12 @@ def _move_form(sha256: str, env: str) -> str:
         '<button type="button" class="move">Move</button><span class="msg" role="status"></span></form>'
     )
 
+
+ICON = (  # a scale of justice, for the Airflow navigation
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24" fill="none" stroke="#4b5563" stroke-width="1.8" '
+    'stroke-linecap="round" stroke-linejoin="round"><path d="M12 3v18M5 21h14M4 7h16M7 7l-3 7a3 3 0 0 0 6 0z'
+    'M17 7l-3 7a3 3 0 0 0 6 0z"/></svg>'
+)
 
 # ---- the page script (served as a file: the CSP allows no inline script) ---------------
 

@@ -1,0 +1,185 @@
+"""Two clerks approve a running pipeline from the Airflow UI in headless Chromium, and the run moves on.
+
+A real Airflow (api-server, scheduler, dag-processor, triggerer: AirflowStack) runs the policy DAG; its
+review task waits (deferred) for two approvals. Alice logs in to the Airflow UI, opens "Reviews"
+from the navigation (the plugin's page in Airflow's iframe), approves with a comment that carries a
+``<script>``; Bob does the same in his own session; the page then shows the bundle approved and deployed
+to staging, and Airflow reports the review task done. Screenshots go to tests/artifacts/clerk-*.png.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.deploy_helpers import write_config
+
+pytestmark = [pytest.mark.airflow, pytest.mark.browser]
+
+DAG = "policy_wildfire-aid-2024"
+ARTIFACTS = ROOT / "tests" / "artifacts"
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+COMMENT = 'Legal basis checked <script>window.hmsPwned = 1</script><img src=x onerror="window.hmsPwned = 2">'
+
+
+def until(what: str, check: Callable[[], Any], timeout: float = 120, every: float = 1.0) -> Any:
+    """Poll ``check`` until it returns something truthy; fail naming ``what`` (and the last value) otherwise."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except Exception as e:  # a page mid-reload, a stale element: poll again
+            last = e
+        if last and not isinstance(last, Exception):
+            return last
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    sys.path.insert(0, str(ROOT / "plugins"))
+    from hms_operators.stack import AirflowStack
+
+    base = tmp_path_factory.mktemp("clerk-browser")
+    config = write_config(base / "pipeline.yml",
+                          approvals={"required": 2, "roles": ["legal", "budget"], "timeout_hours": 1,
+                                     "poll_seconds": 2},
+                          chaos={"environment": "preprod", "time": "3s", "kill_fraction": 0.1, "min_health": 0.99,
+                                 "replicas": 2})
+    s = AirflowStack(base / "airflow", env={"HMS_HOME": str(base / "hms"), "HMS_PIPELINE_CONFIG": str(config)})
+    s.start(timeout=300)
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
+        pytest.skip("Debian chromium + chromedriver are not installed (scripts/system-deps.sh)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1440,1100"):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def log_in(driver: Any, stack: Any, user: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.delete_all_cookies()
+    driver.get(stack.url + "/")
+    until("the login form", lambda: driver.find_elements(By.NAME, "username"), 60)
+    driver.find_element(By.NAME, "username").send_keys(user)
+    driver.find_element(By.NAME, "password").send_keys(stack.users[user])
+    driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    until(f"{user} logged in", lambda: "login" not in driver.current_url, 60)
+
+
+def open_reviews_from_nav(driver: Any) -> None:
+    """Click "Policy reviews" in Airflow's sidebar and switch into the iframe that shows the plugin page."""
+    from selenium.webdriver.common.by import By
+
+    link = until("the Reviews entry in the navigation", lambda: [
+        e for e in driver.find_elements(By.XPATH, "//a[contains(@href, '/plugin/hms-reviews')]"
+                                                  "[.//*[normalize-space(text())='Reviews']]")
+        if e.is_displayed()], 60)[0]
+    link.click()
+    until("the plugin route", lambda: "/plugin/hms-reviews" in driver.current_url, 30)
+    frame = until("the review page iframe", lambda: [
+        f for f in driver.find_elements(By.TAG_NAME, "iframe") if "/hms/reviews" in (f.get_attribute("src") or "")],
+        60)[0]
+    driver.switch_to.frame(frame)
+    until("the review page inside the iframe", lambda: driver.find_elements(By.CSS_SELECTOR, "nav.top"), 30)
+
+
+def approve_in_page(driver: Any, sha: str, comment: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    card = until("the bundle waiting for review", lambda: _reload_until(
+        driver, f"section.bundle[data-sha='{sha}'][data-state='waiting'] form.review-form"), 120)
+    card.find_element(By.NAME, "comment").send_keys(comment)
+    card.find_element(By.CSS_SELECTOR, "button[data-decision='approve']").click()
+    until("the API's answer", lambda: card.find_element(By.CSS_SELECTOR, ".msg").text == "recorded", 30, 0.2)
+
+
+def _reload_until(driver: Any, css: str) -> Any:
+    from selenium.webdriver.common.by import By
+
+    found = driver.find_elements(By.CSS_SELECTOR, css)
+    if found:
+        return found[0]
+    driver.execute_script("location.reload()")
+    return None
+
+
+def test_two_clerks_approve_from_the_airflow_ui_and_the_run_moves_on(stack, browser):
+    from selenium.webdriver.common.by import By
+
+    run_id = stack.trigger(DAG, {"effective_at": "+600s", "chaos_window": "3s"})
+    until("the review task waiting", lambda: stack.task_states(DAG, run_id).get("review.approvals")
+          in ("deferred", "running", "up_for_reschedule"), 240, 2)
+    sha = _bundle_sha(stack, run_id)
+
+    log_in(browser, stack, "alice")
+    open_reviews_from_nav(browser)
+    browser.switch_to.default_content()
+    browser.save_screenshot(str(ARTIFACTS / "clerk-1-alice-sees-the-bundle.png"))
+    browser.switch_to.frame(browser.find_element(By.CSS_SELECTOR, "iframe[src*='/hms/reviews']"))
+    page = browser.find_element(By.CSS_SELECTOR, f"section.bundle[data-sha='{sha}']").text
+    assert "Tests passed 9 of 9 cases pass" in page and "privacy(0) ethics(0) legal(0)" in page
+    assert browser.find_elements(By.CSS_SELECTOR, f"section.bundle[data-sha='{sha}'] svg[aria-label='cost vs cap']")
+    approve_in_page(browser, sha, COMMENT)
+    shown = until("alice's comment on the page", lambda: [
+        q.text for q in browser.find_elements(By.CSS_SELECTOR, f"section.bundle[data-sha='{sha}'] q.comment")], 30)
+    assert shown == [COMMENT]  # the markup is shown as text ...
+    assert browser.execute_script("return window.hmsPwned === undefined")  # ... and never ran
+    browser.switch_to.default_content()
+    browser.save_screenshot(str(ARTIFACTS / "clerk-2-alice-approved.png"))
+    assert stack.task_states(DAG, run_id)["review.approvals"] != "success"  # one approval is not enough
+
+    log_in(browser, stack, "bob")
+    open_reviews_from_nav(browser)
+    approve_in_page(browser, sha, "Within the budget cap")
+
+    def staging_live() -> Any:
+        chips = browser.find_elements(
+            By.CSS_SELECTOR, f"section.decided[data-sha='{sha}'] .env[data-env='staging'][data-state='live']")
+        if not chips:
+            browser.execute_script("location.reload()")
+        return chips
+
+    until("the page showing the bundle live in staging", staging_live, 240, 3)
+    card = browser.find_element(By.CSS_SELECTOR, f"section.decided[data-sha='{sha}']").text
+    assert "approved" in card and "alice (legal) approved" in card and "bob (budget) approved" in card
+    browser.switch_to.default_content()
+    browser.save_screenshot(str(ARTIFACTS / "clerk-3-run-moved-on.png"))
+    states = stack.task_states(DAG, run_id)
+    assert states["review.approvals"] == "success" and states["staging.deploy"] == "success", states
+
+
+def _bundle_sha(stack: Any, run_id: str) -> str:
+    """The hash the run's build step recorded (its XCom), which the page must show."""
+    with stack.client() as c:
+        r = c.get(f"/api/v2/dags/{DAG}/dagRuns/{run_id}/taskInstances/build.bundle/xcomEntries/return_value")
+        assert r.status_code == 200, r.text
+        value = r.json()["value"]
+    return str((value if isinstance(value, dict) else json.loads(value))["sha256"])
