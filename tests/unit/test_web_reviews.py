@@ -272,3 +272,16 @@ def test_the_page_script_is_served_by_the_app_and_uses_no_foreign_origin(client)
     r = client.get("/static/hms.js")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/javascript")
     assert "http://" not in r.text and "https://" not in r.text and 'fetch(url' in r.text
+
+
+def test_moving_an_activation_whose_preprod_was_rolled_back_is_a_conflict_and_changes_nothing(client):
+    b = bundle_of()
+    first = _monday_noon()
+    _staged(b, first)
+    with session_scope() as s:
+        deployments.rollback(s, b.protocol.id, "preprod", actor="ops", config=load_pipeline_config())
+    r = client.post(f"/api/activations/{b.sha256}/move", headers=as_("dana"),
+                    json={"effective_at": (first + timedelta(days=7)).isoformat()})
+    assert (r.status_code, r.json()["field"]) == (409, "sha256") and "preprod" in r.json()["detail"]
+    with session_scope() as s:
+        assert [d.activate_at for d in deployments.pending(s, "prod", b.protocol.id)] == [first]

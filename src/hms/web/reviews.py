@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from hms import approvals, deployments
 from hms.bundle import Bundle
 from hms.errors import BadInput, CheckFailed
-from hms.pipeline_config import PipelineConfig, effective_approval_policy
+from hms.pipeline_config import PipelineConfig, effective_approval_policy, in_freeze
 from hms.registry import audit, store
 from hms.registry.models import Approval, Deployment
 from hms.schedule import parse_schedule
@@ -178,12 +178,14 @@ def move_activation(
         raise WebError(409, f"{b.protocol.id} v{b.protocol.version} has no pending activation in {env}",
                        field="sha256")
     before = waiting[-1]
+    window = in_freeze(config, at, env)  # deploy refuses it too; asked first so the answer names the field
+    if window is not None:
+        raise WebError(422, f"{at.isoformat()} falls in freeze window {window}", field="effective_at")
     try:
         change = deployments.deploy(s, b, env, activate_at=at, actor=caller.user, config=config,
                                     run_id=before.run_id)
-    except CheckFailed as e:
-        field_name = "effective_at" if "freeze" in e.message else "sha256"
-        raise WebError(422 if field_name == "effective_at" else 409, str(e), field=field_name) from None
+    except CheckFailed as e:  # promotion order or approvals no longer hold (e.g. preprod was rolled back)
+        raise WebError(409, str(e), field="sha256") from None
     except BadInput as e:
         raise from_core(e, field="effective_at") from None
     audit.append(s, actor=caller.user, action="activation.moved", subject=b.sha256,
