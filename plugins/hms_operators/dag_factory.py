@@ -43,7 +43,7 @@ roles {", ".join(config.approvals.roles)}) → {envs}, the last one scheduled at
 (`include/rollback.sh --run <run_id>`) and the run ends **failed**.
 
 Trigger form: `effective_at` (HH:MM, ISO with offset, `now`, `+30s`) overrides the protocol's time;
-`chaos_window` sets the preprod chaos duration.
+`chaos_window` sets the preprod chaos duration; `chaos_replicas` / `chaos_min_health` can only make chaos harsher.
 """
 
 
@@ -84,6 +84,17 @@ def build_policy_dag(p: Protocol, path: Path, config: PipelineConfig, rollback_s
                 None, type=["null", "string"], description="Override the effective time (HH:MM, ISO, now, +30s)"
             ),
             "chaos_window": Param(config.chaos.time, type="string", pattern=r"^\d+[smh]$", description="Chaos window"),
+            # A trigger may make chaos harsher (fewer replicas, a stricter health floor), never more lenient.
+            "chaos_replicas": Param(
+                config.chaos.replicas, type="integer", minimum=1, maximum=64, description="Chaos: replicas to run"
+            ),
+            "chaos_min_health": Param(
+                config.chaos.min_health,
+                type="number",
+                minimum=config.chaos.min_health,
+                maximum=1,
+                description="Chaos: least share of requests answered (at least the pipeline config's)",
+            ),
         },
     ) as dag:
         effective = "{{ params.effective_at or '" + p.data["metadata"]["effective_at"] + "' }}"
@@ -131,7 +142,9 @@ def build_policy_dag(p: Protocol, path: Path, config: PipelineConfig, rollback_s
                             "--kill-fraction",
                             str(config.chaos.kill_fraction),
                             "--min-health",
-                            str(config.chaos.min_health),
+                            "{{ params.chaos_min_health }}",
+                            "--replicas",
+                            "{{ params.chaos_replicas }}",
                         ],
                         config,
                         heavy=True,

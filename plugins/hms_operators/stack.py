@@ -83,13 +83,21 @@ def _marked_pids(home: Path) -> list[int]:
     return found
 
 
+def _parse_time(text: str) -> float:
+    """An ISO timestamp from the health endpoint as epoch seconds."""
+    from datetime import datetime
+
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
 def _signal_group(pgid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
 
 
-def terminate(home: Path, pgids: Iterable[int], grace: float = 15.0) -> None:
-    """SIGTERM each process group, SIGKILL what is left after ``grace``, then sweep marked stragglers."""
+def terminate(home: Path | None, pgids: Iterable[int], grace: float = 15.0) -> None:
+    """SIGTERM each process group, SIGKILL what is left after ``grace``, then (given the stack's ``home``)
+    sweep every process still carrying its marker."""
     pgids = list(pgids)
     for pgid in pgids:
         _signal_group(pgid, signal.SIGTERM)
@@ -98,7 +106,7 @@ def terminate(home: Path, pgids: Iterable[int], grace: float = 15.0) -> None:
         time.sleep(0.2)
     for pgid in pgids:
         _signal_group(pgid, signal.SIGKILL)
-    for _ in range(50):
+    for _ in range(50 if home else 0):
         left = [p for p in _marked_pids(home) if _alive(p)]
         if not left:
             return
@@ -325,12 +333,48 @@ class AirflowStack:
         """Stop (if still running) and start one component again with the same environment."""
         if component not in COMPONENTS:
             raise StackError(f"unknown component {component!r}; one of {', '.join(COMPONENTS)}")
-        if component in self.procs and self.procs[component].poll() is None:
-            self.kill(component, signal.SIGTERM)
-            if self.procs[component].poll() is None:
-                self.kill(component, signal.SIGKILL)
+        proc = self.procs.get(component)
+        if proc is not None and proc.poll() is None:
+            terminate(None, [proc.pid], grace=5)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
         self._spawn(component)
         self._write_state()
+
+    def reconfigure(
+        self, env: Mapping[str, str], components: Iterable[str] = ("scheduler", "triggerer", "api-server")
+    ) -> None:
+        """Change environment variables (e.g. point HMS_HOME at another registry) and restart the components
+        that read them at run time — tasks (scheduler's workers), triggers, plugin pages — then wait healthy.
+
+        Why: one stack per test module is cheap; one registry per scenario keeps scenarios independent.
+        The dag-processor is left alone (the DAG's shape does not depend on the registry).
+        """
+        self.env.update(env)
+        components = tuple(components)
+        for component in components:
+            self.restart(component)
+        self._wait_healthy(time.monotonic() + 120)
+        for component in components:  # a stale heartbeat can look healthy: wait for the new process's own
+            self._wait_component_heartbeat(component)
+
+    def _wait_component_heartbeat(self, component: str, timeout: float = 60) -> None:
+        key = {"scheduler": "scheduler", "triggerer": "triggerer", "dag-processor": "dag_processor"}.get(component)
+        deadline = time.monotonic() + timeout
+        started = time.time()
+        while time.monotonic() < deadline:
+            self._check_running()
+            try:
+                if key is None:
+                    self.health()
+                    return
+                beat = (self.health().get(key) or {}).get(f"latest_{key}_heartbeat")
+                if beat and _parse_time(beat) >= started - 1:
+                    return
+            except (httpx.HTTPError, ValueError):
+                pass
+            time.sleep(0.5)
+        raise StackError(f"airflow {component} did not heartbeat after restart:\n{self.log_tail(component)}")
 
     def __enter__(self) -> AirflowStack:
         self.start()

@@ -1,0 +1,156 @@
+"""The policy DAG through a REAL Airflow: api-server, scheduler (LocalExecutor), dag-processor and triggerer
+as separate processes (hms_operators.stack), driven over the REST API like ops would.
+
+One stack for the module (starting Airflow costs ~15–30 s); each scenario gets its own registry: the
+stack's scheduler, triggerer and api-server are restarted with the scenario's HMS_HOME. Clerks act through
+the core (``deployments.record_review``), exactly as the CLI and the clerk page do, while the run waits.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from hms import deployments, protocol
+from hms.pipeline_config import load_pipeline_config
+from hms.registry import db
+from hms.registry.db import session_scope
+from hms.registry.models import Deployment
+from tests.conftest import ROOT, WILDFIRE
+from tests.deploy_helpers import approve, promote_all, record, variant
+
+pytestmark = pytest.mark.airflow
+
+DAG = "policy_wildfire-aid-2024"
+PID = "wildfire-aid-2024"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    sys.path.insert(0, str(ROOT / "plugins"))
+    from hms_operators.stack import AirflowStack
+
+    home = tmp_path_factory.mktemp("airflow")
+    s = AirflowStack(home, env={"HMS_HOME": str(home / "hms-unused"), "HMS_ACTOR": "airflow"})
+    s.start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def airflow(stack: Any, hms_home: Path) -> Any:
+    """The module's stack, now serving this test's registry (HMS_HOME from the autouse fixture)."""
+    db.upgrade()
+    stack.reconfigure({"HMS_HOME": str(hms_home)}, components=("scheduler", "triggerer"))
+    return stack
+
+
+def wait_for_task(stack: Any, run_id: str, task_id: str, states: set[str], timeout: float = 180) -> str:
+    """Poll until ``task_id`` reaches one of ``states``; fail early (with all states) if the run ends first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        tis = stack.task_states(DAG, run_id)
+        if tis.get(task_id) in states:
+            return tis[task_id]
+        if stack.run_state(DAG, run_id) in ("success", "failed") or time.monotonic() > deadline:
+            pytest.fail(f"{task_id} never reached {states}: {tis}")
+        time.sleep(1)
+
+
+def review(sha256: str, user: str, role: str, decision: str, comment: str) -> None:
+    with session_scope() as s:
+        deployments.record_review(
+            s, deployments.load_bundle(s, sha256), user=user, role=role, decision=decision, comment=comment,
+            config=load_pipeline_config(),
+        )
+
+
+def deployment_rows() -> list[Deployment]:
+    with session_scope() as s:
+        rows = list(s.scalars(select(Deployment).order_by(Deployment.id)))
+        s.expunge_all()
+        return rows
+
+
+def serving(env: str) -> int | None:
+    """The version ``env`` serves now (None: nothing)."""
+    with session_scope() as s:
+        d = deployments.in_force(s, env, PID)
+        return d.version if d else None
+
+
+def test_approved_by_two_clerks_while_waiting_the_bundle_goes_live_in_prod_at_its_effective_time(airflow):
+    run_id = airflow.trigger(DAG, {"effective_at": "+12s", "chaos_window": "3s"})
+    wait_for_task(airflow, run_id, "review.approvals", {"deferred"})
+    with session_scope() as s:
+        sha = deployments.resolve_bundle_row(s, f"{PID}@3").sha256
+    review(sha, "alice", "legal", "approve", "citation checked")
+    review(sha, "bob", "budget", "approve", "within the cap")
+
+    assert airflow.wait_for_run(DAG, run_id, timeout=300) == "success", airflow.task_states(DAG, run_id)
+    states = airflow.task_states(DAG, run_id)
+    assert states["publish"] == "success" and states["rollback"] == "skipped", states
+    assert {env: serving(env) for env in ("staging", "preprod", "prod")} == {"staging": 3, "preprod": 3, "prod": 3}
+    prod = [d for d in deployment_rows() if d.environment == "prod"]
+    assert len(prod) == 1 and prod[0].bundle_sha256 == sha and prod[0].run_id == run_id
+    # The flip waited in the triggerer (deferred) and verified only once the effective time had come.
+    assert "deferring until" in airflow.task_log(DAG, run_id, "flip.wait_for_effective_time")
+    verify = next(ti for ti in airflow.task_instances(DAG, run_id) if ti["task_id"] == "flip.verify_live")
+    assert datetime.fromisoformat(verify["start_date"].replace("Z", "+00:00")) >= prod[0].activate_at
+
+
+def test_a_compliance_violation_stops_the_run_before_anything_is_deployed(airflow):
+    data = protocol.load(WILDFIRE).data
+    data["metadata"]["version"] = 4
+    data["metadata"]["authority"] = ""
+    bad = record(protocol.from_data(data, "no-authority.yml"))
+
+    run_id = airflow.trigger(DAG, {"sha256": bad.sha256})
+    assert airflow.wait_for_run(DAG, run_id, timeout=180) == "failed"
+    states = airflow.task_states(DAG, run_id)
+    assert states["test.cases_and_simulation"] == "success" and states["compliance.scan"] == "failed", states
+    assert states["review.approvals"] == "upstream_failed" and states["staging.deploy"] == "upstream_failed"
+    assert "metadata.authority" in airflow.task_log(DAG, run_id, "compliance.scan")
+    assert deployment_rows() == []
+
+
+def test_chaos_failing_in_preprod_rolls_staging_and_preprod_back_and_the_run_fails(airflow):
+    cfg = load_pipeline_config()
+    v2 = record(variant(2))  # what every environment serves before this run
+    approve(v2, cfg)
+    promote_all(v2, cfg)
+    v3 = record(protocol.load(WILDFIRE))
+    approve(v3, cfg)
+
+    # One replica, killed during the window, and no failed request tolerated: the hypothesis cannot hold.
+    conf = {"chaos_window": "3s", "chaos_replicas": 1, "chaos_min_health": 1.0, "effective_at": "+1h"}
+    run_id = airflow.trigger(DAG, conf)
+    assert airflow.wait_for_run(DAG, run_id, timeout=240) == "failed"
+    states = airflow.task_states(DAG, run_id)
+    assert states["preprod.chaos"] == "failed" and states["prod.schedule"] == "upstream_failed", states
+    assert states["rollback"] == "success" and states["fail_run"] == "failed", states
+    assert "hypothesis failed" in airflow.task_log(DAG, run_id, "preprod.chaos")
+    assert {env: serving(env) for env in ("staging", "preprod", "prod")} == {"staging": 2, "preprod": 2, "prod": 2}
+    undone = {d.environment: d.state for d in deployment_rows() if d.run_id == run_id and d.version == 3}
+    assert undone == {"staging": "rolled_back", "preprod": "rolled_back"}
+
+
+def test_a_clerk_rejecting_the_bundle_fails_the_review_with_the_comment_and_nothing_is_deployed(airflow):
+    run_id = airflow.trigger(DAG, {})
+    wait_for_task(airflow, run_id, "review.approvals", {"deferred"})
+    with session_scope() as s:
+        sha = deployments.resolve_bundle_row(s, f"{PID}@3").sha256
+    review(sha, "alice", "legal", "reject", "the income test cites the 2023 poverty line")
+
+    assert airflow.wait_for_run(DAG, run_id, timeout=120) == "failed"
+    states = airflow.task_states(DAG, run_id)
+    assert states["review.approvals"] == "failed" and states["staging.deploy"] == "upstream_failed", states
+    assert "the income test cites the 2023 poverty line" in airflow.task_log(DAG, run_id, "review.approvals")
+    assert deployment_rows() == []
