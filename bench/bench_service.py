@@ -69,8 +69,11 @@ def run() -> list[Row]:
             lat.append(time.perf_counter() - t0)
         lat.sort()
         p95 = lat[min(len(lat) - 1, int(0.95 * len(lat)))]
+        p50 = lat[len(lat) // 2]
         rows.append(Row("service", "rollback → 4 replicas answer the previous version (p95 of 10)",
                         f"{p95 * 1000:.0f} ms", "< 500 ms", p95 < 0.5))
+        rows.append(Row("service", "rollback → 4 replicas answer the previous version (p50 of 10)",
+                        f"{p50 * 1000:.0f} ms", "-", True))
 
         approve(bundles[5], cfg)
         at = datetime.now(UTC) + timedelta(seconds=2)

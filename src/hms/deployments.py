@@ -20,17 +20,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hms import approvals
-from hms.bundle import Bundle, read_bytes
 from hms.errors import BadInput, CheckFailed
 from hms.pipeline_config import PipelineConfig, effective_approval_policy, in_freeze
 from hms.registry import audit, store
 from hms.registry.models import Approval, Deployment
+from hms.registry.models import Bundle as BundleRow
+
+if TYPE_CHECKING:  # hms.bundle pulls in the protocol loader, the rule compiler, NumPy and jsonschema
+    from hms.bundle import Bundle
 
 IN_FORCE_STATES = ("pending", "live")
 
@@ -71,32 +74,49 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
-def load_bundle(s: Session, sha256: str) -> Bundle:
-    """The registry's bytes for a hash, verified (a swapped row would not match its key)."""
+def bundle_row(s: Session, sha256: str) -> BundleRow:
+    """The registry row of a hash (id, version, bytes) without parsing the bundle."""
     row = store.get_bundle(s, sha256)
     if row is None:
         raise BadInput(f"no bundle {sha256} in the registry (pack or push it first)", where="bundle")
+    return row
+
+
+def load_bundle(s: Session, sha256: str) -> Bundle:
+    """The registry's bytes for a hash, verified (a swapped row would not match its key)."""
+    from hms.bundle import read_bytes
+
+    row = bundle_row(s, sha256)
     return read_bytes(row.content, where=f"registry bundle {sha256[:12]}", expect_sha256=sha256)
 
 
-def resolve_bundle(s: Session, ref: str) -> Bundle:
-    """A bundle by full hash, unique hash prefix (≥ 8 hex), or ``<protocol-id>@<version>``."""
+def resolve_bundle_row(s: Session, ref: str) -> BundleRow:
+    """The registry row a reference names: full hash, unique hash prefix (≥ 8 hex), or ``<protocol-id>@<version>``.
+
+    Commands that only need the id, version or hash (a rollback) stop here and never
+    parse the bundle; ``resolve_bundle`` goes on to the verified bundle.
+    """
     if "@" in ref:
         pid, _, ver = ref.partition("@")
         rows = [b for b in store.find_bundles(s, pid) if str(b.version) == ver]
         if not rows:
             raise BadInput(f"no bundle for {pid} version {ver}", where="bundle")
-        return load_bundle(s, rows[0].sha256)
+        return rows[0]
     ref = ref.removeprefix("sha256:").lower()
     if len(ref) == 64:
-        return load_bundle(s, ref)
+        return bundle_row(s, ref)
     if len(ref) >= 8 and all(c in "0123456789abcdef" for c in ref):
         matches = store.find_bundles_by_prefix(s, ref)
         if len(matches) == 1:
-            return load_bundle(s, matches[0].sha256)
+            return matches[0]
         if len(matches) > 1:
             raise BadInput(f"hash prefix {ref} is ambiguous ({len(matches)} bundles)", where="bundle")
     raise BadInput(f"no bundle matches {ref!r} (use a sha256, a unique prefix, or id@version)", where="bundle")
+
+
+def resolve_bundle(s: Session, ref: str) -> Bundle:
+    """A verified bundle by full hash, unique hash prefix (≥ 8 hex), or ``<protocol-id>@<version>``."""
+    return load_bundle(s, resolve_bundle_row(s, ref).sha256)
 
 
 # ---- reviews --------------------------------------------------------------------
@@ -341,13 +361,15 @@ def rollback(
         target_sha = earlier[-1].bundle_sha256
     if target_sha == cur.bundle_sha256:
         raise BadInput(f"{protocol_id} v{cur.version} is already the version in force in {env}", where="--to")
-    target = load_bundle(s, target_sha)
+    # The row's version, not a re-parse: its bundle was verified when it was deployed here before, and a
+    # rollback must not pay for loading the rule compiler (every replica verifies the bytes it serves).
+    target = bundle_row(s, target_sha)
     cur.state, cur.ended_at = "rolled_back", now
     row = Deployment(
         environment=env,
         protocol_id=protocol_id,
         bundle_sha256=target_sha,
-        version=target.protocol.version,
+        version=target.version,
         state="live",
         activate_at=now,
         previous_sha256=cur.bundle_sha256,
@@ -366,6 +388,27 @@ def rollback(
         details={**_change(row).to_dict(), "rolled_back": cur.bundle_sha256, "run_id": run_id},
     )
     return _change(row)
+
+
+def last_change_was_rollback(s: Session, env: str, protocol_id: str) -> bool:
+    """Whether the newest change to ``protocol_id`` in ``env`` undid something (a rollback, withdraw or cancel).
+
+    Read from the rows ``rollback`` leaves: the undone row ``rolled_back`` (``cancelled`` if it was
+    pending) and, when a version is restored, a new row starting the instant the undone one ended.
+    A deployment target that missed that change finishes it when the rollback is run again
+    (hms.targets.sync) instead of undoing a second version. A pending row refused by a freeze
+    window also ends ``cancelled``; it counts too, which only means the target is brought in line.
+    """
+    history = sorted(rows(s, env, protocol_id), key=lambda d: d.id)
+    if not history:
+        return False
+    newest = history[-1]
+    if newest.state in ("rolled_back", "cancelled"):
+        return True
+    return any(
+        d.state == "rolled_back" and d.bundle_sha256 == newest.previous_sha256 and d.ended_at == newest.activate_at
+        for d in history[:-1]
+    )
 
 
 def rollback_run(s: Session, run_id: str, *, actor: str, config: PipelineConfig) -> list[Change]:

@@ -3,18 +3,24 @@
 Loaded once per command, validated by a JSON Schema so a typo names its field and
 exits 2 instead of silently using a default. Everything that asks "is this time
 frozen?" or "what approvals does this protocol need?" asks here.
+
+Importing jsonschema costs a command ~60 ms, which the emergency path (``hms rule
+rollback``) must not pay on every call. A text that passed the schema once leaves a
+marker named by the hash of (schema, text) under ``$HMS_HOME/cache``; the same text
+against the same schema cannot fail, so later commands skip the validator. Any edit
+to the file or the schema changes the hash and validates again.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-import jsonschema
 
 from hms import yamlsafe
 from hms.approvals import ApprovalPolicy
@@ -247,11 +253,7 @@ def load_pipeline_config(path: str | Path | None = None) -> PipelineConfig:
 def parse_pipeline_config(text: str, source: str = "<pipeline config>") -> PipelineConfig:
     doc = yamlsafe.load_text(text, source)
     data = doc.data
-    errors = sorted(jsonschema.Draft202012Validator(SCHEMA).iter_errors(data), key=lambda e: list(e.absolute_path))
-    if errors:
-        e = errors[0]
-        path = ".".join(str(x) for x in e.absolute_path) or "(top level)"
-        raise BadInput(f"{path}: {e.message}", where=doc.where(tuple(e.absolute_path)))
+    _check_schema(doc, text)
     tzname = data.get("timezone", "UTC")
     try:
         tz = ZoneInfo(tzname)
@@ -309,6 +311,34 @@ def parse_pipeline_config(text: str, source: str = "<pipeline config>") -> Pipel
         freeze_windows=tuple(windows),
         execution=Execution(**data.get("execution", {})),
     )
+
+
+def _schema_marker(text: str) -> Path:
+    from hms.registry.db import hms_home
+
+    digest = hashlib.sha256(json.dumps(SCHEMA, sort_keys=True).encode() + b"\0" + text.encode()).hexdigest()
+    return hms_home() / "cache" / f"pipeline-config-{digest}.valid"
+
+
+def _check_schema(doc: yamlsafe.Document, text: str) -> None:
+    """Refuse a config that breaks the schema, naming the first bad field (see the module doc for the marker)."""
+    marker = _schema_marker(text)
+    if marker.is_file():
+        return
+    import jsonschema
+
+    errors = sorted(
+        jsonschema.Draft202012Validator(SCHEMA).iter_errors(doc.data), key=lambda e: list(e.absolute_path)
+    )
+    if errors:
+        e = errors[0]
+        path = ".".join(str(x) for x in e.absolute_path) or "(top level)"
+        raise BadInput(f"{path}: {e.message}", where=doc.where(tuple(e.absolute_path)))
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+    except OSError:  # a read-only HMS_HOME only costs the next command the validator again
+        pass
 
 
 def _aware(value: str, doc: yamlsafe.Document, path: tuple) -> datetime:

@@ -17,7 +17,7 @@ What kmock 0.8 does and does not emulate, checked in its source and here:
   "answer 409 once" kmock rule would not help: kmock applies a write to its store
   before user rules answer, so the 409 would report a conflict for a write that was
   in fact stored, and the retry would wrongly find nothing to do. ``VersionedEmulator``
-  below adds what the API server does — a new resourceVersion on every write, and
+  (tests/kmock_helpers.py) adds what the API server does — a new resourceVersion on every write, and
   409 Conflict (write not applied) for a patch carrying a stale one — so the
   conflict tests exercise the retry against a genuine precondition failure.
 - Deployments are seeded straight into the emulator's store (the target only patches them).
@@ -27,10 +27,8 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import itertools
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -42,12 +40,9 @@ from kubernetes import client
 from hms.errors import BadInput
 from hms.targets import kubernetes as k8s_target
 from hms.targets.kubernetes import KubernetesApiError, KubernetesTarget, configmap_name
+from tests.kmock_helpers import CM, CONFIGMAPS, DEPLOYMENTS, NS, Cluster, running_cluster
 
-NS = "hms-staging"
 PROTOCOL = "wildfire-aid-2024"
-CM = "hms-policy-wildfire-aid-2024"
-CONFIGMAPS = kmock.resource("v1/configmaps")
-DEPLOYMENTS = kmock.resource("apps/v1/deployments")
 SHA_A = "a" * 64
 SHA_B = "b" * 64
 SHA_C = "c" * 64
@@ -55,92 +50,10 @@ AT = "2026-12-01T00:00:00-05:00"
 AT_UTC = "2026-12-01T05:00:00Z"
 
 
-class VersionedEmulator(kmock.KubernetesEmulator):
-    """kmock's emulator plus the API server's optimistic concurrency on resourceVersion (see the module doc).
-
-    ``_handle`` is the hook ``KubernetesEmulator`` itself overrides to keep its store; the
-    precondition is checked before the parent stores anything.
-    """
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._versions = itertools.count(100)
-
-    def next_version(self) -> str:
-        return str(next(self._versions))
-
-    async def _handle(self, request: kmock.Request) -> Any:
-        writes = (kmock.action.CREATE, kmock.action.UPDATE)
-        if request.resource is not None and request.action in writes and isinstance(request.data, dict):
-            # In place: kmock matches its rules to a request by identity (a copy made with
-            # attrs.evolve matches none and is answered 500), so request.data shows what was
-            # stored; request.body keeps what the client sent.
-            data = request.data
-            meta = data.get("metadata")
-            if meta is None:
-                meta = data["metadata"] = {}
-            key = (request.resource, request.namespace, request.name)
-            if request.action == kmock.action.UPDATE and key in self.objects and not self.objects[key].deleted:
-                stored = self.objects[key].get("metadata", {}).get("resourceVersion")
-                wanted = meta.get("resourceVersion")
-                if wanted is not None and wanted != stored:
-                    raise kmock.KubernetesError(
-                        status=409,
-                        reason="Conflict",
-                        message="the object has been modified; please apply your changes to the latest version",
-                    )
-            meta["resourceVersion"] = self.next_version()
-            if request.namespace:
-                meta.setdefault("namespace", request.namespace)
-        return await super()._handle(request)
-
-
-@dataclass
-class Cluster:
-    emulator: VersionedEmulator
-    api: client.ApiClient
-
-    def target(self, namespace: str = NS) -> KubernetesTarget:
-        return KubernetesTarget(namespace, api_client=self.api)
-
-    def configmap(self, name: str = CM, namespace: str = NS) -> dict[str, Any]:
-        return self.emulator.objects[CONFIGMAPS, namespace, name].raw
-
-    def deployment(self, namespace: str = NS) -> dict[str, Any]:
-        return self.emulator.objects[DEPLOYMENTS, namespace, "hms-api"].raw
-
-    def restarted_at(self) -> str | None:
-        template = self.deployment()["spec"]["template"]
-        return (template["metadata"].get("annotations") or {}).get("kubectl.kubernetes.io/restartedAt")
-
-    def count(self, method: str, resource: kmock.resource) -> int:
-        return len(self.emulator[kmock.method(method), resource])
-
-    def seed_deployment(self, namespace: str = NS) -> None:
-        self.emulator.objects[DEPLOYMENTS, namespace, "hms-api"] = {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": "hms-api", "namespace": namespace, "resourceVersion": "1"},
-            "spec": {
-                "replicas": 2,
-                "selector": {"matchLabels": {"app.kubernetes.io/name": "hms-api"}},
-                "template": {
-                    "metadata": {"labels": {"app.kubernetes.io/name": "hms-api"}},
-                    "spec": {"containers": [{"name": "hms-api", "image": "hms:test"}]},
-                },
-            },
-        }
-
-
 @pytest_asyncio.fixture
 async def cluster() -> AsyncIterator[Cluster]:
-    emulator = VersionedEmulator()
-    async with emulator, kmock.Server(emulator) as server:
-        api = client.ApiClient(client.Configuration(host=str(server.url).rstrip("/")))
-        c = Cluster(emulator, api)
-        c.seed_deployment()
+    async with running_cluster() as (c, _url):
         yield c
-        api.close()
 
 
 async def call(fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -445,6 +358,80 @@ async def test_the_restart_is_the_kubectl_rollout_restart_patch(cluster: Cluster
     restarted_at = sent["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"]
     assert datetime.fromisoformat(restarted_at).tzinfo is not None
     assert cluster.deployment()["spec"]["replicas"] == 2  # nothing else in the Deployment touched
+
+
+# -- reconcile (what the pipeline calls: the registry's state, applied as is) -----------------
+
+
+def state(current: str, version: int, previous: str | None = None, previous_version: int | None = None,
+          at: str = AT) -> k8s_target.PolicyState:
+    return k8s_target.PolicyState.build(current, version, previous, previous_version, at)
+
+
+async def reconcile(c: Cluster, desired: k8s_target.PolicyState | None) -> dict:
+    return await call(c.target().reconcile, PROTOCOL, desired, actor="ops")
+
+
+@pytest.mark.asyncio
+async def test_reconcile_creates_then_leaves_an_identical_state_alone(cluster: Cluster) -> None:
+    first = await reconcile(cluster, state(SHA_A, 1))
+    restarted_at = cluster.restarted_at()
+    writes = cluster.count("PATCH", CONFIGMAPS) + cluster.count("POST", CONFIGMAPS)
+
+    again = await reconcile(cluster, state(SHA_A, 1))
+
+    assert first["action"] == "created" and first["restarted"] is True
+    assert again["action"] == "unchanged" and again["changed"] is False and again["restarted"] is False
+    assert cluster.count("PATCH", CONFIGMAPS) + cluster.count("POST", CONFIGMAPS) == writes
+    assert cluster.restarted_at() == restarted_at
+
+
+@pytest.mark.asyncio
+async def test_reconcile_writes_previous_as_given_not_as_the_old_current(cluster: Cluster) -> None:
+    await reconcile(cluster, state(SHA_B, 2, SHA_A, 1))
+
+    result = await reconcile(cluster, state(SHA_A, 1, SHA_B, 2))  # a rollback, as the registry records it
+
+    assert result["action"] == "updated" and result["restarted"] is True
+    assert cluster.configmap()["data"] == {
+        "current": SHA_A, "current_version": "1", "previous": SHA_B, "previous_version": "2", "activate_at": AT_UTC,
+    }
+
+
+@pytest.mark.asyncio
+async def test_reconcile_to_nothing_deletes_the_configmap_once_and_restarts(cluster: Cluster) -> None:
+    await reconcile(cluster, state(SHA_A, 1))
+    restarts = cluster.count("PATCH", DEPLOYMENTS)
+
+    removed = await reconcile(cluster, None)
+    again = await reconcile(cluster, None)
+
+    assert removed["action"] == "removed" and removed["restarted"] is True
+    assert (CONFIGMAPS, NS, CM) not in cluster.emulator.objects or cluster.emulator.objects[CONFIGMAPS, NS, CM].deleted
+    assert await call(cluster.target().read, PROTOCOL) is None
+    assert again["action"] == "unchanged" and again["changed"] is False
+    assert cluster.count("PATCH", DEPLOYMENTS) == restarts + 1
+
+
+@pytest.mark.asyncio
+async def test_reconcile_finishes_a_restart_an_earlier_change_could_not_make(cluster: Cluster) -> None:
+    cluster.emulator[kmock.method.PATCH, DEPLOYMENTS][:1] << 500
+    with pytest.raises(KubernetesApiError, match="restart of hms-api failed"):
+        await reconcile(cluster, state(SHA_A, 1))
+
+    retry = await reconcile(cluster, state(SHA_A, 1))
+
+    assert retry["action"] == "unchanged" and retry["restarted"] is True
+    assert "hms/restart-pending" not in cluster.configmap()["metadata"]["annotations"]
+
+
+def test_a_state_from_the_registry_is_validated() -> None:
+    with pytest.raises(BadInput, match="previous"):
+        state(SHA_A, 1, SHA_B, None)
+    with pytest.raises(BadInput, match="sha256"):
+        state("not-a-hash", 1)
+    with pytest.raises(BadInput, match="timezone"):
+        state(SHA_A, 1, at="2026-12-01T00:00:00")
 
 
 # -- read and validation -----------------------------------------------------------------------

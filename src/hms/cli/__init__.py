@@ -8,7 +8,9 @@ as one line naming the place; tracebacks are for bugs only.
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from importlib import import_module
@@ -73,6 +75,11 @@ def build_parser(groups: Sequence[str] = GROUPS) -> argparse.ArgumentParser:
     for name in dict.fromkeys(groups):
         import_module(name).register(sub)
     return parser
+
+
+def actor() -> str:
+    """Who is acting: HMS_ACTOR (set by the pipeline), else the OS user."""
+    return os.environ.get("HMS_ACTOR") or getpass.getuser()
 
 
 def emit(args: argparse.Namespace, payload: dict[str, Any], lines: Sequence[str]) -> None:

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import getpass
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from hms import bundle, protocol
 from hms.cases import run_cases
-from hms.cli import emit
+from hms.cli import actor, emit
 from hms.cli.refs import add_record_options, open_bundle, record_check
 from hms.errors import BadInput, EvaluationError
 from hms.registry import store
@@ -51,11 +49,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     sim.add_argument("--report", help="write a self-contained HTML report here")
     sim.add_argument("--json", action="store_true")
     sim.set_defaults(handler=cmd_simulate)
-
-
-def actor() -> str:
-    """Who is acting: HMS_ACTOR (set by the pipeline), else the OS user."""
-    return os.environ.get("HMS_ACTOR") or getpass.getuser()
 
 
 def cmd_pack(args: argparse.Namespace) -> int:

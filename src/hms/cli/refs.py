@@ -34,7 +34,7 @@ def open_bundle(ref: str) -> bundle.Bundle:
 def record_check(args: argparse.Namespace, kind: str, b: bundle.Bundle, ok: bool, payload: dict[str, Any]) -> None:
     if not getattr(args, "record", False):
         return
-    from hms.cli.policy import actor
+    from hms.cli import actor
     from hms.registry import store
     from hms.registry.db import session_scope
 

@@ -2,6 +2,11 @@
 
 These are thin: the decisions (promotion order, approval policy, freeze windows,
 what "previous" means) live in hms.deployments and hms.approvals.
+
+``hms rule rollback`` is the emergency path, so this module imports nothing that
+parses bundles (hms.bundle → protocol loader, rule compiler, NumPy, jsonschema) at
+import time; the commands that need a parsed bundle import it when they run.
+tests/unit/test_cli_imports.py holds the rollback path to that.
 """
 
 from __future__ import annotations
@@ -10,16 +15,20 @@ import argparse
 import os
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from hms import bundle, deployments, protocol
-from hms.cli import emit
-from hms.cli.policy import actor
+from hms import deployments
+from hms.cli import actor, emit
 from hms.errors import BadInput, CheckFailed, HmsError
 from hms.pipeline_config import load_pipeline_config
 from hms.registry import store
 from hms.registry.db import session_scope
 from hms.schedule import parse_schedule
+
+if TYPE_CHECKING:
+    from hms.bundle import Bundle
+    from hms.targets.sync import Publisher
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -73,8 +82,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     register_pipeline_commands(ps)
 
 
-def _push_file(path: str) -> tuple[bundle.Bundle, bool]:
+def _push_file(path: str) -> tuple[Bundle, bool]:
+    from hms import bundle, protocol
+
     p = Path(path)
+    if path.startswith("sha256:") and not p.exists():  # already recorded (intake, an earlier push): fetch, verify
+        with session_scope() as s:
+            return deployments.load_bundle(s, path.removeprefix("sha256:")), False
     if p.suffix in (".tgz", ".gz"):
         b = bundle.read(p)
     else:
@@ -125,13 +139,34 @@ def _tz(config) -> ZoneInfo:
     return ZoneInfo(config.timezone)
 
 
+def _publisher(config) -> Publisher | None:
+    """Kubernetes mode's mirror of the registry (None in local mode), set up before the registry changes."""
+    if config.execution.mode != "kubernetes":
+        return None  # local mode never imports the kubernetes client
+    from hms.targets.sync import Publisher
+
+    return Publisher.for_config(config)
+
+
+def _publish(pub: Publisher | None, env: str, protocol_id: str, command: str) -> tuple[dict, list[str]]:
+    """After the registry commit: the environment's ConfigMap follows (kubernetes mode); JSON part and line."""
+    if pub is None:
+        return {}, []
+    r = pub.publish(env, protocol_id, actor=actor(), command=command)
+    what = "restarted" if r["restarted"] else "not restarted"
+    line = f"[k8s] {env}: {r['namespace']}/{r['configmap']} {r['action']} (hms-api {what})"
+    return {"kubernetes": {k: v for k, v in r.items() if k != "updated_by"}}, [line]
+
+
 def cmd_deploy(args: argparse.Namespace) -> int:
     config = load_pipeline_config()
     at = parse_schedule(args.schedule, _tz(config))
+    pub = _publisher(config)
     with session_scope() as s:
         b = deployments.resolve_bundle(s, args.id)
         ch = deployments.deploy(s, b, args.env, activate_at=at, actor=actor(), config=config, run_id=args.run_id)
-    emit(args, {"ok": True, **ch.to_dict()}, [_deploy_line(ch, config)])
+    k8s, k8s_lines = _publish(pub, ch.environment, ch.protocol_id, "deploy")
+    emit(args, {"ok": True, **ch.to_dict(), **k8s}, [_deploy_line(ch, config), *k8s_lines])
     return 0
 
 
@@ -154,9 +189,11 @@ def cmd_promote(args: argparse.Namespace) -> int:
     if args.rollback and not os.access(args.rollback, os.X_OK):
         raise BadInput("rollback script is missing or not executable", where=args.rollback)
     at = parse_schedule(args.schedule, _tz(config))
+    pub = _publisher(config)
     b, _ = _push_file(args.bundle)
     touched: list[str] = []
     changes = []
+    mirrored = []
     try:
         for i, env in enumerate(targets):
             last = i == len(targets) - 1
@@ -168,6 +205,10 @@ def cmd_promote(args: argparse.Namespace) -> int:
             changes.append(ch)
             if not args.json:
                 print(_deploy_line(ch, config), flush=True)
+            k8s, k8s_lines = _publish(pub, env, ch.protocol_id, "promote")  # before the next environment
+            mirrored += k8s.values()
+            for line in [] if args.json else k8s_lines:
+                print(line, flush=True)
     except HmsError as e:
         if touched and args.rollback:
             print(f"[deploy] ❌ {e}; rolling back {', '.join(reversed(touched))} with {args.rollback}", flush=True)
@@ -180,31 +221,59 @@ def cmd_promote(args: argparse.Namespace) -> int:
         f"{c.environment} SCHEDULED@{c.activate_at.astimezone(_tz(config)).isoformat()}"
         if c.state == "pending" else f"{c.environment} ✅" for c in changes
     )
-    emit(args, {"ok": True, "sha256": b.sha256, "deployments": [c.to_dict() for c in changes]}, [f"[deploy] {summary}"])
+    payload = {"ok": True, "sha256": b.sha256, "deployments": [c.to_dict() for c in changes]}
+    if pub is not None:
+        payload["kubernetes"] = mirrored
+    emit(args, payload, [f"[deploy] {summary}"])
     return 0
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     config = load_pipeline_config()
+    pub = _publisher(config)
     if args.run:
-        with session_scope() as s:
-            changes = deployments.rollback_run(s, args.run, actor=actor(), config=config)
-        lines = [f"[rollback] ✅ {c.environment}: {c.protocol_id} v{c.version} ({c.state})" for c in changes]
-        emit(args, {"ok": True, "rolled_back": [c.to_dict() for c in changes]}, lines or ["[rollback] nothing to undo"])
-        return 0
+        return _rollback_run(args, config, pub)
     if not args.id:
         raise BadInput("give a protocol id, or --run RUN_ID", where="rollback")
     env = args.env or config.environment_names[-1]
-    with session_scope() as s:
+    config.environment(env)  # an unknown environment is exit 2 before anything is read or changed
+    with session_scope(read_only=True) as s:
         pid = args.id
         if not store.find_bundles(s, pid):
-            pid = deployments.resolve_bundle(s, args.id).protocol.id
+            pid = deployments.resolve_bundle_row(s, args.id).protocol_id
+    if pub is not None and pub.unfinished_rollback(env, pid):
+        # A rollback ran and committed but its Kubernetes step failed: this run finishes it, nothing more.
+        k8s, k8s_lines = _publish(pub, env, pid, "rollback")
+        line = f"[rollback] ✅ {env}: finished the earlier rollback of {pid} in Kubernetes; nothing else rolled back"
+        emit(args, {"ok": True, "finished_earlier_rollback": True, **k8s}, [line, *k8s_lines])
+        return 0
+    with session_scope() as s:
         ch = deployments.rollback(s, pid, env, to=args.to, actor=actor(), config=config)
     if ch.state == "rolled_back":
         line = f"[rollback] ✅ {env}: {ch.protocol_id} v{ch.version} withdrawn; no version was in force before it"
     else:
         line = f"[rollback] ✅ {env}: {ch.protocol_id} v{ch.version} in force ({ch.sha256[:12]})"
-    emit(args, {"ok": True, **ch.to_dict()}, [line])
+    k8s, k8s_lines = _publish(pub, env, pid, "rollback")
+    emit(args, {"ok": True, **ch.to_dict(), **k8s}, [line, *k8s_lines])
+    return 0
+
+
+def _rollback_run(args: argparse.Namespace, config, pub: Publisher | None) -> int:
+    with session_scope() as s:
+        changes = deployments.rollback_run(s, args.run, actor=actor(), config=config)
+    lines = [f"[rollback] ✅ {c.environment}: {c.protocol_id} v{c.version} ({c.state})" for c in changes]
+    payload: dict = {"ok": True, "rolled_back": [c.to_dict() for c in changes]}
+    if pub is not None:  # every namespace the run touched, also those a failed earlier attempt left behind
+        from hms.targets.sync import run_targets
+
+        with session_scope(read_only=True) as s:
+            pairs = run_targets(s, args.run, config.environment_names)
+        payload["kubernetes"] = []
+        for env, pid in pairs:
+            k8s, k8s_lines = _publish(pub, env, pid, "rollback")
+            payload["kubernetes"] += k8s.values()
+            lines += k8s_lines
+    emit(args, payload, lines or ["[rollback] nothing to undo"])
     return 0
 
 

@@ -13,7 +13,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--env", required=True, help="environment name from the pipeline config (staging, preprod, prod)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--poll-interval", type=float, default=0.1, help="seconds between registry generation checks")
+    p.add_argument("--poll-interval", type=float, default=None,
+                   help="seconds between registry generation checks (default: 0.05)")
     p.set_defaults(handler=cmd_serve)
 
 

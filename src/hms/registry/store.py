@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -106,7 +106,8 @@ def bump_generation(s: Session, env: str) -> int:
     return generation(s, env)
 
 
-def generation(s: Session, env: str) -> int:
+def generation(s: Session | Connection, env: str) -> int:
+    """The environment's change counter (a Connection will do: the decision service polls this)."""
     return s.scalar(select(EnvGeneration.generation).where(EnvGeneration.environment == env)) or 0
 
 

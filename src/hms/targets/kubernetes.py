@@ -160,6 +160,26 @@ class PolicyState:
         }
 
     @classmethod
+    def build(
+        cls,
+        current: str,
+        current_version: int,
+        previous: str | None,
+        previous_version: int | None,
+        activate_at: datetime | str,
+    ) -> PolicyState:
+        """A validated state from registry values (hashes, versions, an aware time)."""
+        if (previous is None) != (previous_version is None):
+            raise BadInput("previous and previous_version must be both set or both empty", where="previous")
+        return cls(
+            _sha256(current, where="current"),
+            _version(current_version, where="current_version"),
+            _sha256(previous, where="previous") if previous is not None else None,
+            _version(previous_version, where="previous_version") if previous_version is not None else None,
+            _activate_at(activate_at),
+        )
+
+    @classmethod
     def from_data(cls, data: dict[str, str] | None, *, where: str) -> PolicyState:
         """Refuse a ConfigMap edited into something we would deploy wrongly from (``BadInput``)."""
         data = data or {}
@@ -194,10 +214,17 @@ class _Observed:
     annotations: dict[str, str]
 
 
-def _default_api_client() -> client.ApiClient:
-    """In a pod: its ServiceAccount; elsewhere: ``$KUBECONFIG`` or ``~/.kube/config``."""
+def default_api_client(in_cluster: bool | None = None) -> client.ApiClient:
+    """A configured client: the pod's ServiceAccount, or ``$KUBECONFIG`` / ``~/.kube/config``.
+
+    ``in_cluster`` is the pipeline config's ``execution.in_cluster``; None decides by
+    ``KUBERNETES_SERVICE_HOST`` (set in every pod). Only reads configuration: no API call,
+    so a missing configuration is refused (``BadInput``) before anything is changed.
+    """
+    if in_cluster is None:
+        in_cluster = bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
     try:
-        if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        if in_cluster:
             configuration = client.Configuration()
             kube_config.load_incluster_config(client_configuration=configuration)
             return client.ApiClient(configuration)
@@ -231,7 +258,7 @@ class KubernetesTarget:
             raise BadInput(f"deployment {deployment!r} is not a valid Kubernetes name", where="deployment")
         self.namespace = namespace
         self.deployment = deployment
-        self._api = api_client if api_client is not None else _default_api_client()
+        self._api = api_client if api_client is not None else default_api_client()
         self._core = client.CoreV1Api(self._api)
         self._apps = client.AppsV1Api(self._api)
 
@@ -352,6 +379,52 @@ class KubernetesTarget:
             status=409,
         )
 
+    def reconcile(self, protocol_id: str, desired: PolicyState | None, *, actor: str) -> dict[str, Any]:
+        """Make the ConfigMap hold exactly ``desired`` (None: no ConfigMap), restarting hms-api after a change.
+
+        This is what the pipeline calls (hms.targets.sync): the state comes from the registry,
+        so calling it again with the same state is harmless — ``unchanged`` and no restart,
+        or, if an earlier restart did not go through, that restart finished. ``action`` is
+        created / updated / removed / unchanged.
+        """
+        name = configmap_name(protocol_id)
+        actor = _actor(actor)
+        for _attempt in range(MAX_ATTEMPTS):
+            observed = self._get(name)
+            if desired is None:
+                if observed is None:
+                    return self._absent(protocol_id, name, action="unchanged")
+                try:
+                    self._delete(name, observed.resource_version)
+                except _Stale:
+                    continue
+                restarted = self._restart_after(name, "removed the ConfigMap")
+                return {**self._absent(protocol_id, name, action="removed"), "changed": True, "restarted": restarted}
+            if observed is None:
+                try:
+                    rv = self._create(name, protocol_id, desired, actor)
+                except _Stale:
+                    continue
+                return self._after_change(protocol_id, name, desired, actor, "created", resource_version=rv)
+            if observed.state == desired:
+                restarted = False
+                if observed.annotations.get(ANNOTATION_RESTART_PENDING):
+                    log.warning("%s/%s: finishing a restart that did not go through", self.namespace, name)
+                    restarted = self._restart_and_clear(name, observed.resource_version)
+                return self._result(
+                    protocol_id, name, desired, observed.annotations, action="unchanged", restarted=restarted
+                )
+            try:
+                rv = self._patch(name, protocol_id, desired, actor, observed.resource_version)
+            except _Stale:
+                continue
+            return self._after_change(protocol_id, name, desired, actor, "updated", resource_version=rv)
+        raise KubernetesApiError(
+            f"{self.namespace}/{name} kept changing under us ({MAX_ATTEMPTS} conflicting writes); try again",
+            where="kubernetes",
+            status=409,
+        )
+
     def restart_deployment(self) -> bool:
         """``kubectl rollout restart`` for the Deployment: False if it does not exist here."""
         body = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: _utc_iso(_now())}}}}}
@@ -444,6 +517,53 @@ class KubernetesTarget:
         except Urllib3HTTPError as e:
             raise self._unreachable(e) from e
         return cm.metadata.resource_version if cm.metadata else None
+
+    def _delete(self, name: str, resource_version: str | None) -> None:
+        """Delete the ConfigMap if it is still at ``resource_version``; ``_Stale`` on a conflict (409)."""
+        preconditions = client.V1Preconditions(resource_version=resource_version) if resource_version else None
+        try:
+            self._core.delete_namespaced_config_map(
+                name,
+                self.namespace,
+                body=client.V1DeleteOptions(preconditions=preconditions),
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        except ApiException as e:
+            if e.status == 404:
+                return  # already gone: what we wanted
+            if e.status == 409:
+                raise _Stale from e
+            raise self._api_error(e, f"configmap {name}") from e
+        except Urllib3HTTPError as e:
+            raise self._unreachable(e) from e
+
+    def _restart_after(self, name: str, what: str) -> bool:
+        try:
+            return self.restart_deployment()
+        except KubernetesApiError as e:
+            raise KubernetesApiError(
+                f"{self.namespace}/{name}: {what}, but the restart of {self.deployment} failed: {e.message}; "
+                f"restart it by hand (kubectl -n {self.namespace} rollout restart deployment/{self.deployment})",
+                where=e.where,
+                status=e.status,
+            ) from e
+
+    def _absent(self, protocol_id: str, name: str, *, action: str) -> dict[str, Any]:
+        return {
+            "namespace": self.namespace,
+            "configmap": name,
+            "protocol_id": protocol_id,
+            "action": action,
+            "changed": False,
+            "restarted": False,
+            "current": None,
+            "current_version": None,
+            "previous": None,
+            "previous_version": None,
+            "activate_at": None,
+            "updated_by": None,
+            "restart_pending": False,
+        }
 
     def _restart_and_clear(self, name: str, resource_version: str | None) -> bool:
         """Restart the Deployment, then drop the restart-pending mark if nobody wrote since ours."""
