@@ -4,7 +4,9 @@ A real Airflow (api-server, scheduler, dag-processor, triggerer: AirflowStack) r
 review task waits (deferred) for two approvals. Alice logs in to the Airflow UI, opens "Reviews"
 from the navigation (the plugin's page in Airflow's iframe), approves with a comment that carries a
 ``<script>``; Bob does the same in his own session; the page then shows the bundle approved and deployed
-to staging, and Airflow reports the review task done. Screenshots go to tests/artifacts/clerk-*.png.
+to staging, and Airflow reports the review task done. Then Dana (scheduler) moves prod's pending effective
+time from the "Deploys" page, the waiting flip task follows it and the run ends in success with prod live.
+Screenshots go to tests/artifacts/clerk-*.png.
 """
 
 from __future__ import annotations
@@ -94,21 +96,20 @@ def log_in(driver: Any, stack: Any, user: str) -> None:
     until(f"{user} logged in", lambda: "login" not in driver.current_url, 60)
 
 
-def open_reviews_from_nav(driver: Any) -> None:
-    """Click "Policy reviews" in Airflow's sidebar and switch into the iframe that shows the plugin page."""
+def open_from_nav(driver: Any, label: str = "Reviews", route: str = "hms-reviews", page: str = "/hms/reviews") -> None:
+    """Click the plugin's entry in Airflow's sidebar and switch into the iframe that shows the plugin page."""
     from selenium.webdriver.common.by import By
 
-    link = until("the Reviews entry in the navigation", lambda: [
-        e for e in driver.find_elements(By.XPATH, "//a[contains(@href, '/plugin/hms-reviews')]"
-                                                  "[.//*[normalize-space(text())='Reviews']]")
+    link = until(f"the {label} entry in the navigation", lambda: [
+        e for e in driver.find_elements(By.XPATH, f"//a[contains(@href, '/plugin/{route}')]"
+                                                  f"[.//*[normalize-space(text())='{label}']]")
         if e.is_displayed()], 60)[0]
     link.click()
-    until("the plugin route", lambda: "/plugin/hms-reviews" in driver.current_url, 30)
-    frame = until("the review page iframe", lambda: [
-        f for f in driver.find_elements(By.TAG_NAME, "iframe") if "/hms/reviews" in (f.get_attribute("src") or "")],
-        60)[0]
+    until("the plugin route", lambda: f"/plugin/{route}" in driver.current_url, 30)
+    frame = until(f"the {page} iframe", lambda: [
+        f for f in driver.find_elements(By.TAG_NAME, "iframe") if page in (f.get_attribute("src") or "")], 60)[0]
     driver.switch_to.frame(frame)
-    until("the review page inside the iframe", lambda: driver.find_elements(By.CSS_SELECTOR, "nav.top"), 30)
+    until("the plugin page inside the iframe", lambda: driver.find_elements(By.CSS_SELECTOR, "nav.top"), 30)
 
 
 def approve_in_page(driver: Any, sha: str, comment: str) -> None:
@@ -131,7 +132,7 @@ def _reload_until(driver: Any, css: str) -> Any:
     return None
 
 
-def test_two_clerks_approve_from_the_airflow_ui_and_the_run_moves_on(stack, browser):
+def test_two_clerks_approve_from_the_airflow_ui_the_run_moves_on_and_a_scheduler_brings_prod_forward(stack, browser):
     from selenium.webdriver.common.by import By
 
     run_id = stack.trigger(DAG, {"effective_at": "+600s", "chaos_window": "3s"})
@@ -140,7 +141,7 @@ def test_two_clerks_approve_from_the_airflow_ui_and_the_run_moves_on(stack, brow
     sha = _bundle_sha(stack, run_id)
 
     log_in(browser, stack, "alice")
-    open_reviews_from_nav(browser)
+    open_from_nav(browser)
     browser.switch_to.default_content()
     browser.save_screenshot(str(ARTIFACTS / "clerk-1-alice-sees-the-bundle.png"))
     browser.switch_to.frame(browser.find_element(By.CSS_SELECTOR, "iframe[src*='/hms/reviews']"))
@@ -157,7 +158,7 @@ def test_two_clerks_approve_from_the_airflow_ui_and_the_run_moves_on(stack, brow
     assert stack.task_states(DAG, run_id)["review.approvals"] != "success"  # one approval is not enough
 
     log_in(browser, stack, "bob")
-    open_reviews_from_nav(browser)
+    open_from_nav(browser)
     approve_in_page(browser, sha, "Within the budget cap")
 
     def staging_live() -> Any:
@@ -174,6 +175,28 @@ def test_two_clerks_approve_from_the_airflow_ui_and_the_run_moves_on(stack, brow
     browser.save_screenshot(str(ARTIFACTS / "clerk-3-run-moved-on.png"))
     states = stack.task_states(DAG, run_id)
     assert states["review.approvals"] == "success" and states["staging.deploy"] == "success", states
+
+    # The run stages prod 10 minutes ahead and its flip task waits, deferred; the scheduler brings it forward.
+    until("the flip task waiting for the effective time", lambda: stack.task_states(DAG, run_id).get(
+        "flip.wait_for_effective_time") == "deferred", 300, 2)
+    log_in(browser, stack, "dana")
+    open_from_nav(browser, "Deploys", "hms-ops", "/hms/ops")
+    form = until("the move form of prod's pending activation", lambda: _reload_until(
+        browser, f"form.move-form[data-sha='{sha}'][data-env='prod']"), 60)
+    form.find_element(By.NAME, "effective_at").send_keys("+15s")
+    form.find_element(By.CSS_SELECTOR, "button.move").click()
+    until("the move recorded", lambda: form.find_element(By.CSS_SELECTOR, ".msg").text == "recorded", 30, 0.2)
+    browser.switch_to.default_content()
+    browser.save_screenshot(str(ARTIFACTS / "clerk-4-dana-moved-the-effective-time.png"))
+    assert stack.wait_for_run(DAG, run_id, timeout=240) == "success", stack.task_states(DAG, run_id)
+    browser.switch_to.frame(browser.find_element(By.CSS_SELECTOR, "iframe[src*='/hms/ops']"))
+    browser.execute_script("location.reload()")
+    prod = until("prod serving v3 on the Deploys page", lambda: [
+        r.text for r in browser.find_elements(By.CSS_SELECTOR, "section[data-protocol='wildfire-aid-2024'] "
+                                                               "tr[data-env='prod']") if "v3" in r.text], 30)
+    assert sha[:12] in prod[0]
+    browser.switch_to.default_content()
+    browser.save_screenshot(str(ARTIFACTS / "clerk-5-prod-live.png"))
 
 
 def _bundle_sha(stack: Any, run_id: str) -> str:

@@ -236,7 +236,7 @@ def ops_page(overview: list[dict[str, Any]], caller: Caller, config: PipelineCon
             f"<h2><code>{esc(proto['protocol_id'])}</code></h2>"
             "<table><tr><th>environment</th><th>in force</th><th>pending activation</th></tr>"
             + "".join(rows) + "</table><h3>Last deployments and rollbacks</h3>"
-            '<table class="compact"><tr><th>env</th><th>version</th><th>state</th><th>from</th><th>until</th>'
+            '<table class="compact"><tr><th>env</th><th>version</th><th>state</th><th>activates at</th><th>ended</th>'
             "<th>by</th><th>run</th></tr>" + hist + "</table></section>"
         )
     return page("Environments", "\n".join(parts), caller, active="ops")
