@@ -242,8 +242,8 @@ def test_the_airflow_worker_may_make_every_call_the_kubernetes_target_makes(env:
     objects = env_objects(env)
     rules = rules_of(objects, "hms-deployer")
 
-    # hms.targets.kubernetes: read, create, merge-patch the ConfigMaps; strategic-merge-patch hms-api.
-    for verb in ("get", "create", "patch"):
+    # hms.targets.kubernetes: read, create, merge-patch, delete (withdrawn) the ConfigMaps; patch hms-api.
+    for verb in ("get", "create", "patch", "delete"):
         assert allows(rules, "", "configmaps", verb), verb
     assert allows(rules, "apps", "deployments", "patch", name="hms-api")
     assert not allows(rules, "apps", "deployments", "patch", name="something-else")
