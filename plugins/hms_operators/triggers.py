@@ -45,7 +45,7 @@ class ApprovalTrigger(BaseTrigger):
                 yield TriggerEvent(state)
                 return
             if time.time() >= self.deadline:
-                yield TriggerEvent({"state": "timeout", **state})
+                yield TriggerEvent({**state, "state": "timeout"})  # "timeout" wins over "waiting"
                 return
             await asyncio.sleep(self.poll_interval)
 
