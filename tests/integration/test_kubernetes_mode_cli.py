@@ -257,3 +257,19 @@ async def test_promote_mirrors_each_environment_and_rollback_of_the_run_puts_the
     assert [k["environment"] for k in json.loads(r.stdout)["kubernetes"]] == ["prod", "preprod", "staging"]
     assert {k8s.data(e)["current"] for e in ENVS} == {v3}
     assert {in_force_version(e) for e in ENVS} == {3}
+
+
+@pytest.mark.asyncio
+async def test_withdrawing_a_first_deployment_deletes_its_configmap_and_a_second_rollback_is_refused(
+    k8s: Setup,
+) -> None:
+    sha = await k8s.push_and_approve(WILDFIRE)
+    await k8s.hms("rule", "deploy", sha, "--env", "staging")
+
+    r = await k8s.hms("rule", "rollback", PID, "--env", "staging")
+
+    assert "withdrawn" in r.stdout and "hms-staging/hms-policy-wildfire-aid-2024 removed" in r.stdout
+    assert k8s.cluster.emulator.objects[CONFIGMAPS, "hms-staging", CM].deleted
+    writes = k8s.writes()
+    again = await k8s.hms("rule", "rollback", PID, "--env", "staging", expect=2)
+    assert "no version of wildfire-aid-2024 is live in staging" in again.stderr and k8s.writes() == writes
