@@ -28,6 +28,7 @@ GROUPS = [
     "hms.cli.chaos",
     "hms.cli.audit",
     "hms.cli.db",
+    "hms.cli.ci",
 ]
 
 
@@ -49,6 +50,7 @@ COMMANDS = {
     "chaos": "hms.cli.chaos",
     "audit": "hms.cli.audit",
     "db": "hms.cli.db",
+    "ci": "hms.cli.ci",
 }
 
 

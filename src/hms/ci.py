@@ -1,0 +1,342 @@
+"""``hms ci run``: start the policy pipeline of a protocol and follow it to its end, one line per stage.
+
+Two ways to run, one output. When an Airflow API server answers, the run is
+triggered and followed through Airflow's public REST API (v2) — the core speaks
+HTTP to it like any client and imports nothing from Airflow. Without a server,
+the same DAG runs on this machine under Airflow's ``dag.test`` in a child
+process (``hms_operators.local_run``), which reports each finished task as a
+JSON line. Either way the follower turns task results (their XComs: the JSON
+every ``hms`` command writes) into the seed's stage lines and the exit code is
+the run's outcome: 0 success, 1 failed.
+
+One run per bundle: the run id is ``bundle-<sha256 prefix>`` of the protocol as
+packed here (bundles are reproducible), the same id the intake uses, so asking
+twice for the same bundle follows the existing run instead of starting another.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from hms.errors import BadInput
+
+TERMINAL_RUN = ("success", "failed")
+# Task states worth a line: finished ones, and "deferred" (a human-paced wait has started).
+REPORTED = ("success", "failed", "upstream_failed", "skipped", "deferred")
+RUN_ID_PREFIX = "bundle-"
+
+
+def run_id_for(sha256: str) -> str:
+    """The pipeline run id of a bundle: one run per bundle hash, whoever starts it."""
+    return RUN_ID_PREFIX + sha256[:16]
+
+
+def dag_id_for(protocol_id: str) -> str:
+    return f"policy_{protocol_id}"
+
+
+@dataclass
+class TaskEvent:
+    """One task reached a state worth reporting; ``result`` is its JSON return value, if any."""
+
+    task_id: str
+    state: str
+    result: Any = None
+    run_id: str | None = None
+
+
+@dataclass
+class StageLines:
+    """Turns task events into the seed's console lines (``[build] 📦 …``, ``[deploy] staging ✅ …``)."""
+
+    environments: list[str]
+    deployed: list[str] = field(default_factory=list)
+
+    def line(self, ev: TaskEvent) -> str | None:
+        group, _, task = ev.task_id.rpartition(".")
+        r = ev.result if isinstance(ev.result, dict) else {}
+        if ev.state in ("failed", "upstream_failed"):
+            if ev.state == "upstream_failed" or ev.task_id == "fail_run":
+                return None
+            return f"[{_stage(group or task)}] ❌ {ev.task_id} failed"
+        if ev.state == "deferred":
+            if ev.task_id == "review.approvals":
+                return "[review] ⏳ waiting for the clerks' approvals of this bundle hash"
+            if task == "wait_for_effective_time":
+                return "[flip] ⏳ waiting for the effective time"
+            return None
+        if ev.state != "success":
+            return None
+        if ev.task_id == "build.bundle":
+            made = "created" if r.get("new") else "already recorded"
+            return f"[build] 📦 {r.get('id', '?')} bundle {made} sha256:{str(r.get('sha256', ''))[:12]}"
+        if ev.task_id == "test.cases_and_simulation":
+            n = len(r.get("cases", []))
+            sim = r.get("simulation") or {}
+            cost = f"; simulated cost ${sim['cost']:,.0f} of cap ${sim['cap']:,.0f}" if sim.get("cap") else ""
+            return f"[test] ✅ {n} tests{cost}"
+        if ev.task_id == "compliance.scan":
+            counts = r.get("counts", {})
+            order = r.get("rule_sets") or sorted(counts)
+            return "[comp] ✅ " + " ".join(f"{k}({counts.get(k, 0)})" for k in order)
+        if ev.task_id == "review.approvals":
+            return f"[review] ✅ {r.get('summary', 'approved')}"
+        if task == "deploy" and group in self.environments:
+            self.deployed.append(f"{group} ✅")
+            return None
+        if task == "chaos":
+            return "[chaos] ✅ survived faults"
+        if task == "schedule":
+            at = r.get("activate_at", "?")
+            return f"[deploy] {' '.join(self.deployed)} {group} SCHEDULED@{_local(at)}"
+        if ev.task_id == "flip.verify_live":
+            env = self.environments[-1]
+            return f"[flip] {env} ✅ live: {r.get('summary', '')}"
+        if ev.task_id == "publish":
+            return "[publish] ✅ released"
+        if ev.task_id == "rollback":
+            return "[rollback] ✅ every environment this run touched is back on its previous version"
+        return None
+
+
+def _stage(group: str) -> str:
+    return {"compliance": "comp", "cases_and_simulation": "test"}.get(group, group)
+
+
+def _local(iso: str) -> str:
+    try:
+        return datetime.fromisoformat(iso).astimezone().isoformat(timespec="seconds")
+    except ValueError:
+        return iso
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Airflow REST API (v2)
+
+
+class AirflowApi:
+    """The few calls ``hms ci run`` needs from Airflow's public REST API, with a token from ``/auth/token``."""
+
+    def __init__(self, url: str, user: str, password: str, timeout: float = 10.0) -> None:
+        import httpx
+
+        self.url = url.rstrip("/")
+        self._http = httpx.Client(base_url=self.url, timeout=timeout)
+        self._user, self._password = user, password
+
+    def healthy(self) -> bool:
+        import httpx
+
+        try:
+            r = self._http.get("/api/v2/monitor/health", timeout=2.0)
+        except httpx.HTTPError:
+            return False
+        return r.status_code == 200
+
+    def login(self) -> None:
+        r = self._http.post("/auth/token", json={"username": self._user, "password": self._password})
+        if r.status_code not in (200, 201):
+            raise BadInput(f"Airflow at {self.url}: login as {self._user!r} refused ({r.status_code})")
+        self._http.headers["Authorization"] = f"Bearer {r.json()['access_token']}"
+
+    def _ok(self, r: Any, what: str) -> Any:
+        if r.status_code >= 400:
+            raise BadInput(f"Airflow at {self.url}: {what}: {r.status_code} {r.text[:300]}")
+        return r.json() if r.content else None
+
+    def trigger(self, dag_id: str, run_id: str, conf: dict[str, Any]) -> bool:
+        """Start ``run_id``; False when it already exists (then the caller follows it)."""
+        self._ok(self._http.patch(f"/api/v2/dags/{dag_id}", json={"is_paused": False}), f"unpause {dag_id}")
+        r = self._http.post(
+            f"/api/v2/dags/{dag_id}/dagRuns", json={"dag_run_id": run_id, "logical_date": None, "conf": conf}
+        )
+        if r.status_code == 409:
+            return False
+        self._ok(r, f"trigger {dag_id}")
+        return True
+
+    def run_state(self, dag_id: str, run_id: str) -> str:
+        return self._ok(self._http.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}"), "read run")["state"]
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
+        body = self._ok(
+            self._http.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 200}),
+            "read task instances",
+        )
+        return {t["task_id"]: t["state"] for t in body["task_instances"]}
+
+    def result(self, dag_id: str, run_id: str, task_id: str) -> Any:
+        r = self._http.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value")
+        if r.status_code == 404:
+            return None
+        value = self._ok(r, f"read result of {task_id}")["value"]
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except ValueError:
+                return value
+        return value
+
+
+def follow_rest(
+    api: AirflowApi, dag_id: str, run_id: str, *, timeout: float, poll: float = 1.0
+) -> Iterator[TaskEvent | str]:
+    """Yield each task's reportable state once, in the order seen, then the run's final state."""
+    seen: dict[str, str] = {}
+    deadline = time.monotonic() + timeout
+    while True:
+        state = api.run_state(dag_id, run_id)
+        for task_id, ts in api.task_states(dag_id, run_id).items():
+            if ts in REPORTED and seen.get(task_id) != ts:
+                seen[task_id] = ts
+                yield TaskEvent(task_id, ts, api.result(dag_id, run_id, task_id) if ts == "success" else None)
+        if state in TERMINAL_RUN:
+            yield state
+            return
+        if time.monotonic() > deadline:
+            yield "timeout"
+            return
+        time.sleep(poll)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# In-process (no Airflow server): dag.test in a child process
+
+EVENT_PREFIX = "HMS-EVENT "
+
+
+def follow_local(repo: Path, dag_id: str, conf: dict[str, Any], *, timeout: float) -> Iterator[TaskEvent | str]:
+    """Run the DAG under ``dag.test`` in a child process and yield its task events as they happen."""
+    home = Path(os.environ.get("HMS_CI_AIRFLOW_HOME", Path(os.environ.get("HMS_HOME", repo / ".hms")) / "airflow-ci"))
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(repo / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(repo / "plugins"),
+        "PYTHONPATH": os.pathsep.join([str(repo / "plugins"), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+    }
+    env.setdefault("HMS_ACTOR", "airflow")
+    home.mkdir(parents=True, exist_ok=True)
+    airflow = Path(sys.executable).with_name("airflow")
+    subprocess.run([str(airflow), "db", "migrate"], env=env, check=True, capture_output=True)
+    log = (home / "local-run.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hms_operators.local_run", dag_id, json.dumps(conf)],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+    )
+    assert proc.stdout is not None
+    started = time.monotonic()
+    final = "failed"
+    try:
+        for raw in proc.stdout:
+            at = raw.find(EVENT_PREFIX)
+            if at < 0:
+                continue
+            # raw_decode: other output of the child may share the line after the JSON object
+            msg, _ = json.JSONDecoder().raw_decode(raw[at + len(EVENT_PREFIX) :])
+            if "run_state" in msg:
+                final = msg["run_state"]
+                continue
+            yield TaskEvent(msg["task_id"], msg["state"], msg.get("result"), msg.get("run_id"))
+            if time.monotonic() - started > timeout:
+                proc.kill()
+                final = "timeout"
+                break
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+    if proc.returncode and final == "success":
+        final = "failed"
+    yield final
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CiRun:
+    """What ``hms ci run`` was asked for, resolved against the repository and the pipeline config."""
+
+    repo: Path
+    protocol_id: str
+    protocol_path: Path
+    sha256: str
+    conf: dict[str, Any]
+
+    @property
+    def dag_id(self) -> str:
+        return dag_id_for(self.protocol_id)
+
+    @property
+    def run_id(self) -> str:
+        return run_id_for(self.sha256)
+
+
+def plan(repo: Path, protocol_id: str | None, conf: dict[str, Any]) -> list[CiRun]:
+    """One CiRun per protocol file (or the one asked for); an unknown id or a broken file is bad input."""
+    from hms import bundle
+    from hms.protocol import load
+
+    files = sorted((repo / "include" / "protocols").glob("*.y*ml"))
+    runs = []
+    for path in files:
+        p = load(path)
+        if protocol_id and p.id != protocol_id:
+            continue
+        runs.append(CiRun(repo, p.id, path, bundle.sha256_hex(bundle.build(p)), conf))
+    if protocol_id and not runs:
+        known = ", ".join(sorted(load(f).id for f in files)) or "none"
+        raise BadInput(f"--protocol {protocol_id}: no such protocol in include/protocols (known: {known})")
+    return runs
+
+
+def execute(
+    run: CiRun,
+    environments: list[str],
+    *,
+    api: AirflowApi | None,
+    timeout: float,
+    out: Callable[[str], None],
+) -> str:
+    """Start (or join) the run, print its stage lines, return the final state."""
+    lines = StageLines(environments)
+    if api is not None:
+        created = api.trigger(run.dag_id, run.run_id, run.conf)
+        how = "started" if created else "already exists; following it"
+        out(f"[ci] {run.dag_id} run {run.run_id} {how} on Airflow at {api.url}")
+        events = follow_rest(api, run.dag_id, run.run_id, timeout=timeout)
+    else:
+        out(f"[ci] {run.dag_id}: no Airflow API server; running the DAG here (Airflow dag.test)")
+        events = follow_local(run.repo, run.dag_id, run.conf, timeout=timeout)
+    final, run_id = "failed", run.run_id
+    for ev in events:
+        if isinstance(ev, str):
+            final = ev
+            break
+        run_id = ev.run_id or run_id
+        text = lines.line(ev)
+        if text:
+            out(text)
+        if ev.task_id == "build.bundle" and ev.state == "success" and isinstance(ev.result, dict):
+            got = ev.result.get("sha256", "")
+            if got and got != run.sha256:
+                out(f"[ci] note: the worker packed sha256:{got[:12]}, not sha256:{run.sha256[:12]} as here")
+    mark = "✅" if final == "success" else "❌"
+    out(f"[ci] {mark} {run.dag_id} run {run_id}: {final}")
+    return final

@@ -1,0 +1,93 @@
+"""``hms ci run CONFIG [--protocol ID]``: run the policy pipeline like CI does, and exit with its outcome."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from hms.cli import emit
+from hms.errors import BadInput
+
+DEFAULT_AIRFLOW_URL = "http://127.0.0.1:8080"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ci", help="run the policy pipeline (through Airflow when it runs) and follow it")
+    ps = p.add_subparsers(dest="ci_command", required=True)
+    r = ps.add_parser(
+        "run",
+        help="trigger the pipeline DAG of each protocol (or one), print one line per stage, exit 0/1 with the result",
+    )
+    r.add_argument("config", help="the pipeline config, e.g. .hms-ci/policy-pipeline.yml")
+    r.add_argument("--protocol", help="only this protocol id (default: every file in include/protocols)")
+    r.add_argument("--effective-at", help="override the effective time (HH:MM, ISO with offset, now, +30s)")
+    r.add_argument("--chaos-window", help="chaos duration in the chaos environment, e.g. 5s")
+    r.add_argument(
+        "--airflow-url",
+        default=os.environ.get("HMS_AIRFLOW_URL"),
+        help=f"Airflow API server (env HMS_AIRFLOW_URL; default: {DEFAULT_AIRFLOW_URL} when it answers, "
+        "else the DAG runs here under dag.test)",
+    )
+    r.add_argument(
+        "--user", default=os.environ.get("HMS_AIRFLOW_USER", "admin"), help="Airflow user (HMS_AIRFLOW_USER)"
+    )
+    r.add_argument(
+        "--password-env",
+        default="HMS_AIRFLOW_PASSWORD",
+        help="name of the environment variable holding the Airflow password (never on the command line)",
+    )
+    r.add_argument("--local", action="store_true", help="do not look for an Airflow server: run the DAG here")
+    r.add_argument("--timeout", type=float, default=3600.0, help="give up following after this many seconds")
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(handler=cmd_run)
+
+
+def _repo_of(config: Path) -> Path:
+    """The checkout the config belongs to: the nearest parent holding include/protocols."""
+    for d in [config.resolve().parent, *config.resolve().parents]:
+        if (d / "include" / "protocols").is_dir():
+            return d
+    raise BadInput("no include/protocols next to or above the pipeline config", where=str(config))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from hms import ci
+    from hms.pipeline_config import load_pipeline_config
+
+    config_file = Path(args.config)
+    config = load_pipeline_config(config_file)  # bad config → exit 2 before anything starts
+    os.environ["HMS_PIPELINE_CONFIG"] = str(config_file.resolve())
+    repo = _repo_of(config_file)
+    conf = {k: v for k, v in (("effective_at", args.effective_at), ("chaos_window", args.chaos_window)) if v}
+    runs = ci.plan(repo, args.protocol, conf)
+
+    api = None
+    if not args.local:
+        url = args.airflow_url or DEFAULT_AIRFLOW_URL
+        candidate = ci.AirflowApi(url, args.user, os.environ.get(args.password_env, ""))
+        if candidate.healthy():
+            candidate.login()
+            api = candidate
+        elif args.airflow_url:
+            raise BadInput(f"no Airflow API server answers at {url}", where="--airflow-url")
+
+    results = {}
+    lines: list[str] = []
+
+    def out(line: str) -> None:
+        lines.append(line)
+        if not args.json:
+            print(line, flush=True)
+
+    for run in runs:
+        results[run.protocol_id] = {
+            "dag_id": run.dag_id,
+            "run_id": run.run_id,
+            "sha256": run.sha256,
+            "state": ci.execute(run, config.environment_names, api=api, timeout=args.timeout, out=out),
+        }
+    ok = all(r["state"] == "success" for r in results.values())
+    # The stage lines were printed as they happened; --json prints the whole outcome once, at the end.
+    emit(args, {"ok": ok, "mode": "airflow" if api else "local", "runs": results, "lines": lines}, [])
+    return 0 if ok else 1

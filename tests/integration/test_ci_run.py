@@ -1,0 +1,152 @@
+"""``hms ci run``: the pipeline as CI runs it — stage lines, the run's outcome as exit code, bad input refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from hms import bundle
+from hms.ci import StageLines, TaskEvent, run_id_for
+from hms.protocol import load
+from tests.conftest import CHIP, ROOT
+
+HMS = str(Path(sys.executable).with_name("hms"))
+CONFIG = str(ROOT / ".hms-ci" / "policy-pipeline.yml")
+
+
+def _env(home: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "HMS_HOME": str(home),
+        "HMS_CI_AIRFLOW_HOME": str(home / "airflow"),
+        "HMS_AIRFLOW_URL": "",
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    }
+
+
+def _review_when_pushed(env: dict[str, str], sha: str, reviews: list[list[str]], stop: threading.Event) -> None:
+    """Act as the clerks: once the run has recorded the bundle (review exits 2 until then), give the reviews."""
+    for args in reviews:
+        while not stop.is_set():
+            r = subprocess.run([HMS, "rule", "review", f"sha256:{sha}", *args], env=env, capture_output=True)
+            if r.returncode == 0:
+                break
+            time.sleep(1)
+
+
+def _ci(home: Path, reviews: list[list[str]], *extra: str) -> subprocess.CompletedProcess[str]:
+    env = _env(home)
+    sha = bundle.sha256_hex(bundle.build(load(CHIP)))
+    stop = threading.Event()
+    clerks = threading.Thread(target=_review_when_pushed, args=(env, sha, reviews, stop), daemon=True)
+    clerks.start()
+    try:
+        return subprocess.run(
+            [HMS, "ci", "run", CONFIG, "--protocol", "chip-income-cap", "--local", "--timeout", "240", *extra],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        stop.set()
+        clerks.join(timeout=30)
+
+
+@pytest.mark.airflow
+@pytest.mark.slow
+def test_ci_run_without_airflow_server_runs_the_dag_here_and_prints_each_stage(tmp_path: Path) -> None:
+    approvals = [
+        ["--user", "alice", "--role", "legal", "--approve", "--comment", "authority checked"],
+        ["--user", "bob", "--role", "budget", "--approve", "--comment", "within budget"],
+    ]
+    r = _ci(tmp_path / "home", approvals, "--effective-at", "+5s", "--chaos-window", "2s")
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    expected = [
+        "[build] 📦 chip-income-cap@1",
+        "[test] ✅ 9 tests",
+        "[comp] ✅ privacy(0) ethics(0) legal(0)",
+        "[review] ✅ approved by alice (legal), bob (budget)",
+        "[chaos] ✅ survived faults",
+        "[deploy] staging ✅ preprod ✅ prod SCHEDULED@",
+        "[flip] prod ✅ live: serves v1",
+        "[publish] ✅ released",
+        "[ci] ✅ policy_chip-income-cap run",
+    ]
+    at = [next((i for i, line in enumerate(lines) if line.startswith(e)), None) for e in expected]
+    assert None not in at, (expected, lines)
+    assert at == sorted(at), lines  # in pipeline order
+    served = subprocess.run(
+        [HMS, "rule", "status", "chip-income-cap", "--json"],
+        env=_env(tmp_path / "home"),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    envs = {e["environment"]: e for e in json.loads(served.stdout)["environments"]}
+    assert envs["prod"]["live"] == {"sha256": bundle.sha256_hex(bundle.build(load(CHIP))), "version": 1}
+
+
+@pytest.mark.airflow
+@pytest.mark.slow
+def test_ci_run_exits_1_when_a_clerk_rejects_and_nothing_is_deployed(tmp_path: Path) -> None:
+    reject = [["--user", "bob", "--role", "budget", "--reject", "--comment", "cost exceeds the appropriation"]]
+    r = _ci(tmp_path / "home", reject)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "[review] ❌ review.approvals failed" in r.stdout
+    assert "[deploy]" not in r.stdout
+    assert r.stdout.rstrip().splitlines()[-1].startswith("[ci] ❌ policy_chip-income-cap run")
+
+
+def test_ci_run_refuses_an_unknown_protocol_with_exit_2_before_starting_anything(tmp_path: Path) -> None:
+    r = subprocess.run(
+        [HMS, "ci", "run", CONFIG, "--protocol", "no-such-rule", "--local"],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 2
+    assert "--protocol no-such-rule: no such protocol" in r.stderr and "chip-income-cap" in r.stderr
+    assert not (tmp_path / "airflow").exists()
+
+
+def test_ci_run_refuses_a_broken_pipeline_config_naming_the_field(tmp_path: Path) -> None:
+    bad = tmp_path / ".hms-ci" / "policy-pipeline.yml"
+    bad.parent.mkdir()
+    bad.write_text(Path(CONFIG).read_text().replace("required: 2", "required: two"))
+    r = subprocess.run([HMS, "ci", "run", str(bad), "--local"], env=_env(tmp_path), capture_output=True, text=True)
+    assert r.returncode == 2
+    assert "required" in r.stderr and str(bad) in r.stderr
+
+
+def test_ci_run_with_an_unreachable_airflow_url_is_bad_input(tmp_path: Path) -> None:
+    from hms.chaos import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"
+    r = subprocess.run(
+        [HMS, "ci", "run", CONFIG, "--airflow-url", url], env=_env(tmp_path), capture_output=True, text=True
+    )
+    assert r.returncode == 2
+    assert f"no Airflow API server answers at {url}" in r.stderr
+
+
+def test_run_id_is_one_per_bundle_hash() -> None:
+    sha = bundle.sha256_hex(bundle.build(load(CHIP)))
+    assert run_id_for(sha) == run_id_for(sha) == "bundle-" + sha[:16]
+    assert run_id_for("0" * 64) != run_id_for(sha)
+
+
+def test_stage_lines_report_failures_and_stay_quiet_for_tasks_that_never_ran() -> None:
+    lines = StageLines(["staging", "preprod", "prod"])
+    assert lines.line(TaskEvent("compliance.scan", "failed")) == "[comp] ❌ compliance.scan failed"
+    assert lines.line(TaskEvent("staging.deploy", "upstream_failed")) is None
+    assert lines.line(TaskEvent("fail_run", "failed")) is None
+    assert lines.line(TaskEvent("rollback", "success", [])).startswith("[rollback] ✅")
