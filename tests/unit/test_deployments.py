@@ -180,3 +180,60 @@ def test_live_bundle_is_the_prod_version_in_force(registry_url):
     approve(b, cfg)
     promote_all(b, cfg)
     assert deployments.live_bundle("wildfire-aid-2024").sha256 == b.sha256
+
+
+def test_the_registry_knows_whether_its_newest_change_was_a_rollback(registry_url):
+    """What a re-run rollback in kubernetes mode relies on to finish an earlier one instead of undoing another."""
+    cfg = config()
+    v3, v4 = record(variant(3)), record(variant(4, max_payment=6000))
+
+    def newest_was_rollback(env="prod"):
+        with session_scope() as s:
+            return deployments.last_change_was_rollback(s, env, "wildfire-aid-2024")
+
+    assert newest_was_rollback() is False  # nothing deployed
+    for b in (v3, v4):
+        approve(b, cfg)
+        promote_all(b, cfg)
+    assert newest_was_rollback() is False
+    with session_scope() as s:
+        deployments.rollback(s, "wildfire-aid-2024", "prod", actor="ops", config=cfg)
+    assert newest_was_rollback() is True and newest_was_rollback("preprod") is False
+    with session_scope() as s:
+        deployments.deploy(s, v4, "prod", activate_at=None, actor="t", config=cfg)
+    assert newest_was_rollback() is False  # deployed forward again
+    with session_scope() as s:
+        deployments.rollback(s, "wildfire-aid-2024", "prod", to="3", actor="ops", config=cfg)
+    assert newest_was_rollback() is True
+    with session_scope() as s:
+        deployments.deploy(s, v4, "prod", activate_at=NOW() + timedelta(hours=1), actor="t", config=cfg)
+    assert newest_was_rollback() is False
+    with session_scope() as s:
+        deployments.rollback(s, "wildfire-aid-2024", "prod", actor="ops", config=cfg)  # cancels the pending one
+    assert newest_was_rollback() is True
+
+
+def test_the_kubernetes_desired_state_is_read_from_the_registry(registry_url):
+    from hms.targets.sync import desired
+
+    cfg = config()
+    v3, v4, v5 = record(variant(3)), record(variant(4, max_payment=6000)), record(variant(5, max_payment=7000))
+    with session_scope() as s:
+        assert desired(s, "prod", "wildfire-aid-2024") is None
+    for b in (v3, v4):
+        approve(b, cfg)
+        promote_all(b, cfg)
+    with session_scope() as s:
+        d = desired(s, "prod", "wildfire-aid-2024")
+    assert (d.current, d.current_version, d.previous, d.previous_version) == (v4.sha256, 4, v3.sha256, 3)
+    at = (NOW() + timedelta(hours=1)).replace(microsecond=0)
+    approve(v5, cfg)
+    promote_all(v5, cfg, activate_at=at)
+    with session_scope() as s:
+        d = desired(s, "prod", "wildfire-aid-2024")
+    assert (d.current, d.previous, d.activate_at) == (v5.sha256, v4.sha256, at.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    with session_scope() as s:
+        deployments.rollback(s, "wildfire-aid-2024", "prod", actor="ops", config=cfg)  # cancel v5
+        deployments.rollback(s, "wildfire-aid-2024", "prod", actor="ops", config=cfg)  # v4 → v3
+        d = desired(s, "prod", "wildfire-aid-2024")
+    assert (d.current, d.previous) == (v3.sha256, v4.sha256)
