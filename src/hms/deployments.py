@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hms import approvals
@@ -138,14 +139,23 @@ def record_review(
     """Record one clerk's decision on one exact bundle hash; one decision per clerk per bundle."""
     review = approvals.Review(b.sha256, user, role, decision, comment)
     approvals.check_review(review, author=b.protocol.author, user_roles=config.user_roles)
-    existing = s.scalar(select(Approval).where(Approval.bundle_sha256 == b.sha256, Approval.user == user))
+    def already(existing: Approval) -> BadInput:
+        return BadInput(f"{user} already recorded '{existing.decision}' for this bundle; decisions are final",
+                        where=f"review of {b.sha256[:12]}")
+
+    mine = select(Approval).where(Approval.bundle_sha256 == b.sha256, Approval.user == user)
+    existing = s.scalar(mine)
     if existing is not None:
-        raise BadInput(
-            f"{user} already recorded '{existing.decision}' for this bundle; decisions are final",
-            where=f"review of {b.sha256[:12]}",
-        )
-    s.add(Approval(bundle_sha256=b.sha256, user=user, role=role, decision=decision, comment=comment, at=now_utc()))
-    s.flush()
+        raise already(existing)
+    try:
+        with s.begin_nested():
+            s.add(Approval(bundle_sha256=b.sha256, user=user, role=role, decision=decision, comment=comment,
+                           at=now_utc()))
+    except IntegrityError:  # the same clerk's other click committed first (PostgreSQL; SQLite serializes writers)
+        existing = s.scalar(mine)
+        if existing is None:
+            raise
+        raise already(existing) from None
     audit.append(
         s,
         actor=user,

@@ -34,13 +34,7 @@ def record_bundle(
     existing = s.get(Bundle, sha256)
     if existing is not None:
         return existing, False
-    clash = s.scalar(select(Bundle).where(Bundle.protocol_id == protocol_id, Bundle.version == version))
-    if clash is not None:
-        raise BadInput(
-            f"{protocol_id} version {version} is already recorded as sha256:{clash.sha256[:12]}…; "
-            "a changed protocol needs a higher metadata.version",
-            where="metadata.version",
-        )
+    _refuse_version_clash(s, protocol_id, version)
     row = Bundle(
         sha256=sha256,
         protocol_id=protocol_id,
@@ -54,11 +48,12 @@ def record_bundle(
     try:
         with s.begin_nested():
             s.add(row)
-    except IntegrityError:  # a concurrent push of the same bytes won (PostgreSQL; SQLite serializes writers)
+    except IntegrityError:  # a concurrent push won (PostgreSQL; SQLite serializes writers)
         again = s.get(Bundle, sha256)
-        if again is None:
-            raise
-        return again, False
+        if again is not None:  # the same bytes: nothing to do
+            return again, False
+        _refuse_version_clash(s, protocol_id, version)  # other bytes under this version: refused, as above
+        raise
     audit.append(
         s,
         actor=created_by,
@@ -67,6 +62,16 @@ def record_bundle(
         details={"protocol_id": protocol_id, "version": version, "size": len(content)},
     )
     return row, True
+
+
+def _refuse_version_clash(s: Session, protocol_id: str, version: int) -> None:
+    clash = s.scalar(select(Bundle).where(Bundle.protocol_id == protocol_id, Bundle.version == version))
+    if clash is not None:
+        raise BadInput(
+            f"{protocol_id} version {version} is already recorded as sha256:{clash.sha256[:12]}…; "
+            "a changed protocol needs a higher metadata.version",
+            where="metadata.version",
+        )
 
 
 def get_bundle(s: Session, sha256: str) -> Bundle | None:
