@@ -1,0 +1,189 @@
+"""Concurrency: real `hms` processes racing on one registry (SQLite and PostgreSQL).
+
+Every race starts its commands at one shared instant (racing.py). What must hold whoever wins:
+one row per fact (bundle, approval, live deployment), losers refused cleanly (exit 2, no
+traceback), the audit chain intact, and the decision service agreeing with the registry.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from hms import gates
+from hms.pipeline_config import load_pipeline_config
+from hms.registry.db import session_scope
+from hms.registry.models import Approval, Bundle, Deployment
+from tests.conftest import WILDFIRE
+from tests.deploy_helpers import approve as approve_in_process
+from tests.deploy_helpers import promote_all, record, variant
+from tests.reliability.conftest import (
+    FAMILY,
+    PID,
+    Run,
+    approve,
+    as_json,
+    audit_entries,
+    audit_ok,
+    hms,
+    variant_file,
+)
+from tests.reliability.racing import race
+from tests.reliability.test_hostile_input import serve
+
+
+@pytest.fixture
+def renv(registry_url: str, env: dict[str, str]) -> dict[str, str]:
+    return {**env, "HMS_DATABASE_URL": registry_url}
+
+
+@pytest.fixture
+def run(renv: dict[str, str]) -> Run:
+    return functools.partial(hms, renv)
+
+
+def _count(model, *where) -> int:  # type: ignore[no-untyped-def]
+    with session_scope(read_only=True) as s:
+        return int(s.scalar(select(func.count()).select_from(model).where(*where)) or 0)
+
+
+def _clean(finishes) -> None:  # type: ignore[no-untyped-def]
+    for f in finishes:
+        assert "Traceback" not in f.stderr, f"{f.argv} crashed:\n{f.stderr}"
+        assert f.returncode in (0, 2), f"{f.argv} exited {f.returncode}: {f.stderr}"
+
+
+def test_simultaneous_pushes_of_one_protocol_leave_one_bundle_row_and_one_audit_entry(renv, run):
+    finishes = race(renv, [["rule", "push", str(WILDFIRE), "--json"]] * 4)
+    _clean(finishes)
+    assert all(f.returncode == 0 for f in finishes), [f.stderr for f in finishes]
+    assert sum('"new": true' in f.stdout for f in finishes) == 1
+    assert _count(Bundle) == 1
+    assert [e["action"] for e in audit_entries(run)] == ["bundle.recorded"]
+    audit_ok(run)
+
+
+def test_simultaneous_pushes_of_two_contents_under_one_version_keep_one_and_refuse_the_other(renv, run, tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a, b = variant_file(tmp_path / "a", 4, 3000), variant_file(tmp_path / "b", 4, 9000)
+    finishes = race(renv, [["rule", "push", str(a)], ["rule", "push", str(b)]] * 2)
+    _clean(finishes)
+    won = {f.argv[2] for f in finishes if f.returncode == 0}
+    assert len(won) == 1, [(f.argv, f.returncode, f.stderr) for f in finishes]
+    assert all("already recorded" in f.stderr for f in finishes if f.returncode == 2)
+    assert _count(Bundle) == 1 and len(audit_entries(run)) == 1
+    audit_ok(run)
+
+
+def test_two_clerks_approving_at_the_same_instant_are_both_recorded_once(renv, run):
+    sha = as_json(run, "rule", "push", str(WILDFIRE))["sha256"]
+    finishes = race(renv, [["rule", "review", sha, "--user", "alice", "--role", "legal", "--approve", "--json"],
+                           ["rule", "review", sha, "--user", "bob", "--role", "budget", "--approve", "--json"]])
+    _clean(finishes)
+    assert all(f.returncode == 0 for f in finishes), [f.stderr for f in finishes]
+    assert _count(Approval, Approval.bundle_sha256 == sha) == 2
+    reviews = [e for e in audit_entries(run) if e["action"] == "review.approve"]
+    assert sorted(e["actor"] for e in reviews) == ["alice", "bob"]
+    # the policy is met exactly once: the later of the two commits saw both approvals
+    assert sum('"satisfied": true' in f.stdout for f in finishes) >= 1
+    for e in ("staging", "preprod", "prod"):
+        run("rule", "deploy", sha, "--env", e)
+    assert as_json(run, "rule", "status", PID)["environments"][2]["live"]["sha256"] == sha
+    audit_ok(run)
+
+
+def test_one_clerk_clicking_approve_and_reject_at_once_keeps_exactly_one_decision(renv, run):
+    sha = as_json(run, "rule", "push", str(WILDFIRE))["sha256"]
+    base = ["rule", "review", sha, "--user", "carol", "--role", "legal"]
+    finishes = race(renv, [[*base, "--approve"], [*base, "--approve"], [*base, "--reject", "--comment=no"]])
+    _clean(finishes)
+    assert sum(f.returncode == 0 for f in finishes) == 1, [(f.returncode, f.stderr) for f in finishes]
+    assert all("already recorded" in f.stderr for f in finishes if f.returncode == 2)
+    assert _count(Approval, Approval.bundle_sha256 == sha) == 1
+    assert len([e for e in audit_entries(run) if e["action"].startswith("review.")]) == 1
+    audit_ok(run)
+
+
+def _live_v3_pending_v4(seconds_ahead: float) -> tuple[str, str, datetime]:
+    """v3 live everywhere, v4 approved and live in staging+preprod, pending in prod (set up in-process: fast)."""
+    cfg = load_pipeline_config()
+    v3, v4 = record(variant(3)), record(variant(4, max_payment=3000))
+    for b in (v3, v4):
+        approve_in_process(b, cfg)
+    promote_all(v3, cfg)
+    at = datetime.now(UTC) + timedelta(seconds=seconds_ahead)
+    promote_all(v4, cfg, activate_at=at, run_id="run-1")
+    return v3.sha256, v4.sha256, at
+
+
+@pytest.mark.parametrize("offset", [-0.3, 0.0, 0.3])
+def test_a_rollback_racing_a_pending_activation_leaves_the_previous_version_in_force(renv, run, offset):
+    with serve(renv) as (url, _proc):
+        v3, v4, at = _live_v3_pending_v4(seconds_ahead=5)
+        assert httpx.post(f"{url}/v1/protocols/{PID}/decide", json={"input": FAMILY}).json()["version"] == 3
+        finishes = race(renv, [["rule", "rollback", PID, "--env", "prod", "--json"],
+                               ["rule", "status", PID, "--json"]],  # status settles due activations
+                        start_at=at.timestamp() + offset)
+        _clean(finishes)
+        assert finishes[0].returncode == 0, finishes[0].stderr
+        deadline = time.monotonic() + 2
+        while (v := httpx.post(f"{url}/v1/protocols/{PID}/decide", json={"input": FAMILY}).json())["version"] != 3:
+            assert time.monotonic() < deadline, f"the replica still serves {v}"
+            time.sleep(0.02)
+    with session_scope(read_only=True) as s:
+        prod = list(s.scalars(select(Deployment).where(Deployment.environment == "prod").order_by(Deployment.id)))
+    states = [(d.version, d.state) for d in prod]
+    assert [d for d in prod if d.state in ("live", "pending")][-1].bundle_sha256 == v3, states
+    assert sum(d.state in ("live", "pending") for d in prod) == 1, states  # no duplicate deployment
+    # either the activation never happened (cancelled) or it happened and was rolled back — nothing else
+    v4_rows = [d.state for d in prod if d.bundle_sha256 == v4]
+    assert v4_rows in (["cancelled"], ["rolled_back"]), states
+    audit_ok(run)
+
+
+def test_a_scheduler_moving_the_effective_time_while_the_activation_wait_polls(renv, run):
+    sha = as_json(run, "rule", "push", str(WILDFIRE))["sha256"]
+    approve(run, sha)
+    for e in ("staging", "preprod"):
+        run("rule", "deploy", sha, "--env", e)
+    now = datetime.now(UTC).replace(microsecond=0)
+    times = [now + timedelta(seconds=s) for s in (300, 120, 600, 60)]
+    run("rule", "deploy", sha, "--env", "prod", "--schedule", times[0].isoformat(), "--run-id", "run-7")
+    seen: list[datetime | None] = []
+    stop = threading.Event()
+
+    def wait_like_the_flip_task() -> None:  # what ActivationTrigger does, as fast as it can
+        while not stop.is_set():
+            seen.append(gates.activation_time("run-7", "prod"))
+
+    poller = threading.Thread(target=wait_like_the_flip_task)
+    poller.start()
+    try:
+        for t in times[1:]:
+            run("rule", "deploy", sha, "--env", "prod", "--schedule", t.isoformat(), "--run-id", "run-7")
+        times.append(datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=4))  # then: soon
+        run("rule", "deploy", sha, "--env", "prod", "--schedule", times[-1].isoformat(), "--run-id", "run-7")
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        poller.join(10)
+    assert None not in seen, "the wait saw the activation cancelled while it was only being moved"
+    assert set(seen) <= set(times), f"the wait saw a time nobody scheduled: {set(seen) - set(times)}"
+    assert seen[-1] == times[-1] and len(seen) > 20
+    while datetime.now(UTC) < times[-1]:
+        time.sleep(0.2)
+    prod = as_json(run, "rule", "status", PID)["environments"][2]  # settles the due activation
+    assert prod["live"]["sha256"] == sha and prod["pending"] == []
+    with session_scope(read_only=True) as s:
+        rows = list(s.scalars(select(Deployment).where(Deployment.environment == "prod")))
+    assert sorted(d.state for d in rows) == ["cancelled"] * 4 + ["live"]
+    assert next(d for d in rows if d.state == "live").activate_at == times[-1]
+    assert [e["action"] for e in audit_entries(run)].count("activation.live") == 1
+    audit_ok(run)
