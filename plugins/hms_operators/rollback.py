@@ -46,8 +46,29 @@ class RollbackRunOperator(BaseOperator):
                 self.run_id,
                 proc.returncode,
             )
+            self._audit_failure(proc.returncode, (proc.stdout + proc.stderr)[-2000:])
             raise AirflowFailException(f"rollback of run {self.run_id} failed (exit {proc.returncode})")
         return proc.stdout.splitlines()
+
+    def _audit_failure(self, code: int, output: str) -> None:
+        """Leave the failed rollback in the audit trail, where ops and auditors look, not only in a task log.
+
+        Best effort: when the registry itself is what broke, say so in the log (at ERROR) instead.
+        """
+        try:
+            from hms.registry import audit
+            from hms.registry.db import session_scope
+
+            with session_scope() as s:
+                audit.append(
+                    s,
+                    actor="airflow-rollback",
+                    action="rollback.failed",
+                    subject=self.run_id,
+                    details={"script": self.script, "exit": code, "output": output},
+                )
+        except Exception as e:
+            self.log.error("the failed rollback could not be recorded in the audit trail either: %s", e)
 
 
 class FailRunOperator(BaseOperator):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -16,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from hms.registry.db import session_scope
+from hms.registry.models import AuditEntry
 from tests.conftest import ROOT, WILDFIRE
 from tests.deploy_helpers import write_config
 
@@ -53,7 +56,7 @@ def _run(env) -> dict:
     r = subprocess.run([sys.executable, "-c", _RUN], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     lines = [x for x in r.stdout.splitlines() if x.startswith("RESULT ")]
     assert lines, r.stdout[-3000:] + r.stderr[-3000:]
-    return json.loads(lines[-1][len("RESULT "):])
+    return {**json.loads(lines[-1][len("RESULT "):]), "output": r.stdout + r.stderr}
 
 
 def _status(env) -> dict:
@@ -84,3 +87,29 @@ def test_a_failure_after_deploying_rolls_back_what_the_run_touched_and_the_run_f
     assert all(e["live"] is None for e in _status(airflow_env).values())
     audit = subprocess.run([HMS, "audit", "verify"], env=airflow_env, capture_output=True, text=True)
     assert audit.returncode == 0
+
+
+@pytest.mark.airflow
+def test_a_rollback_that_itself_fails_is_loud_audited_and_fails_the_run(airflow_env, tmp_path):
+    repo = tmp_path / "repo"  # the same protocols, but a rollback script that cannot do its job
+    shutil.copytree(ROOT / "include", repo / "include")
+    script = repo / "include" / "rollback.sh"
+    script.write_text("#!/usr/bin/env bash\necho 'rollback.sh: registry unreachable' >&2\nexit 1\n")
+    script.chmod(0o755)
+    now = datetime.now(UTC)
+    cfg = write_config(tmp_path / "frozen.yml", freeze_windows=[{
+        "reason": "test freeze", "start": now.isoformat(), "end": (now + timedelta(hours=1)).isoformat(),
+        "environments": ["prod"]}])
+    result = _run({**airflow_env, "HMS_PIPELINE_CONFIG": str(cfg), "HMS_REPO": str(repo)})
+    assert result["state"].endswith("failed"), result["tasks"]
+    assert result["tasks"]["prod.schedule"].endswith("failed")
+    assert result["tasks"]["rollback"].endswith("failed") and result["tasks"]["fail_run"].endswith("upstream_failed")
+    loud = [line for line in result["output"].splitlines() if "ROLLBACK FAILED for run" in line]
+    assert loud and all("error" in line.lower() for line in loud), loud
+    assert "registry unreachable" in result["output"]
+    with session_scope() as s:
+        failed = s.query(AuditEntry).filter(AuditEntry.action == "rollback.failed").all()
+        assert len(failed) == 1 and json.loads(failed[0].details)["exit"] == 1
+    # Nothing was undone: staging and preprod still serve the run's version (the log says so, loudly).
+    assert {env: (e["live"] or {}).get("version") for env, e in _status(airflow_env).items()} == {
+        "staging": 3, "preprod": 3, "prod": None}
