@@ -27,7 +27,7 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $(STAMP)
 
 demo: install
-	$(BIN)/python -m hms.demo
+	PYTHONPATH=plugins $(BIN)/python scripts/demo.py
 
 test: install
 	$(BIN)/ruff check .

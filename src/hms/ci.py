@@ -59,6 +59,7 @@ class StageLines:
     """Turns task events into the seed's console lines (``[build] 📦 …``, ``[deploy] staging ✅ …``)."""
 
     environments: list[str]
+    tz: str | None = None  # the pipeline's timezone: schedulers think in it (None: this machine's)
     deployed: list[str] = field(default_factory=list)
 
     def line(self, ev: TaskEvent) -> str | None:
@@ -97,7 +98,7 @@ class StageLines:
             return "[chaos] ✅ survived faults"
         if task == "schedule":
             at = r.get("activate_at", "?")
-            return f"[deploy] {' '.join(self.deployed)} {group} SCHEDULED@{_local(at)}"
+            return f"[deploy] {' '.join(self.deployed)} {group} SCHEDULED@{_local(at, self.tz)}"
         if ev.task_id == "flip.verify_live":
             env = self.environments[-1]
             return f"[flip] {env} ✅ live: {r.get('summary', '')}"
@@ -112,9 +113,11 @@ def _stage(group: str) -> str:
     return {"compliance": "comp", "cases_and_simulation": "test"}.get(group, group)
 
 
-def _local(iso: str) -> str:
+def _local(iso: str, tz: str | None) -> str:
+    from zoneinfo import ZoneInfo
+
     try:
-        return datetime.fromisoformat(iso).astimezone().isoformat(timespec="seconds")
+        return datetime.fromisoformat(iso).astimezone(ZoneInfo(tz) if tz else None).isoformat(timespec="seconds")
     except ValueError:
         return iso
 
@@ -310,12 +313,13 @@ def execute(
     run: CiRun,
     environments: list[str],
     *,
+    tz: str | None = None,
     api: AirflowApi | None,
     timeout: float,
     out: Callable[[str], None],
 ) -> str:
     """Start (or join) the run, print its stage lines, return the final state."""
-    lines = StageLines(environments)
+    lines = StageLines(environments, tz=tz)
     if api is not None:
         created = api.trigger(run.dag_id, run.run_id, run.conf)
         how = "started" if created else "already exists; following it"

@@ -85,7 +85,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             "dag_id": run.dag_id,
             "run_id": run.run_id,
             "sha256": run.sha256,
-            "state": ci.execute(run, config.environment_names, api=api, timeout=args.timeout, out=out),
+            "state": ci.execute(
+                run, config.environment_names, tz=config.timezone, api=api, timeout=args.timeout, out=out
+            ),
         }
     ok = all(r["state"] == "success" for r in results.values())
     # The stage lines were printed as they happened; --json prints the whole outcome once, at the end.

@@ -1,0 +1,223 @@
+"""``make demo``: the main job end to end on a real Airflow, in the seed's one-line-per-stage style.
+
+1. A registry of its own (``out/demo-home``, reset on every run) and the law in force today:
+   wildfire-aid-2024 v2 ($800 per member), promoted by the seed's command line
+   (``hms promote … --schedule now``) after its tests, scan and two approvals.
+2. A real Airflow (api-server, scheduler, dag-processor, triggerer; ``.airflow/``), the same
+   stack ``make up`` starts, with the repository's DAGs and the HMS plugin.
+3. The new version, v3 ($1,000 per member), is pushed and its DAG run started through Airflow's
+   REST API; two clerks approve it through the HMS REST API inside Airflow when the review
+   sensor waits; the prod effective time is a few seconds ahead; the run is followed to prod live.
+4. The prod decision service (started in step 1, never restarted) answers under v3, then under
+   v2 again after the one-command rollback. The audit chain is checked.
+5. The stack stays up for a look at the UI (URL and logins printed); ``make down`` stops it.
+
+The protocol copies carry the next local midnight as effective time, as a scheduler would set
+it, so the legal scan's "effective time is in the future" holds whatever day the demo runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "out"
+HOME = OUT / "demo-home"
+AIRFLOW_HOME = ROOT / ".airflow"
+PROTOCOL = ROOT / "include" / "protocols" / "wildfire-aid-2024.yml"
+BIN = Path(sys.executable).parent
+FAMILY_OF_FOUR = {"household_size": 4, "household_income": 40000, "county_fire_declared": True}
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+def hms(*args: str, quiet: bool = False) -> str:
+    r = subprocess.run([str(BIN / "hms"), *args], capture_output=True, text=True, check=False)
+    if r.returncode:
+        raise SystemExit(f"hms {' '.join(args)} failed (exit {r.returncode}):\n{r.stdout}{r.stderr}")
+    if not quiet:
+        for line in r.stdout.splitlines():
+            say(line)
+    return r.stdout
+
+
+def protocol_copy(version: int, tz: str, **params: Any) -> Path:
+    """The sample with the next local midnight as effective time; other versions recompute their expectations."""
+    import copy
+
+    from hms.protocol import from_data, load
+
+    data = copy.deepcopy(load(PROTOCOL).data)
+    midnight = (datetime.now(ZoneInfo(tz)) + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    data["metadata"]["effective_at"] = midnight.isoformat()
+    if params:
+        data["metadata"]["version"] = version
+        data["parameters"].update(params)
+        rules = from_data(data, f"v{version}").ruleset  # cases are checked for shape at load, not run
+        for case in data["tests"]:  # the earlier law's answers, computed by its own rules
+            out = rules.decide(case["input"])
+            case["expect"] = {k: out.get(k, v) for k, v in case["expect"].items()}
+    dst = OUT / "demo-protocols" / f"{PROTOCOL.stem}-v{version}.yml"
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    return dst
+
+
+def start_service(port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [str(BIN / "hms"), "serve", "--env", "prod", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=(OUT / "demo-serve.log").open("wb"),
+    )
+    for _ in range(200):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise SystemExit(f"hms serve did not become ready; see {OUT / 'demo-serve.log'}")
+
+
+def ask(port: int, when: str) -> None:
+    r = httpx.post(f"http://127.0.0.1:{port}/v1/protocols/wildfire-aid-2024/decide", json={"input": FAMILY_OF_FOUR})
+    body = r.json()
+    if r.status_code != 200:
+        say(f"[decide] {when}: {r.status_code} {body}")
+        return
+    say(
+        f"[decide] {when}: family of four in a declared county → ${body['outputs']['amount']:,.0f} "
+        f"(prod serves v{body['version']}, bundle {body['bundle_sha256'][:12]})"
+    )
+
+
+def law_in_force_today(config: Any) -> None:
+    v2 = protocol_copy(2, config.timezone, per_member=800, max_payment=4000)
+    pkg = OUT / "wildfire-aid-2024-v2.tgz"
+    say("\n[today] the law in force: wildfire-aid-2024 v2 ($800 per member), through the seed's command line")
+    hms("policy", "pack", str(v2), "--out", str(pkg))
+    hms("policy", "test", str(pkg), "--record", quiet=True)
+    say("[test] ✅ 9 tests (v2, both backends) and the simulation within its budget")
+    hms("scan", str(pkg), "--rules", ",".join(config.compliance.rule_sets), "--record", quiet=True)
+    say("[comp] ✅ privacy(0) ethics(0) legal(0)")
+    for user, role in (("alice", "legal"), ("bob", "budget")):
+        hms("rule", "review", "wildfire-aid-2024@2", "--user", user, "--role", role, "--approve", "--comment", "ok",
+            quiet=True)
+    say("[review] ✅ approved by alice (legal), bob (budget)")
+    rollback = str(ROOT / "include" / "rollback.sh")
+    hms("promote", str(pkg), "--targets", ",".join(config.environment_names), "--rollback", rollback,
+        "--schedule", "now")
+
+
+def airflow_run(stack: Any, config: Any, port: int) -> str:
+    from hms.ci import AirflowApi, StageLines, follow_rest, run_id_for
+
+    v3 = protocol_copy(3, config.timezone)
+    say("\n[airflow] the new version, v3 ($1,000 per member), through the pipeline DAG on the running Airflow")
+    pushed = json.loads(hms("rule", "push", str(v3), "--json", quiet=True))
+    sha = pushed["sha256"]
+    say(f"[intake] 📦 {pushed['id']} recorded, sha256:{sha[:12]}")
+    api = AirflowApi(stack.url, "admin", stack.users["admin"])
+    api.login()
+    dag_id, run_id = "policy_wildfire-aid-2024", run_id_for(sha)
+    api.trigger(dag_id, run_id, {"sha256": sha, "effective_at": "+15s", "chaos_window": "3s"})
+    say(f"[airflow] {dag_id} run {run_id} started: {stack.url}/dags/{dag_id}/runs/{run_id}")
+    lines = StageLines(config.environment_names, tz=config.timezone)
+    final = "failed"
+    for ev in follow_rest(api, dag_id, run_id, timeout=600):
+        if isinstance(ev, str):
+            final = ev
+            break
+        text = lines.line(ev)
+        if text:
+            say(text)
+        if ev.task_id == "review.approvals" and ev.state == "deferred":
+            for user, role, comment in (("alice", "legal", "authority checked"), ("bob", "budget", "within budget")):
+                with httpx.Client(base_url=stack.url, headers={"Authorization": f"Bearer {stack.token(user)}"}) as c:
+                    r = c.post(f"/hms/api/reviews/{sha}/approve", json={"comment": comment, "role": role})
+                say(f"[review] {user} ({role}) approves through {stack.url}/hms/api/reviews: {r.status_code}")
+                if r.status_code != 200:
+                    raise SystemExit(f"the review API refused {user}: {r.text}")
+        if ev.task_id == "prod.schedule" and ev.state == "success":
+            ask(port, "before the effective time")
+    mark = "✅" if final == "success" else "❌"
+    say(f"[airflow] {mark} {dag_id} run {run_id}: {final}")
+    return final
+
+
+def main() -> int:
+    from hms_operators.stack import AirflowStack, StackError, _load_state, terminate
+
+    from hms.chaos import free_port
+    from hms.pipeline_config import load_pipeline_config
+
+    shutil.rmtree(HOME, ignore_errors=True)
+    OUT.mkdir(exist_ok=True)
+    os.environ.update({"HMS_HOME": str(HOME), "HMS_ACTOR": "demo", "HMS_BIN": str(BIN / "hms")})
+    os.environ.pop("HMS_DATABASE_URL", None)
+    config = load_pipeline_config()
+    hms("db", "upgrade", quiet=True)
+
+    port = free_port()
+    law_in_force_today(config)
+    service = start_service(port)
+    try:
+        ask(port, "today")
+        state = _load_state(AIRFLOW_HOME)
+        if state:
+            say(f"[airflow] stopping the stack already running under {AIRFLOW_HOME}")
+            terminate(AIRFLOW_HOME, state.get("pids", {}).values())
+        shutil.rmtree(AIRFLOW_HOME, ignore_errors=True)
+        import socket
+
+        with socket.socket() as s:
+            ui_port = 8080 if s.connect_ex(("127.0.0.1", 8080)) != 0 else free_port()
+        stack = AirflowStack(AIRFLOW_HOME, port=ui_port, env={"HMS_HOME": str(HOME), "HMS_ACTOR": "airflow"})
+        say(f"\n[airflow] starting Airflow 3 (api-server, scheduler, dag-processor, triggerer) at {stack.url} …")
+        t0 = time.monotonic()
+        try:
+            stack.start()
+        except StackError as e:
+            say(f"[airflow] ❌ did not start: {e}")
+            return 1
+        say(f"[airflow] up in {time.monotonic() - t0:.0f} s")
+        try:
+            final = airflow_run(stack, config, port)
+        except BaseException:
+            stack.stop()
+            raise
+        if final != "success":
+            say(f"[airflow] logs: {AIRFLOW_HOME / 'logs'}; the stack is left running for a look (make down)")
+            return 1
+        ask(port, "after the effective time")
+        say("\n[rollback] one command: include/rollback.sh wildfire-aid-2024 prod")
+        subprocess.run([str(ROOT / "include" / "rollback.sh"), "wildfire-aid-2024", "prod"], check=True)
+        time.sleep(0.5)
+        ask(port, "after the rollback")
+        hms("audit", "verify")
+    finally:
+        service.terminate()
+        service.wait(timeout=10)
+    say(f"\n[demo] ✅ done. Airflow UI: {stack.url}  (clerk pages: Reviews and Deploys in the sidebar)")
+    say("[demo] logins: " + ", ".join(f"{u} / {p}" for u, p in stack.users.items()))
+    say(f"[demo] registry: {HOME.relative_to(ROOT)}; reports: out/; stop Airflow with: make down")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
