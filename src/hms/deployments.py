@@ -426,8 +426,16 @@ def rollback_run(s: Session, run_id: str, *, actor: str, config: PipelineConfig)
     q = select(Deployment).where(Deployment.run_id == run_id).order_by(Deployment.id.desc())
     done: list[Change] = []
     seen: set[tuple[str, str]] = set()
-    for d in s.scalars(q).all():
+    made = list(s.scalars(q).all())
+    # A rollback's restoring row carries the run id too (for the audit trail); it starts the instant the row it
+    # undid ended. Undoing it again would re-apply the version this run failed with: a retried rollback task, or
+    # `rollback.sh --run` twice, must find nothing left to undo.
+    undone = {(d.environment, d.bundle_sha256, d.ended_at) for d in made if d.state == "rolled_back"}
+    for d in made:
         key = (d.environment, d.protocol_id)
+        if (d.environment, d.previous_sha256, d.activate_at) in undone:
+            seen.add(key)
+            continue
         if key in seen or d.state in ("cancelled", "rolled_back"):
             continue
         seen.add(key)
