@@ -266,3 +266,23 @@ def test_commands_killed_at_random_instants_never_leave_a_half_applied_change(tw
     changes = [e for e in audit_entries(sh) if e["action"] in ("deploy.live", "rollback.live")
                and e["details"].get("environment") == "prod"]
     assert len(changes) == len(rows), ([(d.version, d.state) for d in rows], [e["action"] for e in changes])
+
+
+def test_undoing_a_run_killed_mid_way_or_run_twice_restores_once_and_never_reapplies_the_failed_version(
+    two_versions, env, sh: Run
+):
+    """What the pipeline's rollback task does when its worker dies and Airflow runs it again."""
+    cfg, v3, v4 = two_versions
+    with session_scope() as s:  # the run got v4 into staging and preprod, then failed
+        for e in ("staging", "preprod"):
+            deployments.deploy(s, v4, e, activate_at=None, actor="airflow", config=cfg, run_id="run-x")
+    entries = audit_entries(sh)
+    kill_inside_commit(env, ["rule", "rollback", "--run", "run-x"])
+    assert audit_entries(sh) == entries and in_force_sha("staging") == v4.sha256
+    for _ in range(3):  # the retried task, then an operator running include/rollback.sh --run, then again
+        sh("rule", "rollback", "--run", "run-x")
+        for e in ("staging", "preprod", "prod"):
+            assert in_force_sha(e) == v3.sha256, e
+            one_in_force(e)
+    assert [e["action"] for e in audit_entries(sh)].count("rollback.live") == 2
+    audit_ok(sh)
