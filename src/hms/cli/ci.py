@@ -26,8 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument(
         "--airflow-url",
         default=os.environ.get("HMS_AIRFLOW_URL"),
-        help=f"Airflow API server (env HMS_AIRFLOW_URL; default: {DEFAULT_AIRFLOW_URL} when it answers, "
-        "else the DAG runs here under dag.test)",
+        help="Airflow API server (env HMS_AIRFLOW_URL; default: the stack `make up` started, else "
+        f"{DEFAULT_AIRFLOW_URL} when it answers, else the DAG runs here under dag.test)",
     )
     r.add_argument(
         "--user", default=os.environ.get("HMS_AIRFLOW_USER", "admin"), help="Airflow user (HMS_AIRFLOW_USER)"
@@ -51,6 +51,17 @@ def _repo_of(config: Path) -> Path:
     raise BadInput("no include/protocols next to or above the pipeline config", where=str(config))
 
 
+def _started_stack(repo: Path, user: str, password: str) -> tuple[str, str]:
+    """URL (and, unless given, the user's password) of the stack ``make up`` wrote to .airflow/stack.json."""
+    import json
+
+    try:
+        state = json.loads((repo / ".airflow" / "stack.json").read_text())
+    except (OSError, ValueError):
+        return DEFAULT_AIRFLOW_URL, password
+    return state.get("url", DEFAULT_AIRFLOW_URL), password or state.get("users", {}).get(user, "")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from hms import ci
     from hms.pipeline_config import load_pipeline_config
@@ -64,8 +75,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     api = None
     if not args.local:
-        url = args.airflow_url or DEFAULT_AIRFLOW_URL
-        candidate = ci.AirflowApi(url, args.user, os.environ.get(args.password_env, ""))
+        url, password = args.airflow_url, os.environ.get(args.password_env, "")
+        if not url:  # the stack `make up` started from this checkout, if any; else Airflow's default port
+            url, password = _started_stack(repo, args.user, password)
+        candidate = ci.AirflowApi(url, args.user, password)
         if candidate.healthy():
             candidate.login()
             api = candidate
