@@ -66,6 +66,10 @@ def create_app(identify: Callable[..., Any], *, login_url: str | None = None) ->
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
             return _error(request, WebError(413, f"request body over {MAX_BODY} bytes", field="body"), login_url)
+        if length is None and request.headers.get("transfer-encoding"):  # a stream of unknown size: FastAPI
+            # would buffer all of it before any limit applies (tests/reliability/test_hostile_input.py)
+            return _error(request, WebError(411, f"declare the body's Content-Length (at most {MAX_BODY} bytes)",
+                                            field="body"), login_url)
         response = await call_next(request)
         response.headers["Content-Security-Policy"] = CSP
         response.headers["X-Content-Type-Options"] = "nosniff"
