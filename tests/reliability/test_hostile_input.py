@@ -350,3 +350,46 @@ def test_the_database_password_never_appears_in_cli_output_errors_or_service_log
     joined = "\n".join(outputs)
     assert "***" in joined  # the redacted form is what users see
     assert SECRET not in joined
+
+
+# ---- the review REST API (hms.web, the app the Airflow plugin mounts) under hostile bodies -------------------
+@contextlib.contextmanager
+def review_api() -> Iterator[str]:
+    """hms.web served by a real uvicorn with the header identity of tests/unit/test_web_reviews.py (Airflow's
+    JWT is proven in tests/integration/test_review_api.py; bodies are parsed before identity matters)."""
+    import threading
+
+    import uvicorn
+
+    from hms.web import create_app
+    from tests.unit.test_web_reviews import identify
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(identify), host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "review API did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_hostile_bodies_to_the_review_api_are_refused_without_reading_them_and_it_keeps_answering(cli, env):
+    sha = as_json(cli, "rule", "push", str(WILDFIRE))["sha256"]
+    alice = {"x-user": "alice", "content-type": "application/json"}
+    with review_api() as url, httpx.Client(timeout=30) as c:
+        path = f"{url}/api/reviews/{sha}/approve"
+        streamed = c.post(path, headers=alice, content=(b"x" * 65536 for _ in range(64)))  # 4 MiB, no length
+        assert streamed.status_code in (411, 413), streamed.text
+        assert _raw_post(url, path, b"{}", "999999999").status_code == 413
+        for body in (b"[" * 30000 + b"]" * 30000, b'{"comment": NaN}', b'{"comment": "ok", "role": ["legal"]}',
+                     b"\xff\xfe", b'{"comment": "ok", "extra": 1}'):
+            r = c.post(path, headers=alice, content=body)
+            assert r.status_code in (400, 422), (body[:40], r.status_code, r.text[:200])
+        assert c.get(f"{url}/api/reviews", headers=alice).status_code == 200
+    assert audit_entries(cli)[0]["action"] == "bundle.recorded"  # no review was recorded by any of it
