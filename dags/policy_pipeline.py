@@ -1,4 +1,5 @@
-"""One Airflow pipeline DAG per protocol in include/protocols (``policy_<id>``).
+"""One Airflow pipeline DAG per protocol in include/protocols (``policy_<id>``), and the intake DAG
+(``hms_intake``) that starts one run of it per new bundle.
 
 Declarative on purpose: the stages live in plugins/hms_operators/dag_factory.py,
 the logic in src/hms. A protocol file that does not load still gets a DAG — one
@@ -12,6 +13,7 @@ import os
 from pathlib import Path
 
 from hms_operators.dag_factory import build_broken_dag, build_policy_dag
+from hms_operators.intake import build_intake_dag
 
 from hms.errors import HmsError
 from hms.pipeline_config import load_pipeline_config
@@ -19,6 +21,8 @@ from hms.protocol import load
 
 REPO = Path(os.environ.get("HMS_REPO", Path(__file__).resolve().parents[1]))
 CONFIG = load_pipeline_config()
+PIPELINES: dict[str, str] = {}  # protocol id → DAG id, for the intake
+LOADED: list[Path] = []
 
 for path in sorted((REPO / "include" / "protocols").glob("*.y*ml")) + sorted(
     (REPO / "include" / "protocols").glob("*.json")
@@ -29,4 +33,8 @@ for path in sorted((REPO / "include" / "protocols").glob("*.y*ml")) + sorted(
         dag = build_broken_dag(path, error)
     else:
         dag = build_policy_dag(protocol, path, CONFIG, REPO / "include" / "rollback.sh")
+        PIPELINES[protocol.id] = dag.dag_id
+        LOADED.append(path)
     globals()[dag.dag_id] = dag
+
+hms_intake = build_intake_dag(LOADED, PIPELINES)

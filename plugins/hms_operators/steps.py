@@ -47,25 +47,33 @@ class HmsCommandOperator(BaseOperator):
         self.arguments = arguments
 
     def execute(self, context: Any) -> Any:
-        from hms.cli import main
-
-        with tempfile.TemporaryDirectory(prefix="hms-xcom-") as tmp:
-            xcom = Path(tmp) / "return.json"
-            out = io.StringIO()
-            argv = ["--xcom-file", str(xcom), *map(str, self.arguments)]
-            log.info("hms %s", " ".join(argv[2:]))
-            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-                try:
-                    code = main(argv)
-                except SystemExit as e:  # argparse usage errors
-                    code = int(e.code or 0)
-            for line in out.getvalue().splitlines():
-                log.info("%s", line)
-            result = json.loads(xcom.read_text()) if xcom.exists() else None
+        code, result = run_hms(self.arguments)
         if code != 0:
             kind = "check failed" if code == 1 else "bad input"
             raise AirflowFailException(f"hms {' '.join(map(str, self.arguments))}: {kind} (exit {code})")
         return result
+
+
+def run_hms(arguments: Sequence[object]) -> tuple[int, Any]:
+    """Run ``hms <arguments>`` in this process; its output goes to the task log. Returns (exit code, JSON result).
+
+    In-process because an interpreter start per step (NumPy, SQLAlchemy) costs more than the step itself.
+    """
+    from hms.cli import main
+
+    with tempfile.TemporaryDirectory(prefix="hms-xcom-") as tmp:
+        xcom = Path(tmp) / "return.json"
+        out = io.StringIO()
+        argv = ["--xcom-file", str(xcom), *map(str, arguments)]
+        log.info("hms %s", " ".join(argv[2:]))
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            try:
+                code = main(argv)
+            except SystemExit as e:  # argparse usage errors
+                code = int(e.code or 0)
+        for line in out.getvalue().splitlines():
+            log.info("%s", line)
+        return code, json.loads(xcom.read_text()) if xcom.exists() else None
 
 
 def hms_step(

@@ -1,4 +1,5 @@
-"""What the pipeline's waits ask the registry: has this bundle been approved? when does it activate?
+"""What the pipeline asks the registry: has this bundle been approved? when does it activate?
+which recorded bundles has no pipeline taken up yet (intake)?
 
 Plain functions (no Airflow) so the Airflow sensors and triggers, the clerk page
 and the tests all ask the same question the same way.
@@ -6,6 +7,7 @@ and the tests all ask the same question the same way.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -14,6 +16,7 @@ from sqlalchemy import select
 from hms import deployments
 from hms.pipeline_config import load_pipeline_config
 from hms.registry.db import session_scope
+from hms.registry.models import Bundle as BundleRow
 from hms.registry.models import Deployment
 
 
@@ -38,3 +41,23 @@ def activation_time(run_id: str, environment: str) -> datetime | None:
         if d is None or d.state in ("cancelled", "rolled_back"):
             return None
         return d.activate_at
+
+
+def intake_candidates(protocol_ids: Iterable[str]) -> list[dict[str, Any]]:
+    """Per protocol, the newest recorded bundle if nothing deployed it yet: what a pipeline run should take up.
+
+    Only the newest version counts (an older one recorded late must not overtake it), and a bundle any
+    environment ever received (by a run or by hand) is already taken. Whether a run for it exists is
+    Airflow's to say (run id ``bundle-<sha prefix>``): the intake DAG asks it, and a duplicate is refused.
+    """
+    out = []
+    with session_scope() as s:
+        for pid in sorted(set(protocol_ids)):
+            newest = s.scalar(
+                select(BundleRow).where(BundleRow.protocol_id == pid).order_by(BundleRow.version.desc()).limit(1)
+            )
+            if newest is None:
+                continue
+            if s.scalar(select(Deployment.id).where(Deployment.bundle_sha256 == newest.sha256).limit(1)) is None:
+                out.append({"protocol_id": pid, "version": newest.version, "sha256": newest.sha256})
+    return out

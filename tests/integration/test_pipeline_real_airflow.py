@@ -2,34 +2,43 @@
 as separate processes (hms_operators.stack), driven over the REST API like ops would.
 
 One stack for the module (starting Airflow costs ~15–30 s); each scenario gets its own registry: the
-stack's scheduler, triggerer and api-server are restarted with the scenario's HMS_HOME. Clerks act through
+stack's scheduler and triggerer are restarted with the scenario's HMS_HOME (and pipeline settings). Clerks act through
 the core (``deployments.record_review``), exactly as the CLI and the clerk page do, while the run waits.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from sqlalchemy import select
 
 from hms import deployments, protocol
 from hms.pipeline_config import load_pipeline_config
-from hms.registry import db
+from hms.registry import db, store
 from hms.registry.db import session_scope
 from hms.registry.models import Deployment
 from tests.conftest import ROOT, WILDFIRE
-from tests.deploy_helpers import approve, promote_all, record, variant
+from tests.deploy_helpers import approve, promote_all, record, variant, write_config
 
 pytestmark = pytest.mark.airflow
 
 DAG = "policy_wildfire-aid-2024"
 PID = "wildfire-aid-2024"
+
+
+def pipeline_config(path: Path, **changes: Any) -> Path:
+    """The repository's pipeline settings, no freeze windows, registry polls every 2 s (not 30 s)."""
+    approvals = yaml.safe_load((ROOT / ".hms-ci" / "policy-pipeline.yml").read_text())["approvals"]
+    return write_config(path, approvals={**approvals, "poll_seconds": 2}, **changes)
 
 
 @pytest.fixture(scope="module")
@@ -38,18 +47,28 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from hms_operators.stack import AirflowStack
 
     home = tmp_path_factory.mktemp("airflow")
-    s = AirflowStack(home, env={"HMS_HOME": str(home / "hms-unused"), "HMS_ACTOR": "airflow"})
+    config = pipeline_config(home / "pipeline.yml")  # the dag-processor bakes poll intervals into the DAG
+    s = AirflowStack(home, env={"HMS_HOME": str(home / "hms-unused"), "HMS_PIPELINE_CONFIG": str(config)})
     s.start()
     yield s
     s.stop()
 
 
 @pytest.fixture
-def airflow(stack: Any, hms_home: Path) -> Any:
-    """The module's stack, now serving this test's registry (HMS_HOME from the autouse fixture)."""
-    db.upgrade()
-    stack.reconfigure({"HMS_HOME": str(hms_home)}, components=("scheduler", "triggerer"))
-    return stack
+def use_stack(stack: Any, hms_home: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
+    """Point the module's stack at this test's registry (HMS_HOME from the autouse fixture) and, optionally,
+    other pipeline settings: the scheduler (its task processes) and the triggerer restart with them."""
+
+    def use(config: Path | None = None) -> Any:
+        config = config or Path(stack.env["AIRFLOW_HOME"]) / "pipeline.yml"
+        monkeypatch.setenv("HMS_PIPELINE_CONFIG", str(config))
+        db.upgrade()
+        stack.reconfigure(
+            {"HMS_HOME": str(hms_home), "HMS_PIPELINE_CONFIG": str(config)}, components=("scheduler", "triggerer")
+        )
+        return stack
+
+    return use
 
 
 def wait_for_task(stack: Any, run_id: str, task_id: str, states: set[str], timeout: float = 180) -> str:
@@ -86,7 +105,8 @@ def serving(env: str) -> int | None:
         return d.version if d else None
 
 
-def test_approved_by_two_clerks_while_waiting_the_bundle_goes_live_in_prod_at_its_effective_time(airflow):
+def test_approved_by_two_clerks_while_waiting_the_bundle_goes_live_in_prod_at_its_effective_time(use_stack):
+    airflow = use_stack()
     run_id = airflow.trigger(DAG, {"effective_at": "+12s", "chaos_window": "3s"})
     wait_for_task(airflow, run_id, "review.approvals", {"deferred"})
     with session_scope() as s:
@@ -106,7 +126,8 @@ def test_approved_by_two_clerks_while_waiting_the_bundle_goes_live_in_prod_at_it
     assert datetime.fromisoformat(verify["start_date"].replace("Z", "+00:00")) >= prod[0].activate_at
 
 
-def test_a_compliance_violation_stops_the_run_before_anything_is_deployed(airflow):
+def test_a_compliance_violation_stops_the_run_before_anything_is_deployed(use_stack):
+    airflow = use_stack()
     data = protocol.load(WILDFIRE).data
     data["metadata"]["version"] = 4
     data["metadata"]["authority"] = ""
@@ -121,7 +142,8 @@ def test_a_compliance_violation_stops_the_run_before_anything_is_deployed(airflo
     assert deployment_rows() == []
 
 
-def test_chaos_failing_in_preprod_rolls_staging_and_preprod_back_and_the_run_fails(airflow):
+def test_chaos_failing_in_preprod_rolls_staging_and_preprod_back_and_the_run_fails(use_stack):
+    airflow = use_stack()
     cfg = load_pipeline_config()
     v2 = record(variant(2))  # what every environment serves before this run
     approve(v2, cfg)
@@ -142,7 +164,8 @@ def test_chaos_failing_in_preprod_rolls_staging_and_preprod_back_and_the_run_fai
     assert undone == {"staging": "rolled_back", "preprod": "rolled_back"}
 
 
-def test_a_clerk_rejecting_the_bundle_fails_the_review_with_the_comment_and_nothing_is_deployed(airflow):
+def test_a_clerk_rejecting_the_bundle_fails_the_review_with_the_comment_and_nothing_is_deployed(use_stack):
+    airflow = use_stack()
     run_id = airflow.trigger(DAG, {})
     wait_for_task(airflow, run_id, "review.approvals", {"deferred"})
     with session_scope() as s:
@@ -154,3 +177,74 @@ def test_a_clerk_rejecting_the_bundle_fails_the_review_with_the_comment_and_noth
     assert states["review.approvals"] == "failed" and states["staging.deploy"] == "upstream_failed", states
     assert "the income test cites the 2023 poverty line" in airflow.task_log(DAG, run_id, "review.approvals")
     assert deployment_rows() == []
+
+
+def test_a_prod_replica_not_serving_the_new_version_after_the_flip_rolls_every_environment_back(use_stack, tmp_path):
+    from hms.chaos import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}"  # prod's only replica: nothing answers there
+    prod_urls = [{"name": "staging"}, {"name": "preprod"}, {"name": "prod", "urls": [dead]}]
+    airflow = use_stack(pipeline_config(tmp_path / "prod-urls.yml", environments=prod_urls))
+    cfg = load_pipeline_config()
+    v2 = record(variant(2))
+    approve(v2, cfg)
+    promote_all(v2, cfg)
+    approve(record(protocol.load(WILDFIRE)), cfg)
+
+    run_id = airflow.trigger(DAG, {"effective_at": "+3s", "chaos_window": "2s"})
+    assert airflow.wait_for_run(DAG, run_id, timeout=240) == "failed"
+    states = airflow.task_states(DAG, run_id)
+    assert states["flip.wait_for_effective_time"] == "success" and states["flip.verify_live"] == "failed", states
+    assert states["rollback"] == "success" and states["fail_run"] == "failed", states
+    assert dead.removeprefix("http://") in airflow.task_log(DAG, run_id, "flip.verify_live")
+    assert {env: serving(env) for env in ("staging", "preprod", "prod")} == {"staging": 2, "preprod": 2, "prod": 2}
+
+
+def bundle_runs(stack: Any, dag_id: str) -> dict[str, dict[str, Any]]:
+    with stack.client() as c:
+        runs = c.get(f"/api/v2/dags/{dag_id}/dagRuns", params={"limit": 100}).json()["dag_runs"]
+    return {r["dag_run_id"]: r for r in runs if r["dag_run_id"].startswith("bundle-")}
+
+
+def run_intake(stack: Any) -> None:
+    run_id = stack.trigger("hms_intake")  # unpauses it too: from now on it also runs every minute
+    assert stack.wait_for_run("hms_intake", run_id, timeout=180) == "success", stack.task_states("hms_intake", run_id)
+
+
+def test_intake_starts_exactly_one_pipeline_run_per_new_bundle_hash(use_stack, tmp_path):
+    from hms_operators.stack import StackError
+
+    airflow = use_stack()
+    try:
+        run_intake(airflow)  # records the protocol files: two new bundles, two runs
+        with session_scope() as s:
+            wildfire = deployments.resolve_bundle_row(s, f"{PID}@3").sha256
+            chip = [b.sha256 for b in store.find_bundles(s, "chip-income-cap")]
+        assert len(chip) == 1
+        runs = bundle_runs(airflow, DAG)
+        assert list(runs) == [f"bundle-{wildfire[:12]}"] and runs[f"bundle-{wildfire[:12]}"]["conf"] == {
+            "sha256": wildfire}
+        assert list(bundle_runs(airflow, "policy_chip-income-cap")) == [f"bundle-{chip[0][:12]}"]
+
+        run_intake(airflow)  # nothing new: no second run for the same bundles
+        assert list(bundle_runs(airflow, DAG)) == [f"bundle-{wildfire[:12]}"]
+        with pytest.raises(StackError, match="409"):  # and Airflow itself refuses a second run with that id
+            airflow.trigger(DAG, {"sha256": wildfire}, run_id=f"bundle-{wildfire[:12]}")
+
+        data = protocol.load(WILDFIRE).data  # a clerk's office pushes version 4
+        data["metadata"]["version"] = 4
+        data["parameters"]["max_payment"] = 5500
+        v4_file = tmp_path / "wildfire-v4.yml"
+        v4_file.write_text(yaml.safe_dump(data))
+        subprocess.run([str(Path(sys.executable).with_name("hms")), "rule", "push", str(v4_file)], check=True,
+                       env={**os.environ}, capture_output=True, timeout=60)
+        run_intake(airflow)
+        with session_scope() as s:
+            v4 = deployments.resolve_bundle_row(s, f"{PID}@4").sha256
+        assert set(bundle_runs(airflow, DAG)) == {f"bundle-{wildfire[:12]}", f"bundle-{v4[:12]}"}
+    finally:
+        with airflow.client() as c:
+            c.patch("/api/v2/dags/hms_intake", json={"is_paused": True})
+            for dag_id in (DAG, "policy_chip-income-cap"):
+                for run_id in bundle_runs(airflow, dag_id):
+                    c.patch(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}", json={"state": "failed"})
