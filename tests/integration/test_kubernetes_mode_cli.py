@@ -208,6 +208,11 @@ async def test_an_unreachable_api_fails_loudly_after_the_commit_and_a_rerun_fini
     assert (k8s.data("prod")["current"], k8s.data("prod")["previous"]) == (v3, v4)
     assert (await k8s.hms("audit", "verify")).returncode == 0
 
+    # The newest change is a rollback again: with the API down we cannot tell whether it reached Kubernetes,
+    # so a further rollback stops before the registry (which would otherwise undo v3 → v4).
+    blind = await k8s.hms("rule", "rollback", PID, "--env", "prod", expect=1, KUBECONFIG=dead)
+    assert "nothing was changed" in blind.stderr and in_force_version("prod") == 3
+
 
 @pytest.mark.asyncio
 async def test_a_failed_restart_is_exit_1_and_rerunning_the_deploy_finishes_it(k8s: Setup) -> None:

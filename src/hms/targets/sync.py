@@ -101,7 +101,7 @@ class Publisher:
         return cls(config, {e: KubernetesTarget(config.namespace_for(e), api_client=api) for e in names})
 
     def in_sync(self, env: str, protocol_id: str) -> bool:
-        """Whether the ConfigMap holds what the registry says and no restart is owed."""
+        """Whether the ConfigMap holds what the registry says and no restart is owed (read-only)."""
         with session_scope(read_only=True) as s:
             want = desired(s, env, protocol_id)
         have = self._read(env, protocol_id)
@@ -110,7 +110,11 @@ class Publisher:
         return not have["restart_pending"] and all(have[k] == v for k, v in _state_dict(want).items())
 
     def unfinished_rollback(self, env: str, protocol_id: str) -> bool:
-        """The newest registry change here is a rollback Kubernetes never got: finish it, undo nothing more."""
+        """The newest registry change here is a rollback Kubernetes never got: finish it, undo nothing more.
+
+        Asks the API only when the newest change was a rollback; if it cannot answer then, the command
+        stops before touching the registry (exit 1) rather than risk undoing a second version.
+        """
         with session_scope(read_only=True) as s:
             if not deployments.last_change_was_rollback(s, env, protocol_id):
                 return False
@@ -149,7 +153,8 @@ class Publisher:
             return self.targets[env].read(protocol_id)
         except HmsError as e:
             raise TargetFailed(
-                f"cannot read {self.targets[env].namespace}/hms-policy-{protocol_id}: {e.message}",
+                f"cannot read {self.targets[env].namespace}/hms-policy-{protocol_id} to tell whether the "
+                f"earlier rollback reached Kubernetes ({e.message}); nothing was changed, try again",
                 where=f"kubernetes {env}",
             ) from e
 
