@@ -60,7 +60,7 @@ def run() -> list[Row]:
         fleet.wait_ready(60)
         urls = fleet.urls()
         client = httpx.Client(timeout=5)
-        lat, cpu = [], []
+        lat, cpu, pickup = [], [], []
         for i in range(10):
             target = 3 if i % 2 == 0 else 4
             args = ["--to", "previous"] if target == 3 else ["--to", "4"]
@@ -68,11 +68,14 @@ def run() -> list[Row]:
             t0 = time.perf_counter()
             subprocess.run([HMS, "rule", "rollback", "wildfire-aid-2024", "--env", "prod", *args], check=True,
                            capture_output=True)
+            committed = time.perf_counter()
             after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the replicas still run: only the CLI counts
             cpu.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
             while set(_versions(client, urls)) != {target}:
                 time.sleep(0.002)
-            lat.append(time.perf_counter() - t0)
+            done = time.perf_counter()
+            lat.append(done - t0)
+            pickup.append(done - committed)
         lat.sort()
         p95 = lat[min(len(lat) - 1, int(0.95 * len(lat)))]
         p50 = lat[len(lat) // 2]
@@ -80,6 +83,10 @@ def run() -> list[Row]:
                         f"{p95 * 1000:.0f} ms", "< 500 ms", p95 < 0.5))
         rows.append(Row("service", "rollback → 4 replicas answer the previous version (p50 of 10)",
                         f"{p50 * 1000:.0f} ms", "-", True))
+        pickup.sort()
+        p95_pickup = pickup[min(len(pickup) - 1, int(0.95 * len(pickup)))]
+        rows.append(Row("service", "registry change → all 4 replicas serve it, after the CLI exits (p95 of 10)",
+                        f"{p95_pickup * 1000:.0f} ms", "< 250 ms", p95_pickup < 0.25))
         cpu.sort()
         rows.append(Row("service", "`hms rule rollback` process CPU time, user+sys (p50 of 10; load-independent-ish)",
                         f"{cpu[len(cpu) // 2] * 1000:.0f} ms", "-", True))
