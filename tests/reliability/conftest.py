@@ -6,16 +6,20 @@ and HTTP, against real SQLite (per-test HMS_HOME from tests/conftest.py) and, wh
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
+from hms.chaos import free_port
 from hms.cli import main
 from tests.conftest import ROOT, WILDFIRE
 from tests.deploy_helpers import write_config
@@ -94,3 +98,28 @@ def audit_ok(run: Run) -> dict:
 
 def audit_entries(run: Run) -> list[dict]:
     return as_json(run, "audit", "log", "--limit", "100000")["entries"]
+
+
+@contextlib.contextmanager
+def serve(env: dict[str, str], environment: str = "prod") -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    port = free_port()
+    proc = subprocess.Popen([HMS, "serve", "--env", environment, "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(url + "/healthz", timeout=1)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline and proc.poll() is None, "hms serve did not start"
+                time.sleep(0.05)
+        yield url, proc
+    finally:
+        proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(10)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -32,10 +32,10 @@ from tests.reliability.conftest import (
     audit_entries,
     audit_ok,
     hms,
+    serve,
     variant_file,
 )
 from tests.reliability.racing import race
-from tests.reliability.test_hostile_input import serve
 
 
 @pytest.fixture

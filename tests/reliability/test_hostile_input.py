@@ -27,7 +27,6 @@ from hms.registry.db import session_scope
 from tests.conftest import WILDFIRE
 from tests.reliability.conftest import (
     FAMILY,
-    HMS,
     PID,
     ROLLBACK,
     approve,
@@ -35,6 +34,7 @@ from tests.reliability.conftest import (
     audit_entries,
     audit_ok,
     hms,
+    serve,
     variant_file,
 )
 
@@ -189,31 +189,6 @@ def test_a_registry_blob_swapped_after_approval_is_refused_at_deploy_and_changes
     assert r.returncode == 2 and approved[:12] in r.stderr and "swapped or altered" in r.stderr, r.stderr
     assert audit_entries(cli) == before
     assert all(e["live"] is None for e in as_json(cli, "rule", "status", PID)["environments"])
-
-
-@contextlib.contextmanager
-def serve(env: dict[str, str], environment: str = "prod") -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    port = free_port()
-    proc = subprocess.Popen([HMS, "serve", "--env", environment, "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(url + "/healthz", timeout=1)
-                break
-            except httpx.HTTPError:
-                assert time.monotonic() < deadline and proc.poll() is None, "hms serve did not start"
-                time.sleep(0.05)
-        yield url, proc
-    finally:
-        proc.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(10)
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def _deploy_everywhere(run, ref: str) -> None:  # type: ignore[no-untyped-def]
