@@ -499,7 +499,11 @@ def main(argv: list[str] | None = None) -> int:
         except StackError as e:
             print(f"stack did not start: {e}", file=sys.stderr)
             return 1
+        with stack.client() as c:  # a local stack takes new protocol versions up on its own (hms_intake)
+            intake = c.patch("/api/v2/dags/hms_intake", json={"is_paused": False}).status_code == 200
         print(f"Airflow UI: {stack.url}   (logs: {home / 'logs'}; stop: make down)")
+        print("intake: " + ("on — a new protocol version starts its pipeline within a minute" if intake
+                            else "hms_intake not found (paused or missing)"))
         print("logins: " + ", ".join(f"{u} / {p}" for u, p in stack.users.items()))
         print(f"HMS registry: {stack.env.get('HMS_DATABASE_URL') or stack.env.get('HMS_HOME')}")
         return 0
