@@ -17,6 +17,14 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from hms_operators.triggers import ActivationTrigger, ApprovalTrigger
 
+# Airflow 3.3.2 race (apache/airflow #67287, #72716): when a trigger fires before the scheduler has
+# drained the executor's "success" event of the worker that deferred, the scheduler sees a resumed task
+# as "changed externally" and fails it. It happens when clerks approve, or the effective time comes,
+# within seconds of the deferral (demos, tests, a scheduler moving the time to "now"). Both waits are
+# idempotent reads of the registry, so a retry is safe: it re-checks and finishes. Real outcomes
+# (rejection, timeout, cancellation) raise AirflowFailException, which is never retried.
+RACE_RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=1)}
+
 
 class ReviewSensor(BaseOperator):
     """Waits until the approval policy is met for this exact bundle hash.
@@ -41,7 +49,7 @@ class ReviewSensor(BaseOperator):
         poll_interval: float = 5.0,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**{**RACE_RETRIES, **kwargs})
         self.sha256 = sha256
         self.review_timeout = review_timeout
         self.poll_interval = poll_interval
@@ -85,7 +93,7 @@ class ActivationSensor(BaseOperator):
     ui_color = "#e3f6e8"
 
     def __init__(self, *, run_id: str, environment: str, poll_interval: float = 5.0, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**{**RACE_RETRIES, **kwargs})
         self.run_id = run_id
         self.environment = environment
         self.poll_interval = poll_interval

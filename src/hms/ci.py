@@ -191,17 +191,34 @@ class AirflowApi:
 
 
 def follow_rest(
-    api: AirflowApi, dag_id: str, run_id: str, *, timeout: float, poll: float = 1.0
+    api: AirflowApi, dag_id: str, run_id: str, *, timeout: float, poll: float = 1.0, patience: float = 120.0
 ) -> Iterator[TaskEvent | str]:
-    """Yield each task's reportable state once, in the order seen, then the run's final state."""
+    """Yield each task's reportable state once, in the order seen, then the run's final state.
+
+    An API server that stops answering (restarted, overloaded) is waited for up to ``patience``
+    seconds: the run goes on in the scheduler meanwhile, and following it must not fail because of it.
+    """
+    import httpx
+
     seen: dict[str, str] = {}
     deadline = time.monotonic() + timeout
+    silent_since: float | None = None
     while True:
-        state = api.run_state(dag_id, run_id)
-        for task_id, ts in api.task_states(dag_id, run_id).items():
-            if ts in REPORTED and seen.get(task_id) != ts:
-                seen[task_id] = ts
-                yield TaskEvent(task_id, ts, api.result(dag_id, run_id, task_id) if ts == "success" else None)
+        try:
+            state = api.run_state(dag_id, run_id)
+            for task_id, ts in api.task_states(dag_id, run_id).items():
+                if ts in REPORTED and seen.get(task_id) != ts:
+                    result = api.result(dag_id, run_id, task_id) if ts == "success" else None
+                    seen[task_id] = ts
+                    yield TaskEvent(task_id, ts, result, run_id)
+            silent_since = None
+        except httpx.HTTPError:
+            silent_since = silent_since or time.monotonic()
+            if time.monotonic() - silent_since > patience:
+                yield "unreachable"
+                return
+            time.sleep(poll)
+            continue
         if state in TERMINAL_RUN:
             yield state
             return

@@ -150,3 +150,74 @@ def test_stage_lines_report_failures_and_stay_quiet_for_tasks_that_never_ran() -
     assert lines.line(TaskEvent("staging.deploy", "upstream_failed")) is None
     assert lines.line(TaskEvent("fail_run", "failed")) is None
     assert lines.line(TaskEvent("rollback", "success", [])).startswith("[rollback] ✅")
+
+
+@pytest.mark.airflow
+@pytest.mark.slow
+def test_ci_run_through_a_running_airflow_follows_the_run_and_never_starts_a_bundle_twice(tmp_path: Path) -> None:
+    import httpx
+
+    sys.path.insert(0, str(ROOT / "plugins"))
+    from hms_operators.stack import AirflowStack
+
+    home = tmp_path / "registry"
+    env = {**_env(home), "HMS_AIRFLOW_URL": ""}
+    sha = bundle.sha256_hex(bundle.build(load(CHIP)))
+    with AirflowStack(tmp_path / "airflow", env={"HMS_HOME": str(home)}) as stack:
+        env["HMS_AIRFLOW_PASSWORD"] = stack.users["admin"]
+        stop = threading.Event()
+
+        def clerks() -> None:  # approve through the HMS REST API inside Airflow, as the clerk page does
+            for user, role in (("alice", "legal"), ("bob", "budget")):
+                while not stop.is_set():
+                    with httpx.Client(
+                        base_url=stack.url, headers={"Authorization": f"Bearer {stack.token(user)}"}
+                    ) as c:
+                        r = c.post(f"/hms/api/reviews/{sha}/approve", json={"comment": "ok", "role": role})
+                    if r.status_code == 200:
+                        break
+                    time.sleep(1)
+
+        t = threading.Thread(target=clerks, daemon=True)
+        t.start()
+        cmd = [
+            HMS,
+            "ci",
+            "run",
+            CONFIG,
+            "--protocol",
+            "chip-income-cap",
+            "--airflow-url",
+            stack.url,
+            "--effective-at",
+            "+5s",
+            "--chaos-window",
+            "2s",
+            "--timeout",
+            "300",
+        ]
+        try:
+            first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=360)
+        finally:
+            stop.set()
+            t.join(timeout=30)
+        assert first.returncode == 0, first.stdout + first.stderr + stack.log_tail("scheduler")
+        assert f"run {run_id_for(sha)} started on Airflow at {stack.url}" in first.stdout
+        for stage in (
+            "[build] 📦",
+            "[test] ✅",
+            "[comp] ✅",
+            "[review] ✅",
+            "[chaos] ✅",
+            "[deploy] staging ✅ preprod ✅ prod SCHEDULED@",
+            "[flip] prod ✅ live",
+            "[ci] ✅",
+        ):
+            assert stage in first.stdout, (stage, first.stdout)
+
+        again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "already exists; following it" in again.stdout
+        with stack.client() as c:
+            runs = c.get("/api/v2/dags/policy_chip-income-cap/dagRuns").json()
+        assert runs["total_entries"] == 1
