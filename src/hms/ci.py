@@ -37,7 +37,7 @@ RUN_ID_PREFIX = "bundle-"
 
 def run_id_for(sha256: str) -> str:
     """The pipeline run id of a bundle: one run per bundle hash, whoever starts it."""
-    return RUN_ID_PREFIX + sha256[:16]
+    return RUN_ID_PREFIX + sha256[:12]  # 12 hex digits, as hms prints short hashes
 
 
 def dag_id_for(protocol_id: str) -> str:

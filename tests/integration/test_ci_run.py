@@ -140,7 +140,7 @@ def test_ci_run_with_an_unreachable_airflow_url_is_bad_input(tmp_path: Path) -> 
 
 def test_run_id_is_one_per_bundle_hash() -> None:
     sha = bundle.sha256_hex(bundle.build(load(CHIP)))
-    assert run_id_for(sha) == run_id_for(sha) == "bundle-" + sha[:16]
+    assert run_id_for(sha) == run_id_for(sha) == "bundle-" + sha[:12]
     assert run_id_for("0" * 64) != run_id_for(sha)
 
 
