@@ -30,8 +30,7 @@ from hms.registry.db import session_scope
 from hms.registry.models import Deployment
 from tests.conftest import ROOT, WILDFIRE
 from tests.deploy_helpers import approve, promote_all, record, variant, write_config
-from tests.reliability.conftest import FAMILY, PID
-from tests.reliability.test_hostile_input import serve
+from tests.reliability.conftest import FAMILY, PID, serve
 
 pytestmark = [pytest.mark.airflow, pytest.mark.slow]
 
@@ -184,3 +183,35 @@ def test_scheduler_and_worker_killed_during_the_rollback_the_run_still_ends_fail
     undone = {d.environment: d.state for d in rows("staging") + rows("preprod") if d.run_id == run_id
               and d.version == 3}
     assert undone == {"staging": "rolled_back", "preprod": "rolled_back"}
+
+
+@pytest.mark.postgres
+def test_the_registry_password_never_appears_in_airflow_logs_of_a_whole_run(stack, hms_home, monkeypatch):
+    """A full run on a PostgreSQL registry whose URL carries a password: every component log and every
+    task log (as the REST API serves it to ops) is searched for the password."""
+    from tests.fixtures_registry import _postgres_database
+
+    secret = "Pg-S3cret-in-url"
+    databases = _postgres_database()
+    from sqlalchemy.engine import make_url
+
+    url = make_url(next(databases)).set(password=secret).render_as_string(hide_password=False)
+    try:
+        monkeypatch.setenv("HMS_DATABASE_URL", url)
+        monkeypatch.setenv("HMS_PIPELINE_CONFIG", stack.env["HMS_PIPELINE_CONFIG"])
+        db.reset_engines()
+        db.upgrade()
+        stack.reconfigure({"HMS_HOME": str(hms_home), "HMS_DATABASE_URL": url}, components=("scheduler", "triggerer"))
+        _approved_v3()
+        run_id = stack.trigger(DAG, {"effective_at": "+5s", "chaos_window": "2s"})
+        assert stack.wait_for_run(DAG, run_id, timeout=300) == "success", stack.task_states(DAG, run_id)
+        tis = [ti for ti in stack.task_instances(DAG, run_id) if ti["state"] == "success"]
+        task_logs = "\n".join(stack.task_log(DAG, run_id, ti["task_id"], max(1, ti["try_number"])) for ti in tis)
+        files = "\n".join(f.read_text(errors="replace") for f in (Path(stack.env["AIRFLOW_HOME"]) / "logs").rglob("*")
+                          if f.is_file())
+        assert "deploy" in task_logs and len(files) > 1000  # the logs were really read
+        assert secret not in task_logs and secret not in files
+    finally:
+        stack.reconfigure({"HMS_DATABASE_URL": ""}, components=("scheduler", "triggerer"))
+        db.reset_engines()
+        next(databases, None)
