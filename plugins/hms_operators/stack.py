@@ -352,16 +352,25 @@ class AirflowStack:
         """
         self.env.update(env)
         components = tuple(components)
+        unknown = set(components) - set(COMPONENTS)
+        if unknown:
+            raise StackError(f"unknown component(s) {sorted(unknown)}; one of {', '.join(COMPONENTS)}")
+        running = [self.procs[c] for c in components if c in self.procs and self.procs[c].poll() is None]
+        terminate(None, [p.pid for p in running], grace=5)  # all at once: each takes seconds to shut down
+        for proc in running:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
+        started = time.time()  # after the old processes are gone: only a new one can beat after this
         for component in components:
-            self.restart(component)
+            self._spawn(component)
+        self._write_state()
         self._wait_healthy(time.monotonic() + 120)
         for component in components:  # a stale heartbeat can look healthy: wait for the new process's own
-            self._wait_component_heartbeat(component)
+            self._wait_component_heartbeat(component, started)
 
-    def _wait_component_heartbeat(self, component: str, timeout: float = 60) -> None:
+    def _wait_component_heartbeat(self, component: str, started: float, timeout: float = 60) -> None:
         key = {"scheduler": "scheduler", "triggerer": "triggerer", "dag-processor": "dag_processor"}.get(component)
         deadline = time.monotonic() + timeout
-        started = time.time()
         while time.monotonic() < deadline:
             self._check_running()
             try:
@@ -369,7 +378,7 @@ class AirflowStack:
                     self.health()
                     return
                 beat = (self.health().get(key) or {}).get(f"latest_{key}_heartbeat")
-                if beat and _parse_time(beat) >= started - 1:
+                if beat and _parse_time(beat) >= started:
                     return
             except (httpx.HTTPError, ValueError):
                 pass
