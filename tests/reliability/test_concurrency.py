@@ -123,20 +123,25 @@ def _live_v3_pending_v4(seconds_ahead: float) -> tuple[str, str, datetime]:
     return v3.sha256, v4.sha256, at
 
 
+def answers_version(url: str, version: int, within: float = 2.0) -> None:
+    deadline = time.monotonic() + within
+    path = f"{url}/v1/protocols/{PID}/decide"
+    while (v := httpx.post(path, json={"input": FAMILY}).json()).get("version") != version:
+        assert time.monotonic() < deadline, f"the replica serves {v}, not v{version}"
+        time.sleep(0.02)
+
+
 @pytest.mark.parametrize("offset", [-0.3, 0.0, 0.3])
 def test_a_rollback_racing_a_pending_activation_leaves_the_previous_version_in_force(renv, run, offset):
     with serve(renv) as (url, _proc):
         v3, v4, at = _live_v3_pending_v4(seconds_ahead=5)
-        assert httpx.post(f"{url}/v1/protocols/{PID}/decide", json={"input": FAMILY}).json()["version"] == 3
+        answers_version(url, 3)  # the replica has picked the deployments up
         finishes = race(renv, [["rule", "rollback", PID, "--env", "prod", "--json"],
                                ["rule", "status", PID, "--json"]],  # status settles due activations
                         start_at=at.timestamp() + offset)
         _clean(finishes)
         assert finishes[0].returncode == 0, finishes[0].stderr
-        deadline = time.monotonic() + 2
-        while (v := httpx.post(f"{url}/v1/protocols/{PID}/decide", json={"input": FAMILY}).json())["version"] != 3:
-            assert time.monotonic() < deadline, f"the replica still serves {v}"
-            time.sleep(0.02)
+        answers_version(url, 3)
     with session_scope(read_only=True) as s:
         prod = list(s.scalars(select(Deployment).where(Deployment.environment == "prod").order_by(Deployment.id)))
     states = [(d.version, d.state) for d in prod]
