@@ -3,7 +3,8 @@
 Rollback latency (bench_service: invocation → 4 replicas answer the previous version) is mostly the
 `hms` process start, so one careless top-level import (hms.bundle → hms.protocol → hms.rules → NumPy,
 jsonschema) puts ~0.15 s back on every rollback. These tests run the real command in a fresh
-interpreter and read its ``sys.modules`` after the rollback went through.
+interpreter and read its ``sys.modules`` after the rollback went through, and check that the `hms`
+entry point keeps the cyclic GC off the objects its imports built (hms.cli.run).
 """
 
 from __future__ import annotations
@@ -77,3 +78,37 @@ def test_the_probe_does_see_heavy_imports_where_they_belong(tmp_path: Path) -> N
     assert out["exit"] == 0
     assert {"numpy", "jsonschema", "hms.bundle", "hms.protocol"} <= set(out["heavy"])
     assert not any(m.startswith("kubernetes") for m in out["heavy"])
+
+
+GC_PROBE = """
+import gc, json, sys
+from hms import cli
+sys.argv = ["hms", *sys.argv[1:]]
+try:
+    ENTRY()
+except SystemExit as e:
+    code = e.code
+else:
+    code = 0
+print(json.dumps({"exit": code, "frozen": gc.get_freeze_count(), "enabled": gc.isenabled()}))
+"""
+
+
+def _gc_probe(entry: str, *args: str) -> dict:
+    code = GC_PROBE.replace("ENTRY()", entry)
+    r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def test_the_hms_script_sets_its_import_objects_aside_from_the_gc_and_keeps_collecting() -> None:
+    """`hms` (cli.run) freezes what the imports built, so no collection rescans it; the GC stays on."""
+    out = _gc_probe("cli.run()", "audit", "verify")
+    assert out["exit"] == 0
+    assert out["frozen"] > 10_000 and out["enabled"] is True
+
+
+def test_in_process_callers_keep_their_gc_untouched() -> None:
+    out = _gc_probe("sys.exit(cli.main(sys.argv[1:]))", "audit", "verify")
+    assert out["exit"] == 0
+    assert out["frozen"] == 0 and out["enabled"] is True
