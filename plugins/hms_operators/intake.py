@@ -18,14 +18,8 @@ from typing import Any
 
 from airflow.sdk import DAG, BaseOperator
 
+from hms.ci import run_id_for  # the one run id a bundle can have; `hms ci run` uses it too
 from hms_operators.steps import run_hms
-
-RUN_PREFIX = "bundle-"
-
-
-def run_id_for(sha256: str) -> str:
-    """The one run id a bundle can have (12 hex digits, as ``hms`` prints short hashes)."""
-    return RUN_PREFIX + sha256[:12]
 
 
 class FindNewBundlesOperator(BaseOperator):
