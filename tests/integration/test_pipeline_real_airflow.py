@@ -9,6 +9,7 @@ the core (``deployments.record_review``), exactly as the CLI and the clerk page 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -57,14 +58,19 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 @pytest.fixture
 def use_stack(stack: Any, hms_home: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
     """Point the module's stack at this test's registry (HMS_HOME from the autouse fixture) and, optionally,
-    other pipeline settings: the scheduler (its task processes) and the triggerer restart with them."""
+    other pipeline settings or another copy of include/ (HMS_REPO): the scheduler (its task processes) and
+    the triggerer restart with them, the dag-processor too when the protocol files change."""
 
-    def use(config: Path | None = None) -> Any:
+    def use(config: Path | None = None, repo: Path = ROOT) -> Any:
         config = config or Path(stack.env["AIRFLOW_HOME"]) / "pipeline.yml"
         monkeypatch.setenv("HMS_PIPELINE_CONFIG", str(config))
         db.upgrade()
+        components = ("scheduler", "triggerer")
+        if stack.env.get("HMS_REPO", str(ROOT)) != str(repo):  # other protocol files: the DAGs change too
+            components += ("dag-processor",)
         stack.reconfigure(
-            {"HMS_HOME": str(hms_home), "HMS_PIPELINE_CONFIG": str(config)}, components=("scheduler", "triggerer")
+            {"HMS_HOME": str(hms_home), "HMS_PIPELINE_CONFIG": str(config), "HMS_REPO": str(repo)},
+            components=components,
         )
         return stack
 
@@ -214,37 +220,46 @@ def run_intake(stack: Any) -> None:
 def test_intake_starts_exactly_one_pipeline_run_per_new_bundle_hash(use_stack, tmp_path):
     from hms_operators.stack import StackError
 
-    airflow = use_stack()
+    repo = tmp_path / "repo"  # a copy of include/ whose protocol files this test may change
+    shutil.copytree(ROOT / "include", repo / "include")
+    extra = repo / "include" / "protocols" / "wildfire-aid-2025.yml"
+    data = protocol.load(WILDFIRE).data
+    data["metadata"].update(id="wildfire-aid-2025", version=1)
+    extra.write_text(yaml.safe_dump(data))
+    airflow = use_stack(repo=repo)
+    airflow.wait_for_dags(["policy_wildfire-aid-2025", "hms_intake"], timeout=120)
     try:
-        run_intake(airflow)  # records the protocol files: two new bundles, two runs
+        run_intake(airflow)  # records the three protocol files: three new bundles, one run each
         with session_scope() as s:
-            wildfire = deployments.resolve_bundle_row(s, f"{PID}@3").sha256
-            chip = [b.sha256 for b in store.find_bundles(s, "chip-income-cap")]
-        assert len(chip) == 1
-        runs = bundle_runs(airflow, DAG)
-        assert list(runs) == [f"bundle-{wildfire[:12]}"] and runs[f"bundle-{wildfire[:12]}"]["conf"] == {
-            "sha256": wildfire}
-        assert list(bundle_runs(airflow, "policy_chip-income-cap")) == [f"bundle-{chip[0][:12]}"]
+            first = {pid: [b.sha256 for b in store.find_bundles(s, pid)] for pid in (PID, "chip-income-cap",
+                                                                                    "wildfire-aid-2025")}
+        assert all(len(shas) == 1 for shas in first.values()), first
+        for pid, (sha,) in first.items():
+            runs = bundle_runs(airflow, f"policy_{pid}")
+            assert list(runs) == [f"bundle-{sha[:12]}"] and runs[f"bundle-{sha[:12]}"]["conf"] == {"sha256": sha}
 
         run_intake(airflow)  # nothing new: no second run for the same bundles
-        assert list(bundle_runs(airflow, DAG)) == [f"bundle-{wildfire[:12]}"]
+        assert list(bundle_runs(airflow, DAG)) == [f"bundle-{first[PID][0][:12]}"]
         with pytest.raises(StackError, match="409"):  # and Airflow itself refuses a second run with that id
-            airflow.trigger(DAG, {"sha256": wildfire}, run_id=f"bundle-{wildfire[:12]}")
+            airflow.trigger(DAG, {"sha256": first[PID][0]}, run_id=f"bundle-{first[PID][0][:12]}")
 
-        data = protocol.load(WILDFIRE).data  # a clerk's office pushes version 4
-        data["metadata"]["version"] = 4
-        data["parameters"]["max_payment"] = 5500
-        v4_file = tmp_path / "wildfire-v4.yml"
-        v4_file.write_text(yaml.safe_dump(data))
-        subprocess.run([str(Path(sys.executable).with_name("hms")), "rule", "push", str(v4_file)], check=True,
-                       env={**os.environ}, capture_output=True, timeout=60)
+        data["metadata"].update(version=2, title="Wildfire relief payment, 2025 rates")
+        extra.write_text(yaml.safe_dump(data))  # a changed protocol file with a new version …
+        v4 = protocol.load(WILDFIRE).data  # … and version 4 of the other one, pushed with `hms rule push`
+        v4["metadata"]["version"] = 4
+        (tmp_path / "wildfire-v4.yml").write_text(yaml.safe_dump(v4))
+        subprocess.run([str(Path(sys.executable).with_name("hms")), "rule", "push", str(tmp_path / "wildfire-v4.yml")],
+                       check=True, env={**os.environ}, capture_output=True, timeout=60)
         run_intake(airflow)
         with session_scope() as s:
-            v4 = deployments.resolve_bundle_row(s, f"{PID}@4").sha256
-        assert set(bundle_runs(airflow, DAG)) == {f"bundle-{wildfire[:12]}", f"bundle-{v4[:12]}"}
+            new = {pid: deployments.resolve_bundle_row(s, ref).sha256
+                   for pid, ref in ((PID, f"{PID}@4"), ("wildfire-aid-2025", "wildfire-aid-2025@2"))}
+        for pid, sha in new.items():
+            assert set(bundle_runs(airflow, f"policy_{pid}")) == {f"bundle-{first[pid][0][:12]}", f"bundle-{sha[:12]}"}
+        assert list(bundle_runs(airflow, "policy_chip-income-cap")) == [f"bundle-{first['chip-income-cap'][0][:12]}"]
     finally:
         with airflow.client() as c:
             c.patch("/api/v2/dags/hms_intake", json={"is_paused": True})
-            for dag_id in (DAG, "policy_chip-income-cap"):
-                for run_id in bundle_runs(airflow, dag_id):
-                    c.patch(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}", json={"state": "failed"})
+            for pid in (PID, "chip-income-cap", "wildfire-aid-2025"):
+                for run_id in bundle_runs(airflow, f"policy_{pid}"):
+                    c.patch(f"/api/v2/dags/policy_{pid}/dagRuns/{run_id}", json={"state": "failed"})
