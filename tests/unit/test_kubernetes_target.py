@@ -21,6 +21,14 @@ What kmock 0.8 does and does not emulate, checked in its source and here:
   409 Conflict (write not applied) for a patch carrying a stale one — so the
   conflict tests exercise the retry against a genuine precondition failure.
 - Deployments are seeded straight into the emulator's store (the target only patches them).
+- DELETE preconditions are not checked (neither by kmock nor by ``VersionedEmulator``): the
+  tests see that a delete carries the resourceVersion it read, not a 409 answered to it.
+
+``reconcile`` is the one way the target changes a ConfigMap: it writes exactly the state it is
+given (or deletes the ConfigMap for None), once. What a deploy or a rollback *means* — which
+bundle becomes ``previous``, a rollback in force at once, a first deployment withdrawn — is
+computed from the registry by hms.targets.sync and proved through the real CLI in
+tests/integration/test_kubernetes_mode_cli.py.
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ from kubernetes import client
 
 from hms.errors import BadInput
 from hms.targets import kubernetes as k8s_target
-from hms.targets.kubernetes import KubernetesApiError, KubernetesTarget, configmap_name
+from hms.targets.kubernetes import KubernetesApiError, KubernetesTarget, PolicyState, configmap_name
 from tests.kmock_helpers import CM, CONFIGMAPS, DEPLOYMENTS, NS, Cluster, running_cluster
 
 PROTOCOL = "wildfire-aid-2024"
@@ -48,6 +56,7 @@ SHA_B = "b" * 64
 SHA_C = "c" * 64
 AT = "2026-12-01T00:00:00-05:00"
 AT_UTC = "2026-12-01T05:00:00Z"
+
 
 
 @pytest_asyncio.fixture
@@ -61,16 +70,35 @@ async def call(fn: Any, *args: Any, **kwargs: Any) -> Any:
     return await asyncio.to_thread(fn, *args, **kwargs)
 
 
-async def apply(c: Cluster, sha256: str, version: int, activate_at: Any = AT, actor: str = "alice") -> dict:
-    return await call(c.target().apply, PROTOCOL, sha256=sha256, version=version, activate_at=activate_at, actor=actor)
+def state(
+    current: str, version: int, previous: str | None = None, previous_version: int | None = None, at: Any = AT
+) -> PolicyState:
+    """A state as hms.targets.sync.desired builds it from registry rows."""
+    return PolicyState.build(current, version, previous, previous_version, at)
+
+
+async def reconcile(
+    c: Cluster, desired: PolicyState | None, *, actor: str = "alice", namespace: str = NS
+) -> dict[str, Any]:
+    return await call(c.target(namespace).reconcile, PROTOCOL, desired, actor=actor)
+
+
+def configmap_writes(c: Cluster) -> int:
+    return sum(c.count(m, CONFIGMAPS) for m in ("POST", "PATCH", "DELETE"))
+
+
+def data_patches(c: Cluster, since: int = 0) -> list[dict[str, Any]]:
+    """The ConfigMap patches that carried data (not the restart-pending clean-ups), as the client sent them."""
+    sent = [json.loads(p.body) for p in c.emulator[kmock.method.PATCH, CONFIGMAPS][since:]]
+    return [body for body in sent if "data" in body]
 
 
 # -- create / update / idempotence ------------------------------------------------------------
 
 
 @pytest.mark.asyncio
-async def test_first_apply_creates_the_configmap_and_restarts_hms_api(cluster: Cluster) -> None:
-    result = await apply(cluster, SHA_A, 1)
+async def test_first_reconcile_creates_the_configmap_and_restarts_hms_api(cluster: Cluster) -> None:
+    result = await reconcile(cluster, state(SHA_A, 1))
 
     assert result["action"] == "created"
     assert result["changed"] is True and result["restarted"] is True
@@ -91,11 +119,11 @@ async def test_first_apply_creates_the_configmap_and_restarts_hms_api(cluster: C
 
 
 @pytest.mark.asyncio
-async def test_applying_a_new_bundle_makes_the_current_one_previous(cluster: Cluster) -> None:
-    await apply(cluster, SHA_A, 1)
+async def test_a_new_state_is_merge_patched_in_place_and_restarts_hms_api(cluster: Cluster) -> None:
+    await reconcile(cluster, state(SHA_A, 1))
     first_restart = cluster.restarted_at()
 
-    result = await apply(cluster, SHA_B, 2, activate_at="2027-01-01T00:00:00+00:00", actor="bob")
+    result = await reconcile(cluster, state(SHA_B, 2, SHA_A, 1, at="2027-01-01T00:00:00+00:00"), actor="bob")
 
     assert result["action"] == "updated" and result["changed"] is True and result["restarted"] is True
     assert cluster.configmap()["data"] == {
@@ -107,99 +135,74 @@ async def test_applying_a_new_bundle_makes_the_current_one_previous(cluster: Clu
     }
     assert cluster.configmap()["metadata"]["annotations"]["hms/updated-by"] == "bob"
     assert cluster.count("POST", CONFIGMAPS) == 1  # updated in place, not re-created
+    patch = cluster.emulator[kmock.method.PATCH, CONFIGMAPS][-2]  # the data patch; the last clears restart-pending
+    assert patch.headers["Content-Type"] == "application/merge-patch+json"
     assert cluster.count("PATCH", DEPLOYMENTS) == 2
     assert cluster.restarted_at() != first_restart  # a new value, or the Deployment would not roll
 
 
 @pytest.mark.asyncio
-async def test_reapplying_the_current_bundle_changes_nothing_and_does_not_restart(cluster: Cluster) -> None:
-    await apply(cluster, SHA_A, 1)
-    await apply(cluster, SHA_B, 2)
+async def test_reconciling_the_state_already_held_changes_nothing_and_does_not_restart(cluster: Cluster) -> None:
+    await reconcile(cluster, state(SHA_A, 1))
+    await reconcile(cluster, state(SHA_B, 2, SHA_A, 1))
     before = copy.deepcopy(cluster.configmap())
     writes_before = len(cluster.emulator[kmock.method.PATCH]) + len(cluster.emulator[kmock.method.POST])
+    restarted_at = cluster.restarted_at()
 
-    again = await apply(cluster, SHA_B.upper(), 2, actor="carol")  # same hash, spelled in capitals
+    # The same state, its hashes spelled in capitals and not passed through build(): reconcile normalizes it.
+    again = await reconcile(cluster, PolicyState(SHA_B.upper(), 2, SHA_A.upper(), 1, AT_UTC), actor="carol")
 
     assert again["action"] == "unchanged"
     assert again["changed"] is False and again["restarted"] is False
     assert cluster.configmap() == before  # not even the updated-by annotation moved
     assert len(cluster.emulator[kmock.method.PATCH]) + len(cluster.emulator[kmock.method.POST]) == writes_before
     assert cluster.count("PATCH", DEPLOYMENTS) == 2  # no restart patch the second time
+    assert cluster.restarted_at() == restarted_at
 
 
 @pytest.mark.asyncio
-async def test_moving_the_activation_time_of_the_current_bundle_reschedules_without_shifting_previous(
+async def test_moving_only_the_activation_time_rewrites_it_and_restarts_without_shifting_previous(
     cluster: Cluster,
 ) -> None:
-    await apply(cluster, SHA_A, 1)
-    await apply(cluster, SHA_B, 2)
+    await reconcile(cluster, state(SHA_B, 2, SHA_A, 1))
 
-    result = await apply(cluster, SHA_B, 2, activate_at=datetime(2026, 12, 2, 5, 30, tzinfo=UTC))
+    result = await reconcile(cluster, state(SHA_B, 2, SHA_A, 1, at=datetime(2026, 12, 2, 5, 30, tzinfo=UTC)))
 
-    assert result["action"] == "rescheduled" and result["restarted"] is True
+    assert result["action"] == "updated" and result["restarted"] is True
     data = cluster.configmap()["data"]
     assert (data["current"], data["previous"], data["activate_at"]) == (SHA_B, SHA_A, "2026-12-02T05:30:00Z")
-    assert cluster.count("PATCH", DEPLOYMENTS) == 3
+    assert cluster.count("PATCH", DEPLOYMENTS) == 2
 
 
 @pytest.mark.asyncio
-async def test_the_same_hash_under_another_version_is_refused(cluster: Cluster) -> None:
-    await apply(cluster, SHA_A, 1)
-    before = copy.deepcopy(cluster.configmap())
+async def test_reconcile_writes_previous_as_given_not_as_the_old_current(cluster: Cluster) -> None:
+    await reconcile(cluster, state(SHA_B, 2, SHA_A, 1))
 
-    with pytest.raises(BadInput, match="is version 1"):
-        await apply(cluster, SHA_A, 2)
+    result = await reconcile(cluster, state(SHA_A, 1, SHA_B, 2))  # a rollback, as the registry records it
 
-    assert cluster.configmap() == before
-
-
-# -- rollback ----------------------------------------------------------------------------------
+    assert result["action"] == "updated" and result["restarted"] is True
+    assert cluster.configmap()["data"] == {
+        "current": SHA_A, "current_version": "1", "previous": SHA_B, "previous_version": "2", "activate_at": AT_UTC,
+    }
 
 
 @pytest.mark.asyncio
-async def test_rollback_swaps_current_and_previous_activates_now_and_restarts(cluster: Cluster) -> None:
-    await apply(cluster, SHA_A, 1)
-    await apply(cluster, SHA_B, 2, activate_at="2030-01-01T00:00:00Z")
+async def test_reconcile_to_nothing_deletes_the_configmap_once_and_restarts(cluster: Cluster) -> None:
+    await reconcile(cluster, state(SHA_A, 1))
     restarts = cluster.count("PATCH", DEPLOYMENTS)
-    start = datetime.now(UTC).replace(microsecond=0)
+    version_read = cluster.configmap()["metadata"]["resourceVersion"]
 
-    result = await call(cluster.target().rollback, PROTOCOL, actor="ops-oncall")
+    removed = await reconcile(cluster, None)
+    again = await reconcile(cluster, None)
 
-    data = cluster.configmap()["data"]
-    assert result["action"] == "rolled_back" and result["restarted"] is True
-    assert (data["current"], data["current_version"]) == (SHA_A, "1")
-    assert (data["previous"], data["previous_version"]) == (SHA_B, "2")
-    activated = datetime.fromisoformat(data["activate_at"])
-    assert start <= activated <= datetime.now(UTC)  # in force at once, not at the rolled-back bundle's time
-    assert cluster.configmap()["metadata"]["annotations"]["hms/updated-by"] == "ops-oncall"
+    assert removed["action"] == "removed" and removed["changed"] is True and removed["restarted"] is True
+    assert (CONFIGMAPS, NS, CM) not in cluster.emulator.objects or cluster.emulator.objects[CONFIGMAPS, NS, CM].deleted
+    assert await call(cluster.target().read, PROTOCOL) is None
+    deletes = cluster.emulator[kmock.method.DELETE, CONFIGMAPS]
+    assert len(deletes) == 1  # the second call found nothing to delete
+    assert json.loads(deletes[0].body)["preconditions"] == {"resourceVersion": version_read}
+    assert again["action"] == "unchanged" and again["changed"] is False and again["restarted"] is False
     assert cluster.count("PATCH", DEPLOYMENTS) == restarts + 1
-
-    again = await call(cluster.target().rollback, PROTOCOL, actor="ops-oncall")  # rolling back a rollback
-    assert (again["current"], again["previous"]) == (SHA_B, SHA_A)
-
-
-@pytest.mark.asyncio
-async def test_rollback_without_a_previous_bundle_is_bad_input_and_changes_nothing(cluster: Cluster) -> None:
-    await apply(cluster, SHA_A, 1)
-    before = copy.deepcopy(cluster.configmap())
-    restarts = cluster.count("PATCH", DEPLOYMENTS)
-
-    with pytest.raises(BadInput, match="no previous version") as caught:
-        await call(cluster.target().rollback, PROTOCOL, actor="ops")
-
-    assert caught.value.exit_code == 2
-    assert cluster.configmap() == before
-    assert cluster.count("PATCH", DEPLOYMENTS) == restarts
-
-
-@pytest.mark.asyncio
-async def test_rollback_of_a_protocol_never_deployed_is_bad_input(cluster: Cluster) -> None:
-    with pytest.raises(BadInput, match="never deployed") as caught:
-        await call(cluster.target().rollback, PROTOCOL, actor="ops")
-
-    assert caught.value.exit_code == 2
-    assert cluster.count("PATCH", DEPLOYMENTS) == 0
-    assert cluster.count("POST", CONFIGMAPS) == 0
 
 
 # -- concurrency -------------------------------------------------------------------------------
@@ -217,23 +220,34 @@ def competing_writer(c: Cluster, data: dict[str, str]) -> Any:
     return answer
 
 
+def next_read_races(c: Cluster, data: dict[str, str], *, every: bool = False) -> None:
+    """The next ConfigMap read (every one after it too, with ``every``) is followed by someone else's write."""
+    fetches = len(c.emulator[kmock.action.FETCH, CONFIGMAPS])
+    end = None if every else fetches + 1
+    c.emulator[kmock.action.FETCH, CONFIGMAPS][fetches:end] << competing_writer(c, data)
+
+
 @pytest.mark.asyncio
-async def test_a_write_between_our_read_and_our_patch_gets_409_and_we_apply_on_top_of_it(cluster: Cluster) -> None:
-    await apply(cluster, SHA_A, 1)
-    other = {"current": SHA_B, "current_version": "2", "previous": SHA_A, "previous_version": "1"}
-    fetches = len(cluster.emulator[kmock.action.FETCH, CONFIGMAPS])
-    cluster.emulator[kmock.action.FETCH, CONFIGMAPS][fetches : fetches + 1] << competing_writer(cluster, other)
-    patches = len(cluster.emulator[kmock.method.PATCH, CONFIGMAPS])
+async def test_a_write_between_our_read_and_our_patch_gets_409_and_we_write_the_desired_state_on_top(
+    cluster: Cluster,
+) -> None:
+    await reconcile(cluster, state(SHA_A, 1))
+    stale_version = cluster.configmap()["metadata"]["resourceVersion"]
+    next_read_races(cluster, {"current": SHA_B, "current_version": "2", "previous": SHA_A, "previous_version": "1"})
+    patches = cluster.count("PATCH", CONFIGMAPS)
 
-    result = await apply(cluster, SHA_C, 3)
+    result = await reconcile(cluster, state(SHA_C, 3, SHA_A, 1))
 
-    # Our first patch carried the resourceVersion we read; the emulator refused it (409) and
-    # stored nothing; we read again and built on the competing write: B is now previous, not A.
-    assert result["action"] == "updated"
+    # Our first patch carried the resourceVersion we read; the emulator refused it (409) and stored
+    # nothing; we read again, saw B, and patched again with the newer resourceVersion: the registry's
+    # state (C over A) is what the ConfigMap holds, the competing B is not kept as previous.
+    assert result["action"] == "updated" and result["restarted"] is True
     data = cluster.configmap()["data"]
-    assert (data["current"], data["previous"], data["previous_version"]) == (SHA_C, SHA_B, "2")
-    config_patches = cluster.emulator[kmock.method.PATCH, CONFIGMAPS][patches:]
-    assert [p.data["data"]["previous"] for p in config_patches if "data" in (p.data or {})] == [SHA_A, SHA_B]
+    assert (data["current"], data["previous"], data["previous_version"]) == (SHA_C, SHA_A, "1")
+    sent = data_patches(cluster, since=patches)
+    assert len(sent) == 2
+    first, second = (body["metadata"]["resourceVersion"] for body in sent)
+    assert first == stale_version and second != stale_version
     assert any(isinstance(e, kmock.KubernetesError) and e.status == 409 for e in cluster.emulator.errors)
 
 
@@ -254,55 +268,47 @@ async def test_losing_the_create_race_reads_the_winner_and_updates_it(cluster: C
 
     cluster.emulator[kmock.action.FETCH, CONFIGMAPS][:1] << someone_else_created_it_after_our_read
 
-    result = await apply(cluster, SHA_B, 2)
+    result = await reconcile(cluster, state(SHA_B, 2, SHA_A, 1))
 
     assert cluster.count("POST", CONFIGMAPS) == 1  # ours, answered 409 AlreadyExists by the emulator itself
     assert any(e.status == 409 for e in cluster.emulator.errors if isinstance(e, kmock.KubernetesError))
     assert result["action"] == "updated"
     assert (result["current"], result["previous"]) == (SHA_B, SHA_A)
+    assert cluster.configmap()["data"]["current"] == SHA_B
 
 
 @pytest.mark.asyncio
-async def test_a_rollback_racing_another_rollback_does_not_swap_back(cluster: Cluster) -> None:
-    await apply(cluster, SHA_A, 1)
-    await apply(cluster, SHA_B, 2)
-    theirs = {"current": SHA_A, "current_version": "1", "previous": SHA_B, "previous_version": "2"}
-    fetches = len(cluster.emulator[kmock.action.FETCH, CONFIGMAPS])
-    cluster.emulator[kmock.action.FETCH, CONFIGMAPS][fetches : fetches + 1] << competing_writer(cluster, theirs)
+async def test_a_concurrent_writer_that_already_wrote_the_desired_state_leaves_nothing_to_do(
+    cluster: Cluster,
+) -> None:
+    await reconcile(cluster, state(SHA_B, 2, SHA_A, 1))
+    restarts = cluster.count("PATCH", DEPLOYMENTS)
+    # Another process rolled back to A first (the same registry state we are about to write).
+    next_read_races(cluster, {"current": SHA_A, "current_version": "1", "previous": SHA_B, "previous_version": "2"})
+    patches = cluster.count("PATCH", CONFIGMAPS)
 
-    result = await call(cluster.target().rollback, PROTOCOL, actor="ops")
+    result = await reconcile(cluster, state(SHA_A, 1, SHA_B, 2))
 
-    # Our patch got 409; on the re-read B is no longer current because the other rollback
-    # restored A: swapping again would put B back. Rolled back once, not twice.
-    assert result["action"] == "unchanged" and result["changed"] is False
+    # Our patch got 409; the re-read already holds what we want: written once, not twice, and the
+    # restart is the other writer's (it set no restart-pending mark for us to finish).
+    assert result["action"] == "unchanged" and result["changed"] is False and result["restarted"] is False
+    assert len(data_patches(cluster, since=patches)) == 1  # only the refused one
     data = cluster.configmap()["data"]
     assert (data["current"], data["previous"]) == (SHA_A, SHA_B)
-
-
-@pytest.mark.asyncio
-async def test_a_rollback_racing_a_new_deployment_stops_instead_of_undoing_it(cluster: Cluster) -> None:
-    await apply(cluster, SHA_A, 1)
-    await apply(cluster, SHA_B, 2)
-    newer = {"current": SHA_C, "current_version": "3", "previous": SHA_B, "previous_version": "2"}
-    fetches = len(cluster.emulator[kmock.action.FETCH, CONFIGMAPS])
-    cluster.emulator[kmock.action.FETCH, CONFIGMAPS][fetches : fetches + 1] << competing_writer(cluster, newer)
-
-    with pytest.raises(KubernetesApiError, match="changed while rolling back"):
-        await call(cluster.target().rollback, PROTOCOL, actor="ops")
-
-    assert cluster.configmap()["data"]["current"] == SHA_C
+    assert cluster.count("PATCH", DEPLOYMENTS) == restarts
 
 
 @pytest.mark.asyncio
 async def test_conflicts_that_never_stop_end_in_an_api_error_after_bounded_attempts(cluster: Cluster) -> None:
-    await apply(cluster, SHA_A, 1)
-    other = {"current": SHA_B, "current_version": "2", "previous": SHA_A, "previous_version": "1"}
+    await reconcile(cluster, state(SHA_A, 1))
     fetches = len(cluster.emulator[kmock.action.FETCH, CONFIGMAPS])
-    cluster.emulator[kmock.action.FETCH, CONFIGMAPS][fetches:] << competing_writer(cluster, other)
+    next_read_races(
+        cluster, {"current": SHA_B, "current_version": "2", "previous": SHA_A, "previous_version": "1"}, every=True
+    )
     restarts = cluster.count("PATCH", DEPLOYMENTS)
 
     with pytest.raises(KubernetesApiError, match="kept changing") as caught:
-        await apply(cluster, SHA_C, 3)
+        await reconcile(cluster, state(SHA_C, 3, SHA_A, 1))
 
     assert caught.value.status == 409 and caught.value.exit_code == 1
     assert len(cluster.emulator[kmock.action.FETCH, CONFIGMAPS]) - fetches == k8s_target.MAX_ATTEMPTS
@@ -314,34 +320,46 @@ async def test_conflicts_that_never_stop_end_in_an_api_error_after_bounded_attem
 
 
 @pytest.mark.asyncio
-async def test_a_failed_restart_is_reported_and_the_next_apply_of_the_same_bundle_finishes_it(
-    cluster: Cluster,
+@pytest.mark.parametrize("status", [403, 500])
+async def test_a_failed_restart_is_reported_and_reconciling_the_same_state_again_finishes_it(
+    cluster: Cluster, status: int
 ) -> None:
-    cluster.emulator[kmock.method.PATCH, DEPLOYMENTS][:1] << 403
+    cluster.emulator[kmock.method.PATCH, DEPLOYMENTS][:1] << status
 
-    with pytest.raises(KubernetesApiError, match="restart of hms-api failed.*403"):
-        await apply(cluster, SHA_A, 1)
+    with pytest.raises(KubernetesApiError, match=f"now holds aaaaaaaaaaaa .*restart of hms-api failed.*{status}"):
+        await reconcile(cluster, state(SHA_A, 1))
 
     read = await call(cluster.target().read, PROTOCOL)
     assert read["current"] == SHA_A and read["restart_pending"] is True
 
-    retry = await apply(cluster, SHA_A, 1)
+    retry = await reconcile(cluster, state(SHA_A, 1))
 
     assert retry["action"] == "unchanged" and retry["changed"] is False and retry["restarted"] is True
     assert "hms/restart-pending" not in cluster.configmap()["metadata"]["annotations"]
     assert cluster.count("PATCH", DEPLOYMENTS) == 2
 
-    third = await apply(cluster, SHA_A, 1)  # and now truly nothing to do
+    third = await reconcile(cluster, state(SHA_A, 1))  # and now truly nothing to do
     assert third["restarted"] is False and cluster.count("PATCH", DEPLOYMENTS) == 2
+
+
+@pytest.mark.asyncio
+async def test_a_failed_restart_after_a_delete_says_how_to_restart_by_hand(cluster: Cluster) -> None:
+    await reconcile(cluster, state(SHA_A, 1))
+    restarts = cluster.count("PATCH", DEPLOYMENTS)
+    cluster.emulator[kmock.method.PATCH, DEPLOYMENTS][restarts : restarts + 1] << 403  # the next restart
+
+    with pytest.raises(KubernetesApiError, match="removed the ConfigMap, but the restart of hms-api failed") as caught:
+        await reconcile(cluster, None)
+
+    assert "kubectl -n hms-staging rollout restart deployment/hms-api" in caught.value.message
+    assert await call(cluster.target().read, PROTOCOL) is None
 
 
 @pytest.mark.asyncio
 async def test_a_namespace_without_the_deployment_gets_the_configmap_and_reports_no_restart(
     cluster: Cluster,
 ) -> None:
-    result = await call(
-        cluster.target("hms-preprod").apply, PROTOCOL, sha256=SHA_A, version=1, activate_at=AT, actor="alice"
-    )
+    result = await reconcile(cluster, state(SHA_A, 1), namespace="hms-preprod")
 
     assert result["changed"] is True and result["restarted"] is False
     assert cluster.configmap(namespace="hms-preprod")["data"]["current"] == SHA_A
@@ -349,7 +367,7 @@ async def test_a_namespace_without_the_deployment_gets_the_configmap_and_reports
 
 @pytest.mark.asyncio
 async def test_the_restart_is_the_kubectl_rollout_restart_patch(cluster: Cluster) -> None:
-    await apply(cluster, SHA_A, 1)
+    await reconcile(cluster, state(SHA_A, 1))
 
     patch = cluster.emulator[kmock.method.PATCH, DEPLOYMENTS][-1]
     assert patch.headers["Content-Type"] == "application/strategic-merge-patch+json"
@@ -360,80 +378,6 @@ async def test_the_restart_is_the_kubectl_rollout_restart_patch(cluster: Cluster
     assert cluster.deployment()["spec"]["replicas"] == 2  # nothing else in the Deployment touched
 
 
-# -- reconcile (what the pipeline calls: the registry's state, applied as is) -----------------
-
-
-def state(current: str, version: int, previous: str | None = None, previous_version: int | None = None,
-          at: str = AT) -> k8s_target.PolicyState:
-    return k8s_target.PolicyState.build(current, version, previous, previous_version, at)
-
-
-async def reconcile(c: Cluster, desired: k8s_target.PolicyState | None) -> dict:
-    return await call(c.target().reconcile, PROTOCOL, desired, actor="ops")
-
-
-@pytest.mark.asyncio
-async def test_reconcile_creates_then_leaves_an_identical_state_alone(cluster: Cluster) -> None:
-    first = await reconcile(cluster, state(SHA_A, 1))
-    restarted_at = cluster.restarted_at()
-    writes = cluster.count("PATCH", CONFIGMAPS) + cluster.count("POST", CONFIGMAPS)
-
-    again = await reconcile(cluster, state(SHA_A, 1))
-
-    assert first["action"] == "created" and first["restarted"] is True
-    assert again["action"] == "unchanged" and again["changed"] is False and again["restarted"] is False
-    assert cluster.count("PATCH", CONFIGMAPS) + cluster.count("POST", CONFIGMAPS) == writes
-    assert cluster.restarted_at() == restarted_at
-
-
-@pytest.mark.asyncio
-async def test_reconcile_writes_previous_as_given_not_as_the_old_current(cluster: Cluster) -> None:
-    await reconcile(cluster, state(SHA_B, 2, SHA_A, 1))
-
-    result = await reconcile(cluster, state(SHA_A, 1, SHA_B, 2))  # a rollback, as the registry records it
-
-    assert result["action"] == "updated" and result["restarted"] is True
-    assert cluster.configmap()["data"] == {
-        "current": SHA_A, "current_version": "1", "previous": SHA_B, "previous_version": "2", "activate_at": AT_UTC,
-    }
-
-
-@pytest.mark.asyncio
-async def test_reconcile_to_nothing_deletes_the_configmap_once_and_restarts(cluster: Cluster) -> None:
-    await reconcile(cluster, state(SHA_A, 1))
-    restarts = cluster.count("PATCH", DEPLOYMENTS)
-
-    removed = await reconcile(cluster, None)
-    again = await reconcile(cluster, None)
-
-    assert removed["action"] == "removed" and removed["restarted"] is True
-    assert (CONFIGMAPS, NS, CM) not in cluster.emulator.objects or cluster.emulator.objects[CONFIGMAPS, NS, CM].deleted
-    assert await call(cluster.target().read, PROTOCOL) is None
-    assert again["action"] == "unchanged" and again["changed"] is False
-    assert cluster.count("PATCH", DEPLOYMENTS) == restarts + 1
-
-
-@pytest.mark.asyncio
-async def test_reconcile_finishes_a_restart_an_earlier_change_could_not_make(cluster: Cluster) -> None:
-    cluster.emulator[kmock.method.PATCH, DEPLOYMENTS][:1] << 500
-    with pytest.raises(KubernetesApiError, match="restart of hms-api failed"):
-        await reconcile(cluster, state(SHA_A, 1))
-
-    retry = await reconcile(cluster, state(SHA_A, 1))
-
-    assert retry["action"] == "unchanged" and retry["restarted"] is True
-    assert "hms/restart-pending" not in cluster.configmap()["metadata"]["annotations"]
-
-
-def test_a_state_from_the_registry_is_validated() -> None:
-    with pytest.raises(BadInput, match="previous"):
-        state(SHA_A, 1, SHA_B, None)
-    with pytest.raises(BadInput, match="sha256"):
-        state("not-a-hash", 1)
-    with pytest.raises(BadInput, match="timezone"):
-        state(SHA_A, 1, at="2026-12-01T00:00:00")
-
-
 # -- read and validation -----------------------------------------------------------------------
 
 
@@ -441,14 +385,13 @@ def test_a_state_from_the_registry_is_validated() -> None:
 async def test_read_returns_none_for_an_unknown_protocol_and_the_state_for_a_known_one(cluster: Cluster) -> None:
     assert await call(cluster.target().read, PROTOCOL) is None
 
-    await apply(cluster, SHA_A, 1)
-    await apply(cluster, SHA_B, 2)
-    state = await call(cluster.target().read, PROTOCOL)
+    await reconcile(cluster, state(SHA_B, 2, SHA_A, 1))
+    held = await call(cluster.target().read, PROTOCOL)
 
-    assert state["current"] == SHA_B and state["current_version"] == 2
-    assert state["previous"] == SHA_A and state["previous_version"] == 1
-    assert state["activate_at"] == AT_UTC and state["updated_by"] == "alice"
-    assert state["restart_pending"] is False
+    assert held["current"] == SHA_B and held["current_version"] == 2
+    assert held["previous"] == SHA_A and held["previous_version"] == 1
+    assert held["activate_at"] == AT_UTC and held["updated_by"] == "alice"
+    assert held["restart_pending"] is False and held["action"] == "read"
 
 
 @pytest.mark.asyncio
@@ -462,7 +405,7 @@ async def test_emulator_round_trips_configmaps_created_by_the_official_client(cl
 
 
 @pytest.mark.asyncio
-async def test_a_hand_edited_configmap_is_refused_not_built_upon(cluster: Cluster) -> None:
+async def test_a_hand_edited_configmap_is_refused_not_built_upon_nor_deleted(cluster: Cluster) -> None:
     cluster.emulator.objects[CONFIGMAPS, NS, CM] = {
         "metadata": {"name": CM, "namespace": NS, "resourceVersion": "7"},
         "data": {
@@ -475,43 +418,70 @@ async def test_a_hand_edited_configmap_is_refused_not_built_upon(cluster: Cluste
     }
 
     with pytest.raises(BadInput, match="data.current"):
-        await apply(cluster, SHA_B, 2)
+        await reconcile(cluster, state(SHA_B, 2))
     with pytest.raises(BadInput, match="data.current"):
-        await call(cluster.target().rollback, PROTOCOL, actor="ops")
-    assert cluster.count("PATCH", CONFIGMAPS) == 0
+        await reconcile(cluster, None)
+    assert configmap_writes(cluster) == 0 and cluster.count("PATCH", DEPLOYMENTS) == 0
 
 
-BAD_APPLY_ARGUMENTS = [
+BAD_STATE_FIELDS = [
+    pytest.param({"current": "abc"}, "current", id="short-hash"),
+    pytest.param({"current": "g" * 64}, "current", id="non-hex-hash"),
+    pytest.param({"current": "a" * 65}, "current", id="long-hash"),
+    pytest.param({"current": "sha256:" + "a" * 64}, "current", id="prefixed-hash"),
+    pytest.param({"current_version": 0}, "current_version", id="version-0"),
+    pytest.param({"current_version": True}, "current_version", id="version-bool"),
+    pytest.param({"current_version": "3"}, "current_version", id="version-string"),
+    pytest.param({"previous": SHA_B}, "previous", id="previous-without-version"),
+    pytest.param({"previous": "b" * 63, "previous_version": 1}, "previous", id="short-previous-hash"),
+    pytest.param({"activate_at": datetime(2026, 12, 1)}, "activate_at", id="naive-datetime"),
+    pytest.param({"activate_at": "2026-12-01T00:00:00"}, "activate_at", id="naive-string"),
+    pytest.param({"activate_at": "tomorrow"}, "activate_at", id="not-a-time"),
+]
+
+
+@pytest.mark.parametrize(("override", "where"), BAD_STATE_FIELDS)
+def test_a_state_from_the_registry_is_validated_when_built(override: dict[str, Any], where: str) -> None:
+    fields: dict[str, Any] = {
+        "current": SHA_A, "current_version": 1, "previous": None, "previous_version": None, "activate_at": AT,
+    }
+    fields.update(override)
+
+    with pytest.raises(BadInput) as caught:
+        PolicyState.build(**fields)
+
+    assert caught.value.where == where and caught.value.exit_code == 2
+
+
+BAD_RECONCILE_ARGUMENTS = [
     pytest.param({"protocol_id": "Wildfire"}, "protocol id", id="uppercase-id"),
     pytest.param({"protocol_id": "wild_fire"}, "protocol id", id="underscore-id"),
     pytest.param({"protocol_id": "-wildfire"}, "protocol id", id="leading-hyphen-id"),
     pytest.param({"protocol_id": "x" * 64}, "protocol id", id="64-char-id"),
-    pytest.param({"sha256": "abc"}, "sha256", id="short-hash"),
-    pytest.param({"sha256": "g" * 64}, "sha256", id="non-hex-hash"),
-    pytest.param({"sha256": "a" * 65}, "sha256", id="long-hash"),
-    pytest.param({"sha256": "sha256:" + "a" * 64}, "sha256", id="prefixed-hash"),
-    pytest.param({"version": 0}, "version", id="version-0"),
-    pytest.param({"version": True}, "version", id="version-bool"),
-    pytest.param({"version": "3"}, "version", id="version-string"),
-    pytest.param({"activate_at": datetime(2026, 12, 1)}, "activate_at", id="naive-datetime"),
-    pytest.param({"activate_at": "2026-12-01T00:00:00"}, "activate_at", id="naive-string"),
-    pytest.param({"activate_at": "tomorrow"}, "activate_at", id="not-a-time"),
+    pytest.param({"protocol_id": "../kube-system"}, "protocol id", id="path-traversal-id"),
+    pytest.param({"protocol_id": "wildfire/../x"}, "protocol id", id="slash-id"),
     pytest.param({"actor": ""}, "actor", id="empty-actor"),
     pytest.param({"actor": "a\nb"}, "actor", id="control-char-actor"),
+    pytest.param({"actor": "x" * 257}, "actor", id="257-char-actor"),
+    # A state not made by PolicyState.build (or not a state at all) is checked like a ConfigMap we read.
+    pytest.param({"desired": PolicyState("abc", 1, None, None, AT_UTC)}, "desired data.current", id="hand-built-hash"),
+    pytest.param({"desired": PolicyState(SHA_A, 0, None, None, AT_UTC)}, "desired", id="hand-built-version-0"),
+    pytest.param({"desired": PolicyState(SHA_A, 1, SHA_B, None, AT_UTC)}, "desired", id="hand-built-half-previous"),
+    pytest.param({"desired": PolicyState(SHA_A, 1, None, None, AT)}, "desired", id="hand-built-offset-time"),
+    pytest.param({"desired": {"current": SHA_A}}, "desired", id="not-a-state"),
 ]
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize(("override", "where"), BAD_APPLY_ARGUMENTS)
+@pytest.mark.parametrize(("override", "where"), BAD_RECONCILE_ARGUMENTS)
 async def test_bad_arguments_are_refused_before_any_api_call(
     cluster: Cluster, override: dict[str, Any], where: str
 ) -> None:
-    kwargs: dict[str, Any] = {"protocol_id": PROTOCOL, "sha256": SHA_A, "version": 1, "activate_at": AT, "actor": "a"}
+    kwargs: dict[str, Any] = {"protocol_id": PROTOCOL, "desired": state(SHA_A, 1), "actor": "a"}
     kwargs.update(override)
-    protocol_id = kwargs.pop("protocol_id")
 
     with pytest.raises(BadInput) as caught:
-        await call(cluster.target().apply, protocol_id, **kwargs)
+        await call(cluster.target().reconcile, kwargs["protocol_id"], kwargs["desired"], actor=kwargs["actor"])
 
     assert caught.value.where == where and caught.value.exit_code == 2
     assert len(cluster.emulator) == 0  # no request reached the API

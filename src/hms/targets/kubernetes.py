@@ -11,17 +11,25 @@ In an environment's namespace, protocol ``wildfire-aid-2024`` is the ConfigMap
       previous: <sha256 or "">          previous_version: "2" or ""
       activate_at: 2026-12-01T05:00:00Z      # ISO 8601, UTC
 
-``current`` is the bundle in force from ``activate_at`` on (``previous`` until then);
-a rollback swaps the two and makes the restored bundle active at once. After every
-change the ``hms-api`` Deployment gets the same patch as ``kubectl rollout restart``
-(``spec.template.metadata.annotations["kubectl.kubernetes.io/restartedAt"]``), so
-its pods restart and read the ConfigMap again.
+``current`` is the bundle in force from ``activate_at`` on (``previous`` until then).
+The one way to change it is ``KubernetesTarget.reconcile``: the caller (hms.targets.sync)
+computes the whole state from the registry — for a deploy, a schedule or a rollback
+alike — and the target makes the ConfigMap hold exactly that, or deletes it::
 
-Writes use optimistic concurrency: a change is a merge patch that carries the
-``resourceVersion`` it was computed from; the API server answers 409 if someone
-else wrote in between, and we read again and recompute (also when a create loses
+    target = KubernetesTarget("hms-prod")
+    want = PolicyState.build(digest, 3, previous_digest, 2, "2026-12-01T00:00:00-05:00")
+    target.reconcile("wildfire-aid-2024", want, actor="alice")   # created / updated / unchanged
+    target.reconcile("wildfire-aid-2024", None, actor="alice")   # removed: nothing is deployed
+
+After every change the ``hms-api`` Deployment gets the same patch as ``kubectl rollout
+restart`` (``spec.template.metadata.annotations["kubectl.kubernetes.io/restartedAt"]``),
+so its pods restart and read the ConfigMap again.
+
+Writes use optimistic concurrency: a change is a merge patch (or a delete) that carries
+the ``resourceVersion`` it was computed from; the API server answers 409 if someone
+else wrote in between, and we read again and compare again (also when a create loses
 a race: 409 AlreadyExists). A change also sets the ``hms/restart-pending``
-annotation, cleared once the restart went through: an apply that finds nothing to
+annotation, cleared once the restart went through: a reconcile that finds nothing to
 change still restarts if an earlier restart failed, and otherwise touches nothing.
 
 Everything is validated (protocol id, hashes, versions, times, actor) before the
@@ -34,7 +42,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -203,6 +211,13 @@ class PolicyState:
         return cls(current, version("current_version"), previous, previous_version, data["activate_at"])
 
 
+def _checked(desired: object) -> PolicyState:
+    """``desired`` re-validated like a ConfigMap we read: a state built by hand, not by ``build``, is refused too."""
+    if not isinstance(desired, PolicyState):
+        raise BadInput(f"desired state must be a PolicyState or None, got {desired!r}", where="desired")
+    return PolicyState.from_data(desired.to_data(), where="desired")
+
+
 class _Stale(Exception):
     """The ConfigMap changed (409) or vanished (404) between our read and our write: read again."""
 
@@ -237,14 +252,14 @@ def default_api_client(in_cluster: bool | None = None) -> client.ApiClient:
 
 
 class KubernetesTarget:
-    """One environment's namespace: apply, roll back and read protocol ConfigMaps, restart ``hms-api``.
+    """One environment's namespace: reconcile and read protocol ConfigMaps, restart ``hms-api``.
 
-    Example::
+    Example (the state comes from the registry: hms.targets.sync.desired)::
 
         target = KubernetesTarget("hms-prod")
-        target.apply("wildfire-aid-2024", sha256=digest, version=3,
-                     activate_at="2026-12-01T00:00:00-05:00", actor="alice")
-        target.rollback("wildfire-aid-2024", actor="bob")
+        want = PolicyState.build(digest, 3, None, None, "2026-12-01T00:00:00-05:00")
+        target.reconcile("wildfire-aid-2024", want, actor="alice")
+        target.read("wildfire-aid-2024")   # the ConfigMap as a dict, or None
 
     :param namespace: the environment's namespace (a DNS label)
     :param api_client: a configured ``kubernetes.client.ApiClient``; default: in-cluster or kubeconfig
@@ -265,7 +280,7 @@ class KubernetesTarget:
     # -- public API ---------------------------------------------------------------------------
 
     def read(self, protocol_id: str) -> dict[str, Any] | None:
-        """The protocol's ConfigMap as a dict (see ``apply``'s result), or None if there is none."""
+        """The protocol's ConfigMap as a dict (see ``reconcile``'s result), or None if there is none."""
         name = configmap_name(protocol_id)
         observed = self._get(name)
         if observed is None:
@@ -275,120 +290,19 @@ class KubernetesTarget:
             protocol_id, name, observed.state, observed.annotations, action="read", restart_pending=pending
         )
 
-    def apply(
-        self, protocol_id: str, *, sha256: str, version: int, activate_at: datetime | str, actor: str
-    ) -> dict[str, Any]:
-        """Make ``sha256`` the current bundle from ``activate_at`` on; what was current becomes previous.
-
-        Applying the bundle that is already current with the same ``activate_at`` changes
-        nothing and restarts nothing (``action: "unchanged"``); with another ``activate_at``
-        only the time moves (``action: "rescheduled"``). The same hash with another version
-        is refused. Returns the ConfigMap's state and ``action`` (created / updated /
-        rescheduled / unchanged), ``changed``, ``restarted``.
-        """
-        name = configmap_name(protocol_id)
-        sha256 = _sha256(sha256, where="sha256")
-        version = _version(version, where="version")
-        at = _activate_at(activate_at)
-        actor = _actor(actor)
-
-        for _attempt in range(MAX_ATTEMPTS):
-            observed = self._get(name)
-            if observed is None:
-                state = PolicyState(sha256, version, None, None, at)
-                try:
-                    rv = self._create(name, protocol_id, state, actor)
-                except _Stale:
-                    continue  # created by someone else since we looked: read it and decide again
-                return self._after_change(protocol_id, name, state, actor, "created", resource_version=rv)
-            old = observed.state
-            if old.current == sha256:
-                if old.current_version != version:
-                    raise BadInput(
-                        f"bundle {sha256[:12]} is version {old.current_version} in {self.namespace}/{name}, "
-                        f"not {version}",
-                        where="version",
-                    )
-                if old.activate_at == at:
-                    if observed.annotations.get(ANNOTATION_RESTART_PENDING):
-                        log.warning("%s/%s: finishing a restart that did not go through", self.namespace, name)
-                        restarted = self._restart_and_clear(name, observed.resource_version)
-                        return self._result(
-                            protocol_id, name, old, observed.annotations, action="unchanged", restarted=restarted
-                        )
-                    return self._result(protocol_id, name, old, observed.annotations, action="unchanged")
-                new, action = replace(old, activate_at=at), "rescheduled"
-            else:
-                new, action = PolicyState(sha256, version, old.current, old.current_version, at), "updated"
-            try:
-                rv = self._patch(name, protocol_id, new, actor, observed.resource_version)
-            except _Stale:
-                continue
-            return self._after_change(protocol_id, name, new, actor, action, resource_version=rv)
-        raise KubernetesApiError(
-            f"{self.namespace}/{name} kept changing under us ({MAX_ATTEMPTS} conflicting writes); try again",
-            where="kubernetes",
-            status=409,
-        )
-
-    def rollback(self, protocol_id: str, *, actor: str) -> dict[str, Any]:
-        """Swap current and previous; the restored bundle is active at once (``activate_at`` = now).
-
-        ``BadInput`` when the protocol has no ConfigMap here or no previous bundle. A retry
-        after a conflict rolls back only the bundle that was current when we first looked:
-        if someone else rolled it back meanwhile the result is ``unchanged`` (swapping again
-        would undo theirs); if something else became current, ``KubernetesApiError``.
-        """
-        name = configmap_name(protocol_id)
-        actor = _actor(actor)
-        where = f"{self.namespace}/{name}"
-        rolling_back: PolicyState | None = None  # the state we set out to undo
-        for _attempt in range(MAX_ATTEMPTS):
-            observed = self._get(name)
-            if observed is None:
-                raise BadInput(
-                    f"protocol {protocol_id!r} was never deployed to namespace {self.namespace!r}: "
-                    "nothing to roll back",
-                    where=where,
-                )
-            old = observed.state
-            if rolling_back is not None and old.current != rolling_back.current:
-                if old.current == rolling_back.previous:
-                    return self._result(protocol_id, name, old, observed.annotations, action="unchanged")
-                raise KubernetesApiError(
-                    f"{where} changed while rolling back: it now holds {old.current[:12]} (v{old.current_version}); "
-                    "look, then roll back again if that is still wanted",
-                    where="kubernetes",
-                    status=409,
-                )
-            if old.previous is None or old.previous_version is None:
-                raise BadInput(
-                    f"protocol {protocol_id!r} has no previous version in {self.namespace!r}; nothing to roll back to",
-                    where=where,
-                )
-            rolling_back = old
-            new = PolicyState(old.previous, old.previous_version, old.current, old.current_version, _utc_iso(_now()))
-            try:
-                rv = self._patch(name, protocol_id, new, actor, observed.resource_version)
-            except _Stale:
-                continue
-            return self._after_change(protocol_id, name, new, actor, "rolled_back", resource_version=rv)
-        raise KubernetesApiError(
-            f"{where} kept changing under us ({MAX_ATTEMPTS} conflicting writes); try again",
-            where="kubernetes",
-            status=409,
-        )
-
     def reconcile(self, protocol_id: str, desired: PolicyState | None, *, actor: str) -> dict[str, Any]:
         """Make the ConfigMap hold exactly ``desired`` (None: no ConfigMap), restarting hms-api after a change.
 
         This is what the pipeline calls (hms.targets.sync): the state comes from the registry,
         so calling it again with the same state is harmless — ``unchanged`` and no restart,
         or, if an earlier restart did not go through, that restart finished. ``action`` is
-        created / updated / removed / unchanged.
+        created / updated / removed / unchanged. ``desired`` is checked again before any API
+        call, so a state built by hand rather than by ``PolicyState.build`` cannot slip through.
         """
         name = configmap_name(protocol_id)
         actor = _actor(actor)
+        if desired is not None:
+            desired = _checked(desired)
         for _attempt in range(MAX_ATTEMPTS):
             observed = self._get(name)
             if desired is None:
@@ -595,7 +509,7 @@ class KubernetesTarget:
         except KubernetesApiError as e:
             raise KubernetesApiError(
                 f"{self.namespace}/{name} now holds {state.current[:12]} (v{state.current_version}) but the restart "
-                f"of {self.deployment} failed: {e.message}; apply the same bundle again to finish the restart",
+                f"of {self.deployment} failed: {e.message}; reconcile the same state again to finish the restart",
                 where=e.where,
                 status=e.status,
             ) from e
