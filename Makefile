@@ -32,7 +32,7 @@ demo: install
 test: install
 	$(BIN)/ruff check .
 	bash scripts/ci-postgres.sh || echo "[test] PostgreSQL could not start: postgres-marked tests will skip"
-	set -a; if [ -f .hms-ci/postgres.env ]; then . .hms-ci/postgres.env; fi; set +a; $(BIN)/pytest -q
+	set -a; if [ -f .hms-ci/postgres.env ]; then . .hms-ci/postgres.env; fi; set +a; $(BIN)/pytest -q --durations=25
 
 # A real local Airflow (api-server, scheduler, dag-processor, triggerer) on this repo's DAGs; state in .airflow/.
 up: install
