@@ -316,7 +316,9 @@ def parse_pipeline_config(text: str, source: str = "<pipeline config>") -> Pipel
 def _schema_marker(text: str) -> Path:
     from hms.registry.db import hms_home
 
-    digest = hashlib.sha256(json.dumps(SCHEMA, sort_keys=True).encode() + b"\0" + text.encode()).hexdigest()
+    # The validator's rules are part of the key: a marker from before the ECMA "$" fix does not count.
+    key = json.dumps(SCHEMA, sort_keys=True).encode() + b"\0ecma-pattern-1\0" + text.encode()
+    digest = hashlib.sha256(key).hexdigest()
     return hms_home() / "cache" / f"pipeline-config-{digest}.valid"
 
 
@@ -325,11 +327,9 @@ def _check_schema(doc: yamlsafe.Document, text: str) -> None:
     marker = _schema_marker(text)
     if marker.is_file():
         return
-    import jsonschema
+    from hms.schema_check import validator_class
 
-    errors = sorted(
-        jsonschema.Draft202012Validator(SCHEMA).iter_errors(doc.data), key=lambda e: list(e.absolute_path)
-    )
+    errors = sorted(validator_class()(SCHEMA).iter_errors(doc.data), key=lambda e: list(e.absolute_path))
     if errors:
         e = errors[0]
         path = ".".join(str(x) for x in e.absolute_path) or "(top level)"

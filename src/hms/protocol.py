@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
@@ -35,22 +34,11 @@ def schema() -> dict[str, Any]:
     return json.loads(SCHEMA_PATH.read_text())
 
 
-def _ecma_pattern(validator: Any, pattern: str, instance: Any, _schema: Any) -> Any:
-    """``pattern`` with JSON Schema's (ECMA-262) ``$``: the end of the string.
-
-    Python's ``$`` also matches before a final newline, so ``"wildfire-aid\\n"`` would pass as a
-    DNS-label id and travel on into DAG ids, Kubernetes names and shell arguments.
-    """
-    if not validator.is_type(instance, "string"):
-        return
-    py = pattern[:-1] + r"\Z" if pattern.endswith("$") and not pattern.endswith("\\$") else pattern
-    if re.search(py, instance) is None:
-        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
-
-
 @cache
 def _validator() -> jsonschema.protocols.Validator:
-    cls = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": _ecma_pattern})
+    from hms.schema_check import validator_class
+
+    cls = validator_class()
     return cls(schema(), format_checker=cls.FORMAT_CHECKER)
 
 

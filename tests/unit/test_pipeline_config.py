@@ -81,3 +81,11 @@ def test_kubernetes_mode_maps_each_environment_to_its_namespace() -> None:
     cfg = parse_pipeline_config(text, "p.yml")
     assert cfg.execution.mode == "kubernetes" and cfg.execution.in_cluster is False
     assert [cfg.namespace_for(e) for e in cfg.environment_names] == ["hms-staging", "hms-preprod", "citizens-prod"]
+
+
+@pytest.mark.parametrize("name", ["prod\n", "prod\r\n", "prod$(id)"])
+def test_an_environment_name_with_a_trailing_newline_or_shell_is_refused(name: str) -> None:
+    """Python's ``$`` matches before a final newline; the schema's patterns are ECMA-262, where it does not."""
+    text = _config_text(environments=[{"name": "staging"}, {"name": "preprod"}, {"name": name}])
+    with pytest.raises(BadInput, match=r"environments\.2\.name"):
+        parse_pipeline_config(text, "p.yml")
