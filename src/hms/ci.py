@@ -157,14 +157,30 @@ class AirflowApi:
         return r.json() if r.content else None
 
     def trigger(self, dag_id: str, run_id: str, conf: dict[str, Any]) -> bool:
-        """Start ``run_id``; False when it already exists (then the caller follows it)."""
-        self._ok(self._http.patch(f"/api/v2/dags/{dag_id}", json={"is_paused": False}), f"unpause {dag_id}")
-        r = self._http.post(
-            f"/api/v2/dags/{dag_id}/dagRuns", json={"dag_run_id": run_id, "logical_date": None, "conf": conf}
-        )
-        if r.status_code == 409:
-            return False
-        self._ok(r, f"trigger {dag_id}")
+        """Start ``run_id``; False when it already exists (then the caller follows it).
+
+        A 5xx (Airflow on SQLite under load: the lock wait ran out) is retried with the same run id,
+        so a retry never starts a second run; a 409 after a 5xx is our own earlier attempt.
+        """
+        failed_before = False
+        for attempt in range(5):
+            if attempt:
+                time.sleep(attempt)
+            r = self._http.patch(f"/api/v2/dags/{dag_id}", json={"is_paused": False})
+            if r.status_code >= 500:
+                continue
+            self._ok(r, f"unpause {dag_id}")
+            r = self._http.post(
+                f"/api/v2/dags/{dag_id}/dagRuns", json={"dag_run_id": run_id, "logical_date": None, "conf": conf}
+            )
+            if r.status_code >= 500:
+                failed_before = True
+                continue
+            if r.status_code == 409:
+                return failed_before
+            self._ok(r, f"trigger {dag_id}")
+            return True
+        self._ok(r, f"trigger {dag_id} (after 5 attempts)")
         return True
 
     def run_state(self, dag_id: str, run_id: str) -> str:
