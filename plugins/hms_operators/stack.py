@@ -410,33 +410,23 @@ class AirflowStack:
     def trigger(self, dag_id: str, conf: dict[str, Any] | None = None, run_id: str | None = None) -> str:
         """Unpause ``dag_id`` and start a run; returns its run id. A duplicate ``run_id`` raises (409).
 
-        SQLite lets one writer in at a time: under load the api-server may answer 500 ("Database
-        error", the lock wait ran out). The call is retried with the same run id (one is made up
-        when none is given), so a retry can never start a second run: a 409 after a 5xx means the
-        earlier attempt did commit.
+        Through ``hms.ci.AirflowApi.trigger`` (what ``hms ci run`` uses): it retries the 5xx that
+        Airflow on SQLite answers under load with the same run id — one is made up when none is
+        given — so a retry can never start a second run.
         """
+        from hms.ci import AirflowApi
+        from hms.errors import BadInput
+
         run_id = run_id or f"manual__hms-{secrets.token_hex(6)}"
-        body: dict[str, Any] = {"dag_run_id": run_id, "logical_date": None, "conf": conf or {}}
-        with self.client() as c:
-            failed_before = False
-            for attempt in range(5):
-                if attempt:
-                    time.sleep(attempt)
-                r = c.patch(f"/api/v2/dags/{dag_id}", json={"is_paused": False})
-                if r.status_code >= 500:
-                    continue
-                if r.status_code != 200:
-                    raise StackError(f"unpause {dag_id}: {r.status_code} {r.text[:300]}")
-                r = c.post(f"/api/v2/dags/{dag_id}/dagRuns", json=body)
-                if r.status_code >= 500:
-                    failed_before = True
-                    continue
-                if r.status_code == 409 and failed_before:
-                    return run_id
-                if r.status_code not in (200, 201):
-                    raise StackError(f"trigger {dag_id}: {r.status_code} {r.text[:500]}")
-                return str(r.json()["dag_run_id"])
-            raise StackError(f"trigger {dag_id}: {r.status_code} {r.text[:500]} (after 5 attempts)")
+        api = AirflowApi(self.url, "admin", self.users["admin"], timeout=30)
+        try:
+            api.login()
+            created = api.trigger(dag_id, run_id, conf or {})
+        except BadInput as e:
+            raise StackError(str(e)) from None
+        if not created:
+            raise StackError(f"trigger {dag_id}: 409 a run {run_id!r} exists already")
+        return run_id
 
     def run_state(self, dag_id: str, run_id: str) -> str:
         with self.client() as c:
