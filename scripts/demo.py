@@ -125,7 +125,7 @@ def law_in_force_today(config: Any) -> None:
 
 
 def airflow_run(stack: Any, config: Any, port: int) -> str:
-    from hms.ci import AirflowApi, StageLines, follow_rest, run_id_for
+    from hms.ci import AirflowApi, CiRun, TaskEvent, execute
 
     v3 = protocol_copy(3, config.timezone)
     say("\n[airflow] the new version, v3 ($1,000 per member), through the pipeline DAG on the running Airflow")
@@ -134,18 +134,10 @@ def airflow_run(stack: Any, config: Any, port: int) -> str:
     say(f"[intake] 📦 {pushed['id']} recorded, sha256:{sha[:12]}")
     api = AirflowApi(stack.url, "admin", stack.users["admin"])
     api.login()
-    dag_id, run_id = "policy_wildfire-aid-2024", run_id_for(sha)
-    api.trigger(dag_id, run_id, {"sha256": sha, "effective_at": "+15s", "chaos_window": "3s"})
-    say(f"[airflow] {dag_id} run {run_id} started: {stack.url}/dags/{dag_id}/runs/{run_id}")
-    lines = StageLines(config.environment_names, tz=config.timezone)
-    final = "failed"
-    for ev in follow_rest(api, dag_id, run_id, timeout=600):
-        if isinstance(ev, str):
-            final = ev
-            break
-        text = lines.line(ev)
-        if text:
-            say(text)
+    run = CiRun(ROOT, "wildfire-aid-2024", v3, sha, {"sha256": sha, "effective_at": "+15s", "chaos_window": "3s"})
+    say(f"[airflow] {stack.url}/dags/{run.dag_id}/runs/{run.run_id}")
+
+    def clerks_and_questions(ev: TaskEvent) -> None:
         if ev.task_id == "review.approvals" and ev.state == "deferred":
             for user, role, comment in (("alice", "legal", "authority checked"), ("bob", "budget", "within budget")):
                 with httpx.Client(base_url=stack.url, headers={"Authorization": f"Bearer {stack.token(user)}"}) as c:
@@ -155,9 +147,9 @@ def airflow_run(stack: Any, config: Any, port: int) -> str:
                     raise SystemExit(f"the review API refused {user}: {r.text}")
         if ev.task_id == "prod.schedule" and ev.state == "success":
             ask(port, "before the effective time")
-    mark = "✅" if final == "success" else "❌"
-    say(f"[airflow] {mark} {dag_id} run {run_id}: {final}")
-    return final
+
+    return execute(run, config.environment_names, tz=config.timezone, api=api, timeout=600, out=say,
+                   on_event=clerks_and_questions)
 
 
 def main() -> int:

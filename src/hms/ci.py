@@ -350,8 +350,13 @@ def execute(
     api: AirflowApi | None,
     timeout: float,
     out: Callable[[str], None],
+    on_event: Callable[[TaskEvent], None] | None = None,
 ) -> str:
-    """Start (or join) the run, print its stage lines, return the final state."""
+    """Start (or join) the run, print its stage lines, return the final state.
+
+    ``on_event`` sees every task event after its line is printed (the demo's clerks approve when
+    the review starts waiting).
+    """
     lines = StageLines(environments, tz=tz)
     if api is not None:
         created = api.trigger(run.dag_id, run.run_id, run.conf)
@@ -374,6 +379,8 @@ def execute(
             got = ev.result.get("sha256", "")
             if got and got != run.sha256:
                 out(f"[ci] note: the worker packed sha256:{got[:12]}, not sha256:{run.sha256[:12]} as here")
+        if on_event is not None:
+            on_event(ev)
     mark = "✅" if final == "success" else "❌"
     out(f"[ci] {mark} {run.dag_id} run {run_id}: {final}")
     return final
