@@ -286,9 +286,9 @@ def _enum_plan(name: str, decl: Mapping[str, Any], hint: Mapping[str, Any], at: 
     for key, w in hint["weights"].items():
         k = _weight_key(key, kind)
         if k not in keys:
-            close = difflib.get_close_matches(str(key), [str(x) for x in keys], n=1)
-            tip = f"; did you mean {close[0]!r}?" if close else f"; the enum is {[_value(v) for v in values]}"
-            raise BadInput(f"weight for {key!r}, which is not a value of {name}'s enum{tip}",
+            close = difflib.get_close_matches(str(key), [_value(v).strip("'") for v in values], n=1)
+            tip = f"; did you mean {close[0]!r}?" if close else f"; the enum is {', '.join(map(_value, values))}"
+            raise BadInput(f"weight for {key!r}: not a value of {name}'s enum{tip}",
                            where=at(("synthetic", "weights", str(key))))
         given[k] = float(w)
     unnamed = [_value(v) for k, v in keys.items() if k not in given]
