@@ -228,8 +228,9 @@ def _value(v: bool | float | str) -> str:
 # ---- from a declaration to a plan ---------------------------------------------------------------
 
 
-def plan_for(name: str, decl: Mapping[str, Any], at: Locator, *, string_values: tuple[tuple[str, ...], str] = ((), "")
-             ) -> ColumnPlan:
+def plan_for(
+    name: str, decl: Mapping[str, Any], at: Locator, *, string_values: tuple[tuple[str, ...], str] = ((), "")
+) -> ColumnPlan:
     """How column ``name`` is drawn from its declaration ``decl``; a bad hint is ``BadInput`` at its field.
 
     ``string_values`` (values, where they came from) serves a string input without an enum or
@@ -249,10 +250,9 @@ def plan_for(name: str, decl: Mapping[str, Any], at: Locator, *, string_values: 
     if family == "enum":
         return _enum_plan(name, decl, hint, at)
     if kind == "boolean":
-        share = hint.get("share_true")
-        return Bernoulli(float(share), "synthetic hint") if share is not None else Bernoulli(
-            DEFAULT_SHARE_TRUE, "default: no synthetic hint"
-        )
+        if "share_true" in hint:
+            return Bernoulli(float(hint["share_true"]), "synthetic hint")
+        return Bernoulli(DEFAULT_SHARE_TRUE, "default: no synthetic hint")
     if kind == "string":
         if "weights" in hint:
             values = tuple(hint["weights"])
