@@ -9,12 +9,15 @@ the simulation report's own SVG (hms.report), drawn from the result the test ste
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from hms import clock, report
 from hms.pipeline_config import PipelineConfig
 from hms.web.reviews import SCHEDULER_ROLE, BundleView, Caller
+
+if TYPE_CHECKING:
+    from hms.simulate import SimulationResult
 
 esc = report.esc
 
@@ -203,8 +206,18 @@ def _simulation(sha256: str, sim: dict[str, Any] | None) -> str:
     return (
         f'<p class="check simulation">Simulation {BADGE[r.ok]} cost {esc(r.money(r.cost_cents))}{esc(share)} on '
         f"{esc(r.population.get('source'))} · <a href=\"reports/{esc(sha256)}\">full report</a></p>"
+        f"{_synthesized(r)}"
         f'<div class="chart">{report.cost_vs_cap(r)}</div>'
     )
+
+
+def _synthesized(r: SimulationResult) -> str:
+    """The columns the simulation invented (from the recorded result), so a clerk does not take them for data."""
+    if not r.synthesized_columns:
+        return ""
+    items = "".join(f"<li><code>{esc(c.name)}</code>: {esc(c.how)}</li>" for c in r.synthesized_columns)
+    return ('<p class="check synthesized"><span class="badge warn">synthesized data</span> the population lacks '
+            f'these columns; they were drawn from the declared inputs:</p><ul class="plain synthesized">{items}</ul>')
 
 
 def _diff(v: BundleView) -> str:
