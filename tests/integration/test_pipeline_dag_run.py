@@ -29,8 +29,9 @@ _RUN = textwrap.dedent("""
     import sys
     sys.path.insert(0, "plugins")
     from airflow.dag_processing.dagbag import DagBag
+    import json, os
     dag = DagBag(dag_folder="dags").dags["policy_wildfire-aid-2024"]
-    r = dag.test(run_conf={"effective_at": "+6s", "chaos_window": "3s"})
+    r = dag.test(run_conf=json.loads(os.environ.get("RUN_CONF") or '{"effective_at": "+6s", "chaos_window": "3s"}'))
     states = {ti.task_id: str(ti.state) for ti in r.get_task_instances()}
     import json
     print("RESULT " + json.dumps({"state": str(r.state), "tasks": states}))
@@ -57,6 +58,46 @@ def _run(env) -> dict:
     lines = [x for x in r.stdout.splitlines() if x.startswith("RESULT ")]
     assert lines, r.stdout[-3000:] + r.stderr[-3000:]
     return {**json.loads(lines[-1][len("RESULT "):]), "output": r.stdout + r.stderr}
+
+
+def _pushed_with_effective_time(env, tmp_path, at: datetime) -> str:
+    """A v4 of the sample whose own effective time is ``at`` (the repository file's has passed), pushed and approved."""
+    import yaml
+
+    data = yaml.safe_load(WILDFIRE.read_text())
+    data["metadata"].update(version=4, effective_at=at.isoformat())
+    path = tmp_path / "wildfire-aid-2024.json"
+    path.write_text(json.dumps(data))
+    out = subprocess.run([HMS, "rule", "push", str(path), "--json"], env=env, check=True, capture_output=True,
+                         text=True, timeout=60).stdout
+    sha = json.loads(out.strip().splitlines()[-1])["sha256"]
+    for user, role in (("alice", "legal"), ("bob", "budget")):
+        subprocess.run([HMS, "rule", "review", sha, "--user", user, "--role", role, "--approve"], env=env,
+                       check=True, capture_output=True, timeout=60)
+    return sha
+
+
+@pytest.mark.airflow
+def test_prod_takes_the_effective_time_of_the_pushed_bundle_not_the_repository_file(airflow_env, tmp_path):
+    at = (datetime.now(UTC) + timedelta(seconds=45)).replace(microsecond=0)
+    sha = _pushed_with_effective_time(airflow_env, tmp_path, at)
+    result = _run({**airflow_env, "RUN_CONF": json.dumps({"sha256": sha, "chaos_window": "3s"})})
+    assert result["state"].endswith("success"), result
+    with session_scope() as s:
+        from hms.registry.models import Deployment
+
+        prod = s.query(Deployment).filter_by(environment="prod", bundle_sha256=sha).one()
+        assert prod.activate_at == at and prod.state == "live"  # waited for the bundle's own time
+
+
+@pytest.mark.airflow
+def test_a_trigger_override_before_the_bundles_effective_time_is_refused_before_any_deploy(airflow_env, tmp_path):
+    sha = _pushed_with_effective_time(airflow_env, tmp_path, datetime.now(UTC) + timedelta(days=2))
+    result = _run({**airflow_env, "RUN_CONF": json.dumps({"sha256": sha, "effective_at": "+20m"})})
+    assert result["state"].endswith("failed"), result
+    assert result["tasks"]["build.schedule_check"].endswith("failed")
+    assert "earlier than the protocol's effective time" in result["output"]
+    assert all(e["live"] is None for e in _status(airflow_env).values())
 
 
 def _status(env) -> dict:
