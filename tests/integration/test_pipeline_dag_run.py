@@ -60,11 +60,22 @@ def _run(env) -> dict:
     return {**json.loads(lines[-1][len("RESULT "):]), "output": r.stdout + r.stderr}
 
 
+def _frozen_at_the_override(tmp_path) -> dict[str, str]:
+    """Settings whose prod freeze covers the run's requested time (+1h) but not now: the scan passes (the bundle
+    would come into force now), staging and preprod deploy, and prod's schedule is refused — a failure after
+    deploying."""
+    now = datetime.now(UTC)
+    cfg = write_config(tmp_path / "frozen.yml", freeze_windows=[{
+        "reason": "test freeze", "start": (now + timedelta(minutes=50)).isoformat(),
+        "end": (now + timedelta(hours=2)).isoformat(), "environments": ["prod"]}])
+    return {"HMS_PIPELINE_CONFIG": str(cfg), "RUN_CONF": json.dumps({"effective_at": "+1h", "chaos_window": "3s"})}
+
+
 def _pushed_with_effective_time(env, tmp_path, at: datetime) -> str:
     """A v4 of the sample whose own effective time is ``at`` (the repository file's has passed), pushed and approved."""
-    import yaml
+    from hms import protocol
 
-    data = yaml.safe_load(WILDFIRE.read_text())
+    data = protocol.load(WILDFIRE).data
     data["metadata"].update(version=4, effective_at=at.isoformat())
     path = tmp_path / "wildfire-aid-2024.json"
     path.write_text(json.dumps(data))
@@ -117,11 +128,7 @@ def test_an_approved_protocol_goes_all_the_way_to_prod_at_its_time(airflow_env):
 
 @pytest.mark.airflow
 def test_a_failure_after_deploying_rolls_back_what_the_run_touched_and_the_run_fails(airflow_env, tmp_path):
-    now = datetime.now(UTC)
-    cfg = write_config(tmp_path / "frozen.yml", freeze_windows=[{
-        "reason": "test freeze", "start": now.isoformat(), "end": (now + timedelta(hours=1)).isoformat(),
-        "environments": ["prod"]}])
-    result = _run({**airflow_env, "HMS_PIPELINE_CONFIG": str(cfg)})
+    result = _run({**airflow_env, **_frozen_at_the_override(tmp_path)})
     assert result["state"].endswith("failed"), result
     assert result["tasks"]["prod.schedule"].endswith("failed")
     assert result["tasks"]["rollback"].endswith("success")
@@ -137,11 +144,7 @@ def test_a_rollback_that_itself_fails_is_loud_audited_and_fails_the_run(airflow_
     script = repo / "include" / "rollback.sh"
     script.write_text("#!/usr/bin/env bash\necho 'rollback.sh: registry unreachable' >&2\nexit 1\n")
     script.chmod(0o755)
-    now = datetime.now(UTC)
-    cfg = write_config(tmp_path / "frozen.yml", freeze_windows=[{
-        "reason": "test freeze", "start": now.isoformat(), "end": (now + timedelta(hours=1)).isoformat(),
-        "environments": ["prod"]}])
-    result = _run({**airflow_env, "HMS_PIPELINE_CONFIG": str(cfg), "HMS_REPO": str(repo)})
+    result = _run({**airflow_env, **_frozen_at_the_override(tmp_path), "HMS_REPO": str(repo)})
     assert result["state"].endswith("failed"), result["tasks"]
     assert result["tasks"]["prod.schedule"].endswith("failed")
     assert result["tasks"]["rollback"].endswith("failed") and result["tasks"]["fail_run"].endswith("upstream_failed")
