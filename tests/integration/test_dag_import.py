@@ -53,13 +53,13 @@ def test_one_dag_per_protocol_with_the_stages_in_order(tmp_path):
     assert d["max_active_runs"] == 1 and "wildfire-aid-2024" in d["tags"]
     assert {"chaos_window", "effective_at"} <= set(d["params"])
     up = d["upstream"]
-    spine = ["build.bundle", "test.cases_and_simulation", "compliance.scan", "review.approvals", "staging.deploy",
-             "staging.smoke", "preprod.deploy", "preprod.smoke", "preprod.chaos", "prod.schedule",
-             "flip.wait_for_effective_time", "flip.verify_live", "publish"]
+    spine = ["build.bundle", "build.schedule_check", "test.cases_and_simulation", "compliance.scan",
+             "review.approvals", "staging.deploy", "staging.smoke", "preprod.deploy", "preprod.smoke",
+             "preprod.chaos", "prod.schedule", "flip.wait_for_effective_time", "flip.verify_live", "publish"]
     for before, after in itertools.pairwise(spine):
         assert up[after] == [before], after
     # Any failure after the first deploy triggers the rollback, which then fails the run (one_failed gotcha).
-    assert set(spine[4:]) <= set(up["rollback"]) and up["fail_run"] == ["rollback"]
+    assert set(spine[5:]) <= set(up["rollback"]) and up["fail_run"] == ["rollback"]
 
 
 @pytest.mark.airflow
