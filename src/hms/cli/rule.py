@@ -43,8 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("rule", help="push, review, deploy and roll back rules")
     ps = p.add_subparsers(dest="rule_command", required=True)
-    push = ps.add_parser("push", help="pack a protocol file and record it (prints its ID)")
-    push.add_argument("file")
+    push = ps.add_parser("push", help="pack a protocol file (YAML or JSON) and record it; prints its ID, run next")
+    push.add_argument("file", help="protocol file (.yml, .yaml, .json), a bundle (.tgz), or a recorded sha256:<hex>")
     push.add_argument("--json", action="store_true")
     push.set_defaults(handler=cmd_push)
 
@@ -117,12 +117,19 @@ def _push_file(path: str) -> tuple[Bundle, bool]:
 
 
 def cmd_push(args: argparse.Namespace) -> int:
+    from hms.cli.after_push import next_step
+
     b, created = _push_file(args.file)
     word = "pushed" if created else "already known"
+    after = next_step(b.protocol.id, b.protocol.version, b.sha256)
+    lines = [f"[push] ✅ {word} {b.protocol.id} v{b.protocol.version} sha256:{b.sha256} (ID {b.short})"]
+    if not args.xcom_file:  # as a pipeline step (build, intake) the run is already under way: no advice
+        lines += after.lines()
     emit(
         args,
-        {"ok": True, "id": f"{b.protocol.id}@{b.protocol.version}", "sha256": b.sha256, "new": created},
-        [f"[push] ✅ {word} {b.protocol.id} v{b.protocol.version} sha256:{b.sha256} (ID {b.short})"],
+        {"ok": True, "id": f"{b.protocol.id}@{b.protocol.version}", "sha256": b.sha256, "new": created,
+         "next": after.to_dict()},
+        lines,
     )
     return 0
 
