@@ -246,7 +246,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
     except HmsError as e:
         if touched and args.rollback:
             print(f"[deploy] ❌ {e}; rolling back {', '.join(reversed(touched))} with {args.rollback}", flush=True)
-            cmd = [args.rollback, b.protocol.id, *reversed(touched)]
+            cmd = [str(Path(args.rollback).resolve()), b.protocol.id, *reversed(touched)]  # `rollback.sh`: not PATH
             r = subprocess.run(cmd, check=False)
             if r.returncode != 0:
                 raise CheckFailed(f"promotion failed ({e}) AND the rollback script exited {r.returncode}") from e
