@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export HMS_HOME ?= $(CURDIR)/.hms
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench lock clean up down
+.PHONY: install demo test test-fast test-shifted lint bench lock clean up down
 
 install: $(STAMP)
 
@@ -29,10 +29,22 @@ $(STAMP): requirements.lock pyproject.toml
 demo: install
 	PYTHONPATH=plugins $(BIN)/python scripts/demo.py
 
+# Tiers, each timed (scripts/test-tiers.sh): unit, integration + reliability, then the unit and command-line
+# tiers again with the clock 400 days and 5 years ahead (libfaketime): no test may have an expiry date.
 test: install
 	$(BIN)/ruff check .
 	bash scripts/ci-postgres.sh || echo "[test] PostgreSQL could not start: postgres-marked tests will skip"
-	set -a; if [ -f .hms-ci/postgres.env ]; then . .hms-ci/postgres.env; fi; set +a; $(BIN)/pytest -q --durations=25
+	set -a; if [ -f .hms-ci/postgres.env ]; then . .hms-ci/postgres.env; fi; set +a; bash scripts/test-tiers.sh
+
+# The same without the shifted-clock tiers.
+test-fast: install
+	set -a; if [ -f .hms-ci/postgres.env ]; then . .hms-ci/postgres.env; fi; set +a; SHIFTS= bash scripts/test-tiers.sh
+
+# Only the shifted-clock tiers: SHIFTS="+400d +5y" by default, e.g. make test-shifted SHIFTS=+10y
+test-shifted: install
+	bash scripts/system-deps.sh
+	set -a; if [ -f .hms-ci/postgres.env ]; then . .hms-ci/postgres.env; fi; set +a; \
+	  ONLY_SHIFTED=1 SHIFTS="$(or $(SHIFTS),+400d +5y)" bash scripts/test-tiers.sh
 
 # A real local Airflow (api-server, scheduler, dag-processor, triggerer) on this repo's DAGs; state in .airflow/.
 up: install

@@ -12,8 +12,12 @@
    v2 again after the one-command rollback. The audit chain is checked.
 5. The stack stays up for a look at the UI (URL and logins printed); ``make down`` stops it.
 
-The protocol copies carry the next local midnight as effective time, as a scheduler would set
-it, so the legal scan's "effective time is in the future" holds whatever day the demo runs.
+Nothing here depends on the date the demo runs: the protocol copies take effect at the start of
+today in the pipeline's zone (already passed, so each version is in force from the moment it is
+put in force, not retroactively — hms.effective_time), v3's run asks for prod 15 s after its
+schedule step (later than its effective time, so allowed), and the demo's pipeline settings are
+the repository's without freeze windows (out/demo-pipeline.yml), which are calendar dates and a
+weekly slot the demo could otherwise run into.
 """
 
 from __future__ import annotations
@@ -24,7 +28,6 @@ import shutil
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -56,14 +59,15 @@ def hms(*args: str, quiet: bool = False) -> str:
 
 
 def protocol_copy(version: int, tz: str, **params: Any) -> Path:
-    """The sample with the next local midnight as effective time; other versions recompute their expectations."""
+    """The sample effective from the start of today (local); other versions recompute their expectations."""
     import copy
 
+    from hms import clock
     from hms.protocol import from_data, load
 
     data = copy.deepcopy(load(PROTOCOL).data)
-    midnight = (datetime.now(ZoneInfo(tz)) + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    data["metadata"]["effective_at"] = midnight.isoformat()
+    today = clock.now().astimezone(ZoneInfo(tz)).replace(hour=0, minute=0, second=0, microsecond=0)
+    data["metadata"]["effective_at"] = today.isoformat()
     if params:
         data["metadata"]["version"] = version
         data["parameters"].update(params)
@@ -75,6 +79,16 @@ def protocol_copy(version: int, tz: str, **params: Any) -> Path:
     dst.parent.mkdir(parents=True, exist_ok=True)
     dst.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
     return dst
+
+
+def demo_settings() -> Path:
+    """The repository's pipeline settings without freeze windows: the demo must run on any day at any hour."""
+    data = yaml.safe_load((ROOT / ".hms-ci" / "policy-pipeline.yml").read_text(encoding="utf-8"))
+    data["freeze_windows"] = []
+    path = OUT / "demo-pipeline.yml"
+    path.write_text("# make demo: .hms-ci/policy-pipeline.yml without its freeze windows\n"
+                    + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
 
 
 def start_service(port: int) -> subprocess.Popen[bytes]:
@@ -162,6 +176,7 @@ def main() -> int:
     OUT.mkdir(exist_ok=True)
     os.environ.update({"HMS_HOME": str(HOME), "HMS_ACTOR": "demo", "HMS_BIN": str(BIN / "hms")})
     os.environ.pop("HMS_DATABASE_URL", None)
+    os.environ["HMS_PIPELINE_CONFIG"] = str(demo_settings())
     config = load_pipeline_config()
     hms("db", "upgrade", quiet=True)
 
@@ -179,7 +194,8 @@ def main() -> int:
 
         with socket.socket() as s:
             ui_port = 8080 if s.connect_ex(("127.0.0.1", 8080)) != 0 else free_port()
-        stack = AirflowStack(AIRFLOW_HOME, port=ui_port, env={"HMS_HOME": str(HOME), "HMS_ACTOR": "airflow"})
+        stack = AirflowStack(AIRFLOW_HOME, port=ui_port, env={"HMS_HOME": str(HOME), "HMS_ACTOR": "airflow",
+                                                            "HMS_PIPELINE_CONFIG": os.environ["HMS_PIPELINE_CONFIG"]})
         say(f"\n[airflow] starting Airflow 3 (api-server, scheduler, dag-processor, triggerer) at {stack.url} …")
         t0 = time.monotonic()
         try:

@@ -17,10 +17,24 @@ CHIP = PROTOCOLS / "chip-income-cap.yml"
 pytest_plugins = ["tests.fixtures_registry"]
 
 
+@pytest.fixture(scope="session")
+def test_settings(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.deploy_helpers import write_config
+
+    return write_config(tmp_path_factory.mktemp("settings") / "pipeline.yml")
+
+
 @pytest.fixture(autouse=True)
-def hms_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def hms_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, test_settings: Path) -> Iterator[Path]:
+    """Its own registry per test, and the repository's pipeline settings without their freeze windows.
+
+    The repository's windows are calendar dates and a weekly Sunday slot: a test that meets one by the
+    date it happens to run on would have an expiry date. Tests about freeze windows write their own,
+    built from the clock (tests/deploy_helpers.write_config).
+    """
     home = tmp_path / "hms-home"
     monkeypatch.setenv("HMS_HOME", str(home))
+    monkeypatch.setenv("HMS_PIPELINE_CONFIG", str(test_settings))
     monkeypatch.delenv("HMS_DATABASE_URL", raising=False)
     db.reset_engines()
     yield home

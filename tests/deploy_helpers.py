@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import yaml
@@ -30,9 +31,14 @@ def write_config(path: Path, **changes) -> Path:
     return path
 
 
-def variant(version: int, path: Path = WILDFIRE, **params) -> protocol.Protocol:
+def variant(
+    version: int, path: Path = WILDFIRE, *, effective_at: datetime | None = None, **params
+) -> protocol.Protocol:
+    """A sample at another version (and parameters); ``effective_at`` replaces its effective time."""
     data = protocol.load(path).data
     data["metadata"]["version"] = version
+    if effective_at is not None:
+        data["metadata"]["effective_at"] = effective_at.isoformat()
     data["parameters"].update(params)
     return protocol.from_data(data, f"{path.name} v{version}")
 

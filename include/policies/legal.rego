@@ -1,9 +1,11 @@
 # Legal rule set: a bundle must be lawful to switch on.
 #
 # - metadata.authority: the legal citation the rule implements is present.
-# - input.effective_at (the protocol's effective time, RFC 3339) is after input.now and not inside
-#   a freeze window that applies to the activation environment(s) (data.compliance.legal; a window
-#   with no environments applies to all).
+# - input.activation_at (when the bundle would come into force: the later of the protocol's
+#   effective_at and now, RFC 3339) is not inside a freeze window that applies to the activation
+#   environment(s) (data.compliance.legal; a window with no environments applies to all).
+#   An effective time that has passed is no finding by itself: a rule approved after its effective
+#   date comes into force when it is deployed, not retroactively (src/hms/effective_time.py).
 # - input.approval_policy (the pipeline settings tightened by the protocol's `approvals`) names at
 #   least two distinct roles, so no single office can push a rule alone.
 package legal
@@ -21,16 +23,7 @@ deny contains finding if {
 	}
 }
 
-effective_ns := time.parse_rfc3339_ns(input.effective_at)
-
-deny contains finding if {
-	effective_ns <= time.parse_rfc3339_ns(input.now)
-	finding := {
-		"rule_set": "legal",
-		"path": "metadata.effective_at",
-		"message": sprintf("effective time %s is not in the future (now %s)", [input.effective_at, input.now]),
-	}
-}
+activation_ns := time.parse_rfc3339_ns(input.activation_at)
 
 applies(window) if count(object.get(window, "environments", [])) == 0
 
@@ -42,14 +35,14 @@ applies(window) if {
 deny contains finding if {
 	some window in object.get(input, "freeze_windows", [])
 	applies(window)
-	time.parse_rfc3339_ns(window.start) <= effective_ns
-	effective_ns < time.parse_rfc3339_ns(window.end)
+	time.parse_rfc3339_ns(window.start) <= activation_ns
+	activation_ns < time.parse_rfc3339_ns(window.end)
 	finding := {
 		"rule_set": "legal",
 		"path": "metadata.effective_at",
 		"message": sprintf(
-			"effective time %s falls in freeze window %s – %s (%s)",
-			[input.effective_at, window.start, window.end, object.get(window, "reason", "no reason given")],
+			"activation at %s (effective time %s) falls in freeze window %s – %s (%s)",
+			[input.activation_at, input.effective_at, window.start, window.end, object.get(window, "reason", "no reason given")],
 		),
 	}
 }

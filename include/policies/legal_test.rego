@@ -5,6 +5,7 @@ import data.legal
 ok_input := {
 	"protocol": {"metadata": {"authority": "Pub. L. 118-XX, sec. 3", "effective_at": "2026-12-01T00:00:00-05:00"}},
 	"effective_at": "2026-12-01T00:00:00-05:00",
+	"activation_at": "2026-12-01T00:00:00-05:00",
 	"now": "2026-11-23T09:00:00+00:00",
 	"freeze_windows": [{
 		"start": "2026-12-24T00:00:00-05:00", "end": "2026-12-27T00:00:00-05:00",
@@ -32,23 +33,30 @@ test_blank_authority_is_a_finding if {
 	paths(findings) == {"metadata.authority"}
 }
 
-test_effective_time_in_the_past_is_a_finding if {
-	findings := legal.deny with input as object.union(ok_input, {"now": "2026-12-01T05:00:00Z"})
-	paths(findings) == {"metadata.effective_at"}
-	some f in findings
-	contains(f.message, "not in the future")
+# Approved after its effective date: in force from deployment, not retroactively; no finding.
+test_effective_time_in_the_past_is_no_finding if {
+	late := {"now": "2026-12-02T15:00:00Z", "activation_at": "2026-12-02T15:00:00Z"}
+	count(legal.deny) == 0 with input as object.union(ok_input, late)
 }
 
-test_effective_time_in_a_prod_freeze_window_is_a_finding if {
+test_activation_in_a_prod_freeze_window_is_a_finding if {
 	at := "2026-12-25T00:00:00-05:00"
-	findings := legal.deny with input as object.union(ok_input, {"effective_at": at})
+	findings := legal.deny with input as object.union(ok_input, {"effective_at": at, "activation_at": at})
 	paths(findings) == {"metadata.effective_at"}
 	some f in findings
 	contains(f.message, "year-end change freeze")
 }
 
+# The effective time has passed and "now" (when it would come into force) is inside the freeze.
+test_late_activation_in_a_freeze_window_is_a_finding if {
+	late := {"now": "2026-12-25T12:00:00Z", "activation_at": "2026-12-25T12:00:00Z"}
+	findings := legal.deny with input as object.union(ok_input, late)
+	paths(findings) == {"metadata.effective_at"}
+}
+
 test_freeze_window_end_is_exclusive if {
-	count(legal.deny) == 0 with input as object.union(ok_input, {"effective_at": "2026-12-27T00:00:00-05:00"})
+	at := "2026-12-27T00:00:00-05:00"
+	count(legal.deny) == 0 with input as object.union(ok_input, {"effective_at": at, "activation_at": at})
 }
 
 test_window_for_other_environments_does_not_apply if {

@@ -35,14 +35,17 @@ def _doc(p: Protocol, config: PipelineConfig, path: Path) -> str:
 ### {p.title} (`{p.id}` v{p.version})
 
 *Authority:* {p.authority or "— (missing: the legal scan will fail)"} · *Author:* {p.author} ·
-*Effective:* `{p.data["metadata"]["effective_at"]}` · *File:* `{path.name}`
+*Effective (this file):* `{p.data["metadata"]["effective_at"]}` · *File:* `{path.name}` — a run deploys the
+bundle it builds or is given, and prod takes **that bundle's** effective time (or the moment every gate is met,
+once it has passed: in force from then, not retroactively).
 
 Stages: build → test (cases + simulation) → compliance (OPA) → review ({config.approvals.required} approvals,
 roles {", ".join(config.approvals.roles)}) → {envs}, the last one scheduled at the effective time, then flip
 (verified) and publish. Any failure after a deploy rolls back every environment this run touched
 (`include/rollback.sh --run <run_id>`) and the run ends **failed**.
 
-Trigger form: `effective_at` (HH:MM, ISO with offset, `now`, `+30s`) overrides the protocol's time;
+Trigger form: `effective_at` (HH:MM, ISO with offset, `now`, `+30s`) sets a later time than the bundle's own; one
+earlier than it, or in the past, is refused before any environment is touched;
 `chaos_window` sets the preprod chaos duration; `chaos_replicas` / `chaos_min_health` can only make chaos harsher.
 """
 
@@ -97,7 +100,9 @@ def build_policy_dag(p: Protocol, path: Path, config: PipelineConfig, rollback_s
             ),
         },
     ) as dag:
-        effective = "{{ params.effective_at or '" + p.data["metadata"]["effective_at"] + "' }}"
+        # The bundle under deployment decides its effective time (hms rule deploy without a time); the file this
+        # DAG was built from may be older or newer than a pushed bundle.
+        effective = "{{ params.effective_at or 'effective' }}"
         with TaskGroup("build", tooltip="pack (or fetch) the bundle, record it in the registry"):
             bundle = hms_step(
                 "bundle",
@@ -108,6 +113,10 @@ def build_policy_dag(p: Protocol, path: Path, config: PipelineConfig, rollback_s
                 ],
                 config,
             )
+            schedule_check = hms_step(
+                "schedule_check", ["rule", "check-schedule", REF, "--env", last, "--schedule", effective], config
+            )
+            bundle >> schedule_check
         with TaskGroup("test", tooltip="test cases through both backends, then the population simulation"):
             test = hms_step("cases_and_simulation", ["policy", "test", REF, "--record"], config, heavy=True)
         with TaskGroup("compliance", tooltip="OPA: privacy, ethics, legal"):
@@ -122,7 +131,7 @@ def build_policy_dag(p: Protocol, path: Path, config: PipelineConfig, rollback_s
                 poll_interval=config.approvals.poll_seconds,
             )
         deploy_tasks = []
-        chain = [bundle, test, scan, review]
+        chain = [bundle, schedule_check, test, scan, review]
         for env in [first, *middle]:
             with TaskGroup(env, tooltip=f"deploy to {env} and check it answers"):
                 dep = hms_step("deploy", ["rule", "deploy", REF, "--env", env, "--run-id", "{{ run_id }}"], config)
@@ -170,7 +179,7 @@ def build_policy_dag(p: Protocol, path: Path, config: PipelineConfig, rollback_s
             verify = hms_step("verify_live", ["rule", "smoke", REF, "--env", last, "--expect-live"], config)
             wait >> verify
         publish = hms_step("publish", ["rule", "publish", REF, "--run-id", "{{ run_id }}"], config)
-        bundle >> test >> scan >> review
+        schedule_check >> test >> scan >> review
         chain[-1] >> stage >> wait
         verify >> publish
         deploy_tasks += [stage, wait, verify, publish]

@@ -29,11 +29,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 import httpx
 
+from hms import clock
 from hms.bundle import Bundle
 from hms.cases import same_value
 from hms.errors import BadInput
@@ -404,12 +405,12 @@ class Experiment:
         self._lock = threading.Lock()
 
     def ask(self, g: Golden) -> Outcome:
-        t0, m0 = datetime.now(UTC), time.monotonic()
+        t0, m0 = clock.now(), time.monotonic()
         try:
             r = self.balancer.post(f"/v1/protocols/{g.protocol_id}/decide", {"input": g.input})
         except httpx.HTTPError as e:
             return Outcome(False, None, time.monotonic() - m0, f"{type(e).__name__}: {e}")
-        latency, t1 = time.monotonic() - m0, datetime.now(UTC)
+        latency, t1 = time.monotonic() - m0, clock.now()
         if r.status_code != 200:
             return Outcome(True, f"{g.protocol_id} '{g.name}': HTTP {r.status_code} {r.text[:200]}", latency)
         return Outcome(True, self.oracle.wrong(g, r.json(), t0, t1), latency)

@@ -96,8 +96,15 @@ class StageLines:
             return None
         if task == "chaos":
             return "[chaos] ✅ survived faults"
+        if ev.task_id == "build.schedule_check":
+            words = f" ({r['note']})" if r.get("note") else ""
+            when = _local(r.get("activate_at", "?"), self.tz)
+            return f"[build] 🗓 {r.get('environment', '?')} in force from {when}{words}"
         if task == "schedule":
             at = r.get("activate_at", "?")
+            if r.get("state") == "live":  # the effective time had passed: in force now, not retroactively
+                late = " (effective date passed; not retroactive)" if r.get("late") else ""
+                return f"[deploy] {' '.join(self.deployed)} {group} ✅ live from {_local(at, self.tz)}{late}"
             return f"[deploy] {' '.join(self.deployed)} {group} SCHEDULED@{_local(at, self.tz)}"
         if ev.task_id == "flip.verify_live":
             env = self.environments[-1]

@@ -6,7 +6,9 @@ This is the one place that decides whether a bundle may enter an environment
 - the last environment (prod) also needs the approval policy satisfied
   (approvals.evaluate, the same function the review sensor polls);
 - an activation that falls in a freeze window is refused when requested, and
-  again when it becomes due (``settle``), because windows can be added later.
+  again when it becomes due (``settle``), because windows can be added later;
+- in the last environment nothing comes into force before its protocol's own
+  ``effective_at``, and nothing anywhere is backdated (hms.effective_time).
 
 State lives in the registry. A deployment row is ``pending`` until its
 ``activate_at``, then ``live``; the one it replaced becomes ``superseded``; an
@@ -18,6 +20,7 @@ environment's generation and appends an audit entry in the same transaction.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -26,7 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from hms import approvals
+from hms import approvals, clock, effective_time
 from hms.errors import BadInput, CheckFailed
 from hms.pipeline_config import PipelineConfig, effective_approval_policy, in_freeze
 from hms.registry import audit, store
@@ -51,6 +54,12 @@ class Change:
     activate_at: datetime
     previous_sha256: str | None
     deployment_id: int
+    effective_at: datetime | None = None  # the protocol's own effective time (None: recorded before 0002)
+
+    @property
+    def late(self) -> bool:
+        """In force from ``activate_at`` because the effective date had passed (not retroactive)."""
+        return effective_time.Activation(self.activate_at, self.effective_at).late
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -62,17 +71,27 @@ class Change:
             "activate_at": self.activate_at.isoformat(),
             "previous_sha256": self.previous_sha256,
             "deployment_id": self.deployment_id,
+            "effective_at": self.effective_at.isoformat() if self.effective_at else None,
+            "late": self.late,
         }
 
 
 def _change(d: Deployment) -> Change:
     return Change(
-        d.environment, d.protocol_id, d.version, d.bundle_sha256, d.state, d.activate_at, d.previous_sha256, d.id
+        d.environment, d.protocol_id, d.version, d.bundle_sha256, d.state, d.activate_at, d.previous_sha256, d.id,
+        d.effective_at,
     )
 
 
-def now_utc() -> datetime:
-    return datetime.now(UTC)
+def binds_effective_time(config: PipelineConfig, env: str) -> bool:
+    """Whether ``env``'s answers have legal effect: the last environment (prod); the others are rehearsals."""
+    return env == config.environment_names[-1]
+
+
+def manifest_effective_at(row: BundleRow) -> datetime | None:
+    """A recorded bundle's effective time from its manifest (no bundle parse: rollbacks stay light)."""
+    raw = json.loads(row.manifest).get("effective_at")
+    return datetime.fromisoformat(raw).astimezone(UTC) if raw else None
 
 
 def bundle_row(s: Session, sha256: str) -> BundleRow:
@@ -158,7 +177,7 @@ def record_review(
     try:
         with s.begin_nested():
             s.add(Approval(bundle_sha256=b.sha256, user=user, role=role, decision=decision, comment=comment,
-                           at=now_utc()))
+                           at=clock.now()))
     except IntegrityError:  # the same clerk's other click committed first (PostgreSQL; SQLite serializes writers)
         existing = s.scalar(mine)
         if existing is None:
@@ -186,7 +205,7 @@ def rows(s: Session, env: str, protocol_id: str) -> list[Deployment]:
 
 def in_force(s: Session, env: str, protocol_id: str, at: datetime | None = None) -> Deployment | None:
     """The deployment a decision service in ``env`` answers with at ``at`` (default: now)."""
-    at = at or now_utc()
+    at = at or clock.now()
     found = None
     for d in rows(s, env, protocol_id):
         if d.state in ("cancelled",) or d.activate_at > at:
@@ -207,7 +226,7 @@ def live_bundle(protocol_id: str, env: str = "prod") -> Bundle | None:
 
 
 def pending(s: Session, env: str, protocol_id: str, at: datetime | None = None) -> list[Deployment]:
-    at = at or now_utc()
+    at = at or clock.now()
     return [d for d in rows(s, env, protocol_id) if d.state == "pending" and d.activate_at > at]
 
 
@@ -250,12 +269,15 @@ def deploy(
     config: PipelineConfig,
     run_id: str | None = None,
 ) -> Change:
-    """Put ``b`` into ``env``: live now, or pending until ``activate_at``. Idempotent per (env, hash, time)."""
-    now = now_utc()
-    at = activate_at or now
-    if at.tzinfo is None:
-        raise BadInput("activation time must carry a timezone", where="--schedule")
-    at = at.astimezone(UTC)
+    """Put ``b`` into ``env``: live now, or pending until its activation. Idempotent per (env, hash, time).
+
+    ``activate_at`` None means "as soon as lawful": now in a rehearsal environment, the later of now and
+    the protocol's ``effective_at`` in the binding one. A requested time is checked by
+    ``effective_time.plan`` (never in the past, never before the protocol's effective time there).
+    """
+    now = clock.now()
+    act = effective_time.plan(b.protocol.effective_at, activate_at, now, binding=binds_effective_time(config, env))
+    at = act.at
     store.lock_environment(s, env)
     check_order(s, b, env, config)
     _check_freeze(config, env, max(at, now))
@@ -281,19 +303,23 @@ def deploy(
         created_at=now,
         created_by=actor,
         run_id=run_id,
+        effective_at=act.effective_at,
     )
     s.add(row)
     if state == "live" and live_now is not None:
         live_now.state, live_now.ended_at = "superseded", at
     s.flush()
     store.bump_generation(s, env)
-    audit.append(s, actor=actor, action=f"deploy.{state}", subject=b.sha256, details={**_change(row).to_dict()})
+    details = _change(row).to_dict()
+    if words := effective_time.note(at, act.effective_at, config.tz):
+        details["effective_note"] = words
+    audit.append(s, actor=actor, action=f"deploy.{state}", subject=b.sha256, details=details)
     return _change(row)
 
 
 def settle(s: Session, env: str, config: PipelineConfig, *, actor: str = "hms") -> list[Change]:
     """Record due activations: pending rows whose time has come become live (or are refused by a freeze)."""
-    now = now_utc()
+    now = clock.now()
     store.lock_environment(s, env)
     q = select(Deployment).where(
         Deployment.environment == env, Deployment.state == "pending", Deployment.activate_at <= now
@@ -335,7 +361,7 @@ def rollback(
     """
     if env not in config.environment_names:
         raise BadInput(f"unknown environment {env!r}", where="--env")
-    now = now_utc()
+    now = clock.now()
     store.lock_environment(s, env)
     settle(s, env, config, actor=actor)
     history = rows(s, env, protocol_id)
@@ -394,6 +420,7 @@ def rollback(
         created_at=now,
         created_by=actor,
         run_id=run_id,
+        effective_at=manifest_effective_at(target),
     )
     s.add(row)
     s.flush()
@@ -458,7 +485,7 @@ def rollback_run(s: Session, run_id: str, *, actor: str, config: PipelineConfig)
             )
             continue
         if d.previous_sha256 is None and d.state != "pending":
-            d.state, d.ended_at = "rolled_back", now_utc()
+            d.state, d.ended_at = "rolled_back", clock.now()
             s.flush()
             store.bump_generation(s, d.environment)
             audit.append(

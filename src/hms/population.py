@@ -15,9 +15,13 @@ without it CSV still loads through the stdlib reader and Parquet is refused clea
 
 The synthetic generator is deterministic for a given N, SEED and overrides (NumPy's
 PCG64 ``Generator``) and vectorized end to end, so 1M households take a fraction of a
-second. Its demographic columns are drawn *independently* of income and the other
-inputs: a synthetic run therefore shows no disparity by construction, and the
-four-fifths figures only become informative on real (file) populations.
+second. A column the rules read that the generator does not make (or makes in a shape the
+declaration refuses) is synthesized from the protocol's declared inputs by ``complete_for``
+(hms.column_synthesis), and the population lists it in ``synthesized`` so every figure built
+on it can say so; a file population lacking a column stays an error saying how to supply it.
+The generator's demographic columns are drawn *independently* of income and the other
+inputs (synthesized ones included): a synthetic run therefore shows no disparity by
+construction, and the four-fifths figures only become informative on real (file) populations.
 """
 
 from __future__ import annotations
@@ -27,15 +31,20 @@ import difflib
 import math
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hms.column_synthesis import SynthesizedColumn, synthesize
 from hms.errors import BadInput
+from hms.yamlsafe import json_path
+
+if TYPE_CHECKING:
+    from hms.protocol import Protocol
 
 WEIGHT = "weight"
 INCOME = "household_income"
@@ -82,6 +91,8 @@ class Population:
     weight: np.ndarray  # float64, finite, >= 0
     notes: list[str] = field(default_factory=list)
     empty: dict[str, int] = field(default_factory=dict)  # column -> first empty row (files)
+    synthesis_seed: int | None = None  # synthetic populations only: they may synthesize missing columns
+    synthesized: tuple[SynthesizedColumn, ...] = ()  # columns drawn from a protocol's declared inputs
 
     @property
     def n(self) -> int:
@@ -274,6 +285,7 @@ def synthetic(spec: SyntheticSpec, *, source: str | None = None, description: st
         },
         weight=weight,
         notes=[] if spec.weight == 1 else [f"each synthetic row stands for {spec.weight} households"],
+        synthesis_seed=spec.seed,
     )
 
 
@@ -298,6 +310,64 @@ def synthetic_from(
             raise BadInput(f"unknown synthetic override {key!r}{hint}", where=where)
         spec = replace(spec, **{key: value})
     return synthetic(spec, source=source, description=description)
+
+
+# ---- columns the rules read that the population lacks ---------------------------------------
+
+
+def complete_for(pop: Population, protocols: Sequence[Protocol]) -> Population:
+    """``pop`` with every column the protocols' rules read (the first protocol declaring one wins).
+
+    A synthetic population synthesizes each column it lacks, or whose generator column the
+    declaration refuses, from the declared inputs (hms.column_synthesis) and lists it in
+    ``synthesized``. A file population lacking one is ``BadInput`` naming the column and how to
+    supply it: a file is observed data, and inventing a column of it would pass off guesses as fact.
+    """
+    wanted: dict[str, Protocol] = {}
+    for proto in protocols:
+        for name in sorted(proto.ruleset.fields_read()):
+            wanted.setdefault(name, proto)
+    missing = [n for n in wanted if n not in pop.columns and n not in pop.attributes]
+    if pop.synthesis_seed is None:
+        if missing:
+            raise BadInput(_missing_columns(missing), where=pop.source)
+        return pop
+    already = {c.name for c in pop.synthesized}
+    misfits: dict[str, str] = {}
+    for name, proto in wanted.items():
+        if name in pop.columns and name not in already and name not in pop.empty:
+            try:
+                proto.ruleset.coerce_column(name, pop.columns[name])
+            except BadInput as e:
+                misfits[name] = e.message
+    if not missing and not misfits:
+        return pop
+    columns = dict(pop.columns)
+    synthesized = list(pop.synthesized)
+    for name in sorted([*missing, *misfits]):
+        proto = wanted[name]
+        column, record = synthesize(
+            name,
+            proto.inputs[name],
+            proto.ruleset,
+            seed=pop.synthesis_seed,
+            n=pop.n,
+            at=lambda path, src=proto.source, n=name: f"{src} at {json_path(('inputs', n, *path))}",
+            replaces=misfits.get(name, ""),
+        )
+        columns[name] = column
+        synthesized.append(record)
+    return replace(pop, columns=columns, synthesized=tuple(synthesized))
+
+
+def _missing_columns(names: list[str]) -> str:
+    one = len(names) == 1
+    return (
+        f"missing column{'' if one else 's'} {', '.join(map(repr, names))} (read by the rules): "
+        f"add {'it' if one else 'them'} to the file, or simulate on a synthetic population "
+        "(--population synthetic:N[:SEED], or a catalog entry with a synthetic source), which "
+        f"synthesizes {'it' if one else 'them'} from the protocol's declared inputs"
+    )
 
 
 # ---- files -------------------------------------------------------------------

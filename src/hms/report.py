@@ -253,6 +253,8 @@ def render(r: SimulationResult) -> str:
         if r.cap is not None
         else '<span class="badge warn">no budget cap</span>'
     )
+    if r.synthesized_columns:
+        status += ' <span class="badge warn">synthesized data</span>'
     pop = r.population
     cards = [
         _card(r.money(r.cost_cents), "total cost"),
@@ -269,6 +271,7 @@ def render(r: SimulationResult) -> str:
         + (f" · bundle <code>{esc(r.sha256[:12])}</code>" if r.sha256 else "")
         + f" · population <b>{esc(pop['source'])}</b> — {esc(pop['description'])} {status}</p>",
         f'<div class="cards">{"".join(cards)}</div>',
+        synthesized_columns(r),
         f"<section><h2>Cost against the budget cap</h2>{cost_vs_cap(r)}</section>",
         '<div class="grid2">',
         f"<section><h2>Amount paid (households, weighted)</h2>{_amounts(r)}</section>",
@@ -295,6 +298,19 @@ def render(r: SimulationResult) -> str:
         f"<title>{esc(title)}</title><style>{CSS}</style></head><body><main>"
         + "\n".join(body)
         + "</main></body></html>\n"
+    )
+
+
+def synthesized_columns(r: SimulationResult) -> str:
+    """The columns the population lacked and how each was drawn ('' when none): invented data says so."""
+    if not r.synthesized_columns:
+        return ""
+    rows = "".join(f"<tr><td><code>{esc(c.name)}</code></td><td>{esc(c.how)}</td></tr>" for c in r.synthesized_columns)
+    return (
+        '<section class="synthesized"><h2>Synthesized columns</h2>'
+        "<p>The population has no such columns: they were drawn from the protocol's declared inputs, so every "
+        "figure in this report rests on invented values for them, not on observed households.</p>"
+        f"<table><tr><th>column</th><th>how it was drawn</th></tr>{rows}</table></section>"
     )
 
 

@@ -5,6 +5,8 @@ timezone (e.g. midnight in America/New_York), computed with zoneinfo so it is
 right across DST changes; a wall time that does not exist that day (the spring
 gap) is refused rather than silently shifted. Also accepted: an ISO 8601
 date-time with an offset, ``now``, and ``+N[s|m|h]`` for tests and demos.
+``effective`` (or nothing) asks for no particular time: the deployment takes its
+protocol's own effective time, or now once that has passed (hms.effective_time).
 """
 
 from __future__ import annotations
@@ -13,14 +15,25 @@ import re
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from hms import clock
 from hms.errors import BadInput
 
 _HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 _REL = re.compile(r"^\+(\d{1,6})([smh])$")
 
 
+EFFECTIVE = "effective"
+
+
+def parse_requested(text: str | None, tz: ZoneInfo, now: datetime | None = None) -> datetime | None:
+    """A requested activation time, or None for "the protocol's effective time" (no text, or ``effective``)."""
+    if text is None or text.strip() in ("", EFFECTIVE):
+        return None
+    return parse_schedule(text, tz, now)
+
+
 def parse_schedule(text: str, tz: ZoneInfo, now: datetime | None = None) -> datetime:
-    now = (now or datetime.now(UTC)).astimezone(tz)
+    now = (now or clock.now()).astimezone(tz)
     t = text.strip()
     if t == "now":
         return now.astimezone(UTC)

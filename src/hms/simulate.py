@@ -27,8 +27,9 @@ from typing import Any
 
 import numpy as np
 
+from hms.column_synthesis import SynthesizedColumn
 from hms.errors import BadInput, EvaluationError
-from hms.population import Population, resolve
+from hms.population import Population, complete_for, resolve
 from hms.protocol import Protocol
 
 CHUNK_ROWS = 1 << 17
@@ -91,6 +92,8 @@ class SimulationResult:
     amounts: dict[str, Any] | None = None
     baseline: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+    # Columns the population lacked, drawn from the declared inputs: the figures rest on invented data.
+    synthesized_columns: list[SynthesizedColumn] = field(default_factory=list)
 
     @property
     def cost(self) -> float:
@@ -135,6 +138,7 @@ class SimulationResult:
             "baseline": self.baseline,
             "seconds": round(self.seconds, 4),
             "notes": self.notes,
+            "synthesized_columns": [c.to_dict() for c in self.synthesized_columns],
         }
 
     @classmethod
@@ -149,7 +153,21 @@ class SimulationResult:
             seconds=d.get("seconds", 0.0), by_household_size=d.get("by_household_size"),
             by_income_decile=d.get("by_income_decile"), amounts=d.get("amounts"), baseline=d.get("baseline"),
             notes=list(d.get("notes") or ()),
+            synthesized_columns=[SynthesizedColumn.from_dict(c) for c in d.get("synthesized_columns") or ()],
         )
+
+    def synthesized_lines(self) -> list[str]:
+        """A warning and one line per synthesized column: what was invented and how it was drawn."""
+        cols = self.synthesized_columns
+        if not cols:
+            return []
+        n = len(cols)
+        return [
+            f"[simulate] ⚠️ synthesized data: {n} column{'s' if n > 1 else ''} the population lacks "
+            f"{'were' if n > 1 else 'was'} drawn from the protocol's declared inputs; the figures rest on "
+            "invented values",
+            *(f"[simulate]   synthesized {c.name}: {c.how}" for c in cols),
+        ]
 
     def money(self, cents: float, *, sign: bool = False) -> str:
         return format_money(cents, self.currency, sign=sign)
@@ -161,6 +179,7 @@ class SimulationResult:
             f"[simulate] {self.protocol_id} v{self.version} on {pop['source']}: "
             f"{pop['rows']:,} rows = {format_count(pop['households'])} households"
         ]
+        out.extend(self.synthesized_lines())
         eligible = f"{format_count(self.eligible)} {self.outcome} (weighted)"
         if self.cap is None:
             out.append(f"[simulate] ✅ cost {self.money(self.cost_cents)} (no budget cap) — {eligible}")
@@ -299,16 +318,19 @@ def simulate(
 ) -> SimulationResult:
     """Simulate a Bundle or Protocol over a population (default: its ``budget.population``).
 
+    A synthetic population first synthesizes the columns the rules read that it lacks
+    (population.complete_for); the result names them in ``synthesized_columns``.
+
     ``detail`` (default: on when there is a baseline) adds the breakdowns the report
     draws: by household size, by weighted income decile and the amount distribution.
     """
     started = perf_counter()
     proto, sha = _unwrap(subject, "subject")
-    pop = population_for(proto, population)
+    bproto, bsha = _unwrap(baseline, "baseline") if baseline is not None else (None, None)
+    pop = complete_for(population_for(proto, population), [proto] if bproto is None else [proto, bproto])
     main = _Side(proto, pop, role="")
     base = None
-    if baseline is not None:
-        bproto, bsha = _unwrap(baseline, "baseline")
+    if bproto is not None:
         base = (_Side(bproto, pop, role="baseline"), bsha)
     detail = (base is not None) if detail is None else detail
     n, w, integral = pop.n, pop.weight, pop.weight_integral
@@ -347,6 +369,7 @@ def simulate(
         groups=acc.groups(),
         seconds=0.0,
         notes=list(pop.notes),
+        synthesized_columns=list(pop.synthesized),
     )
     if detail:
         result.by_household_size = acc.by_size()

@@ -9,11 +9,11 @@ and evaluates the cases with the version in force now.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
+from hms import clock
 from hms.bundle import Bundle
 from hms.cases import same_value
 from hms.pipeline_config import PipelineConfig
@@ -99,7 +99,7 @@ def _check_registry(b: Bundle, env: str) -> SmokeResult:
 
     snap = RegistrySource(env).load()
     tl = snap.timelines.get(b.protocol.id)
-    cur = tl.in_force(datetime.now(UTC)) if tl else None
+    cur = tl.in_force(clock.now()) if tl else None
     if cur is None or cur.sha256 != b.sha256:
         serving = f"v{cur.version} ({cur.sha256[:12]})" if cur else "nothing"
         return SmokeResult(env, b.sha256, False, f"{env} serves {serving}, not v{b.protocol.version} ({b.short})")

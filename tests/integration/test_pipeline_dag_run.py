@@ -29,8 +29,9 @@ _RUN = textwrap.dedent("""
     import sys
     sys.path.insert(0, "plugins")
     from airflow.dag_processing.dagbag import DagBag
+    import json, os
     dag = DagBag(dag_folder="dags").dags["policy_wildfire-aid-2024"]
-    r = dag.test(run_conf={"effective_at": "+6s", "chaos_window": "3s"})
+    r = dag.test(run_conf=json.loads(os.environ.get("RUN_CONF") or '{"effective_at": "+6s", "chaos_window": "3s"}'))
     states = {ti.task_id: str(ti.state) for ti in r.get_task_instances()}
     import json
     print("RESULT " + json.dumps({"state": str(r.state), "tasks": states}))
@@ -59,6 +60,57 @@ def _run(env) -> dict:
     return {**json.loads(lines[-1][len("RESULT "):]), "output": r.stdout + r.stderr}
 
 
+def _frozen_at_the_override(tmp_path) -> dict[str, str]:
+    """Settings whose prod freeze covers the run's requested time (+1h) but not now: the scan passes (the bundle
+    would come into force now), staging and preprod deploy, and prod's schedule is refused — a failure after
+    deploying."""
+    now = datetime.now(UTC)
+    cfg = write_config(tmp_path / "frozen.yml", freeze_windows=[{
+        "reason": "test freeze", "start": (now + timedelta(minutes=50)).isoformat(),
+        "end": (now + timedelta(hours=2)).isoformat(), "environments": ["prod"]}])
+    return {"HMS_PIPELINE_CONFIG": str(cfg), "RUN_CONF": json.dumps({"effective_at": "+1h", "chaos_window": "3s"})}
+
+
+def _pushed_with_effective_time(env, tmp_path, at: datetime) -> str:
+    """A v4 of the sample whose own effective time is ``at`` (the repository file's has passed), pushed and approved."""
+    from hms import protocol
+
+    data = protocol.load(WILDFIRE).data
+    data["metadata"].update(version=4, effective_at=at.isoformat())
+    path = tmp_path / "wildfire-aid-2024.json"
+    path.write_text(json.dumps(data))
+    out = subprocess.run([HMS, "rule", "push", str(path), "--json"], env=env, check=True, capture_output=True,
+                         text=True, timeout=60).stdout
+    sha = json.loads(out.strip().splitlines()[-1])["sha256"]
+    for user, role in (("alice", "legal"), ("bob", "budget")):
+        subprocess.run([HMS, "rule", "review", sha, "--user", user, "--role", role, "--approve"], env=env,
+                       check=True, capture_output=True, timeout=60)
+    return sha
+
+
+@pytest.mark.airflow
+def test_prod_takes_the_effective_time_of_the_pushed_bundle_not_the_repository_file(airflow_env, tmp_path):
+    at = (datetime.now(UTC) + timedelta(seconds=45)).replace(microsecond=0)
+    sha = _pushed_with_effective_time(airflow_env, tmp_path, at)
+    result = _run({**airflow_env, "RUN_CONF": json.dumps({"sha256": sha, "chaos_window": "3s"})})
+    assert result["state"].endswith("success"), result
+    with session_scope() as s:
+        from hms.registry.models import Deployment
+
+        prod = s.query(Deployment).filter_by(environment="prod", bundle_sha256=sha).one()
+        assert prod.activate_at == at and prod.state == "live"  # waited for the bundle's own time
+
+
+@pytest.mark.airflow
+def test_a_trigger_override_before_the_bundles_effective_time_is_refused_before_any_deploy(airflow_env, tmp_path):
+    sha = _pushed_with_effective_time(airflow_env, tmp_path, datetime.now(UTC) + timedelta(days=2))
+    result = _run({**airflow_env, "RUN_CONF": json.dumps({"sha256": sha, "effective_at": "+20m"})})
+    assert result["state"].endswith("failed"), result
+    assert result["tasks"]["build.schedule_check"].endswith("failed")
+    assert "earlier than the protocol's effective time" in result["output"]
+    assert all(e["live"] is None for e in _status(airflow_env).values())
+
+
 def _status(env) -> dict:
     out = subprocess.run([HMS, "rule", "status", "wildfire-aid-2024", "--json"], env=env, capture_output=True,
                          text=True, check=True).stdout
@@ -76,11 +128,7 @@ def test_an_approved_protocol_goes_all_the_way_to_prod_at_its_time(airflow_env):
 
 @pytest.mark.airflow
 def test_a_failure_after_deploying_rolls_back_what_the_run_touched_and_the_run_fails(airflow_env, tmp_path):
-    now = datetime.now(UTC)
-    cfg = write_config(tmp_path / "frozen.yml", freeze_windows=[{
-        "reason": "test freeze", "start": now.isoformat(), "end": (now + timedelta(hours=1)).isoformat(),
-        "environments": ["prod"]}])
-    result = _run({**airflow_env, "HMS_PIPELINE_CONFIG": str(cfg)})
+    result = _run({**airflow_env, **_frozen_at_the_override(tmp_path)})
     assert result["state"].endswith("failed"), result
     assert result["tasks"]["prod.schedule"].endswith("failed")
     assert result["tasks"]["rollback"].endswith("success")
@@ -96,11 +144,7 @@ def test_a_rollback_that_itself_fails_is_loud_audited_and_fails_the_run(airflow_
     script = repo / "include" / "rollback.sh"
     script.write_text("#!/usr/bin/env bash\necho 'rollback.sh: registry unreachable' >&2\nexit 1\n")
     script.chmod(0o755)
-    now = datetime.now(UTC)
-    cfg = write_config(tmp_path / "frozen.yml", freeze_windows=[{
-        "reason": "test freeze", "start": now.isoformat(), "end": (now + timedelta(hours=1)).isoformat(),
-        "environments": ["prod"]}])
-    result = _run({**airflow_env, "HMS_PIPELINE_CONFIG": str(cfg), "HMS_REPO": str(repo)})
+    result = _run({**airflow_env, **_frozen_at_the_override(tmp_path), "HMS_REPO": str(repo)})
     assert result["state"].endswith("failed"), result["tasks"]
     assert result["tasks"]["prod.schedule"].endswith("failed")
     assert result["tasks"]["rollback"].endswith("failed") and result["tasks"]["fail_run"].endswith("upstream_failed")

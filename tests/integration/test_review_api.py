@@ -12,7 +12,7 @@ import copy
 import sys
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +20,12 @@ import httpx
 import jwt
 import pytest
 
-from hms import deployments, protocol
+from hms import clock, deployments, protocol
 from hms.pipeline_config import load_pipeline_config
 from hms.registry import db
 from hms.registry.db import session_scope
 from tests.conftest import ROOT, WILDFIRE
-from tests.deploy_helpers import record
+from tests.deploy_helpers import record, write_config
 
 pytestmark = pytest.mark.airflow
 
@@ -36,7 +36,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from hms_operators.stack import AirflowStack
 
     base = tmp_path_factory.mktemp("review-api")
-    s = AirflowStack(base / "airflow", env={"HMS_HOME": str(base / "hms")})
+    # A freeze window of the test's own, built from the clock (the repository's are calendar dates).
+    start = _weekday_noon(50)
+    window = {"reason": "test change freeze", "start": start.isoformat(),
+              "end": (start + timedelta(hours=2)).isoformat(), "environments": ["prod"]}
+    config = write_config(base / "pipeline.yml", freeze_windows=[window])
+    s = AirflowStack(base / "airflow", env={"HMS_HOME": str(base / "hms"), "HMS_PIPELINE_CONFIG": str(config)})
     s.start(timeout=300)
     try:
         yield s
@@ -46,8 +51,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 @pytest.fixture
 def registry(stack: Any, monkeypatch: pytest.MonkeyPatch, hms_home: Path) -> Iterator[None]:
-    """This test writes into the registry the API server reads."""
+    """This test writes into the registry the API server reads, under the same pipeline settings."""
     monkeypatch.setenv("HMS_HOME", stack.env["HMS_HOME"])
+    monkeypatch.setenv("HMS_PIPELINE_CONFIG", stack.env["HMS_PIPELINE_CONFIG"])
     db.reset_engines()
     yield
     db.reset_engines()
@@ -178,8 +184,8 @@ def _staged(b, at: datetime, run_id: str) -> None:
 
 
 def _weekday_noon(days: int) -> datetime:
-    d = datetime.now(UTC) + timedelta(days=days)
-    while d.weekday() != 2:  # a Wednesday: outside the config's weekly and year-end freezes
+    d = clock.now() + timedelta(days=days)
+    while d.weekday() != 2:  # a Wednesday noon (New York): outside the weekly Sunday maintenance window
         d += timedelta(days=1)
     return d.replace(hour=17, minute=0, second=0, microsecond=0)
 
@@ -193,7 +199,8 @@ def test_a_scheduler_moves_the_effective_time_clerks_may_not_and_bad_times_are_4
     assert (r.status_code, r.json()["field"]) == (403, "user")
     r = call(stack, "POST", url, token=stack.token("dana"), json={"effective_at": "noon-ish"})
     assert (r.status_code, r.json()["field"]) == (422, "effective_at")
-    r = call(stack, "POST", url, token=stack.token("dana"), json={"effective_at": "2026-12-25T12:00:00-05:00"})
+    frozen = (_weekday_noon(50) + timedelta(hours=1)).isoformat()  # inside the stack's test freeze
+    r = call(stack, "POST", url, token=stack.token("dana"), json={"effective_at": frozen})
     assert (r.status_code, r.json()["field"]) == (422, "effective_at") and "freeze" in r.json()["detail"]
     later = _weekday_noon(60)
     r = call(stack, "POST", url, token=stack.token("dana"), json={"effective_at": later.isoformat()})

@@ -13,7 +13,7 @@ from hms.compliance import Settings
 from hms.protocol import Protocol
 from tests.conftest import CHIP, WILDFIRE
 
-# Before both samples' effective times (2026-12-01, 2027-01-01), whatever the real clock says.
+# A pinned instant, whatever the real clock says: before wildfire's effective time (2026-12-01), after chip's.
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 NOW_ARG = "2026-11-01T12:00:00+00:00"
 SETTINGS = Settings(freeze_windows=(), approval_policy=ApprovalPolicy(2, ("legal", "budget")))

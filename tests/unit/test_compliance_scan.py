@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -111,9 +111,20 @@ def test_missing_authority_fails_legal():
     assert paths(result) == {"metadata.authority"}
 
 
-def test_effective_time_in_the_past_fails_legal():
-    late = datetime(2026, 12, 2, tzinfo=UTC)
-    assert paths(scan(sample("wildfire"), ["legal"], settings=SETTINGS, now=late)) == {"metadata.effective_at"}
+def test_effective_time_in_the_past_is_no_legal_finding_by_itself():
+    late = sample("wildfire").effective_at + timedelta(days=400)  # approved long after its effective date
+    assert scan(sample("wildfire"), ["legal"], settings=SETTINGS, now=late).ok
+
+
+def test_late_activation_inside_a_freeze_window_fails_legal():
+    """Once the effective time has passed the bundle would come into force now: the freeze is checked at now."""
+    late = sample("wildfire").effective_at + timedelta(days=400)
+    window = {"reason": "audit freeze", "start": late - timedelta(hours=1), "end": late + timedelta(hours=1),
+              "environments": ["prod"]}
+    settings = Settings((window,), ApprovalPolicy(2, ("legal", "budget")))
+    result = scan(sample("wildfire"), ["legal"], settings=settings, now=late)
+    assert paths(result) == {"metadata.effective_at"}
+    assert "audit freeze" in result.findings[0].message
 
 
 def weekly(days: str, tz: str = "America/New_York"):
@@ -160,7 +171,8 @@ def test_input_document_carries_fields_read_from_the_rule_ast():
     doc = build_input(sample("chip"), now=NOW)
     assert doc["fields_read"]["income_limit"] == ["household_size"]
     assert doc["fields_read"]["amount"] == ["age", "household_income", "household_size", "insured"]
-    assert doc["effective_at"] == "2027-01-01T00:00:00-05:00"
+    assert doc["effective_at"] == "2026-07-01T00:00:00-04:00"
+    assert doc["activation_at"] == doc["now"]  # its effective time has passed at NOW: it would come in force now
     assert doc["approval_policy"] == {"required": 2, "roles": ["legal", "budget"]}
 
 

@@ -11,7 +11,7 @@ from sqlalchemy import delete, select, text, update
 from hms import bundle, protocol
 from hms.cli import main
 from hms.errors import BadInput
-from hms.registry import audit, db, store
+from hms.registry import audit, db, migrate, store
 from hms.registry.models import AuditEntry, Bundle
 from tests.conftest import CHIP, WILDFIRE
 
@@ -36,7 +36,7 @@ def test_db_upgrade_is_idempotent_and_reports_the_redacted_url(registry_url, cap
     assert main(["db", "upgrade"]) == 0
     out = capsys.readouterr().out
     assert "registry at head" in out
-    assert db.upgrade() == "0001"
+    assert db.upgrade() == migrate.HEAD
 
 
 def test_database_url_hides_the_password(monkeypatch):

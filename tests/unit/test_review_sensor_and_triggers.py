@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from hms import deployments, protocol
+from hms import clock, deployments, protocol
 from hms.pipeline_config import load_pipeline_config
 from hms.registry.db import session_scope
 from hms.registry.models import Approval
@@ -107,7 +107,7 @@ def test_the_authors_own_approval_does_not_count_even_if_a_row_slipped_into_the_
     b = record(protocol.from_data(data, "by-alice.yml"))
     with session_scope() as s:  # record_review refuses it; a row written around the core must not count either
         s.add(Approval(bundle_sha256=b.sha256, user="alice", role="legal", decision="approve", comment="mine",
-                       at=deployments.now_utc()))
+                       at=clock.now()))
     review(b, "bob", "budget", "approve")
     assert first_event(approval_trigger(b.sha256, seconds=0.3).run())["state"] == "timeout"
     review(b, "carol", "legal", "approve")
@@ -149,14 +149,14 @@ def test_the_activation_trigger_follows_a_moved_effective_time():
     cfg = load_pipeline_config()
     b = record(protocol.load(WILDFIRE))
     approve(b, cfg)
-    promote_all(b, cfg, activate_at=deployments.now_utc() + timedelta(minutes=10), run_id="run-1")
+    promote_all(b, cfg, activate_at=clock.now() + timedelta(minutes=10), run_id="run-1")
 
     async def scenario() -> tuple[dict[str, Any], float]:
         trigger = ActivationTrigger("run-1", "prod", POLL)
         task = asyncio.create_task(anext(trigger.run()))
         await asyncio.sleep(0.3)
         assert not task.done()  # ten minutes to go
-        moved = deployments.now_utc() + timedelta(seconds=1)
+        moved = clock.now() + timedelta(seconds=1)
         with session_scope() as s:  # a scheduler moves it: deploy again with the run's id (as the clerk page does)
             deployments.deploy(s, b, "prod", activate_at=moved, actor="dana", config=cfg, run_id="run-1")
         event = await asyncio.wait_for(task, 5)
@@ -178,7 +178,7 @@ def test_a_cancelled_activation_is_reported_and_fails_the_flip():
     cfg = load_pipeline_config()
     b = record(protocol.load(WILDFIRE))
     approve(b, cfg)
-    promote_all(b, cfg, activate_at=deployments.now_utc() + timedelta(minutes=10), run_id="run-2")
+    promote_all(b, cfg, activate_at=clock.now() + timedelta(minutes=10), run_id="run-2")
     with session_scope() as s:  # rollback of a pending prod deployment cancels it
         deployments.rollback(s, b.protocol.id, "prod", actor="ops", config=cfg)
     event = first_event(ActivationTrigger("run-2", "prod", POLL).run())

@@ -10,19 +10,19 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from fastapi import Request
 from fastapi.testclient import TestClient
 
-from hms import deployments, protocol
+from hms import clock, deployments, protocol
 from hms.cli import main as hms_main
 from hms.pipeline_config import load_pipeline_config
 from hms.registry.db import session_scope
 from hms.web import WebError, create_app
 from tests.conftest import WILDFIRE
-from tests.deploy_helpers import record
+from tests.deploy_helpers import record, write_config
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 
@@ -44,9 +44,23 @@ def as_(user: str) -> dict[str, str]:
     return {"x-user": user}
 
 
-def bundle_of(pid: str = "wildfire-aid-2024", version: int = 3, author: str | None = None, **params):
+@pytest.fixture(autouse=True)
+def pipeline_config(tmp_path, monkeypatch):
+    """The repository's settings with a freeze window of this test's own, five weeks from the clock."""
+    start = _monday_noon() + timedelta(days=14)
+    window = {"reason": "test change freeze", "start": start.isoformat(),
+              "end": (start + timedelta(days=2)).isoformat(), "environments": ["prod"]}
+    path = write_config(tmp_path / "pipeline.yml", freeze_windows=[window])
+    monkeypatch.setenv("HMS_PIPELINE_CONFIG", str(path))
+    return start
+
+
+def bundle_of(pid: str = "wildfire-aid-2024", version: int = 3, author: str | None = None,
+              effective_at: datetime | None = None, **params):
     data = copy.deepcopy(protocol.load(WILDFIRE).data)
     data["metadata"].update(id=pid, version=version)
+    if effective_at is not None:
+        data["metadata"]["effective_at"] = effective_at.isoformat()
     if author:
         data["metadata"]["author"] = author
     data["parameters"].update(params)
@@ -160,8 +174,8 @@ def _staged(b, at: datetime, run_id: str = "manual__run-1") -> None:
 
 
 def _monday_noon() -> datetime:
-    """A weekday noon in New York, weeks ahead and outside the config's freeze windows."""
-    d = datetime.now(UTC) + timedelta(days=40)
+    """A weekday noon in New York, three weeks ahead of the clock: outside every freeze window of the tests."""
+    d = clock.now() + timedelta(days=21)
     while d.weekday() != 0:
         d += timedelta(days=1)
     return d.replace(hour=17, minute=0, second=0, microsecond=0)
@@ -192,14 +206,17 @@ def test_a_scheduler_moves_a_pending_activation_and_the_run_keeps_following_it(c
     [
         ("alice", "+1h", 403, "user"),  # clerks do not move effective times
         ("dana", "tomorrow", 422, "effective_at"),
-        ("dana", "2020-01-01T00:00:00+00:00", 422, "effective_at"),  # the past
-        ("dana", "2026-12-25T12:00:00-05:00", 422, "effective_at"),  # the configured year-end freeze
+        ("dana", lambda: (clock.now() - timedelta(days=1)).isoformat(), 422, "effective_at"),  # the past
+        ("dana", lambda: (_monday_noon() + timedelta(days=15)).isoformat(), 422, "effective_at"),  # the freeze
+        ("dana", lambda: (_monday_noon() - timedelta(days=2)).isoformat(), 422, "effective_at"),  # before its date
     ],
+    ids=["clerk", "unreadable", "past", "freeze", "before-effective"],
 )
 def test_a_move_the_rules_refuse_changes_nothing(client, user, when, status, field):
-    b = bundle_of()
+    b = bundle_of(effective_at=_monday_noon() - timedelta(days=1))
     first = _monday_noon()
     _staged(b, first)
+    when = when() if callable(when) else when
     r = client.post(f"/api/activations/{b.sha256}/move", headers=as_(user), json={"effective_at": when})
     assert (r.status_code, r.json()["field"]) == (status, field), r.json()
     with session_scope() as s:
@@ -217,7 +234,7 @@ def test_moving_a_bundle_without_a_pending_activation_is_a_conflict(client):
 
 def test_the_clerk_page_shows_checks_chart_diff_and_approvers_and_renders_a_hostile_comment_inert(client):
     live = bundle_of(version=3)
-    _staged(live, datetime.now(UTC) - timedelta(seconds=1), run_id="r0")  # v3 in force in prod
+    _staged(live, None, run_id="r0")  # v3 in force in prod
     b = bundle_of(version=4, max_payment=4500)
     with_checks(b)
     client.post(f"/api/reviews/{b.sha256}/approve", headers=as_("alice"), json={"comment": HOSTILE})
@@ -255,6 +272,17 @@ def test_the_ops_view_shows_what_each_environment_serves_and_offers_moves_only_t
         assert 'data-protocol="wildfire-aid-2024"' in html
         assert html.count("v3 <code>") == 2  # staging and preprod serve v3; prod has it pending
         assert ('class="move-form' in html) is can_move
+
+
+def test_a_late_activation_says_plainly_it_is_not_retroactive_on_the_card_and_the_deploys_page(client):
+    b = bundle_of(effective_at=clock.now() - timedelta(days=3))  # approved three days after its effective date
+    _staged(b, None)
+    for path in ("/ops", "/reviews"):
+        html = client.get(path, headers=as_("alice")).text
+        assert "passed; in force from" in html and "not retroactive" in html, path
+    prod = next(e for e in client.get("/api/protocols", headers=as_("alice")).json()["protocols"][0]["environments"]
+                if e["environment"] == "prod")
+    assert prod["live"]["note"].endswith("not retroactive")
 
 
 def test_hostile_protocol_text_is_escaped_on_every_page(client):

@@ -10,6 +10,7 @@ import time
 from datetime import datetime
 from typing import Any
 
+from hms import clock
 from hms.cli import emit
 from hms.errors import BadInput
 
@@ -77,7 +78,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     view = _RegistryView(args.target)
     goldens: list[chaos.Golden] = []
-    now = datetime.now().astimezone()
+    now = clock.now().astimezone()
     for pid, tl in sorted(view.snap.timelines.items()):
         if args.protocol and pid != args.protocol:
             continue

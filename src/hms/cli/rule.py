@@ -18,24 +18,30 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from hms import approvals, deployments
+from hms import approvals, clock, deployments, effective_time
 from hms.cli import actor, emit
 from hms.errors import BadInput, CheckFailed, HmsError
 from hms.pipeline_config import load_pipeline_config
 from hms.registry import store
 from hms.registry.db import session_scope
-from hms.schedule import parse_schedule
+from hms.schedule import parse_requested
 
 if TYPE_CHECKING:
     from hms.bundle import Bundle
     from hms.targets.sync import Publisher
 
 
+SCHEDULE_HELP = (
+    "HH:MM, ISO with offset, now, +Ns; default 'effective': the protocol's own effective time in the last "
+    "environment (now once it has passed: in force from then, not retroactive), now elsewhere"
+)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     promote = sub.add_parser("promote", help="deploy a bundle through the environments in order")
     promote.add_argument("bundle", help="bundle file (pkg.tgz)")
     promote.add_argument("--targets", default=None, help="comma-separated environments (default: all, in order)")
-    promote.add_argument("--schedule", default="now", help="activation in the last target: HH:MM, ISO, now, +Ns")
+    promote.add_argument("--schedule", default=None, help="activation in the last target: " + SCHEDULE_HELP)
     promote.add_argument("--rollback", default=None, help="script run for each touched environment on failure")
     promote.add_argument("--run-id", default=None, help="pipeline run that makes these deployments")
     promote.add_argument("--json", action="store_true")
@@ -71,7 +77,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(the first environment: its newest version)"
     )
     deploy.add_argument("--env", required=True)
-    deploy.add_argument("--schedule", default="now")
+    deploy.add_argument("--schedule", default=None, help=SCHEDULE_HELP)
     deploy.add_argument("--run-id", default=None)
     deploy.add_argument("--json", action="store_true")
     deploy.set_defaults(handler=cmd_deploy)
@@ -194,7 +200,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     from hms import bundle_choice
 
     config = load_pipeline_config()
-    at = parse_schedule(args.schedule, _tz(config))
+    at = parse_requested(args.schedule, _tz(config))
     pub = _publisher(config)
     with session_scope() as s:
         b = bundle_choice.for_deploy(s, args.id, args.env, config)
@@ -208,7 +214,9 @@ def _deploy_line(ch: deployments.Change, config) -> str:
     local = ch.activate_at.astimezone(_tz(config)).isoformat()
     if ch.state == "pending":
         return f"[deploy] {ch.environment} SCHEDULED@{local} {ch.protocol_id} v{ch.version} ({ch.sha256[:12]})"
-    return f"[deploy] {ch.environment} ✅ {ch.protocol_id} v{ch.version} live ({ch.sha256[:12]})"
+    late = effective_time.note(ch.activate_at, ch.effective_at, _tz(config)) if ch.late else None
+    return (f"[deploy] {ch.environment} ✅ {ch.protocol_id} v{ch.version} live ({ch.sha256[:12]})"
+            + (f": {late}" if late else ""))
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
@@ -222,9 +230,12 @@ def cmd_promote(args: argparse.Namespace) -> int:
         raise BadInput(f"targets must follow the promotion order {' → '.join(names)}", where="--targets")
     if args.rollback and not os.access(args.rollback, os.X_OK):
         raise BadInput("rollback script is missing or not executable", where=args.rollback)
-    at = parse_schedule(args.schedule, _tz(config))
+    at = parse_requested(args.schedule, _tz(config))
     pub = _publisher(config)
     b, _ = _push_file(args.bundle)
+    # The last target's time is checked before anything is written: a refused schedule deploys nothing.
+    effective_time.plan(b.protocol.effective_at, at, clock.now(),
+                        binding=deployments.binds_effective_time(config, targets[-1]))
     touched: list[str] = []
     changes = []
     mirrored = []
@@ -340,11 +351,40 @@ def register_pipeline_commands(ps: argparse._SubParsersAction) -> None:
     smoke.add_argument("--expect-live", action="store_true", help="also record due activations and require this one")
     smoke.add_argument("--json", action="store_true")
     smoke.set_defaults(handler=cmd_smoke)
+    check = ps.add_parser(
+        "check-schedule",
+        help="when a bundle would come into force in ENV with this --schedule (refused: exit 2); changes nothing",
+    )
+    check.add_argument("id")
+    check.add_argument("--env", required=True)
+    check.add_argument("--schedule", default=None, help=SCHEDULE_HELP)
+    check.add_argument("--json", action="store_true")
+    check.set_defaults(handler=cmd_check_schedule)
     publish = ps.add_parser("publish", help="record that a run took a bundle all the way (audit)")
     publish.add_argument("id")
     publish.add_argument("--run-id", default=None)
     publish.add_argument("--json", action="store_true")
     publish.set_defaults(handler=cmd_publish)
+
+
+def cmd_check_schedule(args: argparse.Namespace) -> int:
+    """The pipeline's first check of a trigger-form ``effective_at``: refused before any environment is touched."""
+    config = load_pipeline_config()
+    config.environment(args.env)
+    tz = _tz(config)
+    at = parse_requested(args.schedule, tz)
+    with session_scope(read_only=True) as s:
+        b = deployments.resolve_bundle(s, args.id)
+    binding = deployments.binds_effective_time(config, args.env)
+    # Named as the trigger form names it: this is how the pipeline checks an override before it starts.
+    act = effective_time.plan(b.protocol.effective_at, at, clock.now(), binding=binding, where="effective_at")
+    words = effective_time.note(act.at, act.effective_at, tz) if binding else None
+    when = effective_time.local(act.at, tz)
+    line = f"[schedule] {args.env}: {b.protocol.id} v{b.protocol.version} in force from {when}"
+    emit(args, {"ok": True, "environment": args.env, "activate_at": act.at.isoformat(),
+                "effective_at": b.protocol.effective_at.isoformat(), "late": bool(words), "note": words},
+         [line + (f" ({words})" if words else "")])
+    return 0
 
 
 def cmd_smoke(args: argparse.Namespace) -> int:

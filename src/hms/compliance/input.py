@@ -7,19 +7,21 @@ same document, so a policy can never behave differently in Kubernetes mode. Shap
      "fields_read": {rule: [input fields]},          # from the rule AST, through referenced rules
      "fairness": {"attributes": {...}} | null,       # the simulation's selection-rate figures
      "effective_at": RFC 3339, "now": RFC 3339,      # normalized, so Rego's time.parse_rfc3339_ns reads them
+     "activation_at": RFC 3339,                      # when it would come into force: max(effective_at, now)
      "freeze_windows": [{"start", "end", "environments", "reason"}],
      "approval_policy": {"required": n, "roles": [...]}}
 
-Weekly freeze windows are resolved to the occurrence around the effective time. Pipeline settings
+Weekly freeze windows are resolved to the occurrence around the activation time. Pipeline settings
 are arguments, not loaded here, so tests and callers decide where they come from.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from hms import clock
 from hms.protocol import Protocol
 
 
@@ -49,7 +51,7 @@ def weekly_occurrence(w: Any, at: datetime) -> tuple[datetime, datetime]:
     """The occurrence of a weekly window that contains ``at``, else the next one.
 
     Rego sees only absolute intervals, so recurring windows (``days``/``from_time``/``to_time`` in
-    the window's zone) are resolved here against the effective time; one rule then covers both kinds.
+    the window's zone) are resolved here against the activation time; one rule then covers both kinds.
     """
     tz = _get(w, "tz")
     local = at.astimezone(tz)
@@ -93,6 +95,8 @@ def build_input(
     ``.roles``, or a dict) defaults to the protocol's ``approvals`` alone — callers with pipeline
     settings pass ``effective_approval_policy(config, protocol)``; ``now`` defaults to the clock.
     """
+    now = now or clock.now()
+    activation = max(protocol.effective_at, now)
     reads = fields_read_by_rule(protocol) if fields_read is None else {k: sorted(v) for k, v in fields_read.items()}
     policy = approval_policy if approval_policy is not None else protocol.approvals
     return {
@@ -100,8 +104,9 @@ def build_input(
         "fields_read": reads,
         "fairness": dict(fairness) if fairness is not None else None,
         "effective_at": _rfc3339(protocol.effective_at),
-        "now": _rfc3339(now or datetime.now(UTC)),
-        "freeze_windows": [_window(w, protocol.effective_at) for w in freeze_windows],
+        "now": _rfc3339(now),
+        "activation_at": _rfc3339(activation),
+        "freeze_windows": [_window(w, activation) for w in freeze_windows],
         "approval_policy": {
             "required": int(_get(policy, "required", 0) or 0),
             "roles": list(_get(policy, "roles", ()) or ()),

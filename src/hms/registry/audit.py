@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from hms import clock
 from hms.registry.models import AuditEntry, AuditHead
 
 GENESIS = "0" * 64
@@ -35,7 +36,7 @@ def row_hash(
 def append(session: Session, *, actor: str, action: str, subject: str, details: dict[str, Any]) -> AuditEntry:
     """Add one entry in the caller's transaction: it commits with the change it describes, or not at all."""
     head = session.scalars(select(AuditHead).where(AuditHead.id == 1).with_for_update()).one()
-    at = datetime.now(UTC)
+    at = clock.now()
     text = _canonical(details)
     entry_id = head.last_id + 1
     h = row_hash(head.last_hash, entry_id, at, actor, action, subject, text)

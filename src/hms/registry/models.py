@@ -88,6 +88,9 @@ class Deployment(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     created_by: Mapped[str] = mapped_column(String(200))
     run_id: Mapped[str | None] = mapped_column(String(250), nullable=True, index=True)
+    # The protocol's own effective time, recorded with the row: an activation later than it is "in force from
+    # activate_at, not retroactive" (hms.effective_time). NULL for rows written before migration 0002.
+    effective_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     __table_args__ = (Index("ix_deployments_env_protocol", "environment", "protocol_id"),)
 
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from hms import clock
 from hms.errors import BadInput
 from hms.registry import audit
 from hms.registry.models import Bundle, Check, EnvGeneration
@@ -41,7 +41,7 @@ def record_bundle(
         version=version,
         size=len(content),
         created_by=created_by,
-        created_at=datetime.now(UTC),
+        created_at=clock.now(),
         manifest=json.dumps(manifest, sort_keys=True),
         content=content,
     )
@@ -127,7 +127,7 @@ def record_check(
         kind=kind,
         ok=ok,
         summary=json.dumps(summary, sort_keys=True, default=str),
-        at=datetime.now(UTC),
+        at=clock.now(),
         actor=actor,
         run_id=run_id,
     )

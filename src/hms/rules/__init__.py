@@ -174,6 +174,10 @@ class RuleSet:
             n = len(next(iter(columns.values()))) if columns else 0
         return out, n
 
+    def coerce_column(self, name: str, column: Any, *, where: str = "population") -> np.ndarray:
+        """One column checked against input ``name``'s declaration (``BadInput`` says the first bad row)."""
+        return _coerce_column(self.inputs[name], np.asarray(column), where)
+
     def evaluate_columns(
         self, columns: Mapping[str, Any], *, validated: bool = False, n: int | None = None
     ) -> dict[str, np.ndarray]:

@@ -18,12 +18,13 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from hms import clock
 from hms.errors import BadInput, EvaluationError
 from hms.service.timeline import Entry, Snapshot
 
@@ -124,7 +125,7 @@ def _as_of(data: dict[str, Any], allowed: set[str]) -> datetime:
         raise _HTTP(422, f"unknown field {extra[0]!r}", ["body", extra[0]])
     raw = data.get("as_of")
     if raw is None:
-        return datetime.now(UTC)
+        return clock.now()
     if not isinstance(raw, str):
         raise _HTTP(422, "as_of must be an ISO 8601 date-time string with a timezone", ["body", "as_of"])
     try:
@@ -200,7 +201,7 @@ def create_app(source: Source, *, poll_interval: float | None = None, stale_afte
     @app.get("/v1/protocols")
     async def protocols() -> dict[str, Any]:
         snap = snapshot()
-        now = datetime.now(UTC)
+        now = clock.now()
         out = []
         for pid, tl in sorted(snap.timelines.items()):
             cur = tl.in_force(now)

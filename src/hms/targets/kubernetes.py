@@ -51,6 +51,7 @@ from kubernetes import config as kube_config
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
 
+from hms import clock
 from hms.errors import BadInput, HmsError
 
 log = logging.getLogger(__name__)
@@ -562,4 +563,4 @@ class KubernetesTarget:
 
 
 def _now() -> datetime:
-    return datetime.now(UTC)
+    return clock.now()

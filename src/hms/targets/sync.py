@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hms import deployments
+from hms import clock, deployments
 from hms.errors import HmsError
 from hms.pipeline_config import PipelineConfig
 from hms.registry import audit
@@ -55,7 +55,7 @@ def desired(s: Session, env: str, protocol_id: str, at: datetime | None = None) 
     """
     from hms.targets.kubernetes import PolicyState
 
-    at = at or deployments.now_utc()
+    at = at or clock.now()
     now = deployments.in_force(s, env, protocol_id, at)
     waiting = deployments.pending(s, env, protocol_id, at)
     if waiting:

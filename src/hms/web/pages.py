@@ -9,12 +9,15 @@ the simulation report's own SVG (hms.report), drawn from the result the test ste
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from hms import report
+from hms import clock, report
 from hms.pipeline_config import PipelineConfig
 from hms.web.reviews import SCHEDULER_ROLE, BundleView, Caller
+
+if TYPE_CHECKING:
+    from hms.simulate import SimulationResult
 
 esc = report.esc
 
@@ -30,6 +33,7 @@ button.move{background:#2563eb}
 ul.plain{margin:4px 0;padding-left:18px}
 .env{display:inline-block;padding:2px 10px;border-radius:999px;background:#e5e7eb;margin-right:6px;font-size:13px}
 .env.live{background:#dcfce7}.env.pending{background:#fef3c7}
+.note.late{color:#92400e;font-size:.85em}
 """
 
 BADGE = {True: '<span class="badge ok">passed</span>', False: '<span class="badge bad">failed</span>'}
@@ -87,8 +91,23 @@ def _head(v: BundleView, tz: ZoneInfo) -> str:
     return (
         f"<h2>{esc(p.title)} — <code>{esc(p.id)}</code> v{esc(p.version)}</h2>"
         f'<p class="sub">bundle <code class="sha">{esc(b.sha256)}</code><br>author <b>{esc(p.author)}</b> · '
-        f"authority {esc(p.authority or '—')} · effective {esc(_local(p.data['metadata']['effective_at'], tz))}</p>"
+        f"authority {esc(p.authority or '—')} · effective {esc(_local(p.data['metadata']['effective_at'], tz))}"
+        + _effective_passed(v) + "</p>"
     )
+
+
+def _effective_passed(v: BundleView) -> str:
+    """A protocol approved after its effective date: say plainly it will not apply to the time before."""
+    if v.bundle.protocol.effective_at > clock.now():
+        return ""
+    live = any(e["state"] == "live" and e.get("note") for e in v.environments)
+    words = ("effective date passed; in force from when it goes live in prod; not retroactive" if not live
+             else "effective date passed; not retroactive")
+    return f' <span class="note late">({esc(words)})</span>'
+
+
+def _note(text: str | None) -> str:
+    return f'<div class="note late">{esc(text)}</div>' if text else ""
 
 
 def _reviews_so_far(v: BundleView) -> str:
@@ -140,7 +159,7 @@ def _env_chip(e: dict[str, Any], tz: ZoneInfo) -> str:
     name, state = e["environment"], e["state"]
     text = {"live": "live ✓", "pending": f"scheduled {_local(e.get('activate_at'), tz)}", "absent": "—"}[state]
     return (f'<span class="env {esc(state)}" data-env="{esc(name)}" data-state="{esc(state)}">'
-            f"{esc(name)}: {esc(text)}</span>")
+            f"{esc(name)}: {esc(text)}</span>{_note(e.get('note'))}")
 
 
 def _checks(v: BundleView) -> str:
@@ -187,8 +206,18 @@ def _simulation(sha256: str, sim: dict[str, Any] | None) -> str:
     return (
         f'<p class="check simulation">Simulation {BADGE[r.ok]} cost {esc(r.money(r.cost_cents))}{esc(share)} on '
         f"{esc(r.population.get('source'))} · <a href=\"reports/{esc(sha256)}\">full report</a></p>"
+        f"{_synthesized(r)}"
         f'<div class="chart">{report.cost_vs_cap(r)}</div>'
     )
+
+
+def _synthesized(r: SimulationResult) -> str:
+    """The columns the simulation invented (from the recorded result), so a clerk does not take them for data."""
+    if not r.synthesized_columns:
+        return ""
+    items = "".join(f"<li><code>{esc(c.name)}</code>: {esc(c.how)}</li>" for c in r.synthesized_columns)
+    return ('<p class="check synthesized"><span class="badge warn">synthesized data</span> the population lacks '
+            f'these columns; they were drawn from the declared inputs:</p><ul class="plain synthesized">{items}</ul>')
 
 
 def _diff(v: BundleView) -> str:
@@ -218,16 +247,16 @@ def ops_page(overview: list[dict[str, Any]], caller: Caller, config: PipelineCon
         for e in proto["environments"]:
             live = e["live"]
             live_txt = (f"v{esc(live['version'])} <code>{esc(live['sha256'][:12])}</code> since "
-                        f"{esc(_local(live['since'], tz))}") if live else "—"
+                        f"{esc(_local(live['since'], tz))}{_note(live.get('note'))}") if live else "—"
             pend = "".join(
                 f'<div class="pending" data-sha="{esc(p["sha256"])}">v{esc(p["version"])} at '
-                f'<b>{esc(_local(p["activate_at"], tz))}</b>'
+                f'<b>{esc(_local(p["activate_at"], tz))}</b>{_note(p.get("note"))}'
                 + (_move_form(p["sha256"], e["environment"]) if can_move else "") + "</div>"
                 for p in e["pending"]) or "—"
             rows.append(f'<tr data-env="{esc(e["environment"])}"><td>{esc(e["environment"])}</td><td>{live_txt}</td>'
                         f"<td>{pend}</td></tr>")
         hist = "".join(
-            f"<tr><td>{esc(h['environment'])}</td><td>v{esc(h['version'])}</td><td>{esc(h['state'])}</td>"
+            f"<tr><td>{esc(h['environment'])}</td><td>v{esc(h['version'])}</td><td>{esc(h['state'])}{_note(h['note'])}</td>"
             f"<td>{esc(_local(h['activate_at'], tz))}</td><td>{esc(_local(h['ended_at'], tz))}</td>"
             f"<td>{esc(h['created_by'])}</td><td><code>{esc(h['run_id'] or '')}</code></td></tr>"
             for h in proto["history"])

@@ -22,7 +22,7 @@ import yaml
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hms import approvals, deployments
+from hms import approvals, clock, deployments, effective_time
 from hms.bundle import Bundle
 from hms.errors import BadInput, CheckFailed
 from hms.pipeline_config import PipelineConfig, effective_approval_policy, in_freeze
@@ -154,8 +154,9 @@ def move_activation(
 ) -> dict[str, Any]:
     """Move the pending activation of a bundle to a new time (schedulers only); audited.
 
-    The new time is read like ``--schedule`` (HH:MM in the pipeline's zone, ISO with offset, ``now``, +Ns) and
-    must not lie in the past. The move is ``deployments.deploy`` again with the pending row's run id, so the
+    The new time is read like ``--schedule`` (HH:MM in the pipeline's zone, ISO with offset, ``now``, +Ns); in the
+    past, or before the protocol's own effective time, it is refused by ``deployments.deploy`` (hms.effective_time)
+    as a 422 naming ``effective_at``. The move is ``deployments.deploy`` again with the pending row's run id, so the
     waiting flip task follows it, and the freeze windows and the approval gate are checked as for any deploy.
     """
     if SCHEDULER_ROLE not in caller.roles:
@@ -165,13 +166,11 @@ def move_activation(
     if env not in config.environment_names:
         raise WebError(422, f"unknown environment {env!r} (known: {', '.join(config.environment_names)})",
                        field="environment")
-    now = deployments.now_utc()
+    now = clock.now()
     try:
         at = parse_schedule(effective_at, config.tz, now=now)
     except BadInput as e:
         raise WebError(422, e.message, field="effective_at") from None
-    if at < now:
-        raise WebError(422, f"{effective_at!r} is in the past ({at.isoformat()})", field="effective_at")
     b = bundle_for(s, sha256)
     waiting = [d for d in deployments.pending(s, env, b.protocol.id, now) if d.bundle_sha256 == b.sha256]
     if not waiting:
@@ -231,6 +230,7 @@ class BundleView:
             "title": b.protocol.title,
             "author": b.protocol.author,
             "effective_at": b.protocol.data["metadata"]["effective_at"],
+            "effective_passed": b.protocol.effective_at <= clock.now(),
             "state": self.state,
             "approval": self.status.to_dict(),
             "reviews": [{"user": r.user, "role": r.role, "decision": r.decision, "comment": r.comment}
@@ -270,17 +270,26 @@ def _view(s: Session, b: Bundle, caller: Caller, config: PipelineConfig) -> Bund
     )
 
 
+def _late_note(d: Deployment, config: PipelineConfig) -> str | None:
+    """"effective date … passed; in force from …; not retroactive" for a binding row activated late, else None."""
+    if not deployments.binds_effective_time(config, d.environment):
+        return None
+    return effective_time.note(d.activate_at, d.effective_at, config.tz)
+
+
 def bundle_environments(s: Session, b: Bundle, config: PipelineConfig) -> list[dict[str, Any]]:
     """Where this exact bundle is: live, pending (with its time), or not (yet) there — per environment."""
-    now = deployments.now_utc()
+    now = clock.now()
     out = []
     for env in config.environment_names:
         cur = deployments.in_force(s, env, b.protocol.id, now)
         waiting = [d for d in deployments.pending(s, env, b.protocol.id, now) if d.bundle_sha256 == b.sha256]
         if cur is not None and cur.bundle_sha256 == b.sha256:
-            out.append({"environment": env, "state": "live", "since": cur.activate_at.isoformat()})
+            out.append({"environment": env, "state": "live", "since": cur.activate_at.isoformat(),
+                        "note": _late_note(cur, config)})
         elif waiting:
-            out.append({"environment": env, "state": "pending", "activate_at": waiting[-1].activate_at.isoformat()})
+            out.append({"environment": env, "state": "pending", "activate_at": waiting[-1].activate_at.isoformat(),
+                        "note": _late_note(waiting[-1], config)})
         else:
             out.append({"environment": env, "state": "absent"})
     return out
@@ -298,7 +307,7 @@ def review_board(s: Session, caller: Caller, config: PipelineConfig) -> tuple[li
 
 def ops_overview(s: Session, config: PipelineConfig, *, history: int = 8) -> list[dict[str, Any]]:
     """Per protocol: what each environment serves now, pending activations, the latest deployment rows."""
-    now = deployments.now_utc()
+    now = clock.now()
     out = []
     for pid in store.protocol_ids(s):
         envs = []
@@ -306,10 +315,12 @@ def ops_overview(s: Session, config: PipelineConfig, *, history: int = 8) -> lis
             cur = deployments.in_force(s, env, pid, now)
             envs.append({
                 "environment": env,
-                "live": {"version": cur.version, "sha256": cur.bundle_sha256, "since": cur.activate_at.isoformat()}
+                "live": {"version": cur.version, "sha256": cur.bundle_sha256, "since": cur.activate_at.isoformat(),
+                         "note": _late_note(cur, config)}
                 if cur else None,
                 "pending": [{"version": d.version, "sha256": d.bundle_sha256, "activate_at": d.activate_at.isoformat(),
-                             "run_id": d.run_id} for d in deployments.pending(s, env, pid, now)],
+                             "run_id": d.run_id, "note": _late_note(d, config)}
+                            for d in deployments.pending(s, env, pid, now)],
             })
         rows = s.scalars(select(Deployment).where(Deployment.protocol_id == pid)
                          .order_by(Deployment.id.desc()).limit(history)).all()
@@ -319,7 +330,8 @@ def ops_overview(s: Session, config: PipelineConfig, *, history: int = 8) -> lis
             "history": [{"environment": d.environment, "version": d.version, "sha256": d.bundle_sha256,
                          "state": d.state, "activate_at": d.activate_at.isoformat(),
                          "ended_at": d.ended_at.isoformat() if d.ended_at else None,
-                         "created_at": d.created_at.isoformat(), "created_by": d.created_by, "run_id": d.run_id}
+                         "created_at": d.created_at.isoformat(), "created_by": d.created_by, "run_id": d.run_id,
+                         "note": _late_note(d, config)}
                         for d in rows],
         })
     return out
