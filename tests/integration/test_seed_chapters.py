@@ -58,10 +58,9 @@ CHAPTER_B = [
 ]
 REVIEW, DEPLOY_PROD = CHAPTER_B[2], CHAPTER_B[3]
 
-# Chapter B's pipeline scans with the legal rule set, which (until the lead's change to legal.rego lands)
-# denies an effective time that is not in the future when the scan runs: far enough ahead for the stages
-# before it (airflow db migrate, parse, build, test) on a loaded machine; the flip then waits for it.
-PIPELINE_EFFECTIVE_IN = timedelta(seconds=150)
+# Chapter B's v3 took effect an hour ago: prod goes live as soon as its gates are met (not retroactively,
+# hms.effective_time), so the run does not wait for a time. Chapter A covers the scheduled activation.
+PIPELINE_EFFECTIVE_IN = timedelta(hours=-1)
 
 
 class Seed:
@@ -189,8 +188,8 @@ def test_chapter_b_verbatim_ci_run_push_review_deploy_rollback(seed: Seed, tmp_p
     """Chapter B's five commands: the pipeline runs v3 to prod (no Airflow server: ``dag.test`` here),
     then v4 is pushed as JSON, reviewed, deployed to prod by protocol id, and rolled back to v3.
 
-    The working directory is a checkout as ``hms ci run`` expects one: include/protocols (v3, effective
-    ``PIPELINE_EFFECTIVE_IN`` from now), dags/ (a copy, so the DAG file finds this directory's protocols)
+    The working directory is a checkout as ``hms ci run`` expects one: include/protocols (v3, in effect
+    since an hour ago), dags/ (a copy, so the DAG file finds this directory's protocols)
     and plugins/ (a link). Its ``.airflow/stack.json`` names a port nothing listens on — a stack started
     here once and stopped — so the verbatim command runs the DAG here instead of asking 127.0.0.1:8080,
     where another stack on this machine might answer. The pipeline's chaos window is the config copy's 2 s.
@@ -218,7 +217,7 @@ def test_chapter_b_verbatim_ci_run_push_review_deploy_rollback(seed: Seed, tmp_p
     _in_lines(out, f"[ci] policy_{PID}: no Airflow API server; running the DAG here", f"[build] 📦 {PID}@3",
               "[test] ✅ 9 tests", "[comp] ✅ privacy(0) ethics(0) legal(0)",
               "[review] ✅ approved by alice (legal), bob (budget)", "[chaos] ✅ survived faults",
-              "[deploy] staging ✅ preprod ✅ prod SCHEDULED@", "[flip] prod ✅ live: serves v3",
+              "[deploy] staging ✅ preprod ✅ prod ✅ live from", "[flip] prod ✅ live: serves v3",
               "[publish] ✅ released", f"[ci] ✅ policy_{PID} run")
 
     out = seed.hms(push).stdout
