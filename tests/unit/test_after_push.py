@@ -65,3 +65,11 @@ def test_ci_run_bundle_plans_the_pushed_bundles_run_on_its_protocols_pipeline(re
     record(build(1, pid="no-file-here"))
     with pytest.raises(BadInput, match="no-file-here has no file in .*include/protocols, so no pipeline DAG runs it"):
         _pushed_bundle_run(ROOT, argparse.Namespace(bundle="no-file-here@1", protocol=None), {})
+
+
+def test_a_protocol_without_a_file_in_include_protocols_gets_no_run_and_push_says_where_to_add_it(registry_url):
+    b = record(build(1, pid="new-benefit-2027"))
+    step = next_step("new-benefit-2027", 1, b.sha256)
+    assert not step.starts
+    assert step.reason == ("no pipeline DAG runs new-benefit-2027: the DAG factory makes one per file in "
+                           f"{ROOT / 'include' / 'protocols'}, so add its protocol file there")

@@ -88,7 +88,9 @@ def _pushed_bundle_run(repo: Path, args: argparse.Namespace, conf: dict[str, str
         raise BadInput(f"bundle {args.bundle} is of {row.protocol_id}, not {args.protocol}", where="--bundle")
     try:
         (pipeline,) = ci.plan(repo, row.protocol_id, conf)  # its protocol needs a file here, and so a DAG
-    except BadInput:
+    except BadInput as e:
+        if not e.message.startswith(f"--protocol {row.protocol_id}: no such protocol"):
+            raise  # a broken protocol file: its own message
         raise BadInput(f"{row.protocol_id} has no file in {repo / 'include' / 'protocols'}, so no pipeline DAG "
                        "runs it", where="--bundle") from None
     return [replace(pipeline, sha256=row.sha256, conf={**conf, "sha256": row.sha256})]
