@@ -30,7 +30,7 @@ demo: install
 	PYTHONPATH=plugins $(BIN)/python scripts/demo.py
 
 # Tiers, each timed (scripts/test-tiers.sh): unit, integration + reliability, then the unit and command-line
-# tiers again with the clock 400 days and 5 years ahead (libfaketime): no test may have an expiry date.
+# tiers again with the wall clock 400 days and 5 years ahead (time-machine): no test may have an expiry date.
 test: install
 	$(BIN)/ruff check .
 	bash scripts/ci-postgres.sh || echo "[test] PostgreSQL could not start: postgres-marked tests will skip"
@@ -40,11 +40,10 @@ test: install
 test-fast: install
 	set -a; if [ -f .hms-ci/postgres.env ]; then . .hms-ci/postgres.env; fi; set +a; SHIFTS= bash scripts/test-tiers.sh
 
-# Only the shifted-clock tiers: SHIFTS="+400d +5y" by default, e.g. make test-shifted SHIFTS=+10y
+# Only the shifted-clock tiers: SHIFTS="400d 5y" by default, e.g. make test-shifted SHIFTS=10y
 test-shifted: install
-	bash scripts/system-deps.sh
 	set -a; if [ -f .hms-ci/postgres.env ]; then . .hms-ci/postgres.env; fi; set +a; \
-	  ONLY_SHIFTED=1 SHIFTS="$(or $(SHIFTS),+400d +5y)" bash scripts/test-tiers.sh
+	  ONLY_SHIFTED=1 SHIFTS="$(or $(SHIFTS),400d 5y)" bash scripts/test-tiers.sh
 
 # A real local Airflow (api-server, scheduler, dag-processor, triggerer) on this repo's DAGs; state in .airflow/.
 up: install

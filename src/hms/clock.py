@@ -6,10 +6,11 @@ gives the test suite an expiry date, so everything in ``src/hms`` asks ``now()``
 
 Tests move time in one of two ways, never by picking calendar dates:
 - in-process, ``frozen(at)`` or ``shifted(delta)`` (context managers);
-- for whole processes (the CLI, a decision service, Airflow's workers), libfaketime:
-  ``make test-shifted`` runs the unit and command-line tiers with the clock 400 days
-  and 5 years ahead. Both go through ``datetime.now``, so this module adds no
-  environment variable a caller could use to lie about the time in production.
+- for whole processes (the CLI, a decision service, chaos replicas), the shifted-clock
+  tiers (``make test-shifted``: tests/shifted_clock/sitecustomize.py) move the wall
+  clock of every Python process 400 days and 5 years ahead. Both act on what
+  ``datetime.now`` returns, so this module reads no environment variable a caller
+  could use to lie about the time in production.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import select
 
-from hms import deployments, protocol
+from hms import clock, deployments, protocol
 from hms.chaos import free_port
 from hms.pipeline_config import load_pipeline_config
 from hms.registry.db import session_scope
@@ -172,11 +173,12 @@ async def test_a_scheduled_prod_deploy_carries_its_activation_time_and_the_versi
     for env in ("staging", "preprod"):
         await k8s.hms("rule", "deploy", v4, "--env", env)
 
-    r = await k8s.hms("rule", "deploy", v4, "--env", "prod", "--schedule", "2030-01-01T00:00:00+00:00", "--json")
+    at = (clock.now() + timedelta(days=30)).replace(hour=0, minute=0, second=0, microsecond=0)
+    r = await k8s.hms("rule", "deploy", v4, "--env", "prod", "--schedule", at.isoformat(), "--json")
 
     assert json.loads(r.stdout)["state"] == "pending"
     prod = k8s.data("prod")
-    assert (prod["current"], prod["previous"], prod["activate_at"]) == (v4, v3, "2030-01-01T00:00:00Z")
+    assert (prod["current"], prod["previous"], prod["activate_at"]) == (v4, v3, at.strftime("%Y-%m-%dT%H:%M:%SZ"))
 
     await k8s.hms("rule", "rollback", PID, "--env", "prod")  # cancels the pending activation
 
