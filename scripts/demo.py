@@ -221,6 +221,11 @@ def main() -> int:
     finally:
         service.terminate()
         service.wait(timeout=10)
+    try:  # the stack stays up for people, as after `make up`: a push then starts its pipeline
+        stack.enable_intake()
+        say("[airflow] intake on: hms_intake starts a pipeline run for each new bundle within a minute")
+    except StackError as e:
+        say(f"[airflow] ❌ intake still paused ({e}): turn hms_intake on in the UI")
     say(f"\n[demo] ✅ done. Airflow UI: {stack.url}  (clerk pages: Reviews and Deploys in the sidebar)")
     say("[demo] logins: " + ", ".join(f"{u} / {p}" for u, p in stack.users.items()))
     say(f"[demo] registry: {HOME.relative_to(ROOT)}; reports: out/; stop Airflow with: make down")

@@ -45,6 +45,7 @@ COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 CLERKS = ("alice", "bob", "carol", "dana")
 TERMINAL = {"success", "failed"}
 MARKER = "HMS_AIRFLOW_STACK"
+INTAKE_DAG = "hms_intake"  # paused when first created (intake.py); `up` and the demo turn it on
 
 
 class StackError(RuntimeError):
@@ -81,6 +82,28 @@ def _marked_pids(home: Path) -> list[int]:
         except OSError:
             continue
     return found
+
+
+def unpause(client: httpx.Client, dag_id: str, attempts: int = 5) -> None:
+    """Turn ``dag_id`` on and read it back; StackError when Airflow does not confirm it.
+
+    A DAG created paused (the intake: ``is_paused_upon_creation=True``) stays paused in the UI until
+    someone turns it on, and a push then starts nothing — the first-run trap this closes. A 5xx (Airflow
+    on SQLite under load) is retried; the read-back makes a silent failure impossible.
+    """
+    r: httpx.Response | None = None
+    for attempt in range(attempts):
+        if attempt:
+            time.sleep(attempt)
+        r = client.patch(f"/api/v2/dags/{dag_id}", json={"is_paused": False})
+        if r.status_code < 500:
+            break
+    assert r is not None
+    if r.status_code != 200:
+        raise StackError(f"turning {dag_id} on: PATCH /api/v2/dags/{dag_id} answered {r.status_code} {r.text[:300]}")
+    back = client.get(f"/api/v2/dags/{dag_id}")
+    if back.status_code != 200 or back.json().get("is_paused") is not False:
+        raise StackError(f"{dag_id} is still paused after turning it on ({back.status_code} {back.text[:300]})")
 
 
 def _parse_time(text: str) -> float:
@@ -311,6 +334,16 @@ class AirflowStack:
                     raise StackError(f"DAGs not parsed in time: {sorted(missing)}\n{self.log_tail('dag-processor')}")
                 time.sleep(1)
 
+    def enable_intake(self, timeout: float = 60) -> None:
+        """Turn the intake DAG on, once it is parsed: from then on a pushed bundle starts its pipeline.
+
+        Not part of ``start``: tests start stacks whose runs they count, and an intake running every minute
+        would start runs of its own. ``make up`` and the demo's stack, left running for people, call it.
+        """
+        self.wait_for_dags([INTAKE_DAG], timeout=timeout)
+        with self.client() as c:
+            unpause(c, INTAKE_DAG)
+
     def stop(self) -> None:
         """SIGTERM, then SIGKILL every component's process group, then sweep marked stragglers. Idempotent."""
         terminate(self.home, [p.pid for p in self.procs.values()])
@@ -515,13 +548,15 @@ def main(argv: list[str] | None = None) -> int:
         except StackError as e:
             print(f"stack did not start: {e}", file=sys.stderr)
             return 1
-        with stack.client() as c:  # a local stack takes new protocol versions up on its own (hms_intake)
-            intake = c.patch("/api/v2/dags/hms_intake", json={"is_paused": False}).status_code == 200
         print(f"Airflow UI: {stack.url}   (logs: {home / 'logs'}; stop: make down)")
-        print("intake: " + ("on — a new protocol version starts its pipeline within a minute" if intake
-                            else "hms_intake not found (paused or missing)"))
         print("logins: " + ", ".join(f"{u} / {p}" for u, p in stack.users.items()))
         print(f"HMS registry: {stack.env.get('HMS_DATABASE_URL') or stack.env.get('HMS_HOME')}")
+        try:  # a local stack takes new bundles up on its own: a push starts its pipeline
+            stack.enable_intake()
+        except StackError as e:
+            print(f"intake: ❌ {e}; turn {INTAKE_DAG} on in the UI (the stack is running)", file=sys.stderr)
+            return 1
+        print(f"intake: on — {INTAKE_DAG} starts a pipeline run for each new bundle within a minute")
         return 0
     if args.command == "down":
         pids = list((state or {}).get("pids", {}).values())

@@ -130,7 +130,15 @@ def resolve_bundle_row(s: Session, ref: str) -> BundleRow:
         if len(matches) == 1:
             return matches[0]
         if len(matches) > 1:
-            raise BadInput(f"hash prefix {ref} is ambiguous ({len(matches)} bundles)", where="bundle")
+            names = ", ".join(f"{m.protocol_id}@{m.version} ({m.sha256[:12]})" for m in matches)
+            raise BadInput(f"hash prefix {ref} is ambiguous ({len(matches)} bundles: {names})", where="bundle")
+    versions = [b.version for b in store.find_bundles(s, ref)]
+    if versions:  # a protocol id: only `hms rule review` and `hms rule deploy` choose one of its bundles for you
+        raise BadInput(
+            f"{ref!r} is a protocol (versions {', '.join(map(str, versions))}): name one bundle, e.g. "
+            f"{ref}@{versions[0]} or a sha256 prefix",
+            where="bundle",
+        )
     raise BadInput(f"no bundle matches {ref!r} (use a sha256, a unique prefix, or id@version)", where="bundle")
 
 

@@ -89,7 +89,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         goldens += [chaos.Golden(pid, c["name"], c["input"]) for c in b.protocol.tests]
     if not goldens:
         what = f"{args.protocol} is" if args.protocol else "nothing is"
-        raise BadInput(f"{what} in force in {args.target}: deploy before running chaos", where="--target")
+        raise BadInput(
+            f"{what} in force in {args.target}: chaos stresses the decisions it serves, so deploy first "
+            f"(hms rule deploy ID --env {args.target})",
+            where="--target",
+        )
     oracle = chaos.Oracle(view.snap.bundles, view.in_force)
 
     fleet: Any

@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hms.cli import emit
 from hms.errors import BadInput
+
+if TYPE_CHECKING:
+    from hms.ci import CiRun
 
 DEFAULT_AIRFLOW_URL = "http://127.0.0.1:8080"
 
@@ -21,6 +25,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     r.add_argument("config", help="the pipeline config, e.g. .hms-ci/policy-pipeline.yml")
     r.add_argument("--protocol", help="only this protocol id (default: every file in include/protocols)")
+    r.add_argument(
+        "--bundle",
+        help="run the pipeline on this recorded bundle (id@version or sha256, as `hms rule push` prints it) "
+        "instead of packing the protocol's file",
+    )
     r.add_argument("--effective-at", help="override the effective time (HH:MM, ISO with offset, now, +30s)")
     r.add_argument("--chaos-window", help="chaos duration in the chaos environment, e.g. 5s")
     r.add_argument(
@@ -62,6 +71,31 @@ def _started_stack(repo: Path, user: str, password: str) -> tuple[str, str]:
     return state.get("url", DEFAULT_AIRFLOW_URL), password or state.get("users", {}).get(user, "")
 
 
+def _pushed_bundle_run(repo: Path, args: argparse.Namespace, conf: dict[str, str]) -> list[CiRun]:
+    """The one run of a bundle already recorded (``hms rule push``): its protocol's pipeline, on its hash.
+
+    The run carries ``conf.sha256`` as the intake's runs do, so the build step fetches and verifies those
+    bytes instead of packing the file, and its run id is the bundle's (``bundle-<sha prefix>``).
+    """
+    from dataclasses import replace
+
+    from hms import ci, deployments
+    from hms.registry.db import session_scope
+
+    with session_scope(read_only=True) as s:
+        row = deployments.resolve_bundle_row(s, args.bundle)
+    if args.protocol and args.protocol != row.protocol_id:
+        raise BadInput(f"bundle {args.bundle} is of {row.protocol_id}, not {args.protocol}", where="--bundle")
+    try:
+        (pipeline,) = ci.plan(repo, row.protocol_id, conf)  # its protocol needs a file here, and so a DAG
+    except BadInput as e:
+        if not e.message.startswith(f"--protocol {row.protocol_id}: no such protocol"):
+            raise  # a broken protocol file: its own message
+        raise BadInput(f"{row.protocol_id} has no file in {repo / 'include' / 'protocols'}, so no pipeline DAG "
+                       "runs it", where="--bundle") from None
+    return [replace(pipeline, sha256=row.sha256, conf={**conf, "sha256": row.sha256})]
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from hms import ci
     from hms.pipeline_config import load_pipeline_config
@@ -71,7 +105,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     os.environ["HMS_PIPELINE_CONFIG"] = str(config_file.resolve())
     repo = _repo_of(config_file)
     conf = {k: v for k, v in (("effective_at", args.effective_at), ("chaos_window", args.chaos_window)) if v}
-    runs = ci.plan(repo, args.protocol, conf)
+    runs = _pushed_bundle_run(repo, args, conf) if args.bundle else ci.plan(repo, args.protocol, conf)
 
     api = None
     if not args.local:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from hms import clock, deployments, effective_time
+from hms import approvals, clock, deployments, effective_time
 from hms.cli import actor, emit
 from hms.errors import BadInput, CheckFailed, HmsError
 from hms.pipeline_config import load_pipeline_config
@@ -49,15 +49,21 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("rule", help="push, review, deploy and roll back rules")
     ps = p.add_subparsers(dest="rule_command", required=True)
-    push = ps.add_parser("push", help="pack a protocol file and record it (prints its ID)")
-    push.add_argument("file")
+    push = ps.add_parser("push", help="pack a protocol file (YAML or JSON) and record it; prints its ID, run next")
+    push.add_argument("file", help="protocol file (.yml, .yaml, .json), a bundle (.tgz), or a recorded sha256:<hex>")
     push.add_argument("--json", action="store_true")
     push.set_defaults(handler=cmd_push)
 
-    review = ps.add_parser("review", help="approve or reject a bundle (ID: sha256, prefix or id@version)")
-    review.add_argument("id")
-    review.add_argument("--user", required=True)
-    review.add_argument("--role", required=True)
+    review = ps.add_parser("review", help="approve or reject a bundle")
+    review.add_argument(
+        "id", help="protocol id (its bundle awaiting review), sha256, unique hash prefix, or id@version"
+    )
+    review.add_argument(
+        "--user", default=None, help="the clerk (default: the acting identity, HMS_ACTOR or the OS user)"
+    )
+    review.add_argument(
+        "--role", default=None, help="review role (default: the clerk's one role still missing for this bundle)"
+    )
     group = review.add_mutually_exclusive_group(required=True)
     group.add_argument("--approve", dest="decision", action="store_const", const="approve")
     group.add_argument("--reject", dest="decision", action="store_const", const="reject")
@@ -66,7 +72,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     review.set_defaults(handler=cmd_review)
 
     deploy = ps.add_parser("deploy", help="deploy a bundle to one environment")
-    deploy.add_argument("id")
+    deploy.add_argument(
+        "id", help="sha256, prefix, id@version, or a protocol id: its bundle in force in the environment before ENV "
+        "(the first environment: its newest version)"
+    )
     deploy.add_argument("--env", required=True)
     deploy.add_argument("--schedule", default=None, help=SCHEDULE_HELP)
     deploy.add_argument("--run-id", default=None)
@@ -114,28 +123,51 @@ def _push_file(path: str) -> tuple[Bundle, bool]:
 
 
 def cmd_push(args: argparse.Namespace) -> int:
+    from hms.cli.after_push import next_step
+
     b, created = _push_file(args.file)
     word = "pushed" if created else "already known"
+    after = next_step(b.protocol.id, b.protocol.version, b.sha256)
+    lines = [f"[push] ✅ {word} {b.protocol.id} v{b.protocol.version} sha256:{b.sha256} (ID {b.short})"]
+    if not args.xcom_file:  # as a pipeline step (build, intake) the run is already under way: no advice
+        lines += after.lines()
     emit(
         args,
-        {"ok": True, "id": f"{b.protocol.id}@{b.protocol.version}", "sha256": b.sha256, "new": created},
-        [f"[push] ✅ {word} {b.protocol.id} v{b.protocol.version} sha256:{b.sha256} (ID {b.short})"],
+        {"ok": True, "id": f"{b.protocol.id}@{b.protocol.version}", "sha256": b.sha256, "new": created,
+         "next": after.to_dict()},
+        lines,
     )
     return 0
 
 
 def cmd_review(args: argparse.Namespace) -> int:
+    from hms import bundle_choice, review_role
+    from hms.pipeline_config import effective_approval_policy
+
     config = load_pipeline_config()
+    user = args.user or actor()
     with session_scope() as s:
-        b = deployments.resolve_bundle(s, args.id)
+        b = bundle_choice.for_review(s, args.id, config)
+        role = args.role
+        if role is None:
+            # The author's refusal first: it says more than "holds no review role" (roles are checked below).
+            approvals.check_review(approvals.Review(b.sha256, user, "", args.decision), author=b.protocol.author,
+                                   user_roles=None)
+            role = review_role.infer(
+                user,
+                policy=effective_approval_policy(config, b.protocol),
+                missing=deployments.approval_status(s, b, config).missing_roles,
+                user_roles=config.user_roles,
+            )
         st = deployments.record_review(
-            s, b, user=args.user, role=args.role, decision=args.decision, comment=args.comment, config=config
+            s, b, user=user, role=role, decision=args.decision, comment=args.comment, config=config
         )
-    mark = "✅" if args.decision == "approve" else "❌"
+    mark, done = ("✅", "approved") if args.decision == "approve" else ("❌", "rejected")
     emit(
         args,
-        {"ok": True, "sha256": b.sha256, "decision": args.decision, "status": st.to_dict()},
-        [f"[review] {mark} {args.user} ({args.role}) {args.decision}d {b.protocol.id} v{b.protocol.version}",
+        {"ok": True, "sha256": b.sha256, "id": f"{b.protocol.id}@{b.protocol.version}", "user": user, "role": role,
+         "decision": args.decision, "status": st.to_dict()},
+        [f"[review] {mark} {user} ({role}) {done} {b.protocol.id} v{b.protocol.version} ({b.short})",
          f"[review] {st.summary()}"],
     )
     return 0
@@ -165,11 +197,13 @@ def _publish(pub: Publisher | None, env: str, protocol_id: str, command: str) ->
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
+    from hms import bundle_choice
+
     config = load_pipeline_config()
     at = parse_requested(args.schedule, _tz(config))
     pub = _publisher(config)
     with session_scope() as s:
-        b = deployments.resolve_bundle(s, args.id)
+        b = bundle_choice.for_deploy(s, args.id, args.env, config)
         ch = deployments.deploy(s, b, args.env, activate_at=at, actor=actor(), config=config, run_id=args.run_id)
     k8s, k8s_lines = _publish(pub, ch.environment, ch.protocol_id, "deploy")
     emit(args, {"ok": True, **ch.to_dict(), **k8s}, [_deploy_line(ch, config), *k8s_lines])
@@ -223,7 +257,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
     except HmsError as e:
         if touched and args.rollback:
             print(f"[deploy] ❌ {e}; rolling back {', '.join(reversed(touched))} with {args.rollback}", flush=True)
-            cmd = [args.rollback, b.protocol.id, *reversed(touched)]
+            cmd = [str(Path(args.rollback).resolve()), b.protocol.id, *reversed(touched)]  # `rollback.sh`: not PATH
             r = subprocess.run(cmd, check=False)
             if r.returncode != 0:
                 raise CheckFailed(f"promotion failed ({e}) AND the rollback script exited {r.returncode}") from e
