@@ -99,7 +99,7 @@ class StageLines:
         if ev.task_id == "build.schedule_check":
             words = f" ({r['note']})" if r.get("note") else ""
             when = _local(r.get("activate_at", "?"), self.tz)
-            return f"[build] 🗓 {r.get('environment', '?')} in force from {when}{words}"
+            return f"[build] 🗓 {r.get('environment', '?')} comes into force no earlier than {when}{words}"
         if task == "schedule":
             at = r.get("activate_at", "?")
             if r.get("state") == "live":  # the effective time had passed: in force now, not retroactively

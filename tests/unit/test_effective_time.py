@@ -124,7 +124,7 @@ def test_check_schedule_names_the_trigger_form_field_and_the_late_note(registry_
     b = _cli_setup(tmp_path, monkeypatch, clock.now() - 24 * HOUR)
     assert main(["rule", "check-schedule", b.sha256, "--env", "prod"]) == 0
     out = capsys.readouterr().out
-    assert "[schedule] prod:" in out and "passed; in force from" in out and "not retroactive" in out
+    assert "[schedule] prod:" in out and "no earlier than" in out and "passed: in force from when it goes live" in out
     b2 = _cli_setup(tmp_path, monkeypatch, clock.now() + 24 * HOUR, version=4)
     assert main(["rule", "check-schedule", b2.sha256[:12], "--env", "prod", "--schedule", "+20m"]) == 2
     assert "effective_at:" in capsys.readouterr().err

@@ -214,7 +214,8 @@ def _deploy_line(ch: deployments.Change, config) -> str:
     local = ch.activate_at.astimezone(_tz(config)).isoformat()
     if ch.state == "pending":
         return f"[deploy] {ch.environment} SCHEDULED@{local} {ch.protocol_id} v{ch.version} ({ch.sha256[:12]})"
-    late = effective_time.note(ch.activate_at, ch.effective_at, _tz(config)) if ch.late else None
+    binding = deployments.binds_effective_time(config, ch.environment)
+    late = effective_time.note(ch.activate_at, ch.effective_at, _tz(config)) if ch.late and binding else None
     return (f"[deploy] {ch.environment} ✅ {ch.protocol_id} v{ch.version} live ({ch.sha256[:12]})"
             + (f": {late}" if late else ""))
 
@@ -378,11 +379,13 @@ def cmd_check_schedule(args: argparse.Namespace) -> int:
     binding = deployments.binds_effective_time(config, args.env)
     # Named as the trigger form names it: this is how the pipeline checks an override before it starts.
     act = effective_time.plan(b.protocol.effective_at, at, clock.now(), binding=binding, where="effective_at")
-    words = effective_time.note(act.at, act.effective_at, tz) if binding else None
-    when = effective_time.local(act.at, tz)
-    line = f"[schedule] {args.env}: {b.protocol.id} v{b.protocol.version} in force from {when}"
+    passed = binding and act.late
+    words = (f"effective date {effective_time.local(b.protocol.effective_at, tz)} passed: in force from when it "
+             "goes live, not retroactive") if passed else None
+    line = (f"[schedule] {args.env}: {b.protocol.id} v{b.protocol.version} comes into force no earlier than "
+            f"{effective_time.local(act.at, tz)}")
     emit(args, {"ok": True, "environment": args.env, "activate_at": act.at.isoformat(),
-                "effective_at": b.protocol.effective_at.isoformat(), "late": bool(words), "note": words},
+                "effective_at": b.protocol.effective_at.isoformat(), "late": passed, "note": words},
          [line + (f" ({words})" if words else "")])
     return 0
 
