@@ -89,3 +89,11 @@ def ready(b: bundle.Bundle, cfg: PipelineConfig | None = None) -> bundle.Bundle:
     record_checks(b)
     approve(b, cfg)
     return b
+
+
+def record_checks_for(ref: str, kinds=("test", "scan", "chaos"), *, ok: bool = True) -> str:
+    """``record_checks`` for a registry reference (id@version, hash): for tests that drive the CLI."""
+    with session_scope(read_only=True) as s:
+        b = deployments.resolve_bundle(s, ref)
+    record_checks(b, kinds, ok=ok)
+    return b.sha256

@@ -303,15 +303,18 @@ def preflight(
     so), the last target's time (hms.effective_time) and every target's freeze windows.
     """
     now = clock.now()
-    refusals = []
+    where: dict[str, list[str]] = {}  # refusal → the targets it concerns (one line for "no test" everywhere)
     for i, env in enumerate(targets):
         last = i == len(targets) - 1
         act = effective_time.plan(b.protocol.effective_at, activate_at if last else None, now,
                                   binding=binds_effective_time(config, env))
-        refusals += [f"{env}: {r}" for r in gate_refusals(s, b, env, config, order=i == 0)]
+        found = gate_refusals(s, b, env, config, order=i == 0)
         window = in_freeze(config, max(act.at, now), env)
         if window is not None:
-            refusals.append(f"{env}: activation at {max(act.at, now).isoformat()} falls in freeze window {window}")
+            found.append(f"activation at {max(act.at, now).isoformat()} falls in freeze window {window}")
+        for r in found:
+            where.setdefault(r, []).append(env)
+    refusals = [f"{', '.join(envs)}: {r}" for r, envs in where.items()]
     if refusals:
         raise CheckFailed("nothing deployed: " + "; ".join(refusals),
                           where=f"promote {b.protocol.id} v{b.protocol.version}")

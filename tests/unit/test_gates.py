@@ -137,7 +137,7 @@ def test_promote_checks_every_target_before_it_writes_anything(registry_url):
         deployments.preflight(s, b, ["staging", "preprod", "prod"], None, cfg)
     msg = str(e.value)
     assert msg.startswith(f"promote {b.protocol.id} v3: nothing deployed")
-    assert "staging: approval policy not met" in msg and "prod: no recorded passing chaos" in msg
+    assert "staging, preprod, prod: approval policy not met" in msg and "prod: no recorded passing chaos" in msg
     assert "must be live in staging" not in msg  # the promote itself makes the earlier targets live
     for env in cfg.environment_names:
         assert deployments.live_bundle(b.protocol.id, env) is None
