@@ -143,7 +143,8 @@ def test_a_recorded_scan_with_other_policies_is_refused_so_an_empty_policy_dir_p
     empty = tmp_path / "empty-policies"
     empty.mkdir()
     for rule_set in ("privacy", "ethics", "legal"):  # rule sets that deny nothing
-        (empty / f"{rule_set}.rego").write_text(f"package {rule_set}\n\ndeny contains msg if {{\n\tfalse\n\tmsg := {{}}\n}}\n")
+        rego = f"package {rule_set}\n\ndeny contains msg if {{\n\tfalse\n\tmsg := {{}}\n}}\n"
+        (empty / f"{rule_set}.rego").write_text(rego)
     r = hms(env, "scan", str(pkg), "--policies", str(empty), "--record", check=False)
     assert r.returncode == 2 and "a scan with other policies cannot be recorded" in r.stderr, r.stderr
     r = hms({**env, "HMS_POLICY_DIR": str(empty)}, "scan", str(pkg), "--record", check=False)
