@@ -91,6 +91,15 @@ def ready(b: bundle.Bundle, cfg: PipelineConfig | None = None) -> bundle.Bundle:
     return b
 
 
+def ready_ref(ref: str, kinds=("test", "scan", "chaos")) -> str:
+    """Checks of ``kinds`` and two approvals for a registry reference (tests that push with the CLI)."""
+    with session_scope(read_only=True) as s:
+        b = deployments.resolve_bundle(s, ref)
+    record_checks(b, kinds)
+    approve(b)
+    return b.sha256
+
+
 def record_checks_for(ref: str, kinds=("test", "scan", "chaos"), *, ok: bool = True) -> str:
     """``record_checks`` for a registry reference (id@version, hash): for tests that drive the CLI."""
     with session_scope(read_only=True) as s:
