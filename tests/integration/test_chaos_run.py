@@ -13,9 +13,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import WILDFIRE
 from hms.registry import store
 from hms.registry.db import session_scope
+from tests.conftest import WILDFIRE
 from tests.deploy_helpers import ready_ref, write_config
 
 HMS = str(Path(sys.executable).parent / "hms")
