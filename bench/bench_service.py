@@ -41,7 +41,7 @@ def run() -> list[Row]:
     os.environ.pop("HMS_DATABASE_URL", None)
     from hms import chaos, deployments
     from hms.registry.db import reset_engines, session_scope
-    from tests.deploy_helpers import approve, config, promote_all, record, variant
+    from tests.deploy_helpers import config, promote_all, ready, record, variant
 
     reset_engines()
     cfg = config()
@@ -49,9 +49,9 @@ def run() -> list[Row]:
     from tests.deploy_helpers import write_config
 
     os.environ["HMS_PIPELINE_CONFIG"] = str(write_config(cfg_file))
-    bundles = {v: record(variant(v, max_payment=5000 + v)) for v in (3, 4, 5)}
-    for v in (3, 4):
-        approve(bundles[v], cfg)
+    bundles = {}
+    for v in (3, 4):  # each version recorded only once the one before is out: a newer one supersedes it
+        bundles[v] = ready(record(variant(v, max_payment=5000 + v)), cfg)
         promote_all(bundles[v], cfg)
     fleet = chaos.LocalFleet("prod", 4)
     fleet.start()
@@ -91,7 +91,7 @@ def run() -> list[Row]:
         rows.append(Row("service", "`hms rule rollback` process CPU time, user+sys (p50 of 10; load-independent-ish)",
                         f"{cpu[len(cpu) // 2] * 1000:.0f} ms", "-", True))
 
-        approve(bundles[5], cfg)
+        bundles[5] = ready(record(variant(5, max_payment=5005)), cfg)
         at = datetime.now(UTC) + timedelta(seconds=2)
         with session_scope() as s:
             for env in ("staging", "preprod"):

@@ -1,8 +1,9 @@
 """``make demo``: the main job end to end on a real Airflow, in the seed's one-line-per-stage style.
 
 1. A registry of its own (``out/demo-home``, reset on every run) and the law in force today:
-   wildfire-aid-2024 v2 ($800 per member), promoted by the seed's command line
-   (``hms promote … --schedule now``) after its tests, scan and two approvals.
+   wildfire-aid-2024 v2 ($800 per member), through the seed's command line: pack, test, scan
+   (recorded), two approvals, ``hms promote`` to staging and preprod, the chaos job in preprod
+   (recorded: prod needs a passing chaos for this exact hash), then ``hms promote … --schedule now``.
 2. A real Airflow (api-server, scheduler, dag-processor, triggerer; ``.airflow/``), the same
    stack ``make up`` starts, with the repository's DAGs and the HMS plugin.
 3. The new version, v3 ($1,000 per member), is pushed and its DAG run started through Airflow's
@@ -134,8 +135,13 @@ def law_in_force_today(config: Any) -> None:
             quiet=True)
     say("[review] ✅ approved by alice (legal), bob (budget)")
     rollback = str(ROOT / "include" / "rollback.sh")
-    hms("promote", str(pkg), "--targets", ",".join(config.environment_names), "--rollback", rollback,
-        "--schedule", "now")
+    names = config.environment_names
+    chaos_env = config.chaos.environment
+    rehearsals = names[: names.index(chaos_env) + 1]  # staging, preprod: where the chaos job runs
+    hms("promote", str(pkg), "--targets", ",".join(rehearsals), "--rollback", rollback, quiet=True)
+    hms("chaos", "run", "--target", chaos_env, "--time", "3s", "--record", quiet=True)
+    say(f"[chaos] ✅ {chaos_env} survived faults (recorded for v2's hash)")
+    hms("promote", str(pkg), "--targets", ",".join(names), "--rollback", rollback, "--schedule", "now")
 
 
 def airflow_run(stack: Any, config: Any, port: int) -> str:

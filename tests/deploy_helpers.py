@@ -1,4 +1,8 @@
-"""Test helpers for deployments: pack a sample (optionally changed) into the registry, approve it, a config."""
+"""Test helpers for deployments: pack a sample (optionally changed) into the registry, approve it, a config.
+
+Every deploy needs, for the exact hash, the approval policy met and passing ``test`` and ``scan`` checks
+(``chaos`` too past the chaos environment): ``ready(b)`` records all of them, as the pipeline would.
+"""
 
 from __future__ import annotations
 
@@ -68,3 +72,37 @@ def promote_all(b: bundle.Bundle, cfg: PipelineConfig, activate_at=None, run_id:
             deployments.deploy(
                 s, b, env, activate_at=activate_at if last else None, actor="tester", config=cfg, run_id=run_id
             )
+
+
+PASSING = {"ok": True, "recorded_by": "tests.deploy_helpers"}
+
+
+def record_checks(b: bundle.Bundle, kinds=("test", "scan", "chaos"), *, ok: bool = True) -> None:
+    """Record a result of each kind for ``b`` (passing by default), as ``… --record`` would."""
+    with session_scope() as s:
+        for kind in kinds:
+            store.record_check(s, sha256=b.sha256, kind=kind, ok=ok, summary={**PASSING, "ok": ok}, actor="tester")
+
+
+def ready(b: bundle.Bundle, cfg: PipelineConfig | None = None) -> bundle.Bundle:
+    """Everything a deploy of ``b`` needs anywhere: passing test, scan and chaos, and two clerks' approvals."""
+    record_checks(b)
+    approve(b, cfg)
+    return b
+
+
+def ready_ref(ref: str, kinds=("test", "scan", "chaos")) -> str:
+    """Checks of ``kinds`` and two approvals for a registry reference (tests that push with the CLI)."""
+    with session_scope(read_only=True) as s:
+        b = deployments.resolve_bundle(s, ref)
+    record_checks(b, kinds)
+    approve(b)
+    return b.sha256
+
+
+def record_checks_for(ref: str, kinds=("test", "scan", "chaos"), *, ok: bool = True) -> str:
+    """``record_checks`` for a registry reference (id@version, hash): for tests that drive the CLI."""
+    with session_scope(read_only=True) as s:
+        b = deployments.resolve_bundle(s, ref)
+    record_checks(b, kinds, ok=ok)
+    return b.sha256

@@ -154,6 +154,11 @@ def build_policy_dag(p: Protocol, path: Path, config: PipelineConfig, rollback_s
                             "{{ params.chaos_min_health }}",
                             "--replicas",
                             "{{ params.chaos_replicas }}",
+                            "--protocol",  # this protocol's golden decisions: the chaos check is its bundle's
+                            p.id,
+                            "--record",  # the next environment needs a passing chaos for this bundle hash
+                            "--run-id",
+                            "{{ run_id }}",
                         ],
                         config,
                         heavy=True,

@@ -4,12 +4,18 @@ One function, ``evaluate``, decides it for everyone: the promotion check in the
 core, the Airflow review sensor and the clerk page all call it, so they can never
 disagree. Rules (design.md, issue 6): at least ``required`` distinct approvers;
 every required role covered by an approver holding it; the protocol's author never
-counts; only reviews bound to this exact bundle hash count; any rejection by an
-authorized reviewer stops the bundle.
+counts, nor does whoever pushed the bundle (``bundles.created_by``); only reviews
+bound to this exact bundle hash count; any rejection by an authorized reviewer
+stops the bundle.
+
+People are compared by ``same_person`` only: user names and ``metadata.author`` are
+free text, so "Carol", " carol" and "ｃａｒｏｌ" must be one person, or an author
+could approve their own rule by changing the case of a letter.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -81,20 +87,44 @@ class ApprovalStatus:
         }
 
 
-def why_not_allowed(review: Review, *, author: str, user_roles: Mapping[str, Iterable[str]] | None) -> str | None:
-    """Why a reviewer may not give this review (None when allowed). Used when recording and when counting."""
+def identity(name: str) -> str:
+    """The comparable form of a person's name: Unicode NFKC, case-folded, surrounding space stripped."""
+    return unicodedata.normalize("NFKC", name).casefold().strip()
+
+
+def same_person(a: str | None, b: str | None) -> bool:
+    """Whether two free-text names denote one person (the only way approvals compare people)."""
+    return a is not None and b is not None and identity(a) == identity(b)
+
+
+def why_not_allowed(
+    review: Review,
+    *,
+    author: str,
+    user_roles: Mapping[str, Iterable[str]] | None,
+    pusher: str | None = None,
+) -> str | None:
+    """Why a reviewer may not give this review (None when allowed). Used when recording and when counting.
+
+    ``pusher`` is the authenticated principal who recorded the bundle: whoever put a bundle forward
+    cannot also be one of the two people who let it through.
+    """
     if review.decision not in DECISIONS:
         return f"decision must be one of {', '.join(DECISIONS)}"
-    if review.user == author:
+    if same_person(review.user, author):
         return f"{review.user} is the author of this protocol and cannot review it"
+    if same_person(review.user, pusher):
+        return f"{review.user} pushed this bundle and cannot review it"
     if user_roles is not None and review.role not in set(user_roles.get(review.user, ())):
         held = ", ".join(sorted(user_roles.get(review.user, ()))) or "none"
         return f"{review.user} does not hold the role {review.role!r} (holds: {held})"
     return None
 
 
-def check_review(review: Review, *, author: str, user_roles: Mapping[str, Iterable[str]] | None) -> None:
-    reason = why_not_allowed(review, author=author, user_roles=user_roles)
+def check_review(
+    review: Review, *, author: str, user_roles: Mapping[str, Iterable[str]] | None, pusher: str | None = None
+) -> None:
+    reason = why_not_allowed(review, author=author, user_roles=user_roles, pusher=pusher)
     if reason:
         raise BadInput(reason, where=f"review of {review.bundle_sha256[:12]}")
 
@@ -106,7 +136,9 @@ def evaluate(
     bundle_sha256: str,
     author: str,
     user_roles: Mapping[str, Iterable[str]] | None = None,
+    pusher: str | None = None,
 ) -> ApprovalStatus:
+    """Count the reviews of one bundle against the policy (distinct approvers by ``identity``)."""
     status = ApprovalStatus(satisfied=False, rejected=False)
     seen_users: set[str] = set()
     covered: set[str] = set()
@@ -114,17 +146,17 @@ def evaluate(
         if r.bundle_sha256 != bundle_sha256:
             status.ignored.append((r, "review is for another bundle hash"))
             continue
-        reason = why_not_allowed(r, author=author, user_roles=user_roles)
+        reason = why_not_allowed(r, author=author, user_roles=user_roles, pusher=pusher)
         if reason:
             status.ignored.append((r, reason))
             continue
         if r.decision == "reject":
             status.rejections.append(r)
             continue
-        if r.user in seen_users:
+        if identity(r.user) in seen_users:
             status.ignored.append((r, "a second approval by the same user does not count"))
             continue
-        seen_users.add(r.user)
+        seen_users.add(identity(r.user))
         covered.add(r.role)
         status.approvers.append((r.user, r.role))
     status.rejected = bool(status.rejections)

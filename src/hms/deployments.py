@@ -1,10 +1,14 @@
 """Deployments per environment: promotion order, scheduled activation, rollback.
 
 This is the one place that decides whether a bundle may enter an environment
-(the CLI, the Airflow operators and the clerk page all come here):
+(the CLI, the Airflow operators and the clerk page all come here, and Airflow's
+"Mark success" on a task opens nothing), at *every* environment, staging included:
+- the approval policy satisfied for this exact hash (approvals.evaluate, the same
+  function the review sensor polls);
+- the bundle not superseded: no newer version of its protocol recorded;
+- a recorded passing ``test`` and ``scan`` for this hash, and past the chaos
+  environment a passing ``chaos`` (hms.evidence);
 - an environment after the first needs the bundle *in force* in the one before;
-- the last environment (prod) also needs the approval policy satisfied
-  (approvals.evaluate, the same function the review sensor polls);
 - an activation that falls in a freeze window is refused when requested, and
   again when it becomes due (``settle``), because windows can be added later;
 - in the last environment nothing comes into force before its protocol's own
@@ -29,7 +33,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from hms import approvals, clock, effective_time
+from hms import approvals, clock, effective_time, evidence
 from hms.errors import BadInput, CheckFailed
 from hms.pipeline_config import PipelineConfig, effective_approval_policy, in_freeze
 from hms.registry import audit, store
@@ -153,19 +157,52 @@ def reviews_for(s: Session, sha256: str) -> list[approvals.Review]:
     return [approvals.Review(r.bundle_sha256, r.user, r.role, r.decision, r.comment or "") for r in rows]
 
 
+def pusher(s: Session, sha256: str) -> str | None:
+    """Who recorded the bundle (``bundles.created_by``): excluded from reviewing it, like the author."""
+    row = store.get_bundle(s, sha256)
+    return row.created_by if row is not None else None
+
+
+def superseded_by(s: Session, protocol_id: str, version: int) -> int | None:
+    """The newest recorded version of the protocol when it is newer than ``version``, else None.
+
+    A superseded bundle may be neither reviewed nor deployed: clerks and environments move on to the
+    newest version (the web answers 409, the CLI exits 1). Rollbacks may still restore it.
+    """
+    found = store.find_bundles(s, protocol_id)
+    newest = found[0].version if found else version
+    return newest if newest > version else None
+
+
 def approval_status(s: Session, b: Bundle, config: PipelineConfig) -> approvals.ApprovalStatus:
     policy = effective_approval_policy(config, b.protocol)
     return approvals.evaluate(
-        policy, reviews_for(s, b.sha256), bundle_sha256=b.sha256, author=b.protocol.author, user_roles=config.user_roles
+        policy, reviews_for(s, b.sha256), bundle_sha256=b.sha256, author=b.protocol.author,
+        user_roles=config.user_roles, pusher=pusher(s, b.sha256),
     )
+
+
+def _refuse_superseded(s: Session, b: Bundle, doing: str, where: str) -> None:
+    newer = superseded_by(s, b.protocol.id, b.protocol.version)
+    if newer is not None:
+        raise CheckFailed(
+            f"{b.protocol.id} v{b.protocol.version} ({b.short}) is superseded by v{newer}; {doing} that one",
+            where=where,
+        )
 
 
 def record_review(
     s: Session, b: Bundle, *, user: str, role: str, decision: str, comment: str, config: PipelineConfig
 ) -> approvals.ApprovalStatus:
-    """Record one clerk's decision on one exact bundle hash; one decision per clerk per bundle."""
+    """Record one clerk's decision on one exact bundle hash; one decision per clerk per bundle.
+
+    A superseded version is refused (CheckFailed, exit 1; the web's 409): its review could only ever
+    count towards a bundle no environment will take.
+    """
     review = approvals.Review(b.sha256, user, role, decision, comment)
-    approvals.check_review(review, author=b.protocol.author, user_roles=config.user_roles)
+    _refuse_superseded(s, b, "review", f"review of {b.sha256[:12]}")
+    approvals.check_review(review, author=b.protocol.author, user_roles=config.user_roles,
+                           pusher=pusher(s, b.sha256))
     def already(existing: Approval) -> BadInput:
         return BadInput(f"{user} already recorded '{existing.decision}' for this bundle; decisions are final",
                         where=f"review of {b.sha256[:12]}")
@@ -231,24 +268,78 @@ def pending(s: Session, env: str, protocol_id: str, at: datetime | None = None) 
 
 
 # ---- changing deployments -------------------------------------------------------
-def check_order(s: Session, b: Bundle, env: str, config: PipelineConfig) -> None:
-    """Promotion order and the prod approval gate: the only place they are enforced."""
+def gate_refusals(s: Session, b: Bundle, env: str, config: PipelineConfig, *, order: bool = True) -> list[str]:
+    """Every gate ``b`` fails for ``env``, as messages saying what is missing (empty: it may enter).
+
+    ``order=False`` leaves out the one gate that depends on an earlier environment being live, so
+    ``hms promote`` can ask about every target before it writes anything (``preflight``).
+    """
     names = config.environment_names
     if env not in names:
         raise BadInput(f"unknown environment {env!r} (known: {', '.join(names)})", where="--env")
+    out: list[str] = []
+    newer = superseded_by(s, b.protocol.id, b.protocol.version)
+    if newer is not None:
+        out.append(f"superseded by v{newer} (a newer version of {b.protocol.id} was pushed); deploy that one")
+    status = approval_status(s, b, config)
+    if not status.satisfied:
+        out.append(f"approval policy not met for sha256:{b.sha256}: {status.summary()}")
+    out += [m.message() for m in evidence.missing(s, b.sha256, config, env)]
     i = names.index(env)
-    if i > 0:
+    if order and i > 0:
         before = names[i - 1]
         cur = in_force(s, before, b.protocol.id)
         if cur is None or cur.bundle_sha256 != b.sha256:
-            raise CheckFailed(
-                f"{b.protocol.id} v{b.protocol.version} ({b.short}) must be live in {before} before {env}",
-                where=f"promote to {env}",
-            )
-    if i == len(names) - 1:
-        status = approval_status(s, b, config)
-        if not status.satisfied:
-            raise CheckFailed(f"approval policy not met: {status.summary()}", where=f"promote to {env}")
+            out.append(f"{b.protocol.id} v{b.protocol.version} ({b.short}) must be live in {before} before {env}")
+    return out
+
+
+def check_order(s: Session, b: Bundle, env: str, config: PipelineConfig) -> None:
+    """Every gate of ``env`` for ``b`` — approvals, supersession, recorded checks, promotion order: the only place
+    they are enforced. Raises ``CheckFailed`` (exit 1, the web's 409) naming everything missing."""
+    refusals = gate_refusals(s, b, env, config)
+    if refusals:
+        raise CheckFailed("; ".join(refusals), where=f"{b.protocol.id} v{b.protocol.version} to {env}")
+
+
+def preflight(
+    s: Session, b: Bundle, targets: list[str], activate_at: datetime | None, config: PipelineConfig
+) -> None:
+    """``hms promote``'s check of every target before the first write: nothing is deployed if any would fail.
+
+    Each target's gates except "live in the one before" (the earlier target of the same promote makes it
+    so), the last target's time (hms.effective_time) and every target's freeze windows.
+    """
+    now = clock.now()
+    where: dict[str, list[str]] = {}  # refusal → the targets it concerns (one line for "no test" everywhere)
+    for i, env in enumerate(targets):
+        last = i == len(targets) - 1
+        act = effective_time.plan(b.protocol.effective_at, activate_at if last else None, now,
+                                  binding=binds_effective_time(config, env))
+        found = gate_refusals(s, b, env, config, order=i == 0)
+        window = in_freeze(config, max(act.at, now), env)
+        if window is not None:
+            found.append(f"activation at {max(act.at, now).isoformat()} falls in freeze window {window}")
+        for r in found:
+            where.setdefault(r, []).append(env)
+    refusals = [f"{', '.join(envs)}: {r}" for r, envs in where.items()]
+    if refusals:
+        raise CheckFailed("nothing deployed: " + "; ".join(refusals),
+                          where=f"promote {b.protocol.id} v{b.protocol.version}")
+
+
+def _cancel(d: Deployment, now: datetime) -> None:
+    """Cancel a pending row that has not come into force: history is append-only, so only a future one."""
+    if d.activate_at <= now:
+        raise RuntimeError(f"deployment {d.id} came into force at {d.activate_at.isoformat()}: it cannot be cancelled")
+    d.state, d.ended_at = "cancelled", now
+
+
+def _end(d: Deployment, state: str, at: datetime, now: datetime) -> None:
+    """End a row's time in force at ``at`` (never before now: past answers stay as they were given)."""
+    if d.ended_at is not None or at < now:
+        raise RuntimeError(f"deployment {d.id}: ending it at {at.isoformat()} would rewrite its history")
+    d.state, d.ended_at = state, at
 
 
 def _check_freeze(config: PipelineConfig, env: str, at: datetime) -> None:
@@ -289,7 +380,7 @@ def deploy(
     if current is not None and current.bundle_sha256 == b.sha256 and at <= now:
         return _change(current)
     for d in pending(s, env, b.protocol.id, now):  # a newer schedule replaces an older pending one
-        d.state, d.ended_at = "cancelled", now
+        _cancel(d, now)
     live_now = in_force(s, env, b.protocol.id, now)
     state = "live" if at <= now else "pending"
     row = Deployment(
@@ -307,7 +398,7 @@ def deploy(
     )
     s.add(row)
     if state == "live" and live_now is not None:
-        live_now.state, live_now.ended_at = "superseded", at
+        _end(live_now, "superseded", at, now)
     s.flush()
     store.bump_generation(s, env)
     details = _change(row).to_dict()
@@ -328,10 +419,12 @@ def settle(s: Session, env: str, config: PipelineConfig, *, actor: str = "hms") 
     for d in s.scalars(q.order_by(Deployment.activate_at, Deployment.id)).all():
         window = in_freeze(config, d.activate_at, env)
         if window is not None:
+            # The one retroactive write left: replicas that switched by the clock served ``d`` from its
+            # activate_at until now. A window added after the request is rare; see docs/reliability.md.
             d.state, d.ended_at = "cancelled", d.activate_at
             action = "activation.refused_freeze"
         else:
-            for older in rows(s, env, d.protocol_id):
+            for older in rows(s, env, d.protocol_id):  # records what the clock already did: answers are unchanged
                 if older.id != d.id and older.state == "live" and older.activate_at <= d.activate_at:
                     older.state, older.ended_at = "superseded", d.activate_at
             d.state = "live"
@@ -370,7 +463,7 @@ def rollback(
     waiting = pending(s, env, protocol_id, now)
     if waiting and to == "previous":
         for d in waiting:
-            d.state, d.ended_at = "cancelled", now
+            _cancel(d, now)
             s.flush()
             audit.append(
                 s,
@@ -388,7 +481,7 @@ def rollback(
     if to == "previous":
         target_sha = cur.previous_sha256
         if target_sha is None:  # its first deployment here: "previous" is serving nothing, as before it came
-            cur.state, cur.ended_at = "rolled_back", now
+            _end(cur, "rolled_back", now, now)
             s.flush()
             store.bump_generation(s, env)
             audit.append(s, actor=actor, action="rollback.withdrawn", subject=cur.bundle_sha256,
@@ -408,7 +501,7 @@ def rollback(
     # The row's version, not a re-parse: its bundle was verified when it was deployed here before, and a
     # rollback must not pay for loading the rule compiler (every replica verifies the bytes it serves).
     target = bundle_row(s, target_sha)
-    cur.state, cur.ended_at = "rolled_back", now
+    _end(cur, "rolled_back", now, now)
     row = Deployment(
         environment=env,
         protocol_id=protocol_id,
@@ -485,7 +578,8 @@ def rollback_run(s: Session, run_id: str, *, actor: str, config: PipelineConfig)
             )
             continue
         if d.previous_sha256 is None and d.state != "pending":
-            d.state, d.ended_at = "rolled_back", clock.now()
+            now = clock.now()
+            _end(d, "rolled_back", now, now)
             s.flush()
             store.bump_generation(s, d.environment)
             audit.append(

@@ -15,8 +15,8 @@ def _pack(tmp_path, capsys) -> str:
 
 def test_test_and_scan_accept_a_registry_hash_and_record_their_results(tmp_path, capsys):
     sha = _pack(tmp_path, capsys)
-    assert main(["policy", "test", f"sha256:{sha}", "--no-simulate", "--record", "--run-id", "r1"]) == 0
-    assert main(["scan", f"sha256:{sha}", "--rules", "privacy,ethics", "--record", "--run-id", "r1"]) == 0
+    assert main(["policy", "test", f"sha256:{sha}", "--record", "--run-id", "r1"]) == 0
+    assert main(["scan", f"sha256:{sha}", "--record", "--run-id", "r1"]) == 0
     with session_scope() as s:
         checks = store.latest_checks(s, sha)
     assert {k: (c.ok, c.run_id) for k, c in checks.items()} == {"test": (True, "r1"), "scan": (True, "r1")}

@@ -13,8 +13,10 @@ from pathlib import Path
 import psutil
 import pytest
 
+from hms.registry import store
+from hms.registry.db import session_scope
 from tests.conftest import WILDFIRE
-from tests.deploy_helpers import write_config
+from tests.deploy_helpers import ready_ref, write_config
 
 HMS = str(Path(sys.executable).parent / "hms")
 
@@ -25,6 +27,7 @@ def env(hms_home, tmp_path):
     e["HMS_PIPELINE_CONFIG"] = str(write_config(tmp_path / "pipeline.yml"))
     e.pop("HMS_DATABASE_URL", None)
     subprocess.run([HMS, "rule", "push", str(WILDFIRE)], env=e, check=True, capture_output=True)
+    ready_ref("wildfire-aid-2024@3", ("test", "scan"))  # what staging needs; chaos is what this file records
     subprocess.run([HMS, "rule", "deploy", "wildfire-aid-2024@3", "--env", "staging"], env=e, check=True,
                    capture_output=True)
     return e
@@ -59,10 +62,24 @@ def test_three_replicas_survive_kills_with_every_answer_right(env, hms_home):
     assert _ours(hms_home) == []
 
 
-def test_the_human_output_ends_with_the_seed_line(env, hms_home):
-    r = chaos(env, "--time", "3s")
+def test_the_human_output_ends_with_the_seed_line_and_record_keeps_a_chaos_check_per_bundle_tested(env, hms_home):
+    r = chaos(env, "--time", "3s", "--record", "--run-id", "run-c")
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.strip().splitlines()[-1] == "[chaos] ✅ survived faults"
+    with session_scope() as s:
+        sha = store.find_bundles(s, "wildfire-aid-2024")[0].sha256
+        c = store.latest_checks(s, sha)["chaos"]
+    assert c.ok and c.run_id == "run-c"
+
+
+@pytest.mark.parametrize("kinder", [["--min-health", "0.5"], ["--kill-fraction", "0.01"], ["--replicas", "64"]])
+def test_a_chaos_run_kinder_than_the_pipeline_settings_cannot_be_recorded(env, hms_home, kinder):
+    r = chaos(env, "--time", "1s", *kinder, "--record")
+    assert r.returncode == 2 and "cannot be recorded" in r.stderr and kinder[0] in r.stderr
+    assert _ours(hms_home) == []
+    with session_scope() as s:
+        sha = store.find_bundles(s, "wildfire-aid-2024")[0].sha256
+        assert "chaos" not in store.latest_checks(s, sha)
 
 
 def test_a_fragile_setup_one_replica_no_retry_fails_the_hypothesis(env, hms_home):

@@ -33,7 +33,7 @@ from hms.pipeline_config import load_pipeline_config
 from hms.registry.db import session_scope
 from hms.registry.models import AuditEntry
 from tests.conftest import WILDFIRE
-from tests.deploy_helpers import approve, record, write_config
+from tests.deploy_helpers import ready, record, write_config
 from tests.kmock_helpers import CM, CONFIGMAPS, DEPLOYMENTS, Cluster, running_cluster
 
 HMS = str(Path(sys.executable).parent / "hms")
@@ -79,9 +79,9 @@ class Setup:
         return p
 
     async def push_and_approve(self, path: Path) -> str:
-        """Recorded and approved in-process (the CLI under test here is deploy / promote / rollback)."""
+        """Recorded, checked and approved in-process (the CLI under test here is deploy / promote / rollback)."""
         b = record(protocol.load(path))
-        approve(b, load_pipeline_config(self.env["HMS_PIPELINE_CONFIG"]))
+        ready(b, load_pipeline_config(self.env["HMS_PIPELINE_CONFIG"]))
         return b.sha256
 
     async def deploy_everywhere(self, sha: str, *extra: str) -> None:

@@ -28,7 +28,7 @@ from hms.registry import db, store
 from hms.registry.db import session_scope
 from hms.registry.models import Deployment
 from tests.conftest import ROOT, WILDFIRE
-from tests.deploy_helpers import approve, promote_all, record, variant, write_config
+from tests.deploy_helpers import approve, promote_all, ready, record, variant, write_config
 
 pytestmark = pytest.mark.airflow
 
@@ -152,7 +152,7 @@ def test_chaos_failing_in_preprod_rolls_staging_and_preprod_back_and_the_run_fai
     airflow = use_stack()
     cfg = load_pipeline_config()
     v2 = record(variant(2))  # what every environment serves before this run
-    approve(v2, cfg)
+    ready(v2, cfg)  # passing checks and approvals: what its own earlier run would have recorded
     promote_all(v2, cfg)
     v3 = record(protocol.load(WILDFIRE))
     approve(v3, cfg)
@@ -193,7 +193,7 @@ def test_a_prod_replica_not_serving_the_new_version_after_the_flip_rolls_every_e
     airflow = use_stack(pipeline_config(tmp_path / "prod-urls.yml", environments=prod_urls))
     cfg = load_pipeline_config()
     v2 = record(variant(2))
-    approve(v2, cfg)
+    ready(v2, cfg)  # passing checks and approvals: what its own earlier run would have recorded
     promote_all(v2, cfg)
     approve(record(protocol.load(WILDFIRE)), cfg)
 

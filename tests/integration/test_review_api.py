@@ -25,7 +25,7 @@ from hms.pipeline_config import load_pipeline_config
 from hms.registry import db
 from hms.registry.db import session_scope
 from tests.conftest import ROOT, WILDFIRE
-from tests.deploy_helpers import record, write_config
+from tests.deploy_helpers import record, record_checks, write_config
 
 pytestmark = pytest.mark.airflow
 
@@ -175,6 +175,7 @@ def test_unknown_and_superseded_hashes_are_404_and_409(stack, registry):
 
 def _staged(b, at: datetime, run_id: str) -> None:
     cfg = load_pipeline_config()
+    record_checks(b)  # passing test, scan and chaos, as the pipeline's steps leave them
     with session_scope() as s:
         for user, role in (("alice", "legal"), ("bob", "budget")):
             deployments.record_review(s, b, user=user, role=role, decision="approve", comment="", config=cfg)

@@ -14,7 +14,7 @@ import pytest
 
 from hms.chaos import free_port
 from tests.conftest import ROOT, WILDFIRE
-from tests.deploy_helpers import write_config
+from tests.deploy_helpers import record_checks_for, write_config
 
 HMS = str(Path(sys.executable).parent / "hms")
 ROLLBACK = ROOT / "include" / "rollback.sh"
@@ -48,6 +48,12 @@ def _approve(env, ref):
     return hms(env, "rule", "review", ref, "--user", "bob", "--role", "budget", "--approve")
 
 
+def _ready(env, ref):
+    """Passing test, scan and chaos recorded for ``ref`` (as the pipeline's steps would), then two approvals."""
+    record_checks_for(ref)
+    return _approve(env, ref)
+
+
 def test_rollback_script_is_present_executable_and_strict():
     assert ROLLBACK.exists(), "include/rollback.sh is missing"
     assert os.access(ROLLBACK, os.X_OK), "include/rollback.sh is not executable"
@@ -59,16 +65,21 @@ def test_push_review_deploy_status_rollback_the_seed_2_flow(env, tmp_path):
     pushed = json.loads(hms(env, "rule", "push", str(WILDFIRE), "--json").stdout)
     ref = pushed["id"]
     assert ref == "wildfire-aid-2024@3"
+    refused = hms(env, "rule", "deploy", ref, "--env", "staging", check=False)
+    assert refused.returncode == 1 and "approval policy not met" in refused.stderr
+    hms(env, "policy", "test", ref, "--record")  # the seed's flow: test and scan recorded, two clerks approve
+    hms(env, "scan", ref, "--record")
+    out = _approve(env, ref).stdout
+    assert "approved by alice (legal), bob (budget)" in out
     assert "must be live in preprod" in hms(env, "rule", "deploy", ref, "--env", "prod", check=False).stderr
     for e in ("staging", "preprod"):
         assert "live" in hms(env, "rule", "deploy", ref, "--env", e).stdout
     refused = hms(env, "rule", "deploy", ref, "--env", "prod", check=False)
-    assert refused.returncode == 1 and "approval policy not met" in refused.stderr
-    out = _approve(env, ref).stdout
-    assert "approved by alice (legal), bob (budget)" in out
+    assert refused.returncode == 1 and "no recorded passing chaos" in refused.stderr
+    record_checks_for(ref, ("chaos",))  # what `hms chaos run --target preprod --record` leaves (test_chaos_run.py)
     assert "live" in hms(env, "rule", "deploy", ref, "--env", "prod").stdout
     hms(env, "rule", "push", str(_v4(tmp_path)))
-    _approve(env, "wildfire-aid-2024@4")
+    _ready(env, "wildfire-aid-2024@4")
     for e in ("staging", "preprod", "prod"):
         hms(env, "rule", "deploy", "wildfire-aid-2024@4", "--env", e)
     assert "prod       live v4" in hms(env, "rule", "status", "wildfire-aid-2024").stdout
@@ -101,7 +112,7 @@ def test_rollback_script_refuses_hostile_arguments(env, evil):
 def test_promote_with_a_midnight_schedule_leaves_prod_pending(env, tmp_path):
     pkg = tmp_path / "pkg.tgz"
     hms(env, "policy", "pack", str(WILDFIRE), "--out", str(pkg))
-    _approve(env, "wildfire-aid-2024@3")
+    _ready(env, "wildfire-aid-2024@3")
     r = hms(env, "promote", str(pkg), "--targets", "staging,preprod,prod", "--rollback", str(ROLLBACK),
             "--schedule", "00:00")
     last = r.stdout.strip().splitlines()[-1]
@@ -111,24 +122,59 @@ def test_promote_with_a_midnight_schedule_leaves_prod_pending(env, tmp_path):
     assert prod["live"] is None and len(prod["pending"]) == 1
 
 
-def test_a_failed_promotion_runs_the_rollback_script_for_what_it_touched(env, tmp_path):
+def test_promote_of_an_unapproved_bundle_checks_every_target_first_and_deploys_nowhere(env, tmp_path):
+    """Once, staging and preprod went live, prod was refused and the rollback script had to undo them."""
     pkg = tmp_path / "pkg.tgz"
     hms(env, "policy", "pack", str(WILDFIRE), "--out", str(pkg))
-    # No approvals: staging and preprod succeed, prod is refused, the script withdraws preprod then staging.
-    r = hms(env, "promote", str(pkg), "--rollback", str(ROLLBACK), check=False)
+    record_checks_for("wildfire-aid-2024@3", ("test", "scan"))
+    before = hms(env, "audit", "log", "--json").stdout
+    r = hms(env, "promote", str(pkg), "--targets", "staging,preprod,prod", "--rollback", str(ROLLBACK), check=False)
     assert r.returncode == 1, r.stdout + r.stderr
-    assert "rolling back preprod, staging" in r.stdout
+    assert "nothing deployed" in r.stderr and "approval policy not met" in r.stderr
+    assert "prod: no recorded passing chaos" in r.stderr and "rolling back" not in r.stdout
     status = json.loads(hms(env, "rule", "status", "wildfire-aid-2024", "--json").stdout)
-    assert all(e["live"] is None for e in status["environments"])
+    assert all(e["live"] is None and e["pending"] == [] for e in status["environments"])
+    assert hms(env, "audit", "log", "--json").stdout == before  # not one row written
+
+
+def test_a_recorded_scan_with_other_policies_is_refused_so_an_empty_policy_dir_proves_nothing(env, tmp_path):
+    pkg = tmp_path / "pkg.tgz"
+    hms(env, "policy", "pack", str(WILDFIRE), "--out", str(pkg))
+    empty = tmp_path / "empty-policies"
+    empty.mkdir()
+    for rule_set in ("privacy", "ethics", "legal"):  # rule sets that deny nothing
+        rego = f"package {rule_set}\n\ndeny contains msg if {{\n\tfalse\n\tmsg := {{}}\n}}\n"
+        (empty / f"{rule_set}.rego").write_text(rego)
+    r = hms(env, "scan", str(pkg), "--policies", str(empty), "--record", check=False)
+    assert r.returncode == 2 and "a scan with other policies cannot be recorded" in r.stderr, r.stderr
+    r = hms({**env, "HMS_POLICY_DIR": str(empty)}, "scan", str(pkg), "--record", check=False)
+    assert r.returncode == 2 and "a scan with other policies cannot be recorded" in r.stderr
+    r = hms(env, "scan", str(pkg), "--rules", "privacy", "--record", check=False)
+    assert r.returncode == 2 and "only the rule sets privacy" in r.stderr
+    r = hms(env, "policy", "test", str(pkg), "--population", "synthetic:100", "--record", check=False)
+    assert r.returncode == 2 and "a test with --population synthetic:100" in r.stderr
+    r = hms(env, "policy", "test", str(pkg), "--no-simulate", "--record", check=False)
+    assert r.returncode == 2 and "--no-simulate" in r.stderr
+    assert "check." not in hms(env, "audit", "log", "--json").stdout  # nothing recorded
+    hms(env, "scan", str(pkg), "--policies", str(empty))  # without --record it may run: it just proves nothing
+    hms(env, "scan", str(pkg), "--record")  # the governed scan records
+
+
+def test_the_cli_records_no_review_of_a_superseded_version(env, tmp_path):
+    hms(env, "rule", "push", str(WILDFIRE))
+    hms(env, "rule", "push", str(_v4(tmp_path)))
+    r = hms(env, "rule", "review", "wildfire-aid-2024@3", "--user", "alice", "--role", "legal", "--approve",
+            check=False)
+    assert r.returncode == 1 and "superseded by v4; review that one" in r.stderr
 
 
 def test_a_running_service_picks_up_a_rollback_without_restart(env, tmp_path):
     hms(env, "rule", "push", str(WILDFIRE))
-    _approve(env, "wildfire-aid-2024@3")
+    _ready(env, "wildfire-aid-2024@3")
     for e in ("staging", "preprod", "prod"):
         hms(env, "rule", "deploy", "wildfire-aid-2024@3", "--env", e)
     hms(env, "rule", "push", str(_v4(tmp_path)))
-    _approve(env, "wildfire-aid-2024@4")
+    _ready(env, "wildfire-aid-2024@4")
     for e in ("staging", "preprod", "prod"):
         hms(env, "rule", "deploy", "wildfire-aid-2024@4", "--env", e)
     port = free_port()

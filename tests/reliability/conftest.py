@@ -89,6 +89,15 @@ def approve(run: Run, ref: str) -> None:
     run("rule", "review", ref, "--user", "bob", "--role", "budget", "--approve")
 
 
+def ready(run: Run, ref: str) -> None:
+    """What every deploy needs: passing test, scan and chaos recorded (in-process, as the pipeline's steps
+    leave them) and two clerks' approvals through the CLI."""
+    from tests.deploy_helpers import record_checks_for
+
+    record_checks_for(ref)
+    approve(run, ref)
+
+
 def audit_ok(run: Run) -> dict:
     r = run("audit", "verify", "--json", check=False)
     out = json.loads(r.stdout.strip().splitlines()[-1])

@@ -29,7 +29,7 @@ from hms.registry import audit, db
 from hms.registry.db import session_scope
 from hms.registry.models import Deployment
 from tests.conftest import ROOT, WILDFIRE
-from tests.deploy_helpers import approve, promote_all, record, variant, write_config
+from tests.deploy_helpers import promote_all, ready, record, variant, write_config
 from tests.reliability.conftest import FAMILY, PID, serve
 
 pytestmark = [pytest.mark.airflow, pytest.mark.slow]
@@ -122,7 +122,7 @@ def registry_matches_what_replicas_serve(hms_env: dict[str, str]) -> dict[str, i
 def _approved_v3() -> str:
     cfg = load_pipeline_config()
     b = record(protocol.load(WILDFIRE))  # the bytes the run's build step packs: the same hash
-    approve(b, cfg)
+    ready(b, cfg)
     return b.sha256
 
 
@@ -167,7 +167,7 @@ def test_scheduler_and_worker_killed_during_the_rollback_the_run_still_ends_fail
 ):
     cfg = load_pipeline_config()
     v2 = record(variant(2))
-    approve(v2, cfg)
+    ready(v2, cfg)
     promote_all(v2, cfg)
     _approved_v3()
     conf = {"chaos_window": "3s", "chaos_replicas": 1, "chaos_min_health": 1.0, "effective_at": "+1h"}

@@ -21,17 +21,17 @@ from hms.pipeline_config import load_pipeline_config
 from hms.registry.db import session_scope
 from hms.registry.models import Approval, Bundle, Deployment
 from tests.conftest import WILDFIRE
-from tests.deploy_helpers import approve as approve_in_process
-from tests.deploy_helpers import promote_all, record, variant
+from tests.deploy_helpers import promote_all, record, record_checks_for, variant
+from tests.deploy_helpers import ready as ready_in_process
 from tests.reliability.conftest import (
     FAMILY,
     PID,
     Run,
-    approve,
     as_json,
     audit_entries,
     audit_ok,
     hms,
+    ready,
     serve,
     variant_file,
 )
@@ -93,6 +93,7 @@ def test_two_clerks_approving_at_the_same_instant_are_both_recorded_once(renv, r
     assert sorted(e["actor"] for e in reviews) == ["alice", "bob"]
     # the policy is met exactly once: the later of the two commits saw both approvals
     assert sum('"satisfied": true' in f.stdout for f in finishes) >= 1
+    record_checks_for(sha)  # passing test, scan and chaos, as the pipeline's steps leave them
     for e in ("staging", "preprod", "prod"):
         run("rule", "deploy", sha, "--env", e)
     assert as_json(run, "rule", "status", PID)["environments"][2]["live"]["sha256"] == sha
@@ -114,10 +115,9 @@ def test_one_clerk_clicking_approve_and_reject_at_once_keeps_exactly_one_decisio
 def _live_v3_pending_v4(seconds_ahead: float) -> tuple[str, str, datetime]:
     """v3 live everywhere, v4 approved and live in staging+preprod, pending in prod (set up in-process: fast)."""
     cfg = load_pipeline_config()
-    v3, v4 = record(variant(3)), record(variant(4, max_payment=3000))
-    for b in (v3, v4):
-        approve_in_process(b, cfg)
+    v3 = ready_in_process(record(variant(3)), cfg)
     promote_all(v3, cfg)
+    v4 = ready_in_process(record(variant(4, max_payment=3000)), cfg)  # recorded once v3 is out: it supersedes v3
     at = datetime.now(UTC) + timedelta(seconds=seconds_ahead)
     promote_all(v4, cfg, activate_at=at, run_id="run-1")
     return v3.sha256, v4.sha256, at
@@ -155,7 +155,7 @@ def test_a_rollback_racing_a_pending_activation_leaves_the_previous_version_in_f
 
 def test_a_scheduler_moving_the_effective_time_while_the_activation_wait_polls(renv, run):
     sha = as_json(run, "rule", "push", str(WILDFIRE))["sha256"]
-    approve(run, sha)
+    ready(run, sha)
     for e in ("staging", "preprod"):
         run("rule", "deploy", sha, "--env", e)
     now = datetime.now(UTC).replace(microsecond=0)

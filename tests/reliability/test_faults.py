@@ -25,7 +25,7 @@ from sqlalchemy import select
 from hms import chaos, deployments
 from hms.registry.db import session_scope
 from hms.registry.models import Deployment
-from tests.deploy_helpers import approve, promote_all, record, variant
+from tests.deploy_helpers import promote_all, ready, record, variant
 from tests.reliability.conftest import FAMILY, PID, Run, as_json, audit_entries, audit_ok
 
 # Runs `hms ARGV…` with Session.commit paused (and announced on stdout) at the Nth commit that wrote rows.
@@ -117,10 +117,9 @@ def two_versions(env, monkeypatch):  # type: ignore[no-untyped-def]
     from hms.pipeline_config import load_pipeline_config
 
     cfg = load_pipeline_config()
-    v3, v4 = record(variant(3)), record(variant(4, max_payment=3000))
-    for b in (v3, v4):
-        approve(b, cfg)
+    v3 = ready(record(variant(3)), cfg)
     promote_all(v3, cfg)
+    v4 = ready(record(variant(4, max_payment=3000)), cfg)  # recorded once v3 is out: it supersedes v3
     return cfg, v3, v4
 
 

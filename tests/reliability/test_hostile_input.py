@@ -25,6 +25,7 @@ from hms.cli import main
 from hms.registry import audit
 from hms.registry.db import session_scope
 from tests.conftest import WILDFIRE
+from tests.deploy_helpers import record_checks_for
 from tests.reliability.conftest import (
     FAMILY,
     PID,
@@ -34,6 +35,7 @@ from tests.reliability.conftest import (
     audit_entries,
     audit_ok,
     hms,
+    ready,
     serve,
     variant_file,
 )
@@ -147,14 +149,13 @@ def test_a_reviewer_who_is_not_a_configured_clerk_is_refused_and_nothing_counts(
 # ---- approvals bound to a hash ---------------------------------------------------------------------------------
 def test_approvals_of_a_superseded_bundle_do_not_let_its_successor_reach_prod(cli, tmp_path):
     v3 = as_json(cli, "rule", "push", str(WILDFIRE))["sha256"]
-    approve(cli, v3)
+    ready(cli, v3)
     v4 = as_json(cli, "rule", "push", str(variant_file(tmp_path, 4, 3000)))["sha256"]
-    for e in ("staging", "preprod"):
-        cli("rule", "deploy", v4, "--env", e)
-    r = cli("rule", "deploy", v4, "--env", "prod", check=False)
-    assert r.returncode == 1 and "approval policy not met" in r.stderr, r.stderr
-    prod = as_json(cli, "rule", "status", PID)["environments"][2]
-    assert prod["live"] is None and prod["pending"] == []
+    record_checks_for(v4)
+    for e in ("staging", "preprod", "prod"):  # not even staging: every environment asks for this hash's approvals
+        r = cli("rule", "deploy", v4, "--env", e, check=False)
+        assert r.returncode == 1 and "approval policy not met" in r.stderr, r.stderr
+    assert all(e["live"] is None and e["pending"] == [] for e in as_json(cli, "rule", "status", PID)["environments"])
 
 
 def test_a_bundle_file_swapped_after_approval_is_refused_at_prod(sh, tmp_path):
@@ -198,15 +199,15 @@ def _deploy_everywhere(run, ref: str) -> None:  # type: ignore[no-untyped-def]
 
 def test_a_replica_never_serves_a_bundle_whose_registry_bytes_were_swapped(cli, env, hms_home, tmp_path):
     sha = as_json(cli, "rule", "push", str(WILDFIRE))["sha256"]
-    approve(cli, sha)
+    ready(cli, sha)
     _deploy_everywhere(cli, sha)
     other = as_json(cli, "rule", "push", str(variant_file(tmp_path, 4, 9000)))["sha256"]
     _swap_blob(hms_home, sha, other)
     with serve(env) as (url, proc):
         time.sleep(0.5)
-        ready = httpx.get(url + "/readyz", timeout=2)
+        readyz = httpx.get(url + "/readyz", timeout=2)
         r = httpx.post(f"{url}/v1/protocols/{PID}/decide", json={"input": FAMILY}, timeout=2)
-        assert ready.status_code == 503 and ready.json()["generation"] is None, ready.text
+        assert readyz.status_code == 503 and readyz.json()["generation"] is None, readyz.text
         assert r.status_code == 503, r.text  # no answer at all rather than an answer from tampered rules
         assert proc.poll() is None
 
@@ -235,7 +236,7 @@ def _bodies() -> list[tuple[str, bytes, dict[str, str], int]]:
 
 def test_hostile_bodies_get_4xx_and_the_service_keeps_answering(cli, env):
     sha = as_json(cli, "rule", "push", str(WILDFIRE))["sha256"]
-    approve(cli, sha)
+    ready(cli, sha)
     _deploy_everywhere(cli, sha)
     with serve(env) as (url, proc), httpx.Client(timeout=30) as c:
         path = f"{url}/v1/protocols/{PID}/decide"

@@ -21,7 +21,7 @@ from hms import chaos
 from hms.registry.db import session_scope
 from hms.registry.models import Deployment
 from hms.service.timeline import IN_TIMELINE, Entry, Timeline
-from tests.deploy_helpers import approve, promote_all, record, variant
+from tests.deploy_helpers import promote_all, ready, record, variant
 from tests.reliability.conftest import FAMILY, HMS, PID
 
 pytestmark = pytest.mark.slow
@@ -49,9 +49,9 @@ def test_sixty_seconds_of_decisions_across_a_rollback_never_fail_and_never_answe
     from hms.pipeline_config import load_pipeline_config
 
     cfg = load_pipeline_config()
-    bundles = {v: record(variant(v, max_payment=5000 if v == 3 else 3000)) for v in (3, 4)}
-    for v in (3, 4):
-        approve(bundles[v], cfg)
+    bundles = {}
+    for v in (3, 4):  # v4 recorded once v3 is out: a newer version supersedes it
+        bundles[v] = ready(record(variant(v, max_payment=5000 if v == 3 else 3000)), cfg)
         promote_all(bundles[v], cfg)
     fleet = chaos.LocalFleet("prod", REPLICAS)
     fleet.start()

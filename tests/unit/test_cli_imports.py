@@ -19,7 +19,7 @@ from hms import deployments
 from hms.pipeline_config import load_pipeline_config
 from hms.registry.db import session_scope
 from tests.conftest import WILDFIRE
-from tests.deploy_helpers import approve, promote_all, record, variant, write_config
+from tests.deploy_helpers import promote_all, ready, record, variant, write_config
 
 HEAVY = ("numpy", "jsonschema", "hms.bundle", "hms.protocol", "hms.rules", "kubernetes")
 
@@ -38,7 +38,7 @@ def _registry_with_v3_then_v4_in_prod(tmp_path: Path) -> dict[str, str]:
     cfg = load_pipeline_config(config_file)  # validates once: later commands find the schema marker
     for v in (3, 4):
         b = record(variant(v, max_payment=5000 + v))
-        approve(b, cfg)
+        ready(b, cfg)
         promote_all(b, cfg)
     env = {**os.environ, "HMS_PIPELINE_CONFIG": str(config_file), "HMS_ACTOR": "ops"}
     env.pop("HMS_DATABASE_URL", None)

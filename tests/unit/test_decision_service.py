@@ -12,7 +12,7 @@ from hms import deployments
 from hms.registry.db import session_scope
 from hms.service.app import MAX_BODY_BYTES, create_app
 from hms.service.source import RegistrySource
-from tests.deploy_helpers import approve, config, promote_all, record, variant
+from tests.deploy_helpers import config, promote_all, ready, record, variant
 
 FAMILY = {"household_size": 4, "household_income": 40000, "county_fire_declared": True}
 
@@ -22,7 +22,7 @@ def prod(hms_home):
     """prod serving wildfire v3, and a client on a prod replica."""
     cfg = config()
     b = record(variant(3))
-    approve(b, cfg)
+    ready(b, cfg)
     promote_all(b, cfg)
     with TestClient(create_app(RegistrySource("prod"), poll_interval=0.02)) as client:
         yield client, cfg, b
@@ -85,7 +85,7 @@ def test_unknown_protocol_is_404_malformed_json_400_oversized_413(prod):
 def test_as_of_answers_under_the_law_in_force_at_that_time(prod):
     client, cfg, _ = prod
     v4 = record(variant(4, max_payment=3000))
-    approve(v4, cfg)
+    ready(v4, cfg)
     at = datetime.now(UTC) + timedelta(days=30)
     promote_all(v4, cfg, activate_at=at)
     time.sleep(0.2)
@@ -101,7 +101,7 @@ def test_as_of_answers_under_the_law_in_force_at_that_time(prod):
 def test_replicas_switch_by_the_clock_at_activate_at_without_any_flip(prod):
     client, cfg, _ = prod
     v4 = record(variant(4, max_payment=3000))
-    approve(v4, cfg)
+    ready(v4, cfg)
     at = datetime.now(UTC) + timedelta(seconds=1.0)
     promote_all(v4, cfg, activate_at=at)
     versions = []
@@ -119,7 +119,7 @@ def test_replicas_switch_by_the_clock_at_activate_at_without_any_flip(prod):
 def test_a_rollback_is_served_without_restart(prod):
     client, cfg, _ = prod
     v4 = record(variant(4, max_payment=3000))
-    approve(v4, cfg)
+    ready(v4, cfg)
     promote_all(v4, cfg)
     deadline = time.monotonic() + 5
     while client.post("/v1/protocols/wildfire-aid-2024/decide", json={"input": FAMILY}).json()["version"] != 4:

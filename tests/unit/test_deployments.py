@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
 
-from hms import deployments
+from hms import clock, deployments
 from hms.errors import BadInput, CheckFailed
 from hms.registry import audit
 from hms.registry.db import session_scope
 from hms.registry.models import AuditEntry, Deployment
-from tests.deploy_helpers import approve, config, promote_all, record, variant
+from tests.conftest import CHIP
+from tests.deploy_helpers import approve, config, promote_all, ready, record, record_checks, variant
 
-NOW = lambda: datetime.now(UTC)  # noqa: E731
+NOW = clock.now
+
+
+def release(p, cfg, **kw):
+    """Record, check, approve and promote one version everywhere (what a finished pipeline run leaves)."""
+    b = ready(record(p), cfg)
+    promote_all(b, cfg, **kw)
+    return b
 
 
 def _state(env: str = "prod", pid: str = "wildfire-aid-2024"):
@@ -25,7 +33,7 @@ def _state(env: str = "prod", pid: str = "wildfire-aid-2024"):
 
 def test_environments_are_entered_in_order_only(registry_url):
     cfg = config()
-    b = record(variant(3))
+    b = ready(record(variant(3)), cfg)
     with session_scope() as s, pytest.raises(CheckFailed, match="must be live in staging before preprod"):
         deployments.deploy(s, b, "preprod", activate_at=None, actor="t", config=cfg)
     with session_scope() as s:
@@ -34,26 +42,24 @@ def test_environments_are_entered_in_order_only(registry_url):
     assert _state("preprod") == 3
 
 
-def test_prod_needs_the_approval_policy_met_for_this_exact_hash(registry_url):
+def test_every_environment_needs_the_approval_policy_met_for_this_exact_hash(registry_url):
     cfg = config()
+    other = ready(record(variant(4, path=CHIP)), cfg)  # approvals of another bundle never count
     b = record(variant(3))
-    other = record(variant(4))
-    approve(other, cfg)  # approvals of another bundle never count
-    with session_scope() as s:
-        deployments.deploy(s, b, "staging", activate_at=None, actor="t", config=cfg)
-        deployments.deploy(s, b, "preprod", activate_at=None, actor="t", config=cfg)
-    with session_scope() as s, pytest.raises(CheckFailed, match="approval policy not met"):
-        deployments.deploy(s, b, "prod", activate_at=None, actor="t", config=cfg)
+    record_checks(b)
+    for env in cfg.environment_names:
+        with session_scope() as s, pytest.raises(CheckFailed, match="approval policy not met"):
+            deployments.deploy(s, b, env, activate_at=None, actor="t", config=cfg)
     approve(b, cfg)
     with session_scope() as s:
-        ch = deployments.deploy(s, b, "prod", activate_at=None, actor="t", config=cfg)
-    assert ch.state == "live" and _state() == 3
+        for env in cfg.environment_names:
+            ch = deployments.deploy(s, b, env, activate_at=None, actor="t", config=cfg)
+    assert ch.state == "live" and _state() == 3 and other.sha256 != b.sha256
 
 
 def test_a_scheduled_activation_is_pending_until_its_instant_then_in_force(registry_url):
     cfg = config()
-    b = record(variant(3))
-    approve(b, cfg)
+    b = ready(record(variant(3)), cfg)
     at = NOW() + timedelta(hours=2)
     promote_all(b, cfg, activate_at=at)
     with session_scope() as s:
@@ -65,7 +71,7 @@ def test_a_scheduled_activation_is_pending_until_its_instant_then_in_force(regis
 
 def test_deploying_the_same_request_twice_changes_nothing(registry_url):
     cfg = config()
-    b = record(variant(3))
+    b = ready(record(variant(3)), cfg)
     with session_scope() as s:
         first = deployments.deploy(s, b, "staging", activate_at=None, actor="t", config=cfg)
         again = deployments.deploy(s, b, "staging", activate_at=None, actor="t", config=cfg)
@@ -74,7 +80,7 @@ def test_deploying_the_same_request_twice_changes_nothing(registry_url):
 
 
 def test_a_freeze_window_refuses_the_request_and_a_later_window_refuses_the_activation(registry_url):
-    b = record(variant(3))
+    b = ready(record(variant(3)))
     start = NOW() + timedelta(hours=1)
     frozen = config(freeze_windows=[{
         "reason": "holiday", "start": start.isoformat(), "end": (start + timedelta(hours=2)).isoformat(),
@@ -103,10 +109,7 @@ def test_a_freeze_window_refuses_the_request_and_a_later_window_refuses_the_acti
 
 def test_rollback_restores_the_previous_version_atomically_and_audited(registry_url):
     cfg = config()
-    v3, v4 = record(variant(3)), record(variant(4, max_payment=6000))
-    for b in (v3, v4):
-        approve(b, cfg)
-        promote_all(b, cfg)
+    _v3, v4 = (release(p, cfg) for p in (variant(3), variant(4, max_payment=6000)))
     assert _state() == 4
     with session_scope() as s:
         ch = deployments.rollback(s, "wildfire-aid-2024", "prod", actor="ops", config=cfg)
@@ -126,9 +129,7 @@ def test_rollback_restores_the_previous_version_atomically_and_audited(registry_
 ])
 def test_a_rollback_that_cannot_happen_is_bad_input_and_changes_nothing(registry_url, pid, to, message):
     cfg = config()
-    b = record(variant(3))
-    approve(b, cfg)
-    promote_all(b, cfg)
+    release(variant(3), cfg)
     with session_scope() as s:
         before = s.scalar(select(func.count()).select_from(AuditEntry))
     with session_scope() as s, pytest.raises(BadInput, match=message):
@@ -140,7 +141,7 @@ def test_a_rollback_that_cannot_happen_is_bad_input_and_changes_nothing(registry
 
 def test_rolling_back_a_first_deployment_withdraws_it(registry_url):
     cfg = config()
-    b = record(variant(3))
+    b = ready(record(variant(3)), cfg)
     with session_scope() as s:
         deployments.deploy(s, b, "staging", activate_at=None, actor="t", config=cfg)
         ch = deployments.rollback(s, b.protocol.id, "staging", actor="ops", config=cfg)
@@ -149,11 +150,8 @@ def test_rolling_back_a_first_deployment_withdraws_it(registry_url):
 
 def test_rollback_during_a_pending_activation_cancels_it_and_keeps_the_live_version(registry_url):
     cfg = config()
-    v3, v4 = record(variant(3)), record(variant(4, max_payment=6000))
-    approve(v3, cfg)
-    promote_all(v3, cfg)
-    approve(v4, cfg)
-    promote_all(v4, cfg, activate_at=NOW() + timedelta(hours=1))
+    release(variant(3), cfg)
+    v4 = release(variant(4, max_payment=6000), cfg, activate_at=NOW() + timedelta(hours=1))
     with session_scope() as s:
         deployments.rollback(s, v4.protocol.id, "prod", actor="ops", config=cfg)
         assert deployments.pending(s, "prod", v4.protocol.id) == []
@@ -162,11 +160,8 @@ def test_rollback_during_a_pending_activation_cancels_it_and_keeps_the_live_vers
 
 def test_rollback_of_a_run_undoes_every_environment_it_touched(registry_url):
     cfg = config()
-    v3, v4 = record(variant(3)), record(variant(4, max_payment=6000))
-    approve(v3, cfg)
-    promote_all(v3, cfg, run_id="run-a")
-    approve(v4, cfg)
-    promote_all(v4, cfg, run_id="run-b")
+    release(variant(3), cfg, run_id="run-a")
+    release(variant(4, max_payment=6000), cfg, run_id="run-b")
     with session_scope() as s:
         changes = deployments.rollback_run(s, "run-b", actor="airflow", config=cfg)
     assert sorted(c.environment for c in changes) == ["preprod", "prod", "staging"]
@@ -176,25 +171,19 @@ def test_rollback_of_a_run_undoes_every_environment_it_touched(registry_url):
 def test_live_bundle_is_the_prod_version_in_force(registry_url):
     cfg = config()
     assert deployments.live_bundle("wildfire-aid-2024") is None
-    b = record(variant(3))
-    approve(b, cfg)
-    promote_all(b, cfg)
+    b = release(variant(3), cfg)
     assert deployments.live_bundle("wildfire-aid-2024").sha256 == b.sha256
 
 
 def test_the_registry_knows_whether_its_newest_change_was_a_rollback(registry_url):
     """What a re-run rollback in kubernetes mode relies on to finish an earlier one instead of undoing another."""
     cfg = config()
-    v3, v4 = record(variant(3)), record(variant(4, max_payment=6000))
-
     def newest_was_rollback(env="prod"):
         with session_scope() as s:
             return deployments.last_change_was_rollback(s, env, "wildfire-aid-2024")
 
     assert newest_was_rollback() is False  # nothing deployed
-    for b in (v3, v4):
-        approve(b, cfg)
-        promote_all(b, cfg)
+    _v3, v4 = (release(p, cfg) for p in (variant(3), variant(4, max_payment=6000)))
     assert newest_was_rollback() is False
     with session_scope() as s:
         deployments.rollback(s, "wildfire-aid-2024", "prod", actor="ops", config=cfg)
@@ -217,18 +206,14 @@ def test_the_kubernetes_desired_state_is_read_from_the_registry(registry_url):
     from hms.targets.sync import desired
 
     cfg = config()
-    v3, v4, v5 = record(variant(3)), record(variant(4, max_payment=6000)), record(variant(5, max_payment=7000))
     with session_scope() as s:
         assert desired(s, "prod", "wildfire-aid-2024") is None
-    for b in (v3, v4):
-        approve(b, cfg)
-        promote_all(b, cfg)
+    v3, v4 = (release(p, cfg) for p in (variant(3), variant(4, max_payment=6000)))
     with session_scope() as s:
         d = desired(s, "prod", "wildfire-aid-2024")
     assert (d.current, d.current_version, d.previous, d.previous_version) == (v4.sha256, 4, v3.sha256, 3)
     at = (NOW() + timedelta(hours=1)).replace(microsecond=0)
-    approve(v5, cfg)
-    promote_all(v5, cfg, activate_at=at)
+    v5 = release(variant(5, max_payment=7000), cfg, activate_at=at)
     with session_scope() as s:
         d = desired(s, "prod", "wildfire-aid-2024")
     assert (d.current, d.previous, d.activate_at) == (v5.sha256, v4.sha256, at.strftime("%Y-%m-%dT%H:%M:%SZ"))

@@ -16,7 +16,7 @@ from hms.cli import main
 from hms.errors import BadInput
 from hms.registry.db import session_scope
 from hms.registry.models import AuditEntry
-from tests.deploy_helpers import approve, config, record, variant, write_config
+from tests.deploy_helpers import config, ready, record, variant, write_config
 
 HOUR = timedelta(hours=1)
 
@@ -30,7 +30,7 @@ def _through_preprod(b, cfg):
 def test_a_protocol_approved_after_its_effective_date_is_in_force_from_deployment_not_retroactively(registry_url):
     cfg = config()
     b = record(variant(3, effective_at=clock.now() - 30 * 24 * HOUR))
-    approve(b, cfg)
+    ready(b, cfg)
     _through_preprod(b, cfg)
     with session_scope() as s:
         ch = deployments.deploy(s, b, "prod", activate_at=None, actor="t", config=cfg)
@@ -48,7 +48,7 @@ def test_without_a_time_prod_waits_for_the_bundles_own_effective_time(registry_u
     cfg = config()
     at = (clock.now() + 2 * HOUR).replace(microsecond=0)
     b = record(variant(3, effective_at=at))
-    approve(b, cfg)
+    ready(b, cfg)
     _through_preprod(b, cfg)  # rehearsal environments go live at once, whatever the effective time
     with session_scope() as s:
         assert deployments.in_force(s, "preprod", b.protocol.id).bundle_sha256 == b.sha256
@@ -71,7 +71,7 @@ def test_prod_refuses_a_time_in_the_past_or_before_the_effective_time_and_change
     now = clock.now()
     eff = now + 2 * HOUR
     b = record(variant(3, effective_at=eff))
-    approve(b, cfg)
+    ready(b, cfg)
     _through_preprod(b, cfg)
     with session_scope() as s, pytest.raises(BadInput, match=message) as e:
         deployments.deploy(s, b, "prod", activate_at=requested(now, eff), actor="t", config=cfg)
@@ -105,7 +105,7 @@ def _cli_setup(tmp_path, monkeypatch, effective_at, version=3):
     monkeypatch.setenv("HMS_PIPELINE_CONFIG", str(write_config(tmp_path / "pipeline.yml")))
     cfg = config()
     b = record(variant(version, effective_at=effective_at))
-    approve(b, cfg)
+    ready(b, cfg)
     return b
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hms import gates, protocol
 from hms.pipeline_config import load_pipeline_config
 from tests.conftest import CHIP, WILDFIRE
-from tests.deploy_helpers import approve, promote_all, record, variant
+from tests.deploy_helpers import promote_all, ready, record, variant
 
 
 def test_only_the_newest_recorded_version_of_each_asked_protocol_is_a_candidate():
@@ -24,6 +24,6 @@ def test_a_bundle_any_environment_received_is_taken_and_an_older_one_never_overt
     cfg = load_pipeline_config()
     record(variant(2))
     v3 = record(protocol.load(WILDFIRE))
-    approve(v3, cfg)
+    ready(v3, cfg)
     promote_all(v3, cfg)  # deployed by hand, outside any pipeline run
     assert gates.intake_candidates(["wildfire-aid-2024"]) == []

@@ -21,8 +21,8 @@ from hms import clock, deployments, protocol
 from hms.pipeline_config import load_pipeline_config
 from hms.registry.db import session_scope
 from hms.registry.models import Approval
-from tests.conftest import ROOT, WILDFIRE
-from tests.deploy_helpers import approve, promote_all, record, variant
+from tests.conftest import CHIP, ROOT, WILDFIRE
+from tests.deploy_helpers import approve, promote_all, ready, record, variant
 
 POLL = 0.05
 
@@ -94,8 +94,8 @@ def test_no_decision_before_the_deadline_times_the_review_out():
 
 
 def test_approvals_of_another_bundle_hash_do_not_count():
-    v2, v3 = record(variant(2)), record(protocol.load(WILDFIRE))
-    approve(v2)  # alice + bob approved version 2, not the bundle this run carries
+    other, v3 = record(variant(2, CHIP)), record(protocol.load(WILDFIRE))
+    approve(other)  # alice + bob approved another bundle, not the one this run carries
     assert first_event(approval_trigger(v3.sha256, seconds=0.3).run())["state"] == "timeout"
     approve(v3)
     assert first_event(approval_trigger(v3.sha256).run())["state"] == "approved"
@@ -148,7 +148,7 @@ def test_the_activation_trigger_follows_a_moved_effective_time():
 
     cfg = load_pipeline_config()
     b = record(protocol.load(WILDFIRE))
-    approve(b, cfg)
+    ready(b, cfg)
     promote_all(b, cfg, activate_at=clock.now() + timedelta(minutes=10), run_id="run-1")
 
     async def scenario() -> tuple[dict[str, Any], float]:
@@ -177,7 +177,7 @@ def test_a_cancelled_activation_is_reported_and_fails_the_flip():
 
     cfg = load_pipeline_config()
     b = record(protocol.load(WILDFIRE))
-    approve(b, cfg)
+    ready(b, cfg)
     promote_all(b, cfg, activate_at=clock.now() + timedelta(minutes=10), run_id="run-2")
     with session_scope() as s:  # rollback of a pending prod deployment cancels it
         deployments.rollback(s, b.protocol.id, "prod", actor="ops", config=cfg)

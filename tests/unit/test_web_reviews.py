@@ -19,10 +19,11 @@ from fastapi.testclient import TestClient
 from hms import clock, deployments, protocol
 from hms.cli import main as hms_main
 from hms.pipeline_config import load_pipeline_config
+from hms.registry import store
 from hms.registry.db import session_scope
 from hms.web import WebError, create_app
 from tests.conftest import WILDFIRE
-from tests.deploy_helpers import record, write_config
+from tests.deploy_helpers import record, record_checks, write_config
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 
@@ -68,9 +69,11 @@ def bundle_of(pid: str = "wildfire-aid-2024", version: int = 3, author: str | No
 
 
 def with_checks(b) -> None:
+    """Record the test and scan as the pipeline does (the clerk page shows them; every deploy needs them)."""
     with contextlib.redirect_stdout(io.StringIO()):
-        hms_main(["policy", "test", f"sha256:{b.sha256}", "--record", "--population", "synthetic:3000"])
+        hms_main(["policy", "test", f"sha256:{b.sha256}", "--record"])
         hms_main(["scan", f"sha256:{b.sha256}", "--record"])
+
 
 
 def test_every_route_refuses_a_caller_the_host_did_not_identify(client):
@@ -165,6 +168,9 @@ def test_an_oversized_body_is_refused_before_it_is_read(client):
 
 def _staged(b, at: datetime, run_id: str = "manual__run-1") -> None:
     cfg = load_pipeline_config()
+    with session_scope() as s:
+        have = store.latest_checks(s, b.sha256)
+    record_checks(b, [k for k in ("test", "scan", "chaos") if k not in have])  # what the pipeline would have run
     with session_scope() as s:
         deployments.record_review(s, b, user="alice", role="legal", decision="approve", comment="", config=cfg)
         deployments.record_review(s, b, user="bob", role="budget", decision="approve", comment="", config=cfg)

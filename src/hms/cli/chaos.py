@@ -12,6 +12,7 @@ from typing import Any
 
 from hms import clock
 from hms.cli import emit
+from hms.cli.refs import add_record_options
 from hms.errors import BadInput
 
 
@@ -29,7 +30,39 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--mode", choices=["local", "kubernetes"], default=None, help="default: execution.mode")
     run.add_argument("--seed", type=int, default=None, help="random seed for the choice of victims")
     run.add_argument("--json", action="store_true")
+    add_record_options(run)
     run.set_defaults(handler=cmd_run)
+
+
+def _overrides(args: argparse.Namespace, config: Any, mode: str) -> list[str]:
+    """What would make a recorded chaos result more lenient than the pipeline settings' hypothesis.
+
+    A trigger may make chaos harsher (fewer replicas, a stricter floor, no retries), never kinder; the
+    window's length is the pipeline's ``chaos_window`` and stays free. The fleet must be the configured one.
+    """
+    c = config.chaos
+    out = []
+    if args.min_health is not None and args.min_health < c.min_health:
+        out.append(f"--min-health {args.min_health} (below {c.min_health})")
+    if args.kill_fraction is not None and args.kill_fraction < c.kill_fraction:
+        out.append(f"--kill-fraction {args.kill_fraction} (below {c.kill_fraction})")
+    if args.replicas is not None and args.replicas > c.replicas:
+        out.append(f"--replicas {args.replicas} (above {c.replicas})")
+    if mode != config.execution.mode:
+        out.append(f"--mode {mode} (the pipeline runs {config.execution.mode})")
+    return out
+
+
+def _record(args: argparse.Namespace, shas: list[str], report: Any) -> None:
+    """A chaos result for every bundle whose golden decisions it checked: prod needs one for its exact hash."""
+    from hms.cli import actor
+    from hms.registry import store
+    from hms.registry.db import session_scope
+
+    with session_scope() as s:
+        for sha in shas:
+            store.record_check(s, sha256=sha, kind="chaos", ok=report.ok, summary=report.to_dict(), actor=actor(),
+                               run_id=args.run_id)
 
 
 class _RegistryView:
@@ -75,9 +108,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not 1 <= replicas <= 64:
         raise BadInput("--replicas must be between 1 and 64", where="--replicas")
     mode = args.mode or config.execution.mode
+    if args.record:
+        from hms import evidence
+
+        evidence.refuse_override("chaos run", _overrides(args, config, mode))
 
     view = _RegistryView(args.target)
     goldens: list[chaos.Golden] = []
+    tested: list[str] = []
     now = clock.now().astimezone()
     for pid, tl in sorted(view.snap.timelines.items()):
         if args.protocol and pid != args.protocol:
@@ -86,6 +124,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if e is None:
             continue
         b = view.snap.bundles[e.sha256]
+        tested.append(e.sha256)
         goldens += [chaos.Golden(pid, c["name"], c["input"]) for c in b.protocol.tests]
     if not goldens:
         what = f"{args.protocol} is" if args.protocol else "nothing is"
@@ -141,7 +180,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         fleet.stop()
         balancer.close()
         signal.signal(signal.SIGTERM, previous)
-    emit(args, report.to_dict(), report.lines())
     if report.interrupted:
+        emit(args, report.to_dict(), report.lines())
         return 130
+    if args.record:
+        _record(args, tested, report)
+    emit(args, report.to_dict(), report.lines())
     return 0 if report.ok else 1

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from hms import bundle, protocol
+from hms import bundle, evidence, protocol
 from hms.cases import run_cases
 from hms.cli import actor, emit
 from hms.cli.refs import add_record_options, open_bundle, record_check
@@ -88,8 +88,23 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _test_overrides(args: argparse.Namespace, b: bundle.Bundle) -> list[str]:
+    """What makes this test other than the governed one: the budget gate is the protocol's own population
+    (another one, smaller or kinder, proves nothing about the cap), and skipping the simulation skips it."""
+    budget = b.protocol.budget or {}
+    out = []
+    if args.population is not None and args.population != budget.get("population"):
+        out.append(f"--population {args.population} (the protocol's budget.population is "
+                   f"{budget.get('population') or 'none'})")
+    if args.no_simulate and b.protocol.budget:
+        out.append("--no-simulate (the budget gate is part of the test)")
+    return out
+
+
 def cmd_test(args: argparse.Namespace) -> int:
     b = open_bundle(args.bundle)
+    if args.record:
+        evidence.refuse_override("test", _test_overrides(args, b))
     results = run_cases(b.protocol)
     failed = [r for r in results if not r.ok]
     lines = [r.line() for r in results]

@@ -97,18 +97,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     register_pipeline_commands(ps)
 
 
-def _push_file(path: str) -> tuple[Bundle, bool]:
+def _open_for_push(path: str) -> tuple[Bundle, bool]:
+    """The bundle a push or promote names, verified, without writing; (bundle, already recorded)."""
     from hms import bundle, protocol
 
     p = Path(path)
     if path.startswith("sha256:") and not p.exists():  # already recorded (intake, an earlier push): fetch, verify
-        with session_scope() as s:
-            return deployments.load_bundle(s, path.removeprefix("sha256:")), False
+        with session_scope(read_only=True) as s:
+            return deployments.load_bundle(s, path.removeprefix("sha256:")), True
     if p.suffix in (".tgz", ".gz"):
-        b = bundle.read(p)
-    else:
-        raw = bundle.build(protocol.load(p))
-        b = bundle.read_bytes(raw, str(p))
+        return bundle.read(p), False
+    raw = bundle.build(protocol.load(p))
+    return bundle.read_bytes(raw, str(p)), False
+
+
+def _record(b: Bundle) -> bool:
+    """Record a bundle (idempotent); whether it was new."""
     with session_scope() as s:
         _, created = store.record_bundle(
             s,
@@ -119,7 +123,12 @@ def _push_file(path: str) -> tuple[Bundle, bool]:
             manifest=b.manifest,
             created_by=actor(),
         )
-    return b, created
+    return created
+
+
+def _push_file(path: str) -> tuple[Bundle, bool]:
+    b, known = _open_for_push(path)
+    return b, False if known else _record(b)
 
 
 def cmd_push(args: argparse.Namespace) -> int:
@@ -233,10 +242,13 @@ def cmd_promote(args: argparse.Namespace) -> int:
         raise BadInput("rollback script is missing or not executable", where=args.rollback)
     at = parse_requested(args.schedule, _tz(config))
     pub = _publisher(config)
-    b, _ = _push_file(args.bundle)
-    # The last target's time is checked before anything is written: a refused schedule deploys nothing.
-    effective_time.plan(b.protocol.effective_at, at, clock.now(),
-                        binding=deployments.binds_effective_time(config, targets[-1]))
+    b, known = _open_for_push(args.bundle)
+    # Every target's gates (approvals, supersession, recorded checks, freeze windows) and the last target's time
+    # are checked before anything is written: a promote that would fail anywhere deploys nowhere.
+    with session_scope(read_only=True) as s:
+        deployments.preflight(s, b, targets, at, config)
+    if not known:
+        _record(b)
     touched: list[str] = []
     changes = []
     mirrored = []

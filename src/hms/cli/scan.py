@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from hms import bundle
+from hms import bundle, evidence
 from hms.cli import emit
 from hms.cli.refs import add_record_options, open_bundle, record_check
 from hms.compliance import DEFAULT_RULE_SETS, build_input, engine, fairness_for, scan
@@ -94,11 +95,42 @@ def _fairness_line(fairness: dict[str, Any] | None) -> str:
     return f"  fairness ({fairness.get('outcome', 'outcome')}): {ratios or 'no groups'}; four-fifths rule at 0.80"
 
 
+def _refuse_other_policies(args: argparse.Namespace) -> None:
+    """A recorded scan uses the repository's policies: ``--policies`` or ``$HMS_POLICY_DIR`` with other content
+    (an empty directory finds nothing) is refused before the directory is even read (it may not load)."""
+    if not args.record or (args.policies is None and not os.environ.get("HMS_POLICY_DIR")):
+        return
+    governed = engine.load(engine.governed_policy_dir()).digest
+    try:
+        same = engine.load(args.policies).digest == governed
+    except BadInput:
+        same = False
+    if not same:
+        evidence.refuse_override("scan", ["other policies"])
+
+
+def _overrides(args: argparse.Namespace, names: tuple[str, ...]) -> list[str]:
+    """What else makes this scan other than the governed one: fewer rule sets than the pipeline settings name,
+    another "now" for the legal rules, or fairness figures read from a file instead of the protocol's own."""
+    out = []
+    from hms.pipeline_config import load_pipeline_config
+
+    wanted = set(load_pipeline_config().compliance.rule_sets or DEFAULT_RULE_SETS)
+    if not wanted <= set(names):
+        out.append(f"only the rule sets {','.join(names)} (the pipeline runs {','.join(sorted(wanted))})")
+    if args.now:
+        out.append("--now")
+    if args.simulation:
+        out.append("--simulation")
+    return out
+
+
 def cmd_scan(args: argparse.Namespace) -> int:
     if args.test_policies:
         return cmd_test_policies(args)
     if not args.bundle:
         raise BadInput("give a bundle to scan, or --test-policies", where="hms scan")
+    _refuse_other_policies(args)
     ps = engine.load(args.policies)
     b = open_bundle(args.bundle)
     settings, rules = _settings_and_rules(args, b.protocol)
@@ -121,6 +153,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
             [f"[scan] OPA input for {b.protocol.id} v{b.protocol.version} written to {out}"],
         )
         return 0
+    if args.record:
+        evidence.refuse_override("scan", _overrides(args, names))
     result = scan(b, names, fairness=fairness, settings=settings, now=now, policies=ps)
     lines = [result.summary(), *(f.line() for f in result.findings)]
     if "ethics" in names:

@@ -46,6 +46,11 @@ def policy_dir() -> Path:
     env = os.environ.get("HMS_POLICY_DIR")
     if env:
         return Path(env)
+    return governed_policy_dir()
+
+
+def governed_policy_dir() -> Path:
+    """The repository's policies (checkout, else working directory): the only ones a recorded scan may use."""
     checkout = Path(__file__).resolve().parents[3] / "include" / "policies"
     return checkout if checkout.is_dir() else Path.cwd() / "include" / "policies"
 

@@ -66,8 +66,7 @@ def bundle_for(s: Session, sha256: str) -> Bundle:
 
 def newer_version(s: Session, b: Bundle) -> int | None:
     """The newest recorded version of this protocol when it is newer than ``b`` (``b`` is superseded)."""
-    newest = store.find_bundles(s, b.protocol.id)[0]
-    return newest.version if newest.version > b.protocol.version else None
+    return deployments.superseded_by(s, b.protocol.id, b.protocol.version)
 
 
 # ---- reviews ----------------------------------------------------------------------
@@ -123,7 +122,8 @@ def review(
                        field="sha256")
     chosen = choose_role(s, b, caller, role, config)
     candidate = approvals.Review(b.sha256, caller.user, chosen, decision, comment)
-    reason = approvals.why_not_allowed(candidate, author=b.protocol.author, user_roles=config.user_roles)
+    reason = approvals.why_not_allowed(candidate, author=b.protocol.author, user_roles=config.user_roles,
+                                       pusher=deployments.pusher(s, b.sha256))
     if reason:
         raise WebError(403, reason, field="role" if role is not None and "role" in reason else "user")
     earlier = s.scalar(select(Approval).where(Approval.bundle_sha256 == b.sha256, Approval.user == caller.user))
@@ -136,6 +136,8 @@ def review(
         )
     except BadInput as e:  # lost a race with the same clerk's other click: the unique constraint's message
         raise from_core(e, field="user", status_bad_input=409) from None
+    except CheckFailed as e:  # a newer version was pushed meanwhile: the core's refusal, 409 as above
+        raise from_core(e, field="sha256") from None
     return {"sha256": b.sha256, "protocol_id": b.protocol.id, "version": b.protocol.version, "user": caller.user,
             "role": chosen, "decision": decision, "status": status.to_dict()}
 
