@@ -15,7 +15,7 @@ from hms.errors import BadInput
 from hms.registry.db import session_scope
 from tests.conftest import ROOT
 from tests.dated_protocols import build, write
-from tests.deploy_helpers import config, record
+from tests.deploy_helpers import config, ready, record
 
 PID = "wildfire-aid-2024"
 
@@ -31,7 +31,7 @@ def test_a_new_bundle_gets_the_intakes_run_and_the_command_for_no_airflow(regist
 
 
 def test_an_older_or_already_deployed_bundle_gets_no_run_and_says_why(registry_url):
-    v3 = record(build(3))
+    v3 = ready(record(build(3)))
     with session_scope() as s:
         deployments.deploy(s, v3, "staging", activate_at=None, actor="t", config=config())
     assert next_step(PID, 3, v3.sha256).lines() == [

@@ -8,7 +8,7 @@ from hms import bundle_choice, deployments
 from hms.errors import BadInput
 from hms.registry.db import session_scope
 from tests.dated_protocols import build
-from tests.deploy_helpers import approve, config, record
+from tests.deploy_helpers import approve, config, ready, record
 
 PID = "wildfire-aid-2024"
 
@@ -81,12 +81,14 @@ def test_deploy_of_a_bare_id_takes_the_newest_into_the_first_environment_then_fo
     with pytest.raises(BadInput, match=f"nothing of {PID} is in force in staging, and preprod takes the bundle "
                                        "in force there: deploy to staging first"):
         _deploy_choice(PID, "preprod")
+    ready(v3)
     _deploy(v3, "staging")
+    _deploy(v3, "preprod")
     record(build(4, max_payment=4000))
     assert _deploy_choice(PID, "staging") == 4  # the newest version enters first
     assert _deploy_choice(PID, "preprod") == 3  # later environments take what the one before serves
-    _deploy(v3, "preprod")
-    assert _deploy_choice(PID, "prod") == 3  # approvals are the deploy's own check (exit 1), not a choice
+    # v3 is the choice for prod; that it is superseded now is the deploy's own gate (exit 1), not a choice
+    assert _deploy_choice(PID, "prod") == 3
 
 
 def test_deploy_of_a_bare_id_refuses_a_rejected_newest_bundle_and_an_unknown_environment(registry_url):
