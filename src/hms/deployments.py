@@ -92,6 +92,16 @@ def binds_effective_time(config: PipelineConfig, env: str) -> bool:
     return env == config.environment_names[-1]
 
 
+def late_note(env: str, activate_at: datetime, effective_at: datetime | None, config: PipelineConfig) -> str | None:
+    """"effective date … passed; in force from …; not retroactive" for a late activation where it binds, else None.
+
+    One wording for the audit entry, the CLI line and the pages; rehearsal environments never carry it.
+    """
+    if not binds_effective_time(config, env):
+        return None
+    return effective_time.note(activate_at, effective_at, config.tz)
+
+
 def manifest_effective_at(row: BundleRow) -> datetime | None:
     """A recorded bundle's effective time from its manifest (no bundle parse: rollbacks stay light)."""
     raw = json.loads(row.manifest).get("effective_at")
@@ -371,9 +381,9 @@ def deploy(
     at = act.at
     store.lock_environment(s, env)
     check_order(s, b, env, config)
-    _check_freeze(config, env, max(at, now))
+    _check_freeze(config, env, at)  # plan() never returns a time before now
     settle(s, env, config, actor=actor)
-    current = in_force(s, env, b.protocol.id, max(at, now))
+    current = in_force(s, env, b.protocol.id, at)
     for d in pending(s, env, b.protocol.id, now):
         if d.bundle_sha256 == b.sha256 and d.activate_at == at:
             return _change(d)  # the same request again: nothing to do
@@ -402,7 +412,7 @@ def deploy(
     s.flush()
     store.bump_generation(s, env)
     details = _change(row).to_dict()
-    if words := effective_time.note(at, act.effective_at, config.tz):
+    if words := late_note(env, at, act.effective_at, config):
         details["effective_note"] = words
     audit.append(s, actor=actor, action=f"deploy.{state}", subject=b.sha256, details=details)
     return _change(row)

@@ -91,8 +91,10 @@ def test_a_fragile_setup_one_replica_no_retry_fails_the_hypothesis(env, hms_home
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_an_interrupted_experiment_stops_every_replica_it_started(env, hms_home, sig):
+    # Started with SIGINT ignored, as a shell starts a background job: the experiment still handles it.
     p = subprocess.Popen([HMS, "chaos", "run", "--target", "staging", "--time", "60s"], env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     deadline = time.monotonic() + 30
     while len([x for x in _ours(hms_home) if x.pid != p.pid]) < 3:
         assert time.monotonic() < deadline, "replicas never started"

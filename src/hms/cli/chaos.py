@@ -164,7 +164,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     def _term(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
+    # SIGINT too, explicitly: a process started in the background by a shell inherits SIGINT ignored, and an
+    # interrupted experiment must still stop every replica it started.
     previous = signal.signal(signal.SIGTERM, _term)
+    previous_int = signal.signal(signal.SIGINT, _term)
     try:
         if isinstance(fleet, chaos.LocalFleet):
             fleet.start()
@@ -180,6 +183,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         fleet.stop()
         balancer.close()
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
     if report.interrupted:
         emit(args, report.to_dict(), report.lines())
         return 130

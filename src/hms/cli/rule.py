@@ -223,8 +223,7 @@ def _deploy_line(ch: deployments.Change, config) -> str:
     local = ch.activate_at.astimezone(_tz(config)).isoformat()
     if ch.state == "pending":
         return f"[deploy] {ch.environment} SCHEDULED@{local} {ch.protocol_id} v{ch.version} ({ch.sha256[:12]})"
-    binding = deployments.binds_effective_time(config, ch.environment)
-    late = effective_time.note(ch.activate_at, ch.effective_at, _tz(config)) if ch.late and binding else None
+    late = deployments.late_note(ch.environment, ch.activate_at, ch.effective_at, config)
     return (f"[deploy] {ch.environment} ✅ {ch.protocol_id} v{ch.version} live ({ch.sha256[:12]})"
             + (f": {late}" if late else ""))
 

@@ -22,7 +22,7 @@ import yaml
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hms import approvals, clock, deployments, effective_time
+from hms import approvals, clock, deployments
 from hms.bundle import Bundle
 from hms.errors import BadInput, CheckFailed
 from hms.pipeline_config import PipelineConfig, effective_approval_policy, in_freeze
@@ -273,10 +273,7 @@ def _view(s: Session, b: Bundle, caller: Caller, config: PipelineConfig) -> Bund
 
 
 def _late_note(d: Deployment, config: PipelineConfig) -> str | None:
-    """"effective date … passed; in force from …; not retroactive" for a binding row activated late, else None."""
-    if not deployments.binds_effective_time(config, d.environment):
-        return None
-    return effective_time.note(d.activate_at, d.effective_at, config.tz)
+    return deployments.late_note(d.environment, d.activate_at, d.effective_at, config)
 
 
 def bundle_environments(s: Session, b: Bundle, config: PipelineConfig) -> list[dict[str, Any]]:
