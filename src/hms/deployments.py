@@ -33,7 +33,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from hms import approvals, clock, effective_time, evidence
+from hms import approvals, clock, effective_time, evidence, pinned_policy
 from hms.errors import BadInput, CheckFailed
 from hms.pipeline_config import PipelineConfig, effective_approval_policy, in_freeze
 from hms.registry import audit, store
@@ -209,6 +209,7 @@ def record_review(
     A superseded version is refused (CheckFailed, exit 1; the web's 409): its review could only ever
     count towards a bundle no environment will take.
     """
+    pinned_policy.require(s, config)
     review = approvals.Review(b.sha256, user, role, decision, comment)
     _refuse_superseded(s, b, "review", f"review of {b.sha256[:12]}")
     approvals.check_review(review, author=b.protocol.author, user_roles=config.user_roles,
@@ -224,7 +225,7 @@ def record_review(
     try:
         with s.begin_nested():
             s.add(Approval(bundle_sha256=b.sha256, user=user, role=role, decision=decision, comment=comment,
-                           at=clock.now()))
+                           at=clock.now(), policy_sha256=config.sha256 or None))
     except IntegrityError:  # the same clerk's other click committed first (PostgreSQL; SQLite serializes writers)
         existing = s.scalar(mine)
         if existing is None:
@@ -235,7 +236,8 @@ def record_review(
         actor=user,
         action=f"review.{decision}",
         subject=b.sha256,
-        details={"protocol_id": b.protocol.id, "version": b.protocol.version, "role": role, "comment": comment},
+        details={"protocol_id": b.protocol.id, "version": b.protocol.version, "role": role, "comment": comment,
+                 "policy_sha256": config.sha256},
     )
     return approval_status(s, b, config)
 
@@ -278,11 +280,13 @@ def pending(s: Session, env: str, protocol_id: str, at: datetime | None = None) 
 
 
 # ---- changing deployments -------------------------------------------------------
-def gate_refusals(s: Session, b: Bundle, env: str, config: PipelineConfig, *, order: bool = True) -> list[str]:
+def gate_refusals(s: Session, b: Bundle, env: str, config: PipelineConfig, *, order: bool = True,
+                  later: tuple[str, ...] = ()) -> list[str]:
     """Every gate ``b`` fails for ``env``, as messages saying what is missing (empty: it may enter).
 
     ``order=False`` leaves out the one gate that depends on an earlier environment being live, so
-    ``hms promote`` can ask about every target before it writes anything (``preflight``).
+    ``hms promote`` can ask about every target before it writes anything (``preflight``); ``later`` names
+    the kinds of check the same promote records before it reaches ``env`` (``evidence.PromoteSteps``).
     """
     names = config.environment_names
     if env not in names:
@@ -294,7 +298,7 @@ def gate_refusals(s: Session, b: Bundle, env: str, config: PipelineConfig, *, or
     status = approval_status(s, b, config)
     if not status.satisfied:
         out.append(f"approval policy not met for sha256:{b.sha256}: {status.summary()}")
-    out += [m.message() for m in evidence.missing(s, b.sha256, config, env)]
+    out += [m.message() for m in evidence.missing(s, b.sha256, config, env) if m.kind not in later]
     i = names.index(env)
     if order and i > 0:
         before = names[i - 1]
@@ -307,6 +311,7 @@ def gate_refusals(s: Session, b: Bundle, env: str, config: PipelineConfig, *, or
 def check_order(s: Session, b: Bundle, env: str, config: PipelineConfig) -> None:
     """Every gate of ``env`` for ``b`` — approvals, supersession, recorded checks, promotion order: the only place
     they are enforced. Raises ``CheckFailed`` (exit 1, the web's 409) naming everything missing."""
+    pinned_policy.require(s, config)
     refusals = gate_refusals(s, b, env, config)
     if refusals:
         raise CheckFailed("; ".join(refusals), where=f"{b.protocol.id} v{b.protocol.version} to {env}")
@@ -314,19 +319,22 @@ def check_order(s: Session, b: Bundle, env: str, config: PipelineConfig) -> None
 
 def preflight(
     s: Session, b: Bundle, targets: list[str], activate_at: datetime | None, config: PipelineConfig
-) -> None:
+) -> evidence.PromoteSteps:
     """``hms promote``'s check of every target before the first write: nothing is deployed if any would fail.
 
     Each target's gates except "live in the one before" (the earlier target of the same promote makes it
-    so), the last target's time (hms.effective_time) and every target's freeze windows.
+    so), the last target's time (hms.effective_time) and every target's freeze windows. Returns the checks
+    the promote runs itself (``evidence.promote_steps``): their absence is then no refusal — the step
+    records them, or the promote fails.
     """
     now = clock.now()
+    steps = evidence.promote_steps(s, b.sha256, config, targets)
     where: dict[str, list[str]] = {}  # refusal → the targets it concerns (one line for "no test" everywhere)
     for i, env in enumerate(targets):
         last = i == len(targets) - 1
         act = effective_time.plan(b.protocol.effective_at, activate_at if last else None, now,
                                   binding=binds_effective_time(config, env))
-        found = gate_refusals(s, b, env, config, order=i == 0)
+        found = gate_refusals(s, b, env, config, order=i == 0, later=steps.covers(env, targets))
         window = in_freeze(config, max(act.at, now), env)
         if window is not None:
             found.append(f"activation at {max(act.at, now).isoformat()} falls in freeze window {window}")
@@ -336,6 +344,7 @@ def preflight(
     if refusals:
         raise CheckFailed("nothing deployed: " + "; ".join(refusals),
                           where=f"promote {b.protocol.id} v{b.protocol.version}")
+    return steps
 
 
 def _cancel(d: Deployment, now: datetime) -> None:
@@ -405,6 +414,7 @@ def deploy(
         created_by=actor,
         run_id=run_id,
         effective_at=act.effective_at,
+        policy_sha256=config.sha256 or None,
     )
     s.add(row)
     if state == "live" and live_now is not None:
@@ -524,6 +534,7 @@ def rollback(
         created_by=actor,
         run_id=run_id,
         effective_at=manifest_effective_at(target),
+        policy_sha256=config.sha256 or None,
     )
     s.add(row)
     s.flush()

@@ -55,6 +55,38 @@ def required_kinds(config: PipelineConfig, env: str) -> tuple[str, ...]:
     return (TEST, SCAN, CHAOS) if after_chaos else (TEST, SCAN)
 
 
+@dataclass(frozen=True)
+class PromoteSteps:
+    """The checks a promote runs itself because the bundle has no passing recorded result of them yet.
+
+    What the pipeline's stages do, in the same places: test and scan before the first environment, the
+    chaos experiment in the chaos environment before the targets after it. Each is run with the governed
+    settings and recorded (``… --record``), so a hand-run promote takes the pipeline's path instead of
+    stopping short; a failing step fails the promote (before anything is written, or with its rollback).
+    """
+
+    first: tuple[str, ...]  # kinds run before any target is written
+    chaos_at: str | None  # the target after whose deploy the chaos experiment runs
+
+    def covers(self, env: str, targets: list[str]) -> tuple[str, ...]:
+        """The kinds ``env``'s gate may find missing now because this promote records them before ``env``."""
+        late = self.chaos_at is not None and targets.index(env) > targets.index(self.chaos_at)
+        return (*self.first, CHAOS) if late else self.first
+
+
+def promote_steps(s: Session, sha256: str, config: PipelineConfig, targets: list[str]) -> PromoteSteps:
+    latest = store.latest_checks(s, sha256)
+    needed = {k for env in targets for k in required_kinds(config, env)}
+    first = tuple(k for k in (TEST, SCAN) if k in needed and not (k in latest and latest[k].ok))
+    chaos_env = config.chaos.environment
+    chaos_at = None
+    if chaos_env in targets and not (CHAOS in latest and latest[CHAOS].ok):
+        after = targets[targets.index(chaos_env) + 1:]
+        if any(CHAOS in required_kinds(config, env) for env in after):
+            chaos_at = chaos_env
+    return PromoteSteps(first, chaos_at)
+
+
 def missing(s: Session, sha256: str, config: PipelineConfig, env: str) -> list[MissingCheck]:
     """The required checks of ``env`` whose newest recorded result for ``sha256`` is absent or failing."""
     latest = store.latest_checks(s, sha256)

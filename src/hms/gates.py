@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import select
 
 from hms import deployments
-from hms.pipeline_config import load_pipeline_config
+from hms.pinned_policy import governing
 from hms.registry.db import session_scope
 from hms.registry.models import Bundle as BundleRow
 from hms.registry.models import Deployment
@@ -22,7 +22,7 @@ from hms.registry.models import Deployment
 
 def review_state(sha256: str) -> dict[str, Any]:
     """``{"state": "approved" | "rejected" | "waiting", "summary": …, …}`` for one bundle hash."""
-    config = load_pipeline_config()
+    config = governing()
     with session_scope() as s:
         b = deployments.load_bundle(s, sha256)
         status = deployments.approval_status(s, b, config)

@@ -214,6 +214,7 @@ class PipelineConfig:
     chaos: Chaos
     freeze_windows: tuple[FreezeWindow, ...]
     execution: Execution
+    sha256: str = ""  # of the text it was parsed from: the digest `hms config apply` pins and gates record
 
     @property
     def environment_names(self) -> list[str]:
@@ -310,6 +311,7 @@ def parse_pipeline_config(text: str, source: str = "<pipeline config>") -> Pipel
         chaos=chaos,
         freeze_windows=tuple(windows),
         execution=Execution(**data.get("execution", {})),
+        sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
     )
 
 

@@ -37,7 +37,7 @@ from hms.ci import run_id_for
 from hms.pipeline_config import load_pipeline_config
 from tests import dated_protocols
 from tests.conftest import ROOT
-from tests.deploy_helpers import approve, promote_all, record
+from tests.deploy_helpers import promote_all, ready, ready_ref, record, record_checks_for
 
 HMS = str(Path(sys.executable).with_name("hms"))
 PID = "wildfire-aid-2024"
@@ -112,8 +112,7 @@ def seed(tmp_path: Path, hms_home: Path) -> Seed:
 def _law_in_force(seed: Seed) -> None:
     """What chapter A finds: v2 in force everywhere (chaos stresses what staging serves)."""
     cfg = seed.config()
-    b = record(dated_protocols.build(2))  # its test cases are the goldens chaos checks answers against
-    approve(b, cfg)
+    b = ready(record(dated_protocols.build(2)), cfg)  # its test cases are the goldens chaos checks answers against
     promote_all(b, cfg)
 
 
@@ -289,10 +288,12 @@ def test_deploy_by_protocol_id_follows_promotion_and_says_what_comes_first(seed:
     assert r.returncode == 2
     assert (f"hms: error: bundle: nothing of {PID} is in force in preprod, and prod takes the bundle in force "
             "there: deploy to preprod first") in r.stderr
-    for env in ("staging", "preprod"):
-        seed.hms(["rule", "deploy", PID, "--env", env])
-    r = seed.hms(DEPLOY_PROD, ok=False)  # the bundle is chosen; the approval gate is the deploy's check
+    r = seed.hms(["rule", "deploy", PID, "--env", "staging"], ok=False)  # chosen; the gates are the deploy's check
     assert r.returncode == 1 and "approval policy not met" in r.stderr
+    assert "no recorded passing test for sha256:" in r.stderr and "hms policy test sha256:" in r.stderr
+    ready_ref(f"{PID}@3")
+    for env in ("staging", "preprod", "prod"):
+        seed.hms(["rule", "deploy", PID, "--env", env])
 
 
 def test_push_of_a_json_protocol_prints_the_next_run_and_a_repeat_says_it_is_known(seed: Seed) -> None:
@@ -305,10 +306,45 @@ def test_push_of_a_json_protocol_prints_the_next_run_and_a_repeat_says_it_is_kno
     assert f"[push] next: no pipeline run for this bundle: {PID} v4 is newer" in again
 
 
-def test_a_failed_promote_runs_the_relative_rollback_sh_of_the_working_directory(seed: Seed) -> None:
+def test_a_promote_that_fails_nothing_before_writing_deploys_nowhere(seed: Seed) -> None:
     seed.hms(CHAPTER_A[0])
-    r = seed.hms(CHAPTER_A[4], ok=False)  # no approvals: prod is refused after staging and preprod
+    before = _audit(seed)
+    r = seed.hms(CHAPTER_A[4], ok=False)  # no approvals, no recorded checks: every target refused up front
     assert r.returncode == 1, r.stdout + r.stderr
+    assert "nothing deployed: staging, preprod, prod: approval policy not met" in r.stderr
+    assert "rolling back" not in r.stdout
+    assert _audit(seed) == before
+
+
+def test_promote_runs_the_chaos_stage_in_the_chaos_environment_and_records_it(seed: Seed) -> None:
+    """A hand-run promote takes the pipeline's path: through preprod's chaos experiment to prod."""
+    sha = seed.hms(CHAPTER_A[0]).stdout.split("sha256:")[1].split()[0]
+    seed.hms(CHAPTER_A[1])  # recorded: the governed settings, a registered bundle
+    r = seed.hms(CHAPTER_A[2])  # the seed's two rule sets of three: run, not recorded, and it says so
+    assert "[scan] not recorded as evidence: run with only the rule sets privacy,ethics" in r.stderr
+    for clerk in ("alice", "bob"):
+        seed.hms(REVIEW, actor=clerk)
+    out = seed.hms(CHAPTER_A[4]).stdout
+    _in_lines(out, "[scan] privacy(0) ethics(0) legal(0) ✅", f"[deploy] staging ✅ {PID} v3 live",
+              f"[deploy] preprod ✅ {PID} v3 live", "[chaos] preprod (local): 3 replicas, window 2s",
+              "[chaos] ✅ survived faults", "[deploy] prod SCHEDULED@")
+    entries = json.loads(_audit(seed))["entries"]  # newest first
+    checks = [e["action"] for e in reversed(entries) if e["action"].startswith("check.") and e["subject"] == sha]
+    assert checks == ["check.test", "check.scan", "check.chaos"]
+
+
+def test_a_promote_whose_chaos_stage_fails_runs_the_relative_rollback_sh(seed: Seed) -> None:
+    cfg_path = seed.cwd / ".hms-ci" / "policy-pipeline.yml"
+    config = yaml.safe_load(cfg_path.read_text())
+    config["chaos"].update(replicas=1, kill_fraction=1.0, time="3s")  # the only replica dies each round
+    cfg_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    seed.hms(CHAPTER_A[0])
+    record_checks_for(f"{PID}@3", ("test", "scan"))
+    for clerk in ("alice", "bob"):
+        seed.hms(REVIEW, actor=clerk)
+    r = seed.hms(CHAPTER_A[4], ok=False)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "the chaos in preprod failed (hms chaos run exited 1)" in r.stdout
     assert "rolling back preprod, staging with rollback.sh" in r.stdout
     assert "[rollback] ✅ staging" in r.stdout  # the script ran (it is not on PATH)
     status = json.loads(seed.hms(["rule", "status", PID, "--json"]).stdout)

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import pytest
 
-from hms import approvals, clock, deployments
+from hms import approvals, clock, deployments, evidence
 from hms.errors import CheckFailed
 from hms.registry import store
 from hms.registry.db import session_scope
@@ -137,7 +137,25 @@ def test_promote_checks_every_target_before_it_writes_anything(registry_url):
         deployments.preflight(s, b, ["staging", "preprod", "prod"], None, cfg)
     msg = str(e.value)
     assert msg.startswith(f"promote {b.protocol.id} v3: nothing deployed")
-    assert "staging, preprod, prod: approval policy not met" in msg and "prod: no recorded passing chaos" in msg
+    assert "staging, preprod, prod: approval policy not met" in msg
     assert "must be live in staging" not in msg  # the promote itself makes the earlier targets live
+    assert "chaos" not in msg  # the promote runs preprod's chaos stage itself (evidence.PromoteSteps)
     for env in cfg.environment_names:
         assert deployments.live_bundle(b.protocol.id, env) is None
+
+
+def test_promote_runs_the_checks_a_bundle_lacks_where_the_pipeline_runs_them(registry_url):
+    cfg = config()
+    b = ready(record(variant(3)))
+    with session_scope() as s:
+        assert deployments.preflight(s, b, ["staging", "preprod", "prod"], None, cfg) == evidence.PromoteSteps((), None)
+    c = record(variant(4))
+    approve(c, cfg)
+    with session_scope() as s:
+        steps = deployments.preflight(s, c, ["staging", "preprod", "prod"], None, cfg)
+        assert steps == evidence.PromoteSteps(("test", "scan"), "preprod")
+        assert steps.covers("preprod", ["staging", "preprod", "prod"]) == ("test", "scan")
+        assert steps.covers("prod", ["staging", "preprod", "prod"]) == ("test", "scan", "chaos")
+    with session_scope() as s, pytest.raises(CheckFailed) as e:  # prod alone: nobody runs preprod's chaos
+        deployments.preflight(s, c, ["prod"], None, cfg)
+    assert "prod: no recorded passing chaos" in str(e.value)

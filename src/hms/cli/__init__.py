@@ -30,6 +30,7 @@ GROUPS = [
     "hms.cli.audit",
     "hms.cli.db",
     "hms.cli.ci",
+    "hms.cli.config",
 ]
 
 
@@ -52,6 +53,7 @@ COMMANDS = {
     "audit": "hms.cli.audit",
     "db": "hms.cli.db",
     "ci": "hms.cli.ci",
+    "config": "hms.cli.config",
 }
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from hms import clock
 from hms.cli import emit
-from hms.cli.refs import add_record_options
+from hms.cli.refs import add_record_options, decide_record
 from hms.errors import BadInput
 
 
@@ -95,9 +95,9 @@ def _fraction(name: str, v: float) -> float:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from hms import chaos
-    from hms.pipeline_config import load_pipeline_config
+    from hms.pinned_policy import governing
 
-    config = load_pipeline_config()
+    config = governing()
     config.environment(args.target)
     window = chaos.parse_window(args.time or config.chaos.time)
     fraction = _fraction("--kill-fraction", args.kill_fraction or config.chaos.kill_fraction)
@@ -108,10 +108,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not 1 <= replicas <= 64:
         raise BadInput("--replicas must be between 1 and 64", where="--replicas")
     mode = args.mode or config.execution.mode
+    overrides = _overrides(args, config, mode)
     if args.record:
         from hms import evidence
 
-        evidence.refuse_override("chaos run", _overrides(args, config, mode))
+        evidence.refuse_override("chaos run", overrides)
 
     view = _RegistryView(args.target)
     goldens: list[chaos.Golden] = []
@@ -133,6 +134,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"(hms rule deploy ID --env {args.target})",
             where="--target",
         )
+    decide_record(args, "chaos", overrides, tested)
     oracle = chaos.Oracle(view.snap.bundles, view.in_force)
 
     fleet: Any

@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from hms import bundle, evidence, protocol
+from hms import bundle, protocol
 from hms.cases import run_cases
 from hms.cli import actor, emit
-from hms.cli.refs import add_record_options, open_bundle, record_check
+from hms.cli.refs import add_record_options, decide_record, open_bundle, record_check
 from hms.errors import BadInput, EvaluationError
 from hms.registry import store
 from hms.registry.db import session_scope
@@ -103,8 +103,7 @@ def _test_overrides(args: argparse.Namespace, b: bundle.Bundle) -> list[str]:
 
 def cmd_test(args: argparse.Namespace) -> int:
     b = open_bundle(args.bundle)
-    if args.record:
-        evidence.refuse_override("test", _test_overrides(args, b))
+    decide_record(args, "test", _test_overrides(args, b), [b.sha256])
     results = run_cases(b.protocol)
     failed = [r for r in results if not r.ok]
     lines = [r.line() for r in results]

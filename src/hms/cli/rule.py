@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
@@ -21,7 +22,7 @@ from zoneinfo import ZoneInfo
 from hms import approvals, clock, deployments, effective_time
 from hms.cli import actor, emit
 from hms.errors import BadInput, CheckFailed, HmsError
-from hms.pipeline_config import load_pipeline_config
+from hms.pinned_policy import governing
 from hms.registry import store
 from hms.registry.db import session_scope
 from hms.schedule import parse_requested
@@ -153,7 +154,7 @@ def cmd_review(args: argparse.Namespace) -> int:
     from hms import bundle_choice, review_role
     from hms.pipeline_config import effective_approval_policy
 
-    config = load_pipeline_config()
+    config = governing()
     user = args.user or actor()
     with session_scope() as s:
         b = bundle_choice.for_review(s, args.id, config)
@@ -208,7 +209,7 @@ def _publish(pub: Publisher | None, env: str, protocol_id: str, command: str) ->
 def cmd_deploy(args: argparse.Namespace) -> int:
     from hms import bundle_choice
 
-    config = load_pipeline_config()
+    config = governing()
     at = parse_requested(args.schedule, _tz(config))
     pub = _publisher(config)
     with session_scope() as s:
@@ -229,7 +230,7 @@ def _deploy_line(ch: deployments.Change, config) -> str:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    config = load_pipeline_config()
+    config = governing()
     names = config.environment_names
     targets = [t.strip() for t in args.targets.split(",")] if args.targets else list(names)
     for t in targets:
@@ -245,9 +246,11 @@ def cmd_promote(args: argparse.Namespace) -> int:
     # Every target's gates (approvals, supersession, recorded checks, freeze windows) and the last target's time
     # are checked before anything is written: a promote that would fail anywhere deploys nowhere.
     with session_scope(read_only=True) as s:
-        deployments.preflight(s, b, targets, at, config)
+        steps = deployments.preflight(s, b, targets, at, config)
     if not known:
         _record(b)
+    for kind in steps.first:  # before anything is written: a failure deploys nowhere
+        _promote_check(args, kind, b)
     touched: list[str] = []
     changes = []
     mirrored = []
@@ -266,6 +269,8 @@ def cmd_promote(args: argparse.Namespace) -> int:
             mirrored += k8s.values()
             for line in [] if args.json else k8s_lines:
                 print(line, flush=True)
+            if env == steps.chaos_at:
+                _promote_check(args, "chaos", b, env=env)
     except HmsError as e:
         if touched and args.rollback:
             print(f"[deploy] ❌ {e}; rolling back {', '.join(reversed(touched))} with {args.rollback}", flush=True)
@@ -285,8 +290,29 @@ def cmd_promote(args: argparse.Namespace) -> int:
     return 0
 
 
+PROMOTE_CHECKS = {  # the pipeline's stage commands, with the governed settings, recorded
+    "test": ["policy", "test", "sha256:{sha}"],
+    "scan": ["scan", "sha256:{sha}"],
+    "chaos": ["chaos", "run", "--target", "{env}", "--protocol", "{pid}"],
+}
+
+
+def _promote_check(args: argparse.Namespace, kind: str, b: Bundle, *, env: str = "") -> None:
+    """A check the bundle lacks, run by the promote as the pipeline's stage would run it (evidence.PromoteSteps).
+    Its lines are the promote's; its failure is the promote's failure (and so its rollback, once it wrote)."""
+    argv = [a.format(sha=b.sha256, env=env, pid=b.protocol.id) for a in PROMOTE_CHECKS[kind]]
+    cmd = [sys.executable, "-m", "hms", *argv, "--record", *(["--run-id", args.run_id] if args.run_id else [])]
+    if args.json:
+        cmd.append("--json")
+    r = subprocess.run(cmd, check=False, stdout=subprocess.PIPE if args.json else None, text=True)
+    if r.returncode != 0:
+        where = f" in {env}" if env else ""
+        raise CheckFailed(f"the {kind}{where} failed (hms {' '.join(argv[:2])} exited {r.returncode})",
+                          where=f"promote {b.protocol.id} v{b.protocol.version}")
+
+
 def cmd_rollback(args: argparse.Namespace) -> int:
-    config = load_pipeline_config()
+    config = governing()
     pub = _publisher(config)
     if args.run:
         return _rollback_run(args, config, pub)
@@ -335,7 +361,7 @@ def _rollback_run(args: argparse.Namespace, config, pub: Publisher | None) -> in
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    config = load_pipeline_config()
+    config = governing()
     out = []
     lines = []
     with session_scope() as s:
@@ -381,7 +407,7 @@ def register_pipeline_commands(ps: argparse._SubParsersAction) -> None:
 
 def cmd_check_schedule(args: argparse.Namespace) -> int:
     """The pipeline's first check of a trigger-form ``effective_at``: refused before any environment is touched."""
-    config = load_pipeline_config()
+    config = governing()
     config.environment(args.env)
     tz = _tz(config)
     at = parse_requested(args.schedule, tz)
@@ -404,7 +430,7 @@ def cmd_check_schedule(args: argparse.Namespace) -> int:
 def cmd_smoke(args: argparse.Namespace) -> int:
     from hms import smoke
 
-    config = load_pipeline_config()
+    config = governing()
     with session_scope() as s:
         b = deployments.resolve_bundle(s, args.id)
         if args.expect_live:
@@ -420,7 +446,7 @@ def cmd_smoke(args: argparse.Namespace) -> int:
 def cmd_publish(args: argparse.Namespace) -> int:
     from hms.registry import audit
 
-    config = load_pipeline_config()
+    config = governing()
     last = config.environment_names[-1]
     with session_scope() as s:
         b = deployments.resolve_bundle(s, args.id)

@@ -17,7 +17,7 @@ from typing import Any
 
 from hms import bundle, evidence
 from hms.cli import emit
-from hms.cli.refs import add_record_options, open_bundle, record_check
+from hms.cli.refs import add_record_options, decide_record, open_bundle, record_check
 from hms.compliance import DEFAULT_RULE_SETS, build_input, engine, fairness_for, scan
 from hms.compliance.scan import pipeline_settings
 from hms.errors import BadInput
@@ -46,9 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _settings_and_rules(args: argparse.Namespace, protocol: Any) -> tuple[Any, list[str]]:
-    from hms.pipeline_config import load_pipeline_config
+    from hms.pinned_policy import governing
 
-    config = load_pipeline_config()
+    config = governing()
     rules = args.rules.split(",") if args.rules else list(config.compliance.rule_sets or DEFAULT_RULE_SETS)
     return pipeline_settings(protocol, config), rules
 
@@ -95,27 +95,26 @@ def _fairness_line(fairness: dict[str, Any] | None) -> str:
     return f"  fairness ({fairness.get('outcome', 'outcome')}): {ratios or 'no groups'}; four-fifths rule at 0.80"
 
 
-def _refuse_other_policies(args: argparse.Namespace) -> None:
-    """A recorded scan uses the repository's policies: ``--policies`` or ``$HMS_POLICY_DIR`` with other content
-    (an empty directory finds nothing) is refused before the directory is even read (it may not load)."""
-    if not args.record or (args.policies is None and not os.environ.get("HMS_POLICY_DIR")):
-        return
+def _other_policies(args: argparse.Namespace) -> list[str]:
+    """``--policies`` or ``$HMS_POLICY_DIR`` with other content than the repository's (an empty directory
+    finds nothing); with --record this is refused before the directory is even read (it may not load)."""
+    if args.policies is None and not os.environ.get("HMS_POLICY_DIR"):
+        return []
     governed = engine.load(engine.governed_policy_dir()).digest
     try:
         same = engine.load(args.policies).digest == governed
     except BadInput:
         same = False
-    if not same:
-        evidence.refuse_override("scan", ["other policies"])
+    return [] if same else ["other policies"]
 
 
 def _overrides(args: argparse.Namespace, names: tuple[str, ...]) -> list[str]:
     """What else makes this scan other than the governed one: fewer rule sets than the pipeline settings name,
     another "now" for the legal rules, or fairness figures read from a file instead of the protocol's own."""
     out = []
-    from hms.pipeline_config import load_pipeline_config
+    from hms.pinned_policy import governing
 
-    wanted = set(load_pipeline_config().compliance.rule_sets or DEFAULT_RULE_SETS)
+    wanted = set(governing().compliance.rule_sets or DEFAULT_RULE_SETS)
     if not wanted <= set(names):
         out.append(f"only the rule sets {','.join(names)} (the pipeline runs {','.join(sorted(wanted))})")
     if args.now:
@@ -130,7 +129,9 @@ def cmd_scan(args: argparse.Namespace) -> int:
         return cmd_test_policies(args)
     if not args.bundle:
         raise BadInput("give a bundle to scan, or --test-policies", where="hms scan")
-    _refuse_other_policies(args)
+    other = _other_policies(args) if args.record is not False else []
+    if args.record:
+        evidence.refuse_override("scan", other)
     ps = engine.load(args.policies)
     b = open_bundle(args.bundle)
     settings, rules = _settings_and_rules(args, b.protocol)
@@ -153,8 +154,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
             [f"[scan] OPA input for {b.protocol.id} v{b.protocol.version} written to {out}"],
         )
         return 0
-    if args.record:
-        evidence.refuse_override("scan", _overrides(args, names))
+    decide_record(args, "scan", other + _overrides(args, names), [b.sha256])
     result = scan(b, names, fairness=fairness, settings=settings, now=now, policies=ps)
     lines = [result.summary(), *(f.line() for f in result.findings)]
     if "ethics" in names:

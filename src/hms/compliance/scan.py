@@ -88,9 +88,9 @@ class Settings:
 
 
 def _load_config() -> Any:
-    from hms.pipeline_config import load_pipeline_config
+    from hms.pinned_policy import governing
 
-    return load_pipeline_config()
+    return governing()
 
 
 def pipeline_settings(protocol: Protocol, config: Any = None) -> Settings:

@@ -70,6 +70,7 @@ class Approval(Base):
     decision: Mapped[str] = mapped_column(String(10))  # approve | reject
     comment: Mapped[str | None] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(UTCDateTime)
+    policy_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the pinned policy it met
     # One decision per clerk per bundle: two clicks, or two clerks racing, cannot double count.
     __table_args__ = (UniqueConstraint("bundle_sha256", "user", name="uq_approval_bundle_user"),)
 
@@ -91,6 +92,7 @@ class Deployment(Base):
     # The protocol's own effective time, recorded with the row: an activation later than it is "in force from
     # activate_at, not retroactive" (hms.effective_time). NULL for rows written before migration 0002.
     effective_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    policy_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the pinned policy it met
     __table_args__ = (Index("ix_deployments_env_protocol", "environment", "protocol_id"),)
 
 
@@ -106,6 +108,18 @@ class Check(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     actor: Mapped[str] = mapped_column(String(200))
     run_id: Mapped[str | None] = mapped_column(String(250), nullable=True)
+
+
+class Policy(Base):
+    """One applied pipeline policy; the newest row is the one every gate enforces. Never updated."""
+
+    __tablename__ = "policies"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    sha256: Mapped[str] = mapped_column(SHA, index=True)
+    text: Mapped[str] = mapped_column(Text)  # the file as applied, byte for byte (UTF-8)
+    source: Mapped[str] = mapped_column(String(1000))
+    applied_by: Mapped[str] = mapped_column(String(200))
+    applied_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class EnvGeneration(Base):

@@ -25,7 +25,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from pydantic import BaseModel, ConfigDict, Field
 
 from hms.errors import HmsError
-from hms.pipeline_config import PipelineConfig, load_pipeline_config
+from hms.pinned_policy import governing
+from hms.pipeline_config import PipelineConfig
 from hms.registry.db import session_scope
 from hms.web import pages, reviews
 from hms.web.errors import WebError
@@ -53,7 +54,7 @@ def create_app(identify: Callable[..., Any], *, login_url: str | None = None) ->
     app = FastAPI(title="HMS policy reviews", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
 
     def config() -> PipelineConfig:
-        return load_pipeline_config()
+        return governing()
 
     def caller(user: Annotated[str, Depends(identify)], cfg: Annotated[PipelineConfig, Depends(config)]) -> Caller:
         return Caller.of(user, cfg)
