@@ -11,8 +11,8 @@ from pathlib import Path
 
 import yaml
 
-from hms import bundle, deployments, protocol
-from hms.pipeline_config import PipelineConfig, load_pipeline_config, parse_pipeline_config
+from hms import bundle, deployments, pinned_policy, protocol
+from hms.pipeline_config import PipelineConfig, parse_pipeline_config
 from hms.registry import store
 from hms.registry.db import session_scope
 from tests.conftest import ROOT, WILDFIRE
@@ -28,6 +28,14 @@ def _config_text(**changes) -> str:
 
 def config(**changes) -> PipelineConfig:
     return parse_pipeline_config(_config_text(**changes), "<test config>")
+
+
+def pin_config(**changes) -> PipelineConfig:
+    """``config(**changes)`` applied as the registry's pinned policy by ops (an admin), as ``hms config apply``."""
+    text = _config_text(**changes)
+    with session_scope() as s:
+        pinned_policy.apply(s, text, "<test config>", actor="ops")
+    return parse_pipeline_config(text, "<test config>")
 
 
 def write_config(path: Path, **changes) -> Path:
@@ -48,6 +56,8 @@ def variant(
 
 
 def record(p: protocol.Protocol) -> bundle.Bundle:
+    """Record ``p``'s bundle as ``hms rule push`` does: the first write pins the (test) policy."""
+    pinned_policy.governing()
     raw = bundle.build(p)
     b = bundle.read_bytes(raw)
     with session_scope() as s:
@@ -59,7 +69,7 @@ def record(p: protocol.Protocol) -> bundle.Bundle:
 
 
 def approve(b: bundle.Bundle, cfg: PipelineConfig | None = None) -> None:
-    cfg = cfg or load_pipeline_config()
+    cfg = cfg or pinned_policy.governing()
     with session_scope() as s:
         deployments.record_review(s, b, user="alice", role="legal", decision="approve", comment="ok", config=cfg)
         deployments.record_review(s, b, user="bob", role="budget", decision="approve", comment="ok", config=cfg)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -36,16 +37,30 @@ def _postgres_database() -> Iterator[str]:
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def registry_url(request: pytest.FixtureRequest, hms_home, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A fresh, migrated registry; HMS_DATABASE_URL points at it so CLI calls in the test use it too."""
+    """A fresh, migrated registry; HMS_DATABASE_URL points at it so CLI calls in the test use it too.
+
+    An admin (ops) has applied the test settings as its pinned policy: a shared registry is never
+    bootstrapped from a file (hms.pinned_policy), and both backends start with the same audit chain.
+    """
     db.reset_engines()
     if request.param == "sqlite":
         url = f"sqlite:///{hms_home / 'registry.db'}"
         monkeypatch.setenv("HMS_DATABASE_URL", url)
+        _pin_test_settings()
         yield url
         db.reset_engines()
     else:
         gen = _postgres_database()
         url = next(gen)
         monkeypatch.setenv("HMS_DATABASE_URL", url)
+        _pin_test_settings()
         yield url
         next(gen, None)
+
+
+def _pin_test_settings() -> None:
+    from hms import pinned_policy
+
+    path = Path(os.environ["HMS_PIPELINE_CONFIG"])
+    with db.session_scope() as s:
+        pinned_policy.apply(s, path.read_text(), str(path), actor="ops")

@@ -88,7 +88,7 @@ class Seed:
 
 
 @pytest.fixture
-def seed(tmp_path: Path, hms_home: Path) -> Seed:
+def seed(tmp_path: Path, hms_home: Path, monkeypatch: pytest.MonkeyPatch) -> Seed:
     cwd = tmp_path / "seed"
     (cwd / ".hms-ci").mkdir(parents=True)
     config = yaml.safe_load((ROOT / ".hms-ci" / "policy-pipeline.yml").read_text())
@@ -106,6 +106,7 @@ def seed(tmp_path: Path, hms_home: Path) -> Seed:
         "HMS_ACTOR": "ops",
     }
     env.pop("HMS_DATABASE_URL", None)
+    monkeypatch.setenv("HMS_PIPELINE_CONFIG", env["HMS_PIPELINE_CONFIG"])  # what in-process helpers pin too
     return Seed(cwd, env)
 
 

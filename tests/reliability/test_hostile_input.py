@@ -133,7 +133,7 @@ def test_a_review_comment_is_stored_verbatim_and_cannot_forge_output_lines(cli, 
     review = next(e for e in audit_entries(cli) if e["action"] == "review.approve")
     assert review["details"]["comment"] == evil  # parameterized SQL: stored as given, nothing executed
     human = cli("audit", "log").stdout.splitlines()
-    assert len(human) == 2  # the human log is one line per entry: a comment cannot forge extra lines
+    assert len(human) == len(audit_entries(cli))  # one line per entry: a comment cannot forge extra lines
     audit_ok(cli)
 
 
@@ -298,6 +298,7 @@ def test_the_database_password_never_appears_in_cli_output_errors_or_service_log
 
     run("db", "upgrade")
     sha = json.loads(run("rule", "push", str(WILDFIRE), "--json").stdout)["sha256"]
+    record_checks_for(sha)
     run("rule", "review", sha, "--user", "alice", "--role", "legal", "--approve")
     run("rule", "review", sha, "--user", "bob", "--role", "budget", "--approve")
     for e in ("staging", "preprod", "prod"):

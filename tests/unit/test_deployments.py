@@ -13,7 +13,7 @@ from hms.registry import audit
 from hms.registry.db import session_scope
 from hms.registry.models import AuditEntry, Deployment
 from tests.conftest import CHIP
-from tests.deploy_helpers import approve, config, promote_all, ready, record, record_checks, variant
+from tests.deploy_helpers import approve, config, pin_config, promote_all, ready, record, record_checks, variant
 
 NOW = clock.now
 
@@ -82,7 +82,7 @@ def test_deploying_the_same_request_twice_changes_nothing(registry_url):
 def test_a_freeze_window_refuses_the_request_and_a_later_window_refuses_the_activation(registry_url):
     b = ready(record(variant(3)))
     start = NOW() + timedelta(hours=1)
-    frozen = config(freeze_windows=[{
+    frozen = pin_config(freeze_windows=[{
         "reason": "holiday", "start": start.isoformat(), "end": (start + timedelta(hours=2)).isoformat(),
         "environments": ["staging"],
     }])
@@ -91,8 +91,8 @@ def test_a_freeze_window_refuses_the_request_and_a_later_window_refuses_the_acti
     # Scheduled when no window existed; the window is added before the time comes; settle refuses it.
     at = NOW() + timedelta(seconds=0.3)
     with session_scope() as s:
-        deployments.deploy(s, b, "staging", activate_at=at, actor="t", config=config())
-    window_now = config(freeze_windows=[{
+        deployments.deploy(s, b, "staging", activate_at=at, actor="t", config=pin_config())
+    window_now = pin_config(freeze_windows=[{
         "reason": "late freeze", "start": (at - timedelta(minutes=1)).isoformat(),
         "end": (at + timedelta(minutes=1)).isoformat(),
     }])

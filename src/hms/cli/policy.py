@@ -12,6 +12,7 @@ from hms.cases import run_cases
 from hms.cli import actor, emit
 from hms.cli.refs import add_record_options, decide_record, open_bundle, record_check
 from hms.errors import BadInput, EvaluationError
+from hms.pinned_policy import governing
 from hms.registry import store
 from hms.registry.db import session_scope
 
@@ -58,6 +59,7 @@ def cmd_pack(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and out.is_dir():
         raise BadInput("--out is a directory; give a file name such as pkg.tgz", where=str(out))
+    governing()  # the first write to an embedded registry pins its policy (hms.pinned_policy)
     # Record first, then write: a failure leaves neither a bundle file nor a registry row.
     with session_scope() as s:
         _, created = store.record_bundle(

@@ -114,6 +114,7 @@ def _open_for_push(path: str) -> tuple[Bundle, bool]:
 
 def _record(b: Bundle) -> bool:
     """Record a bundle (idempotent); whether it was new."""
+    governing()  # the first write to an embedded registry pins its policy (hms.pinned_policy)
     with session_scope() as s:
         _, created = store.record_bundle(
             s,

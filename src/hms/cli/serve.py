@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from hms.pinned_policy import governing
+from hms.pipeline_config import load_pipeline_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,7 +24,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from hms.service.app import create_app
     from hms.service.source import RegistrySource
 
-    config = governing()
+    # The file, not the pinned policy: serving gates nothing, and a replica must start (and say it is not
+    # ready) while the registry is unreachable.
+    config = load_pipeline_config()
     config.environment(args.env)  # unknown environment → exit 2 before binding a port
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     app = create_app(RegistrySource(args.env), poll_interval=args.poll_interval)
