@@ -45,7 +45,7 @@ def mid_flip(cfg, *, hours: float = 1.0):
     promote_all(v4, cfg, activate_at=at, run_id="run-b")
     assert [serving(e) for e in ("staging", "preprod", "prod")] == [4, 4, 3]
     assert serving("prod", at) == 4  # what the attack exploits: at its instant prod switches to the run's v4
-    return v4, at
+    return at
 
 
 def audit_count() -> int:
@@ -55,7 +55,7 @@ def audit_count() -> int:
 
 def test_abort_rolls_back_every_environment_the_run_touched_and_cancels_its_pending_activation(registry_url):
     cfg = config()
-    v4, at = mid_flip(cfg)
+    at = mid_flip(cfg)
     with session_scope() as s:
         result = abort_run(s, "run-b", by=OPS, reason="wrong poverty table", config=cfg)
     assert sorted(c.environment for c in result.undone) == ["preprod", "prod", "staging"]
@@ -78,7 +78,7 @@ def test_a_pending_activation_of_an_aborted_run_is_never_in_force_at_its_instant
     """The backstop: the run recorded aborted, and *nothing else* done (the rollback never ran, Airflow never
     called): the registry, every replica's timeline, ``settle`` and the flip's wait all leave it out."""
     cfg = config()
-    v4, at = mid_flip(cfg)
+    at = mid_flip(cfg)
     with session_scope() as s:
         row = s.get(Run, "run-b")
         row.state, row.ended_at, row.ended_by = "aborted", clock.now(), "erin"
@@ -99,7 +99,7 @@ def test_a_pending_activation_of_an_aborted_run_is_never_in_force_at_its_instant
 
 def test_an_activation_that_came_before_the_abort_stays_in_history_and_is_rolled_back_from_then(registry_url):
     cfg = config()
-    v4, at = mid_flip(cfg)
+    at = mid_flip(cfg)
     aborted = at + timedelta(minutes=30)
     with clock.frozen(aborted), session_scope() as s:  # replicas switched at `at`; nobody settled it yet
         abort_run(s, "run-b", by=OPS, reason="late complaint", config=cfg)
@@ -135,7 +135,7 @@ def test_a_deploy_of_an_aborted_run_is_refused_and_writes_nothing(registry_url):
 )
 def test_a_refused_abort_names_the_field_and_changes_nothing(registry_url, who, run_id, reason, error, where):
     cfg = config()
-    v4, at = mid_flip(cfg)
+    at = mid_flip(cfg)
     before = audit_count()
     with session_scope() as s, pytest.raises(error) as e:
         abort_run(s, run_id, by=Principal.person(who), reason=reason, config=cfg)
@@ -178,7 +178,7 @@ def test_the_airflow_listener_aborts_a_failed_policy_run_through_the_same_core_c
     from hms_operators.run_listener import abort_failed_run, on_dag_run_failed
 
     cfg = config()
-    v4, at = mid_flip(cfg)
+    at = mid_flip(cfg)
     assert abort_failed_run("hms_intake", "run-b", "failed") is None  # not a pipeline DAG: nothing to do
     assert serving("staging") == 4
 
