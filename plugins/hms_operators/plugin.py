@@ -1,8 +1,9 @@
 """The AirflowPlugin: the HMS clerk page, ops view and review REST API inside Airflow's API server.
 
 Everything is the core's ``hms.web`` app mounted at ``/hms``; this file only supplies who is calling
-(web_auth: Airflow's JWT, as Bearer header or the UI's cookie) and two entries in the UI's navigation
-that show the pages in an iframe. Reserved prefixes (/api/v2, /ui, /auth, …) are avoided by design.
+(web_auth: Airflow's JWT, as Bearer header or the UI's cookie), two entries in the UI's navigation
+that show the pages in an iframe, and the listener that aborts a policy run marked failed. Reserved
+prefixes (/api/v2, /ui, /auth, …) are avoided by design.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any, ClassVar
 from airflow.plugins_manager import AirflowPlugin
 
 from hms.web import create_app
+from hms_operators import run_listener
 from hms_operators.web_auth import airflow_user
 
 URL_PREFIX = "/hms"
@@ -19,6 +21,9 @@ URL_PREFIX = "/hms"
 
 class HmsReviewPlugin(AirflowPlugin):
     name = "hms_reviews"
+    # A policy run marked failed (UI / REST) or failing on its own is aborted in the core: rolled back, its
+    # pending activations cancelled (run_listener.py says what Airflow 3.3 calls, and when).
+    listeners: ClassVar[list[Any]] = [run_listener]
     fastapi_apps: ClassVar[list[dict[str, Any]]] = [
         {"app": create_app(airflow_user, login_url="/"), "url_prefix": URL_PREFIX, "name": "HMS policy reviews"}
     ]

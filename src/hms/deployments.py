@@ -33,7 +33,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from hms import approvals, clock, effective_time, evidence, pinned_policy
+from hms import approvals, clock, effective_time, evidence, pinned_policy, run_state
 from hms.errors import BadInput, CheckFailed
 from hms.pipeline_config import PipelineConfig, effective_approval_policy, in_freeze
 from hms.registry import audit, store
@@ -255,11 +255,15 @@ def rows(s: Session, env: str, protocol_id: str) -> list[Deployment]:
 def in_force(s: Session, env: str, protocol_id: str, at: datetime | None = None) -> Deployment | None:
     """The deployment a decision service in ``env`` answers with at ``at`` (default: now)."""
     at = at or clock.now()
+    history = rows(s, env, protocol_id)
+    aborted = run_state.aborted_at(s, (d.run_id for d in history))
     found = None
-    for d in rows(s, env, protocol_id):
+    for d in history:
         if d.state in ("cancelled",) or d.activate_at > at:
             continue
         if d.ended_at is not None and d.ended_at <= at:
+            continue
+        if run_state.voided(d.state, d.activate_at, d.run_id, aborted):  # its run was aborted before it was due
             continue
         found = d
     return found
@@ -275,8 +279,11 @@ def live_bundle(protocol_id: str, env: str = "prod") -> Bundle | None:
 
 
 def pending(s: Session, env: str, protocol_id: str, at: datetime | None = None) -> list[Deployment]:
+    """Rows waiting for their activation after ``at``; those of an aborted run wait for nothing (hms.run_state)."""
     at = at or clock.now()
-    return [d for d in rows(s, env, protocol_id) if d.state == "pending" and d.activate_at > at]
+    waiting = [d for d in rows(s, env, protocol_id) if d.state == "pending" and d.activate_at > at]
+    aborted = run_state.aborted_at(s, (d.run_id for d in waiting))
+    return [d for d in waiting if not run_state.voided(d.state, d.activate_at, d.run_id, aborted)]
 
 
 # ---- changing deployments -------------------------------------------------------
@@ -389,6 +396,8 @@ def deploy(
     act = effective_time.plan(b.protocol.effective_at, activate_at, now, binding=binds_effective_time(config, env))
     at = act.at
     store.lock_environment(s, env)
+    if run_id is not None:  # refused for an aborted run: a step still running when ops stopped it writes nothing
+        run_state.mark_alive(s, run_id, actor=actor)
     check_order(s, b, env, config)
     _check_freeze(config, env, at)  # plan() never returns a time before now
     settle(s, env, config, actor=actor)
@@ -436,9 +445,16 @@ def settle(s: Session, env: str, config: PipelineConfig, *, actor: str = "hms") 
         Deployment.environment == env, Deployment.state == "pending", Deployment.activate_at <= now
     )
     changes = []
-    for d in s.scalars(q.order_by(Deployment.activate_at, Deployment.id)).all():
+    due = s.scalars(q.order_by(Deployment.activate_at, Deployment.id)).all()
+    aborted = run_state.aborted_at(s, (d.run_id for d in due))
+    for d in due:
         window = in_freeze(config, d.activate_at, env)
-        if window is not None:
+        if run_state.voided(d.state, d.activate_at, d.run_id, aborted):
+            # Its run was aborted before it was due: no replica ever served it (they skip it too), so the
+            # cancellation records what happened. Reached only if the abort's own rollback did not cancel it.
+            d.state, d.ended_at = "cancelled", d.activate_at
+            action = "activation.refused_aborted_run"
+        elif window is not None:
             # The one retroactive write left: replicas that switched by the clock served ``d`` from its
             # activate_at until now. A window added after the request is rare; see docs/reliability.md.
             d.state, d.ended_at = "cancelled", d.activate_at
@@ -587,6 +603,11 @@ def rollback_run(s: Session, run_id: str, *, actor: str, config: PipelineConfig)
             continue
         if key in seen or d.state in ("cancelled", "rolled_back"):
             continue
+        # Due activations first: a row whose time came is live (history), one of an aborted run that was not
+        # due before the abort is refused; either way ``d.state`` is then what the clock made of it.
+        settle(s, d.environment, config, actor=actor)
+        if d.state in ("cancelled", "rolled_back"):
+            continue
         seen.add(key)
         newest = rows(s, d.environment, d.protocol_id)[-1]
         if newest.id != d.id:
@@ -598,7 +619,19 @@ def rollback_run(s: Session, run_id: str, *, actor: str, config: PipelineConfig)
                 details={"reason": "a newer deployment exists", "run_id": run_id, "environment": d.environment},
             )
             continue
-        if d.previous_sha256 is None and d.state != "pending":
+        if d.state == "pending":
+            # Not in force yet: cancel this row itself. ``rollback`` would look for what is *waiting*, and a
+            # pending row of an aborted run waits for nothing (hms.run_state): it would undo the version the
+            # run was meant to replace.
+            now = clock.now()
+            _cancel(d, now)
+            s.flush()
+            store.bump_generation(s, d.environment)
+            audit.append(s, actor=actor, action="rollback.cancel_pending", subject=d.bundle_sha256,
+                         details={**_change(d).to_dict(), "run_id": run_id})
+            done.append(_change(d))
+            continue
+        if d.previous_sha256 is None:
             now = clock.now()
             _end(d, "rolled_back", now, now)
             s.flush()

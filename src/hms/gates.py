@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from hms import deployments
+from hms import deployments, run_state
 from hms.pinned_policy import governing
 from hms.registry.db import session_scope
 from hms.registry.models import Bundle as BundleRow
@@ -31,7 +31,8 @@ def review_state(sha256: str) -> dict[str, Any]:
 
 
 def activation_time(run_id: str, environment: str) -> datetime | None:
-    """When the deployment this run staged in ``environment`` activates; None if it was cancelled."""
+    """When the deployment this run staged in ``environment`` activates; None if it was cancelled or the run
+    was aborted (the flip then fails instead of verifying a version that will never be in force)."""
     with session_scope() as s:
         d = s.scalar(
             select(Deployment)
@@ -39,6 +40,8 @@ def activation_time(run_id: str, environment: str) -> datetime | None:
             .order_by(Deployment.id.desc())
         )
         if d is None or d.state in ("cancelled", "rolled_back"):
+            return None
+        if run_state.voided(d.state, d.activate_at, d.run_id, run_state.aborted_at(s, [run_id])):
             return None
         return d.activate_at
 

@@ -154,6 +154,10 @@ def test_a_rollback_that_itself_fails_is_loud_audited_and_fails_the_run(airflow_
     with session_scope() as s:
         failed = s.query(AuditEntry).filter(AuditEntry.action == "rollback.failed").all()
         assert len(failed) == 1 and json.loads(failed[0].details)["exit"] == 1
-    # Nothing was undone: staging and preprod still serve the run's version (the log says so, loudly).
+    # The script undid nothing, but the run ended failed and Airflow's on_dag_run_failed listener aborted it in
+    # the core (hms.abort, not the script): staging and preprod withdrawn (v3 was their first version), audited.
     assert {env: (e["live"] or {}).get("version") for env, e in _status(airflow_env).items()} == {
-        "staging": 3, "preprod": 3, "prod": None}
+        "staging": None, "preprod": None, "prod": None}
+    with session_scope() as s:
+        (aborted,) = s.query(AuditEntry).filter(AuditEntry.action == "run.aborted").all()
+        assert aborted.actor == "airflow" and len(json.loads(aborted.details)["undone"]) == 2

@@ -8,6 +8,7 @@ the core (``deployments.record_review``), exactly as the CLI and the clerk page 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -61,11 +62,13 @@ def use_stack(stack: Any, hms_home: Path, monkeypatch: pytest.MonkeyPatch) -> Ca
     other pipeline settings or another copy of include/ (HMS_REPO): the scheduler (its task processes) and
     the triggerer restart with them, the dag-processor too when the protocol files change."""
 
-    def use(config: Path | None = None, repo: Path = ROOT) -> Any:
+    def use(config: Path | None = None, repo: Path = ROOT, api_server: bool = False) -> Any:
         config = config or Path(stack.env["AIRFLOW_HOME"]) / "pipeline.yml"
         monkeypatch.setenv("HMS_PIPELINE_CONFIG", str(config))
         db.upgrade()
         components = ("scheduler", "triggerer")
+        if api_server:  # its listeners (a run marked failed through the REST API) must write to this registry
+            components += ("api-server",)
         if stack.env.get("HMS_REPO", str(ROOT)) != str(repo):  # other protocol files: the DAGs change too
             components += ("dag-processor",)
         stack.reconfigure(
@@ -204,6 +207,52 @@ def test_a_prod_replica_not_serving_the_new_version_after_the_flip_rolls_every_e
     assert states["rollback"] == "success" and states["fail_run"] == "failed", states
     assert dead.removeprefix("http://") in airflow.task_log(DAG, run_id, "flip.verify_live")
     assert {env: serving(env) for env in ("staging", "preprod", "prod")} == {"staging": 2, "preprod": 2, "prod": 2}
+
+
+def test_ops_marking_the_run_failed_while_the_flip_waits_rolls_every_environment_back(use_stack):
+    """Issue 14 item 4: PATCH dagRuns state=failed (what the UI's "Mark failed" sends) while prod is pending.
+
+    Airflow skips the DAG's rollback task then (its trigger rule sees no failed upstream); the listener
+    (hms_operators.run_listener, on_dag_run_failed in the api-server) aborts the run in the core instead.
+    """
+    airflow = use_stack(api_server=True)
+    cfg = load_pipeline_config()
+    v2 = record(variant(2))
+    ready(v2, cfg)
+    promote_all(v2, cfg)
+    v3 = record(protocol.load(WILDFIRE))
+    approve(v3, cfg)
+
+    run_id = airflow.trigger(DAG, {"effective_at": "+1h", "chaos_window": "2s"})
+    wait_for_task(airflow, run_id, "flip.wait_for_effective_time", {"deferred"}, timeout=240)
+    assert {env: serving(env) for env in ("staging", "preprod", "prod")} == {"staging": 3, "preprod": 3, "prod": 2}
+    with session_scope() as s:
+        (pending,) = deployments.pending(s, "prod", PID)
+        at = pending.activate_at
+        assert pending.run_id == run_id and deployments.in_force(s, "prod", PID, at).version == 3
+
+    with airflow.client() as c:
+        r = c.patch(f"/api/v2/dags/{DAG}/dagRuns/{run_id}", json={"state": "failed"})
+    assert r.status_code == 200, r.text
+    assert airflow.run_state(DAG, run_id) == "failed"
+    assert airflow.task_states(DAG, run_id)["rollback"] in ("skipped", "none", "removed")  # the DAG did not undo it
+
+    assert {env: serving(env) for env in ("staging", "preprod", "prod")} == {"staging": 2, "preprod": 2, "prod": 2}
+    with session_scope() as s:
+        assert deployments.pending(s, "prod", PID) == []
+        assert deployments.in_force(s, "prod", PID, at).version == 2  # at its instant prod stays on v2
+    undone = {d.environment: d.state for d in deployment_rows() if d.run_id == run_id and d.version == 3}
+    assert undone == {"staging": "rolled_back", "preprod": "rolled_back", "prod": "cancelled"}
+    with session_scope() as s:
+        entries = [e for e in audit_entries(s) if e.action == "run.aborted" and e.subject == run_id]
+        assert len(entries) == 1 and entries[0].actor == "airflow"
+        assert "manually set to `failed`" in json.loads(entries[0].details)["reason"]
+
+
+def audit_entries(s: Any) -> list[Any]:
+    from hms.registry.models import AuditEntry
+
+    return list(s.scalars(select(AuditEntry).order_by(AuditEntry.id)))
 
 
 def bundle_runs(stack: Any, dag_id: str) -> dict[str, dict[str, Any]]:

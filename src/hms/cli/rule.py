@@ -91,6 +91,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     rollback.add_argument("--json", action="store_true")
     rollback.set_defaults(handler=cmd_rollback)
 
+    abort = ps.add_parser(
+        "abort",
+        help="stop a pipeline run (ops only): roll back every environment it touched, cancel its pending activations",
+    )
+    abort.add_argument("run", metavar="RUN", help="the pipeline run id (Airflow's run id, e.g. bundle-<hash prefix>)")
+    abort.add_argument("--reason", default="aborted by ops", help="why (recorded in the audit log)")
+    abort.add_argument("--user", default=None, help="who (default: the acting identity, HMS_ACTOR or the OS user)")
+    abort.add_argument("--json", action="store_true")
+    abort.set_defaults(handler=cmd_abort)
+
     status = ps.add_parser("status", help="what each environment serves, pending activations, approvals")
     status.add_argument("id", help="protocol id")
     status.add_argument("--json", action="store_true")
@@ -361,6 +371,37 @@ def _rollback_run(args: argparse.Namespace, config, pub: Publisher | None) -> in
     return 0
 
 
+def cmd_abort(args: argparse.Namespace) -> int:
+    """``hms rule abort RUN``: the same core call as Airflow's "mark failed" listener (hms.abort.abort_run)."""
+    from hms.abort import Principal, abort_run
+
+    config = governing()
+    pub = _publisher(config)
+    by = Principal.person(args.user or actor())
+    with session_scope() as s:
+        result = abort_run(s, args.run, by=by, reason=args.reason, config=config)
+    word = "was already aborted" if result.already_aborted else "aborted"
+    lines = [f"[abort] 🛑 run {args.run} {word} by {by.name}: {result.run.reason}"]
+    lines += [f"[rollback] ✅ {c.environment}: {c.protocol_id} v{c.version} ({c.state})" for c in result.undone]
+    if not result.environments:
+        lines.append("[abort] the run had deployed nothing; any deploy of it is now refused")
+    elif not result.undone:
+        lines.append("[abort] nothing left to undo")
+    payload: dict = {"ok": True, **result.to_dict()}
+    if pub is not None:  # every namespace the run touched follows the registry
+        from hms.targets.sync import run_targets
+
+        with session_scope(read_only=True) as s:
+            pairs = run_targets(s, args.run, config.environment_names)
+        payload["kubernetes"] = []
+        for env, pid in pairs:
+            k8s, k8s_lines = _publish(pub, env, pid, "abort")
+            payload["kubernetes"] += k8s.values()
+            lines += k8s_lines
+    emit(args, payload, lines)
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     config = governing()
     out = []
@@ -454,6 +495,10 @@ def cmd_publish(args: argparse.Namespace) -> int:
         cur = deployments.in_force(s, last, b.protocol.id)
         if cur is None or cur.bundle_sha256 != b.sha256:
             raise CheckFailed(f"{b.protocol.id} v{b.protocol.version} is not the version in force in {last}")
+        if args.run_id:  # the run is over: from now on it can be rolled back, not aborted
+            from hms import run_state
+
+            run_state.mark_published(s, args.run_id, actor=actor())
         audit.append(s, actor=actor(), action="pipeline.published", subject=b.sha256,
                      details={"protocol_id": b.protocol.id, "version": b.protocol.version, "run_id": args.run_id})
     emit(args, {"ok": True, "sha256": b.sha256, "version": b.protocol.version},

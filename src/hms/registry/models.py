@@ -96,6 +96,24 @@ class Deployment(Base):
     __table_args__ = (Index("ix_deployments_env_protocol", "environment", "protocol_id"),)
 
 
+class Run(Base):
+    """A pipeline run that deploys (its id is the ``run_id`` its deployment rows carry) and how it ended.
+
+    ``alive`` from its first deploy, ``published`` when it took its bundle all the way, ``aborted`` when ops (or
+    Airflow, on a run marked failed) stopped it: from ``ended_at`` on, none of its pending activations comes
+    into force (hms.run_state), whatever the DAG does or fails to do.
+    """
+
+    __tablename__ = "runs"
+    run_id: Mapped[str] = mapped_column(String(250), primary_key=True)
+    state: Mapped[str] = mapped_column(String(20))  # alive | published | aborted
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    started_by: Mapped[str] = mapped_column(String(200))
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    ended_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
 class Check(Base):
     """A recorded result of test / simulate / scan / chaos for one bundle: what clerks read before approving."""
 

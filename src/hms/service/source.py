@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from hms import run_state
 from hms.bundle import Bundle, read_bytes
 from hms.registry import store
 from hms.registry.db import get_engine, session_scope
@@ -39,12 +40,14 @@ class RegistrySource:
                 )
             ).all()
             entries = [
-                Entry(d.id, d.protocol_id, d.version, d.bundle_sha256, d.state, d.activate_at, d.ended_at) for d in rows
+                Entry(d.id, d.protocol_id, d.version, d.bundle_sha256, d.state, d.activate_at, d.ended_at, d.run_id)
+                for d in rows
             ]
+            aborted = run_state.aborted_at(s, (e.run_id for e in entries if e.state == "pending"))
             for e in entries:
                 if e.sha256 not in self._bundles:
                     row = store.get_bundle(s, e.sha256)
                     if row is None:
                         raise RuntimeError(f"deployment names bundle {e.sha256} that is not in the registry")
                     self._bundles[e.sha256] = read_bytes(row.content, f"registry {e.sha256[:12]}", e.sha256)
-        return Snapshot.build(self.environment, gen, entries, dict(self._bundles))
+        return Snapshot.build(self.environment, gen, entries, dict(self._bundles), aborted)

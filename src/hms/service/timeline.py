@@ -10,10 +10,11 @@ never disagrees about which law is in force (up to clock skew).
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from hms import run_state
 from hms.bundle import Bundle
 
 # Deployment states whose rows take part in the timeline. A rolled-back or
@@ -32,6 +33,7 @@ class Entry:
     state: str
     activate_at: datetime
     ended_at: datetime | None = None
+    run_id: str | None = None  # the pipeline run that made it: a pending row of an aborted run is dropped
 
 
 @dataclass
@@ -70,10 +72,21 @@ class Snapshot:
 
     @classmethod
     def build(
-        cls, environment: str, generation: int, entries: Iterable[Entry], bundles: dict[str, Bundle]
+        cls,
+        environment: str,
+        generation: int,
+        entries: Iterable[Entry],
+        bundles: dict[str, Bundle],
+        aborted: Mapping[str, datetime] | None = None,
     ) -> Snapshot:
+        """``aborted``: run id → when it was aborted. A pending entry of such a run that was not due before the
+        abort never enters the timeline, so no replica switches to it at its instant even if nothing cancelled
+        the row (the activation-time check of hms.run_state; the DAG's rollback is not relied on)."""
+        gone = dict(aborted or {})
         by_protocol: dict[str, list[Entry]] = {}
         for e in entries:
+            if run_state.voided(e.state, e.activate_at, e.run_id, gone):
+                continue
             if e.state in IN_TIMELINE:
                 by_protocol.setdefault(e.protocol_id, []).append(e)
         return cls(environment, generation, {p: Timeline(p, es) for p, es in by_protocol.items()}, bundles)
