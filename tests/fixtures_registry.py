@@ -41,24 +41,28 @@ def registry_url(request: pytest.FixtureRequest, hms_home, monkeypatch: pytest.M
 
     An admin (ops) has applied the test settings as its pinned policy: a shared registry is never
     bootstrapped from a file (hms.pinned_policy), and both backends start with the same audit chain.
+    A module about the audit chain itself sets ``PIN_POLICY = False`` to start from an empty chain.
     """
+    pin = getattr(request.module, "PIN_POLICY", True)
     db.reset_engines()
     if request.param == "sqlite":
         url = f"sqlite:///{hms_home / 'registry.db'}"
         monkeypatch.setenv("HMS_DATABASE_URL", url)
-        _pin_test_settings()
+        if pin:
+            pin_test_settings()
         yield url
         db.reset_engines()
     else:
         gen = _postgres_database()
         url = next(gen)
         monkeypatch.setenv("HMS_DATABASE_URL", url)
-        _pin_test_settings()
+        if pin:
+            pin_test_settings()
         yield url
         next(gen, None)
 
 
-def _pin_test_settings() -> None:
+def pin_test_settings() -> None:
     from hms import pinned_policy
 
     path = Path(os.environ["HMS_PIPELINE_CONFIG"])
