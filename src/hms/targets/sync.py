@@ -49,15 +49,16 @@ class TargetFailed(HmsError):
 def desired(s: Session, env: str, protocol_id: str, at: datetime | None = None) -> PolicyState | None:
     """What ``env``'s ConfigMap for ``protocol_id`` must hold, from the registry; None: nothing deployed.
 
-    A pending deployment is ``current`` from its ``activate_at``, with the version in force now as
-    ``previous`` (served until then). Otherwise the version in force is ``current`` and ``previous``
-    is the one it replaced — what a rollback would restore.
+    A pending deployment, or a rollback's restored version before its switch instant, is ``current``
+    from its ``activate_at``, with the version in force now as ``previous`` (served until then).
+    Otherwise the version in force is ``current`` and ``previous`` is the one it replaced — what a
+    rollback would restore.
     """
     from hms.targets.kubernetes import PolicyState
 
     at = at or clock.now()
     now = deployments.in_force(s, env, protocol_id, at)
-    waiting = deployments.pending(s, env, protocol_id, at)
+    waiting = deployments.upcoming(s, env, protocol_id, at)  # a rollback's switch still ahead counts too
     if waiting:
         nxt = waiting[-1]
         return PolicyState.build(
