@@ -483,6 +483,19 @@ def settle(
     return changes
 
 
+def _switch_at(s: Session, env: str, protocol_id: str, started: datetime, provisional: datetime) -> datetime:
+    """A rollback's instant, read as late as possible: just before its writes, grown by the time its
+    transaction has taken so far (effective_time.switch_instant), never earlier than ``provisional``.
+
+    It stays at ``provisional`` when a pending activation falls between the two: the reads settled and
+    judged that row against ``provisional``, and moving past it would change what they decided.
+    """
+    late = effective_time.switch_instant(clock.now(), started=started)
+    if late <= provisional or any(provisional < d.activate_at <= late for d in pending(s, env, protocol_id, started)):
+        return provisional
+    return late
+
+
 def rollback(
     s: Session,
     protocol_id: str,
@@ -507,7 +520,7 @@ def rollback(
         raise BadInput(f"unknown environment {env!r}", where="--env")
     store.lock_environment(s, env)
     now = clock.now()
-    at = effective_time.switch_instant(now)
+    at = effective_time.switch_instant(now)  # provisional: the reads below use it; _switch_at() settles it
     settle(s, env, config, actor=actor, until=at)
     history = rows(s, env, protocol_id)
     if not history:
@@ -533,6 +546,7 @@ def rollback(
     if to == "previous":
         target_sha = cur.previous_sha256
         if target_sha is None:  # its first deployment here: "previous" is serving nothing, as before it came
+            at = _switch_at(s, env, protocol_id, now, at)
             _end(cur, "rolled_back", at, now)
             s.flush()
             store.bump_generation(s, env)
@@ -553,6 +567,7 @@ def rollback(
     # The row's version, not a re-parse: its bundle was verified when it was deployed here before, and a
     # rollback must not pay for loading the rule compiler (every replica verifies the bytes it serves).
     target = bundle_row(s, target_sha)
+    at = _switch_at(s, env, protocol_id, now, at)
     _end(cur, "rolled_back", at, now)
     row = Deployment(  # "live" already: committed, and no later command may cancel it (see upcoming())
         environment=env,
@@ -631,7 +646,7 @@ def rollback_run(s: Session, run_id: str, *, actor: str, config: PipelineConfig)
             continue
         if d.previous_sha256 is None and d.state != "pending":
             now = clock.now()
-            at = effective_time.switch_instant(now)
+            at = effective_time.switch_instant(now)  # one row, nothing read in between: no growth to allow
             _end(d, "rolled_back", at, now)
             s.flush()
             store.bump_generation(s, d.environment)

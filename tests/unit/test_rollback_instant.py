@@ -8,6 +8,7 @@ instant down and what the commands around it do inside the window before it. Eve
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import datetime, timedelta
 
@@ -41,6 +42,35 @@ def test_the_switch_instant_is_one_propagation_window_after_the_moment_recorded(
     now = clock.now()
     assert effective_time.switch_instant(now) == now + effective_time.PROPAGATION
     assert effective_time.switch_instant(now, timedelta(0)) == now
+
+
+def test_the_switch_instant_grows_by_as_long_as_the_transaction_has_taken_so_far():
+    now = clock.now()
+    spent = 40 * MS
+    assert effective_time.switch_instant(now, started=now - spent) == now + effective_time.PROPAGATION + spent
+    assert effective_time.switch_instant(now, started=now + spent) == now + effective_time.PROPAGATION
+
+
+def test_a_rollback_starved_between_its_reads_and_its_writes_takes_effect_later_by_that_much(
+    registry_url, monkeypatch
+):
+    """The instant is read just before the writes; the COMMIT of a slow transaction is as slow again."""
+    cfg = config()
+    _v3_then_v4(cfg)
+    t = clock.now()
+    stall = 60 * MS
+    later = contextlib.ExitStack()
+    read_row = deployments.bundle_row
+
+    def slow_read(s, sha):  # the last read before the writes; the clock moves on while it runs
+        later.enter_context(clock.frozen(t + stall))
+        return read_row(s, sha)
+
+    monkeypatch.setattr(deployments, "bundle_row", slow_read)
+    with clock.frozen(t), later, session_scope() as s:  # `later` unwinds first, back to t, then to now
+        ch = deployments.rollback(s, PID, "prod", actor="ops", config=cfg)
+        assert ch.takes_effect_at == t + stall + effective_time.PROPAGATION + stall
+    assert (_version(ch.takes_effect_at - MS), _version(ch.takes_effect_at)) == (4, 3)
 
 
 def test_a_switch_instant_before_the_moment_recorded_is_refused_history_is_append_only():
