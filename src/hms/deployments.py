@@ -285,13 +285,6 @@ def pending(s: Session, env: str, protocol_id: str, at: datetime | None = None) 
     return [d for d in rows(s, env, protocol_id) if d.state == "pending" and d.activate_at > at]
 
 
-def upcoming(s: Session, env: str, protocol_id: str, at: datetime | None = None) -> list[Deployment]:
-    """Rows that come into force after ``at``: pending activations and a rollback's restored version before
-    its switch instant (recorded ``live``: committed, never cancelled). What a replica will switch to."""
-    at = at or clock.now()
-    return [d for d in rows(s, env, protocol_id) if d.state in IN_FORCE_STATES and d.activate_at > at]
-
-
 def switching_until(s: Session, env: str, protocol_id: str, now: datetime) -> datetime:
     """The last instant at which a recorded, uncancellable change still takes effect (a rollback's switch
     instant, ``effective_time.switch_instant``), or ``now`` when none lies ahead."""
@@ -569,7 +562,7 @@ def rollback(
     target = bundle_row(s, target_sha)
     at = _switch_at(s, env, protocol_id, now, at)
     _end(cur, "rolled_back", at, now)
-    row = Deployment(  # "live" already: committed, and no later command may cancel it (see upcoming())
+    row = Deployment(  # "live" already: committed, no later command may cancel it (see switching_until())
         environment=env,
         protocol_id=protocol_id,
         bundle_sha256=target_sha,

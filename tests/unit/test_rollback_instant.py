@@ -194,3 +194,14 @@ def test_serve_refuses_a_poll_interval_too_slow_to_learn_of_a_rollback_before_it
     monkeypatch.setenv("HMS_PIPELINE_CONFIG", str(write_config(tmp_path / "pipeline.yml")))
     assert main(["serve", "--env", "prod", "--poll-interval", "0.5"]) == 2
     assert "--poll-interval" in capsys.readouterr().err
+
+
+def test_kubernetes_targets_drop_a_withdrawn_version_before_its_switch_instant(registry_url):
+    from hms.targets.sync import desired
+
+    cfg = config()
+    b = ready(record(variant(3)), cfg)
+    with session_scope() as s:
+        deployments.deploy(s, b, "staging", activate_at=None, actor="t", config=cfg)
+        deployments.rollback(s, PID, "staging", actor="ops", config=cfg)
+        assert desired(s, "staging", PID) is None
