@@ -3,7 +3,10 @@
 Judged afterwards against the registry's own deployment timeline (the rows the replicas read):
 every request must succeed without a retry, and the version that answered must be the one in
 force at the instant the request was sent or answered (a request straddling the rollback may
-see either side, nothing else). chaos.Oracle is the judge the chaos job uses for the same promise.
+see either side, nothing else) and at the instant the replica says it answered (``as_of``).
+chaos.Oracle is the judge the chaos job uses for the same promise. The rollback takes effect at
+the instant it records, a moment ahead (effective_time.switch_instant), so not one answer from the
+rolled-back version after it is excused (issue 14, item 6; before, 3–6 per run were).
 """
 
 from __future__ import annotations
