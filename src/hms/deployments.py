@@ -59,6 +59,12 @@ class Change:
     previous_sha256: str | None
     deployment_id: int
     effective_at: datetime | None = None  # the protocol's own effective time (None: recorded before 0002)
+    ended_at: datetime | None = None  # when it stops being in force (a withdrawal's switch instant)
+
+    @property
+    def takes_effect_at(self) -> datetime:
+        """The instant this change reaches the answers: a withdrawal's end, otherwise the activation."""
+        return self.ended_at if self.state == "rolled_back" and self.ended_at is not None else self.activate_at
 
     @property
     def late(self) -> bool:
@@ -77,13 +83,15 @@ class Change:
             "deployment_id": self.deployment_id,
             "effective_at": self.effective_at.isoformat() if self.effective_at else None,
             "late": self.late,
+            "ended_at": self.ended_at.isoformat() if self.ended_at else None,
+            "takes_effect_at": self.takes_effect_at.isoformat(),
         }
 
 
 def _change(d: Deployment) -> Change:
     return Change(
         d.environment, d.protocol_id, d.version, d.bundle_sha256, d.state, d.activate_at, d.previous_sha256, d.id,
-        d.effective_at,
+        d.effective_at, d.ended_at,
     )
 
 
@@ -286,6 +294,18 @@ def pending(s: Session, env: str, protocol_id: str, at: datetime | None = None) 
     return [d for d in waiting if not run_state.voided(d.state, d.activate_at, d.run_id, aborted)]
 
 
+def switching_until(s: Session, env: str, protocol_id: str, now: datetime) -> datetime:
+    """The last instant at which a recorded, uncancellable change still takes effect (a rollback's switch
+    instant, ``effective_time.switch_instant``), or ``now`` when none lies ahead."""
+    latest = now
+    for d in rows(s, env, protocol_id):
+        if d.state == "live" and d.activate_at > latest:
+            latest = d.activate_at
+        if d.state in ("superseded", "rolled_back") and d.ended_at is not None and d.ended_at > latest:
+            latest = d.ended_at
+    return latest
+
+
 # ---- changing deployments -------------------------------------------------------
 def gate_refusals(s: Session, b: Bundle, env: str, config: PipelineConfig, *, order: bool = True,
                   later: tuple[str, ...] = ()) -> list[str]:
@@ -309,7 +329,9 @@ def gate_refusals(s: Session, b: Bundle, env: str, config: PipelineConfig, *, or
     i = names.index(env)
     if order and i > 0:
         before = names[i - 1]
-        cur = in_force(s, before, b.protocol.id)
+        # Counting a rollback there that is recorded but not yet at its switch instant: it cannot be undone.
+        now = clock.now()
+        cur = in_force(s, before, b.protocol.id, switching_until(s, before, b.protocol.id, now))
         if cur is None or cur.bundle_sha256 != b.sha256:
             out.append(f"{b.protocol.id} v{b.protocol.version} ({b.short}) must be live in {before} before {env}")
     return out
@@ -394,10 +416,11 @@ def deploy(
     """
     now = clock.now()
     act = effective_time.plan(b.protocol.effective_at, activate_at, now, binding=binds_effective_time(config, env))
-    at = act.at
     store.lock_environment(s, env)
     if run_id is not None:  # refused for an aborted run: a step still running when ops stopped it writes nothing
         run_state.mark_alive(s, run_id, actor=actor)
+    # Not before a rollback's switch that is still ahead: the restored version would shadow this one.
+    at = max(act.at, switching_until(s, env, b.protocol.id, now))
     check_order(s, b, env, config)
     _check_freeze(config, env, at)  # plan() never returns a time before now
     settle(s, env, config, actor=actor)
@@ -409,7 +432,7 @@ def deploy(
         return _change(current)
     for d in pending(s, env, b.protocol.id, now):  # a newer schedule replaces an older pending one
         _cancel(d, now)
-    live_now = in_force(s, env, b.protocol.id, now)
+    live_now = in_force(s, env, b.protocol.id, at)  # what answers until `at` (now, or a switch still ahead)
     state = "live" if at <= now else "pending"
     row = Deployment(
         environment=env,
@@ -437,17 +460,24 @@ def deploy(
     return _change(row)
 
 
-def settle(s: Session, env: str, config: PipelineConfig, *, actor: str = "hms") -> list[Change]:
-    """Record due activations: pending rows whose time has come become live (or are refused by a freeze)."""
+def settle(
+    s: Session, env: str, config: PipelineConfig, *, actor: str = "hms", until: datetime | None = None
+) -> list[Change]:
+    """Record due activations: pending rows whose time has come become live (or are refused by a freeze).
+
+    ``until`` (default now) lets a rollback settle the activations due before its own switch instant:
+    replicas switch to those by the clock whatever is written now, so they count as having happened.
+    """
     now = clock.now()
+    due = max(until or now, now)
     store.lock_environment(s, env)
     q = select(Deployment).where(
-        Deployment.environment == env, Deployment.state == "pending", Deployment.activate_at <= now
+        Deployment.environment == env, Deployment.state == "pending", Deployment.activate_at <= due
     )
     changes = []
-    due = s.scalars(q.order_by(Deployment.activate_at, Deployment.id)).all()
-    aborted = run_state.aborted_at(s, (d.run_id for d in due))
-    for d in due:
+    came_due = s.scalars(q.order_by(Deployment.activate_at, Deployment.id)).all()
+    aborted = run_state.aborted_at(s, (d.run_id for d in came_due))
+    for d in came_due:
         window = in_freeze(config, d.activate_at, env)
         if run_state.voided(d.state, d.activate_at, d.run_id, aborted):
             # Its run was aborted before it was due: no replica ever served it (they skip it too), so the
@@ -472,6 +502,19 @@ def settle(s: Session, env: str, config: PipelineConfig, *, actor: str = "hms") 
     return changes
 
 
+def _switch_at(s: Session, env: str, protocol_id: str, started: datetime, provisional: datetime) -> datetime:
+    """A rollback's instant, read as late as possible: just before its writes, grown by the time its
+    transaction has taken so far (effective_time.switch_instant), never earlier than ``provisional``.
+
+    It stays at ``provisional`` when a pending activation falls between the two: the reads settled and
+    judged that row against ``provisional``, and moving past it would change what they decided.
+    """
+    late = effective_time.switch_instant(clock.now(), started=started)
+    if late <= provisional or any(provisional < d.activate_at <= late for d in pending(s, env, protocol_id, started)):
+        return provisional
+    return late
+
+
 def rollback(
     s: Session,
     protocol_id: str,
@@ -484,19 +527,24 @@ def rollback(
 ) -> Change:
     """Undo the newest deployment of ``protocol_id`` in ``env`` atomically.
 
-    A pending (not yet active) newest deployment is cancelled. Otherwise the version
-    in force is rolled back and the previous one (or ``to`` = a version number that
-    was deployed here before) becomes live now.
+    A pending newest deployment whose activation lies beyond the switch instant is cancelled.
+    Otherwise the version in force is rolled back and the previous one (or ``to`` = a version
+    number that was deployed here before) comes into force at the switch instant,
+    ``effective_time.switch_instant(now)``: a moment ahead, so every replica holds the change
+    before it and none answers from the undone version after the instant the record states.
+    A pending activation due before that instant can no longer be called off in time: it is
+    recorded live (its replicas switch to it by the clock) and rolled back at the same instant.
     """
     if env not in config.environment_names:
         raise BadInput(f"unknown environment {env!r}", where="--env")
-    now = clock.now()
     store.lock_environment(s, env)
-    settle(s, env, config, actor=actor)
+    now = clock.now()
+    at = effective_time.switch_instant(now)  # provisional: the reads below use it; _switch_at() settles it
+    settle(s, env, config, actor=actor, until=at)
     history = rows(s, env, protocol_id)
     if not history:
         raise BadInput(f"{protocol_id} was never deployed to {env}: nothing to roll back", where="rollback")
-    waiting = pending(s, env, protocol_id, now)
+    waiting = pending(s, env, protocol_id, at)
     if waiting and to == "previous":
         for d in waiting:
             _cancel(d, now)
@@ -511,13 +559,14 @@ def rollback(
         store.bump_generation(s, env)
         cur = in_force(s, env, protocol_id, now)
         return _change(cur) if cur else _change(waiting[-1])
-    cur = in_force(s, env, protocol_id, now)
+    cur = in_force(s, env, protocol_id, at)  # at `at`: an earlier rollback's switch may still lie ahead
     if cur is None:
         raise BadInput(f"no version of {protocol_id} is live in {env}", where="rollback")
     if to == "previous":
         target_sha = cur.previous_sha256
         if target_sha is None:  # its first deployment here: "previous" is serving nothing, as before it came
-            _end(cur, "rolled_back", now, now)
+            at = _switch_at(s, env, protocol_id, now, at)
+            _end(cur, "rolled_back", at, now)
             s.flush()
             store.bump_generation(s, env)
             audit.append(s, actor=actor, action="rollback.withdrawn", subject=cur.bundle_sha256,
@@ -537,14 +586,15 @@ def rollback(
     # The row's version, not a re-parse: its bundle was verified when it was deployed here before, and a
     # rollback must not pay for loading the rule compiler (every replica verifies the bytes it serves).
     target = bundle_row(s, target_sha)
-    _end(cur, "rolled_back", now, now)
-    row = Deployment(
+    at = _switch_at(s, env, protocol_id, now, at)
+    _end(cur, "rolled_back", at, now)
+    row = Deployment(  # "live" already: committed, no later command may cancel it (see switching_until())
         environment=env,
         protocol_id=protocol_id,
         bundle_sha256=target_sha,
         version=target.version,
         state="live",
-        activate_at=now,
+        activate_at=at,
         previous_sha256=cur.bundle_sha256,
         created_at=now,
         created_by=actor,
@@ -633,7 +683,8 @@ def rollback_run(s: Session, run_id: str, *, actor: str, config: PipelineConfig)
             continue
         if d.previous_sha256 is None:
             now = clock.now()
-            _end(d, "rolled_back", now, now)
+            at = effective_time.switch_instant(now)  # one row, nothing read in between: no growth to allow
+            _end(d, "rolled_back", at, now)
             s.flush()
             store.bump_generation(s, d.environment)
             audit.append(

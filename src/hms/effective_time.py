@@ -15,6 +15,9 @@ schedule check and the pages all ask here):
   from must not change.
 - Earlier environments (staging, preprod) are rehearsals: they go live when deployed,
   whatever the effective time, so the pipeline can test a rule before its date.
+- A rollback takes effect ``PROPAGATION`` after it is recorded (``switch_instant``), not at
+  the moment it is recorded: decision services learn of a change by polling, so an instant
+  they cannot all know yet would be one the record states and some replica contradicts.
 """
 
 from __future__ import annotations
@@ -30,6 +33,13 @@ from hms.errors import BadInput
 CLOCK_SKEW = timedelta(seconds=5)
 # A late activation differs from the effective time by more than this: rounding of "now" is not "late".
 _LATE = timedelta(seconds=1)
+# How far ahead of the moment it is recorded a rollback (or a withdrawal) takes effect. Every replica of the
+# decision service must hold the change before its instant, so that all of them switch by their own clock at
+# the instant the registry records (service/timeline.py), exactly as at a scheduled activation. It covers
+# the rest of the transaction and its COMMIT, one poll of the generation (service.app.POLL_INTERVAL, 25 ms)
+# and the reload, with room for a busy machine; tests/reliability/test_load.py holds it to zero stale answers
+# and bench_service to the rollback latency it adds. `hms serve` refuses a poll interval that cannot meet it.
+PROPAGATION = timedelta(milliseconds=120)
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,33 @@ def note(activate_at: datetime, effective_at: datetime | None, tz: ZoneInfo) -> 
         return None
     return (f"effective date {local(effective_at, tz)} passed; in force from {local(activate_at, tz)}; "
             "not retroactive")
+
+
+def switch_instant(
+    now: datetime, propagation: timedelta = PROPAGATION, *, started: datetime | None = None
+) -> datetime:
+    """The instant a change written at ``now`` (a rollback, a withdrawal) takes effect: ``now + propagation``,
+    plus as long again as its transaction has taken since ``started``.
+
+    Not ``now``: replicas would go on answering from the undone version until they polled, after the
+    instant the record states. The extra term is for a starved process: on a busy machine the rest of
+    the transaction and its COMMIT take about as long as the part before (measured: 30–180 ms at a
+    load average of 3–4, against 5–10 ms quiet), and replicas can only poll what is committed. Never
+    earlier than ``now`` (history is append-only): a negative ``propagation`` is a bug, refused.
+    """
+    if propagation < timedelta(0):
+        raise ValueError(f"propagation {propagation} is negative: a switch cannot be backdated")
+    spent = max(now - started, timedelta(0)) if started is not None else timedelta(0)
+    return now.astimezone(UTC) + propagation + spent
+
+
+def propagation_covers(poll_interval: float, propagation: timedelta = PROPAGATION) -> bool:
+    """Whether replicas polling every ``poll_interval`` seconds learn of a change before its switch instant.
+
+    Half the window is kept for the commit, the reload and a busy scheduler: a replica that polls
+    more rarely than that would still answer from the undone version after the recorded instant.
+    """
+    return 0 < poll_interval <= propagation.total_seconds() / 2
 
 
 def plan(

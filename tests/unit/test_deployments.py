@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -25,9 +26,9 @@ def release(p, cfg, **kw):
     return b
 
 
-def _state(env: str = "prod", pid: str = "wildfire-aid-2024"):
+def _state(env: str = "prod", pid: str = "wildfire-aid-2024", at=None):
     with session_scope() as s:
-        d = deployments.in_force(s, env, pid)
+        d = deployments.in_force(s, env, pid, at)
         return d.version if d else None
 
 
@@ -113,13 +114,14 @@ def test_rollback_restores_the_previous_version_atomically_and_audited(registry_
     assert _state() == 4
     with session_scope() as s:
         ch = deployments.rollback(s, "wildfire-aid-2024", "prod", actor="ops", config=cfg)
-    assert ch.version == 3 and ch.previous_sha256 == v4.sha256 and _state() == 3
+    assert ch.version == 3 and ch.previous_sha256 == v4.sha256 and _state(at=ch.takes_effect_at) == 3
     with session_scope() as s:
         assert audit.entries(s)[0].action == "rollback.live"
+        assert json.loads(audit.entries(s)[0].details)["takes_effect_at"] == ch.takes_effect_at.isoformat()
         assert audit.verify(s).ok
     with session_scope() as s:  # and forward again by version
-        deployments.rollback(s, "wildfire-aid-2024", "prod", to="4", actor="ops", config=cfg)
-    assert _state() == 4
+        ch = deployments.rollback(s, "wildfire-aid-2024", "prod", to="4", actor="ops", config=cfg)
+    assert _state(at=ch.takes_effect_at) == 4
 
 
 @pytest.mark.parametrize(("pid", "to", "message"), [
@@ -145,7 +147,7 @@ def test_rolling_back_a_first_deployment_withdraws_it(registry_url):
     with session_scope() as s:
         deployments.deploy(s, b, "staging", activate_at=None, actor="t", config=cfg)
         ch = deployments.rollback(s, b.protocol.id, "staging", actor="ops", config=cfg)
-    assert ch.state == "rolled_back" and _state("staging") is None
+    assert ch.state == "rolled_back" and _state("staging", at=ch.takes_effect_at) is None
 
 
 def test_rollback_during_a_pending_activation_cancels_it_and_keeps_the_live_version(registry_url):
@@ -165,7 +167,8 @@ def test_rollback_of_a_run_undoes_every_environment_it_touched(registry_url):
     with session_scope() as s:
         changes = deployments.rollback_run(s, "run-b", actor="airflow", config=cfg)
     assert sorted(c.environment for c in changes) == ["preprod", "prod", "staging"]
-    assert [_state(e) for e in ("staging", "preprod", "prod")] == [3, 3, 3]
+    switched = max(c.takes_effect_at for c in changes)
+    assert [_state(e, at=switched) for e in ("staging", "preprod", "prod")] == [3, 3, 3]
 
 
 def test_live_bundle_is_the_prod_version_in_force(registry_url):

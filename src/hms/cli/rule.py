@@ -343,10 +343,14 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         return 0
     with session_scope() as s:
         ch = deployments.rollback(s, pid, env, to=args.to, actor=actor(), config=config)
+    # The instant every replica switches (effective_time.switch_instant), to the millisecond: it is what the
+    # record says, and answers given before it came from the undone version by right.
+    when = ch.takes_effect_at.astimezone(config.tz).isoformat(timespec="milliseconds")
     if ch.state == "rolled_back":
-        line = f"[rollback] ✅ {env}: {ch.protocol_id} v{ch.version} withdrawn; no version was in force before it"
+        line = (f"[rollback] ✅ {env}: {ch.protocol_id} v{ch.version} withdrawn from {when}; "
+                "no version was in force before it")
     else:
-        line = f"[rollback] ✅ {env}: {ch.protocol_id} v{ch.version} in force ({ch.sha256[:12]})"
+        line = f"[rollback] ✅ {env}: {ch.protocol_id} v{ch.version} in force from {when} ({ch.sha256[:12]})"
     k8s, k8s_lines = _publish(pub, env, pid, "rollback")
     emit(args, {"ok": True, **ch.to_dict(), **k8s}, [line, *k8s_lines])
     return 0
@@ -355,7 +359,8 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 def _rollback_run(args: argparse.Namespace, config, pub: Publisher | None) -> int:
     with session_scope() as s:
         changes = deployments.rollback_run(s, args.run, actor=actor(), config=config)
-    lines = [f"[rollback] ✅ {c.environment}: {c.protocol_id} v{c.version} ({c.state})" for c in changes]
+    lines = [f"[rollback] ✅ {c.environment}: {c.protocol_id} v{c.version} ({c.state}) from "
+             f"{c.takes_effect_at.astimezone(config.tz).isoformat(timespec='milliseconds')}" for c in changes]
     payload: dict = {"ok": True, "rolled_back": [c.to_dict() for c in changes]}
     if pub is not None:  # every namespace the run touched, also those a failed earlier attempt left behind
         from hms.targets.sync import run_targets

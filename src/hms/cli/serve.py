@@ -14,13 +14,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--poll-interval", type=float, default=None,
-                   help="seconds between registry generation checks (default: 0.05)")
+                   help="seconds between registry generation checks (default: 0.025, at most 0.06)")
     p.set_defaults(handler=cmd_serve)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from hms import effective_time
+    from hms.errors import BadInput
     from hms.service.app import create_app
     from hms.service.source import RegistrySource
 
@@ -28,6 +30,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # ready) while the registry is unreachable.
     config = load_pipeline_config()
     config.environment(args.env)  # unknown environment → exit 2 before binding a port
+    if args.poll_interval is not None and not effective_time.propagation_covers(args.poll_interval):
+        # A rarer poll would learn of a rollback after its switch instant and answer from the undone version.
+        limit = effective_time.PROPAGATION.total_seconds() / 2
+        raise BadInput(f"{args.poll_interval} s is outside (0, {limit:g}] s: replicas must learn of a rollback "
+                       "before the instant it takes effect", where="--poll-interval")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     app = create_app(RegistrySource(args.env), poll_interval=args.poll_interval)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)

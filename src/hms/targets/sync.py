@@ -49,13 +49,16 @@ class TargetFailed(HmsError):
 def desired(s: Session, env: str, protocol_id: str, at: datetime | None = None) -> PolicyState | None:
     """What ``env``'s ConfigMap for ``protocol_id`` must hold, from the registry; None: nothing deployed.
 
-    A pending deployment is ``current`` from its ``activate_at``, with the version in force now as
-    ``previous`` (served until then). Otherwise the version in force is ``current`` and ``previous``
-    is the one it replaced — what a rollback would restore.
+    Read as of a rollback's switch instant while it lies ahead (the restored version is ``current``
+    from it; a withdrawn one is gone). A pending deployment is ``current`` from its ``activate_at``,
+    with the version in force now as ``previous`` (served until then).
+    Otherwise the version in force is ``current`` and ``previous`` is the one it replaced — what a
+    rollback would restore.
     """
     from hms.targets.kubernetes import PolicyState
 
-    at = at or clock.now()
+    if at is None:  # once a rollback's switch still ahead has happened: committed, it cannot be undone
+        at = deployments.switching_until(s, env, protocol_id, clock.now())
     now = deployments.in_force(s, env, protocol_id, at)
     waiting = deployments.pending(s, env, protocol_id, at)
     if waiting:
@@ -161,7 +164,9 @@ class Publisher:
     def _fail(self, env: str, protocol_id: str, *, command: str, actor: str, error: HmsError) -> NoReturn:
         namespace = self.targets[env].namespace
         with session_scope() as s:
-            cur = deployments.in_force(s, env, protocol_id)
+            # what it serves once a rollback's switch still ahead has happened (the committed state)
+            cur = deployments.in_force(s, env, protocol_id,
+                                       deployments.switching_until(s, env, protocol_id, clock.now()))
             holds = f"v{cur.version} ({cur.bundle_sha256[:12]})" if cur else "no version"
             audit.append(
                 s,
