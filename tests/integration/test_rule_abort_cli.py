@@ -46,6 +46,8 @@ def mid_flip(env):
 
 
 def serving(at=None) -> list[int | None]:
+    """What each environment serves once a rollback just recorded has switched (effective_time.PROPAGATION)."""
+    at = at or clock.now() + timedelta(seconds=1)
     out = []
     with session_scope() as s:
         for e in ("staging", "preprod", "prod"):
