@@ -38,6 +38,13 @@ def pin_config(**changes) -> PipelineConfig:
     return parse_pipeline_config(text, "<test config>")
 
 
+def pin_file(path: Path) -> Path:
+    """Apply a written config as the pinned policy (by ops, an admin): CLI calls in the test enforce it."""
+    with session_scope() as s:
+        pinned_policy.apply(s, path.read_text(), str(path), actor="ops")
+    return path
+
+
 def write_config(path: Path, **changes) -> Path:
     path.write_text(_config_text(**changes))
     return path

@@ -63,8 +63,10 @@ class Change:
 
     @property
     def takes_effect_at(self) -> datetime:
-        """The instant this change reaches the answers: a withdrawal's end, otherwise the activation."""
-        return self.ended_at if self.state == "rolled_back" and self.ended_at is not None else self.activate_at
+        """The instant this change reaches the answers: a withdrawal's end or a cancellation's instant (the
+        cancelled activation never reaches them), otherwise the activation."""
+        ended = self.state in ("rolled_back", "cancelled") and self.ended_at is not None
+        return self.ended_at if ended and self.ended_at is not None else self.activate_at
 
     @property
     def late(self) -> bool:

@@ -33,7 +33,7 @@ from hms.pipeline_config import load_pipeline_config
 from hms.registry.db import session_scope
 from hms.registry.models import AuditEntry
 from tests.conftest import WILDFIRE
-from tests.deploy_helpers import ready, record, write_config
+from tests.deploy_helpers import pin_file, ready, record, write_config
 from tests.kmock_helpers import CM, CONFIGMAPS, DEPLOYMENTS, Cluster, running_cluster
 
 HMS = str(Path(sys.executable).parent / "hms")
@@ -96,7 +96,7 @@ async def k8s(hms_home: Path, tmp_path: Path) -> AsyncIterator[Setup]:
         **os.environ,
         "HMS_HOME": str(hms_home),
         "HMS_ACTOR": "ops",
-        "HMS_PIPELINE_CONFIG": str(write_config(tmp_path / "pipeline.yml", execution=execution)),
+        "HMS_PIPELINE_CONFIG": str(pin_file(write_config(tmp_path / "pipeline.yml", execution=execution))),
     }
     env.pop("HMS_DATABASE_URL", None)
     env.pop("KUBERNETES_SERVICE_HOST", None)

@@ -15,6 +15,7 @@ import argparse
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
@@ -343,6 +344,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         return 0
     with session_scope() as s:
         ch = deployments.rollback(s, pid, env, to=args.to, actor=actor(), config=config)
+    _until_in_force([ch])
     # The instant every replica switches (effective_time.switch_instant), to the millisecond: it is what the
     # record says, and answers given before it came from the undone version by right.
     when = ch.takes_effect_at.astimezone(config.tz).isoformat(timespec="milliseconds")
@@ -356,9 +358,21 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def _until_in_force(changes: list) -> None:
+    """Return only once every change is in force: a rollback's switch instant is a little ahead (every
+    replica learns of it first, effective_time.switch_instant), and whoever runs ``rule status`` or asks a
+    replica right after the command must see the state the command reported."""
+    latest = max((c.takes_effect_at for c in changes), default=None)
+    if latest is not None:
+        wait = (latest - clock.now()).total_seconds()
+        if wait > 0:  # a switch instant is ~0.1-0.3 s ahead; the cap guards against a bug, not a case
+            time.sleep(min(wait, 5.0))
+
+
 def _rollback_run(args: argparse.Namespace, config, pub: Publisher | None) -> int:
     with session_scope() as s:
         changes = deployments.rollback_run(s, args.run, actor=actor(), config=config)
+    _until_in_force(changes)
     lines = [f"[rollback] ✅ {c.environment}: {c.protocol_id} v{c.version} ({c.state}) from "
              f"{c.takes_effect_at.astimezone(config.tz).isoformat(timespec='milliseconds')}" for c in changes]
     payload: dict = {"ok": True, "rolled_back": [c.to_dict() for c in changes]}
@@ -385,6 +399,7 @@ def cmd_abort(args: argparse.Namespace) -> int:
     by = Principal.person(args.user or actor())
     with session_scope() as s:
         result = abort_run(s, args.run, by=by, reason=args.reason, config=config)
+    _until_in_force(result.undone)
     word = "was already aborted" if result.already_aborted else "aborted"
     lines = [f"[abort] 🛑 run {args.run} {word} by {by.name}: {result.run.reason}"]
     lines += [f"[rollback] ✅ {c.environment}: {c.protocol_id} v{c.version} ({c.state})" for c in result.undone]
