@@ -60,14 +60,16 @@ def _run(env) -> dict:
     return {**json.loads(lines[-1][len("RESULT "):]), "output": r.stdout + r.stderr}
 
 
-def _frozen_at_the_override(tmp_path) -> dict[str, str]:
+def _frozen_at_the_override(env, tmp_path) -> dict[str, str]:
     """Settings whose prod freeze covers the run's requested time (+1h) but not now: the scan passes (the bundle
     would come into force now), staging and preprod deploy, and prod's schedule is refused — a failure after
-    deploying."""
+    deploying. Applied by ops (an admin) as the registry's pinned policy: the file alone changes no gate."""
     now = datetime.now(UTC)
     cfg = write_config(tmp_path / "frozen.yml", freeze_windows=[{
         "reason": "test freeze", "start": (now + timedelta(minutes=50)).isoformat(),
         "end": (now + timedelta(hours=2)).isoformat(), "environments": ["prod"]}])
+    subprocess.run([HMS, "config", "apply", str(cfg)], env={**env, "HMS_ACTOR": "ops"}, check=True,
+                   capture_output=True, timeout=60)
     return {"HMS_PIPELINE_CONFIG": str(cfg), "RUN_CONF": json.dumps({"effective_at": "+1h", "chaos_window": "3s"})}
 
 
@@ -128,7 +130,7 @@ def test_an_approved_protocol_goes_all_the_way_to_prod_at_its_time(airflow_env):
 
 @pytest.mark.airflow
 def test_a_failure_after_deploying_rolls_back_what_the_run_touched_and_the_run_fails(airflow_env, tmp_path):
-    result = _run({**airflow_env, **_frozen_at_the_override(tmp_path)})
+    result = _run({**airflow_env, **_frozen_at_the_override(airflow_env, tmp_path)})
     assert result["state"].endswith("failed"), result
     assert result["tasks"]["prod.schedule"].endswith("failed")
     assert result["tasks"]["rollback"].endswith("success")
@@ -144,7 +146,7 @@ def test_a_rollback_that_itself_fails_is_loud_audited_and_fails_the_run(airflow_
     script = repo / "include" / "rollback.sh"
     script.write_text("#!/usr/bin/env bash\necho 'rollback.sh: registry unreachable' >&2\nexit 1\n")
     script.chmod(0o755)
-    result = _run({**airflow_env, **_frozen_at_the_override(tmp_path), "HMS_REPO": str(repo)})
+    result = _run({**airflow_env, **_frozen_at_the_override(airflow_env, tmp_path), "HMS_REPO": str(repo)})
     assert result["state"].endswith("failed"), result["tasks"]
     assert result["tasks"]["prod.schedule"].endswith("failed")
     assert result["tasks"]["rollback"].endswith("failed") and result["tasks"]["fail_run"].endswith("upstream_failed")

@@ -4,8 +4,9 @@ Each chapter runs as a user types it: ``hms`` in a subprocess, in a working dire
 the chapter names — protocol.yml, wildfire-aid-2024.json, rollback.sh, .hms-ci/policy-pipeline.yml —
 with identities from HMS_ACTOR (until identity is authenticated). Each command must exit 0 and print
 its key lines. The only commands added between the chapter's are the ones its prose implies and that
-exist verbatim elsewhere in the seed: two clerks' reviews before prod, and the staging and preprod
-deploys chapter B's prod deploy follows.
+exist verbatim elsewhere in the seed: two clerks' reviews before prod, the staging and preprod
+deploys chapter B's prod deploy follows, and (chapter B) the test, scan and preprod chaos whose
+recorded results every environment's gate asks for (chapter A's promote runs those itself).
 
 Nothing here depends on today's date: every protocol gets its ``metadata.effective_at`` computed
 when the test runs (tests/dated_protocols.py), and the working directory's pipeline config drops the
@@ -228,8 +229,14 @@ def test_chapter_b_verbatim_ci_run_push_review_deploy_rollback(seed: Seed, tmp_p
     _in_lines(seed.hms(review, actor="alice").stdout, f"[review] ✅ alice (legal) approved {PID} v4",
               "[review] waiting: 1 approval(s); 1 more needed; missing role(s): budget")
     _in_lines(seed.hms(review, actor="bob").stdout, "[review] approved by alice (legal), bob (budget)")
+    # The evidence every environment's gate asks for (hms.evidence), with the seed's own commands on the pushed
+    # version (recorded: the governed settings, a registered bundle) — what the intake's run would record.
+    _in_lines(seed.hms(["policy", "test", f"{PID}@4"]).stdout, f"[test] ✅ 9 tests ({PID} v4, both backends)")
+    _in_lines(seed.hms(["scan", f"{PID}@4"]).stdout, f"[scan] privacy(0) ethics(0) legal(0) ✅ {PID} v4")
     for env in ("staging", "preprod"):  # prod takes what preprod serves
         _in_lines(seed.hms(["rule", "deploy", PID, "--env", env]).stdout, f"[deploy] {env} ✅ {PID} v4 live")
+    _in_lines(seed.hms(["chaos", "run", "--target", "preprod", "--protocol", PID], timeout=180).stdout,
+              "[chaos] ✅ survived faults")
     _in_lines(seed.hms(deploy_prod).stdout, f"[deploy] prod ✅ {PID} v4 live ({sha4[:12]})")
 
     _in_lines(seed.hms(rollback).stdout, f"[rollback] ✅ prod: {PID} v3 in force")
