@@ -29,7 +29,7 @@ from hms.registry import audit, db
 from hms.registry.db import session_scope
 from hms.registry.models import Deployment
 from tests.conftest import ROOT, WILDFIRE
-from tests.deploy_helpers import promote_all, ready, record, variant, write_config
+from tests.deploy_helpers import pin_file, promote_all, ready, record, variant, write_config
 from tests.reliability.conftest import FAMILY, PID, serve
 
 pytestmark = [pytest.mark.airflow, pytest.mark.slow]
@@ -201,6 +201,7 @@ def test_the_registry_password_never_appears_in_airflow_logs_of_a_whole_run(stac
         monkeypatch.setenv("HMS_PIPELINE_CONFIG", stack.env["HMS_PIPELINE_CONFIG"])
         db.reset_engines()
         db.upgrade()
+        pin_file(Path(stack.env["HMS_PIPELINE_CONFIG"]))  # a shared registry is never bootstrapped from a file
         stack.reconfigure({"HMS_HOME": str(hms_home), "HMS_DATABASE_URL": url}, components=("scheduler", "triggerer"))
         _approved_v3()
         run_id = stack.trigger(DAG, {"effective_at": "+5s", "chaos_window": "2s"})
