@@ -377,17 +377,25 @@ def _rollback_run(args: argparse.Namespace, config, pub: Publisher | None) -> in
              f"{c.takes_effect_at.astimezone(config.tz).isoformat(timespec='milliseconds')}" for c in changes]
     payload: dict = {"ok": True, "rolled_back": [c.to_dict() for c in changes]}
     if pub is not None:  # every namespace the run touched, also those a failed earlier attempt left behind
-        from hms.targets.sync import run_targets
-
-        with session_scope(read_only=True) as s:
-            pairs = run_targets(s, args.run, config.environment_names)
-        payload["kubernetes"] = []
-        for env, pid in pairs:
-            k8s, k8s_lines = _publish(pub, env, pid, "rollback")
-            payload["kubernetes"] += k8s.values()
-            lines += k8s_lines
+        payload["kubernetes"], k8s_lines = _publish_run(pub, args.run, config, "rollback")
+        lines += k8s_lines
     emit(args, payload, lines or ["[rollback] nothing to undo"])
     return 0
+
+
+def _publish_run(pub: Publisher, run_id: str, config, why: str) -> tuple[list, list[str]]:
+    """Mirror every (environment, protocol) a run touched into Kubernetes: the results and their lines."""
+    from hms.targets.sync import run_targets
+
+    with session_scope(read_only=True) as s:
+        pairs = run_targets(s, run_id, config.environment_names)
+    results: list = []
+    lines: list[str] = []
+    for env, pid in pairs:
+        k8s, k8s_lines = _publish(pub, env, pid, why)
+        results += k8s.values()
+        lines += k8s_lines
+    return results, lines
 
 
 def cmd_abort(args: argparse.Namespace) -> int:
@@ -409,15 +417,8 @@ def cmd_abort(args: argparse.Namespace) -> int:
         lines.append("[abort] nothing left to undo")
     payload: dict = {"ok": True, **result.to_dict()}
     if pub is not None:  # every namespace the run touched follows the registry
-        from hms.targets.sync import run_targets
-
-        with session_scope(read_only=True) as s:
-            pairs = run_targets(s, args.run, config.environment_names)
-        payload["kubernetes"] = []
-        for env, pid in pairs:
-            k8s, k8s_lines = _publish(pub, env, pid, "abort")
-            payload["kubernetes"] += k8s.values()
-            lines += k8s_lines
+        payload["kubernetes"], k8s_lines = _publish_run(pub, args.run, config, "abort")
+        lines += k8s_lines
     emit(args, payload, lines)
     return 0
 
