@@ -43,7 +43,7 @@ class FindNewBundlesOperator(BaseOperator):
         from hms.gates import intake_candidates
 
         for path in self.files:
-            code, _ = run_hms(["rule", "push", path])
+            code, _ = run_hms(["rule", "push", path], context)
             if code != 0:
                 self.log.error("intake: %s was not recorded (exit %s); see the lines above", path, code)
         ti = context["ti"]

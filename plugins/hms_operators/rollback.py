@@ -34,7 +34,12 @@ class RollbackRunOperator(BaseOperator):
     def execute(self, context: Any) -> Any:
         if not os.access(self.script, os.X_OK):
             raise AirflowFailException(f"rollback script {self.script} is missing or not executable")
-        env = {**os.environ, "HMS_BIN": str(Path(sys.executable).with_name("hms")), "HMS_ACTOR": "airflow-rollback"}
+        from hms import identity
+
+        # The script's `hms` calls act as the pipeline for this run: the secret, not a name (hms.identity).
+        env = {**os.environ, "HMS_BIN": str(Path(sys.executable).with_name("hms")),
+               **identity.pipeline_env(self.run_id)}
+        env.pop("HMS_ACTOR", None)
         proc = subprocess.run(
             [self.script, "--run", self.run_id], env=env, capture_output=True, text=True, timeout=300, check=False
         )

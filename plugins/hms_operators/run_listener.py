@@ -31,14 +31,15 @@ def abort_failed_run(dag_id: str, run_id: str, msg: str) -> dict[str, Any] | Non
     """Abort ``run_id`` in the registry (and mirror it to Kubernetes in kubernetes mode); None if not a policy run."""
     if not dag_id.startswith(DAG_PREFIX):
         return None
-    from hms.abort import Principal, abort_run
+    from hms.abort import abort_run
+    from hms.identity import Principal
     from hms.pinned_policy import governing
     from hms.registry.db import session_scope
 
     config = governing()
     reason = f"Airflow: {dag_id} run {run_id} failed ({msg or 'no message'})"
     with session_scope() as s:
-        result = abort_run(s, run_id, by=Principal.pipeline("airflow"), reason=reason, config=config)
+        result = abort_run(s, run_id, by=Principal.pipeline(run_id), reason=reason, config=config)
     if config.execution.mode == "kubernetes":
         from hms.targets.sync import Publisher, run_targets
 

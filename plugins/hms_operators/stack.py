@@ -184,7 +184,7 @@ class AirflowStack:
         return {u: known.get(u) or secrets.token_urlsafe(9) for u in ("admin", *CLERKS)}
 
     def _environment(self, extra: Mapping[str, str]) -> dict[str, str]:
-        base = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+        base = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW") and k != "HMS_ACTOR"}
         plugins = REPO / "plugins"
         roles = ",".join(f"{u}:{'admin' if u == 'admin' else 'user'}" for u in self.users)
         airflow = {
@@ -219,7 +219,7 @@ class AirflowStack:
             "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "2",
         }
         path = [str(plugins), *filter(None, base.get("PYTHONPATH", "").split(os.pathsep))]
-        hms = {"PYTHONPATH": os.pathsep.join(path), "HMS_ACTOR": base.get("HMS_ACTOR", "airflow")}
+        hms = {"PYTHONPATH": os.pathsep.join(path)}  # steps act as the pipeline (hms.identity), not HMS_ACTOR
         if "HMS_HOME" not in base and "HMS_HOME" not in extra:
             hms["HMS_HOME"] = str(self.home / "hms")
         return {**base, **airflow, **hms, **dict(extra), MARKER: str(self.home)}

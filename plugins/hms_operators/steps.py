@@ -47,18 +47,21 @@ class HmsCommandOperator(BaseOperator):
         self.arguments = arguments
 
     def execute(self, context: Any) -> Any:
-        code, result = run_hms(self.arguments)
+        code, result = run_hms(self.arguments, context)
         if code != 0:
             kind = "check failed" if code == 1 else "bad input"
             raise AirflowFailException(f"hms {' '.join(map(str, self.arguments))}: {kind} (exit {code})")
         return result
 
 
-def run_hms(arguments: Sequence[object]) -> tuple[int, Any]:
+def run_hms(arguments: Sequence[object], context: Any = None) -> tuple[int, Any]:
     """Run ``hms <arguments>`` in this process; its output goes to the task log. Returns (exit code, JSON result).
 
-    In-process because an interpreter start per step (NumPy, SQLAlchemy) costs more than the step itself.
+    In-process because an interpreter start per step (NumPy, SQLAlchemy) costs more than the step itself. The
+    command acts as the pipeline's principal for this run, on behalf of whoever triggered it (hms.identity):
+    this is the worker, so nothing needs presenting.
     """
+    from hms import identity
     from hms.cli import main
 
     with tempfile.TemporaryDirectory(prefix="hms-xcom-") as tmp:
@@ -66,7 +69,7 @@ def run_hms(arguments: Sequence[object]) -> tuple[int, Any]:
         out = io.StringIO()
         argv = ["--xcom-file", str(xcom), *map(str, arguments)]
         log.info("hms %s", " ".join(argv[2:]))
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out), identity.acting_as(_pipeline(context)):
             try:
                 code = main(argv)
             except SystemExit as e:  # argparse usage errors
@@ -74,6 +77,13 @@ def run_hms(arguments: Sequence[object]) -> tuple[int, Any]:
         for line in out.getvalue().splitlines():
             log.info("%s", line)
         return code, json.loads(xcom.read_text()) if xcom.exists() else None
+
+
+def _pipeline(context: Any) -> Any:
+    from hms.identity import Principal
+
+    run = context.get("dag_run") if context else None
+    return Principal.pipeline(getattr(run, "run_id", None), getattr(run, "triggering_user_name", None))
 
 
 def hms_step(
@@ -103,7 +113,13 @@ def hms_step(
                     secret_key_ref=k8s.V1SecretKeySelector(name="hms-registry", key="database-url")
                 ),
             ),
-            k8s.V1EnvVar(name="HMS_ACTOR", value="airflow"),
+            k8s.V1EnvVar(  # the pipeline's principal (hms.identity): the secret only the pipeline's pods get
+                name="HMS_PIPELINE_SECRET",
+                value_from=k8s.V1EnvVarSource(
+                    secret_key_ref=k8s.V1SecretKeySelector(name="hms-registry", key="pipeline-secret")
+                ),
+            ),
+            k8s.V1EnvVar(name="HMS_PIPELINE_SECRET_FILE", value="/var/run/hms/pipeline.secret"),
         ],
         labels={"app.kubernetes.io/part-of": "hms", "hms/step": task_id.split(".")[-1]},
         service_account_name="hms-pipeline-step",

@@ -13,44 +13,28 @@ at its instant. ``abort_run`` does what the rollback task would have done, and m
 3. bumps the generation of every environment the run touched, so replicas reload at once;
 4. appends a ``run.aborted`` audit entry naming who, why, and what was undone.
 
-Who may: a person needs the ``ops`` role in the pipeline config's ``users:`` (the identity is today's
-``hms.cli.actor()``: HMS_ACTOR or the OS user; a later change authenticates it, and only the principal
-changes). Airflow's own report that a run failed (the listener in plugins/hms_operators) is the pipeline
+Who may: a person needs the ``ops`` role in the pinned policy's ``users:`` (the principal is authenticated:
+hms.identity). Airflow's own report that a run failed (the listener in plugins/hms_operators) is the pipeline
 principal: Airflow's auth manager already decided who may mark a run failed.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hms import clock, deployments, run_state
 from hms.errors import BadInput, CheckFailed
+from hms.identity import Principal
 from hms.pipeline_config import PipelineConfig
 from hms.registry import audit, store
 from hms.registry.models import Deployment, Run
 
 OPS_ROLE = "ops"
 MAX_REASON = 2000
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who asks for the abort: a person (role checked) or the pipeline itself (Airflow reporting a failed run)."""
-
-    name: str
-    kind: Literal["person", "pipeline"] = "person"
-
-    @classmethod
-    def person(cls, name: str) -> Principal:
-        return cls(name, "person")
-
-    @classmethod
-    def pipeline(cls, source: str) -> Principal:
-        return cls(source, "pipeline")
 
 
 @dataclass(frozen=True)

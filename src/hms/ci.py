@@ -268,7 +268,7 @@ def follow_local(repo: Path, dag_id: str, conf: dict[str, Any], *, timeout: floa
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(repo / "plugins"),
         "PYTHONPATH": os.pathsep.join([str(repo / "plugins"), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
     }
-    env.setdefault("HMS_ACTOR", "airflow")
+    env.pop("HMS_ACTOR", None)  # not an identity: the run's steps act as the pipeline (hms.identity)
     home.mkdir(parents=True, exist_ok=True)
     airflow = Path(sys.executable).with_name("airflow")
     subprocess.run([str(airflow), "db", "migrate"], env=env, check=True, capture_output=True)

@@ -15,14 +15,13 @@ bootstrapped: its gates refuse until an admin has applied a policy.
 
 from __future__ import annotations
 
-import getpass
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hms import approvals, clock
+from hms import approvals, clock, identity
 from hms.errors import BadInput, CheckFailed
 from hms.pipeline_config import PipelineConfig, config_path, parse_pipeline_config
 from hms.registry import audit
@@ -117,7 +116,7 @@ def governing(s: Session | None = None) -> PipelineConfig:
     with session_scope() as ws:
         row = current(ws)  # another process may have bootstrapped meanwhile
         if row is None:  # by the account that owns this machine's registry, not a name typed in
-            apply(ws, text, str(path), actor=getpass.getuser(), bootstrap=True)
+            apply(ws, text, str(path), actor=identity.os_account(), bootstrap=True)
             row = current(ws)
         assert row is not None
         return parsed(row)

@@ -163,7 +163,7 @@ def test_aborting_again_undoes_nothing_more_and_records_no_second_abort(registry
         abort_run(s, "run-b", by=OPS, reason="first", config=cfg)
     before = audit_count()
     with session_scope() as s:
-        again = abort_run(s, "run-b", by=Principal.pipeline("airflow"), reason="Airflow: failed", config=cfg)
+        again = abort_run(s, "run-b", by=Principal.pipeline("run-b"), reason="Airflow: failed", config=cfg)
     assert again.already_aborted and again.undone == [] and again.run.reason == "first"
     assert audit_count() == before
     assert [serving(e) for e in ("staging", "preprod", "prod")] == [3, 3, 3]

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import argparse
 import gc
-import getpass
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 from importlib import import_module
@@ -83,8 +81,10 @@ def build_parser(groups: Sequence[str] = GROUPS) -> argparse.ArgumentParser:
 
 
 def actor() -> str:
-    """Who is acting: HMS_ACTOR (set by the pipeline), else the OS user."""
-    return os.environ.get("HMS_ACTOR") or getpass.getuser()
+    """The authenticated principal's name, for the audit (hms.identity: never HMS_ACTOR or a typed --user)."""
+    from hms import identity
+
+    return identity.current().name
 
 
 def emit(args: argparse.Namespace, payload: dict[str, Any], lines: Sequence[str]) -> None:

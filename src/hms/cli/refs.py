@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from hms import bundle
+from hms.errors import HmsError
 
 
 def add_record_options(p: argparse.ArgumentParser) -> None:
@@ -40,11 +41,25 @@ def decide_record(args: argparse.Namespace, kind: str, overrides: list[str], sha
         evidence.refuse_override(kind, overrides)
         args.record = True
         return True
-    why = f"run with {', '.join(overrides)}" if overrides else _unregistered(shas)
+    why = f"run with {', '.join(overrides)}" if overrides else _not_yours(kind) or _unregistered(shas)
     if why:
         print(f"[{kind}] not recorded as evidence: {why}", file=sys.stderr, flush=True)
     args.record = not why
     return args.record
+
+
+def _not_yours(kind: str) -> str:
+    """Why this process may not record evidence itself ("" if it may): on a shared registry only the pipeline
+    writes directly, and a check's evidence is its run, so it is not posted by a client."""
+    from hms import identity
+
+    try:
+        identity.current()
+    except HmsError as e:
+        if identity.shared_registry() and e.where == "identity":
+            return f"on a shared registry the pipeline records the {kind} (its DAG run); this run keeps nothing"
+        raise
+    return ""
 
 
 def _unregistered(shas: list[str]) -> str:

@@ -61,7 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "id", help="protocol id (its bundle awaiting review), sha256, unique hash prefix, or id@version"
     )
     review.add_argument(
-        "--user", default=None, help="the clerk (default: the acting identity, HMS_ACTOR or the OS user)"
+        "--user", default=None, help="must name who you are authenticated as (hms login; embedded: the OS account)"
     )
     review.add_argument(
         "--role", default=None, help="review role (default: the clerk's one role still missing for this bundle)"
@@ -98,7 +98,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     abort.add_argument("run", metavar="RUN", help="the pipeline run id (Airflow's run id, e.g. bundle-<hash prefix>)")
     abort.add_argument("--reason", default="aborted by ops", help="why (recorded in the audit log)")
-    abort.add_argument("--user", default=None, help="who (default: the acting identity, HMS_ACTOR or the OS user)")
+    abort.add_argument("--user", default=None, help="must name who you are authenticated as (hms.identity)")
     abort.add_argument("--json", action="store_true")
     abort.set_defaults(handler=cmd_abort)
 
@@ -163,11 +163,14 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    from hms import bundle_choice, review_role
+    from hms import bundle_choice, identity, review_role
     from hms.pipeline_config import effective_approval_policy
 
     config = governing()
-    user = args.user or actor()
+    me = identity.current()
+    user = identity.claimed(args.user, me)
+    if me.is_pipeline:
+        raise BadInput("the pipeline does not review: approvals come from authenticated people", where="review")
     with session_scope() as s:
         b = bundle_choice.for_review(s, args.id, config)
         role = args.role
@@ -316,7 +319,11 @@ def _promote_check(args: argparse.Namespace, kind: str, b: Bundle, *, env: str =
     cmd = [sys.executable, "-m", "hms", *argv, "--record", *(["--run-id", args.run_id] if args.run_id else [])]
     if args.json:
         cmd.append("--json")
-    r = subprocess.run(cmd, check=False, stdout=subprocess.PIPE if args.json else None, text=True)
+    from hms import identity
+
+    me = identity.current()  # the pipeline's promote records as the pipeline; a person's as that person
+    env = {**os.environ, **(identity.pipeline_env(me.run_id or args.run_id) if me.is_pipeline else {})}
+    r = subprocess.run(cmd, check=False, stdout=subprocess.PIPE if args.json else None, text=True, env=env)
     if r.returncode != 0:
         where = f" in {env}" if env else ""
         raise CheckFailed(f"the {kind}{where} failed (hms {' '.join(argv[:2])} exited {r.returncode})",
@@ -400,11 +407,13 @@ def _publish_run(pub: Publisher, run_id: str, config, why: str) -> tuple[list, l
 
 def cmd_abort(args: argparse.Namespace) -> int:
     """``hms rule abort RUN``: the same core call as Airflow's "mark failed" listener (hms.abort.abort_run)."""
-    from hms.abort import Principal, abort_run
+    from hms import identity
+    from hms.abort import abort_run
 
     config = governing()
     pub = _publisher(config)
-    by = Principal.person(args.user or actor())
+    by = identity.current()
+    identity.claimed(args.user, by)
     with session_scope() as s:
         result = abort_run(s, args.run, by=by, reason=args.reason, config=config)
     _until_in_force(result.undone)
