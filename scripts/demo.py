@@ -1,11 +1,14 @@
 """``make demo``: the main job end to end on a real Airflow, in the seed's one-line-per-stage style.
 
-1. A registry of its own (``out/demo-home``, reset on every run) and the law in force today:
+1. A real Airflow (api-server, scheduler, dag-processor, triggerer; ``.airflow/``), the same
+   stack ``make up`` starts, with the repository's DAGs and the HMS plugin (and the HMS API in it).
+2. A registry of its own (``out/demo-home``, reset on every run) and the law in force today:
    wildfire-aid-2024 v2 ($800 per member), through the seed's command line: pack, test, scan
-   (recorded), two approvals, ``hms promote`` to staging and preprod, the chaos job in preprod
-   (recorded: prod needs a passing chaos for this exact hash), then ``hms promote … --schedule now``.
-2. A real Airflow (api-server, scheduler, dag-processor, triggerer; ``.airflow/``), the same
-   stack ``make up`` starts, with the repository's DAGs and the HMS plugin.
+   (recorded) as this machine's OS account (the embedded registry's operator); alice and bob each
+   ``hms login`` to Airflow and approve with ``hms rule review`` — the HMS API takes who they are
+   from their own tokens (``out/demo-logins/``, mode 0600); ``hms promote`` to staging and preprod,
+   the chaos job in preprod (recorded: prod needs a passing chaos for this exact hash), then
+   ``hms promote … --schedule now``.
 3. The new version, v3 ($1,000 per member), is pushed and its DAG run started through Airflow's
    REST API; two clerks approve it through the HMS REST API inside Airflow when the review
    sensor waits; the prod effective time is a few seconds ahead; the run is followed to prod live.
@@ -49,14 +52,27 @@ def say(line: str) -> None:
     print(line, flush=True)
 
 
-def hms(*args: str, quiet: bool = False) -> str:
-    r = subprocess.run([str(BIN / "hms"), *args], capture_output=True, text=True, check=False)
+def hms(*args: str, quiet: bool = False, clerk: str | None = None, stdin: str | None = None) -> str:
+    """``hms …`` as the OS account (the operator of this embedded registry), or as a clerk who logged in."""
+    env = {**os.environ, "HMS_CREDENTIALS": str(credentials(clerk))} if clerk else None
+    r = subprocess.run([str(BIN / "hms"), *args], capture_output=True, text=True, check=False, env=env, input=stdin)
     if r.returncode:
         raise SystemExit(f"hms {' '.join(args)} failed (exit {r.returncode}):\n{r.stdout}{r.stderr}")
     if not quiet:
         for line in r.stdout.splitlines():
             say(line)
     return r.stdout
+
+
+def credentials(clerk: str) -> Path:
+    """Each clerk's own token file (``hms login`` writes it 0600): two people, two logins, one machine."""
+    return OUT / "demo-logins" / f"{clerk}.json"
+
+
+def log_in(stack: Any, clerk: str) -> None:
+    hms("login", "--api", stack.url, "--username", clerk, "--password-stdin", clerk=clerk, stdin=stack.users[clerk],
+        quiet=True)
+    say(f"[login] {clerk} logged in to {stack.url} (token in {credentials(clerk).relative_to(ROOT)}, mode 0600)")
 
 
 def protocol_copy(version: int, tz: str, **params: Any) -> Path:
@@ -121,7 +137,7 @@ def ask(port: int, when: str) -> None:
     )
 
 
-def law_in_force_today(config: Any) -> None:
+def law_in_force_today(config: Any, stack: Any) -> None:
     v2 = protocol_copy(2, config.timezone, per_member=800, max_payment=4000)
     pkg = OUT / "wildfire-aid-2024-v2.tgz"
     say("\n[today] the law in force: wildfire-aid-2024 v2 ($800 per member), through the seed's command line")
@@ -130,10 +146,9 @@ def law_in_force_today(config: Any) -> None:
     say("[test] ✅ 9 tests (v2, both backends) and the simulation within its budget")
     hms("scan", str(pkg), "--rules", ",".join(config.compliance.rule_sets), "--record", quiet=True)
     say("[comp] ✅ privacy(0) ethics(0) legal(0)")
-    for user, role in (("alice", "legal"), ("bob", "budget")):
-        hms("rule", "review", "wildfire-aid-2024@2", "--user", user, "--role", role, "--approve", "--comment", "ok",
-            quiet=True)
-    say("[review] ✅ approved by alice (legal), bob (budget)")
+    for user, role in (("alice", "legal"), ("bob", "budget")):  # each as herself: the API takes who from the token
+        log_in(stack, user)
+        hms("rule", "review", "wildfire-aid-2024@2", "--role", role, "--approve", "--comment", "ok", clerk=user)
     rollback = str(ROOT / "include" / "rollback.sh")
     names = config.environment_names
     chaos_env = config.chaos.environment
@@ -180,36 +195,44 @@ def main() -> int:
 
     shutil.rmtree(HOME, ignore_errors=True)
     OUT.mkdir(exist_ok=True)
-    os.environ.update({"HMS_HOME": str(HOME), "HMS_ACTOR": "demo", "HMS_BIN": str(BIN / "hms")})
-    os.environ.pop("HMS_DATABASE_URL", None)
+    os.environ.update({"HMS_HOME": str(HOME), "HMS_BIN": str(BIN / "hms")})
+    shutil.rmtree(OUT / "demo-logins", ignore_errors=True)
+    for var in ("HMS_DATABASE_URL", "HMS_ACTOR", "HMS_TOKEN", "HMS_API"):  # this machine's registry, as its OS account
+        os.environ.pop(var, None)
+    os.environ["HMS_CREDENTIALS"] = str(OUT / "demo-logins" / "operator.json")  # the operator never logs in
     os.environ["HMS_PIPELINE_CONFIG"] = str(demo_settings())
     config = load_pipeline_config()
     hms("db", "upgrade", quiet=True)
 
+    state = _load_state(AIRFLOW_HOME)
+    if state:
+        say(f"[airflow] stopping the stack already running under {AIRFLOW_HOME}")
+        terminate(AIRFLOW_HOME, state.get("pids", {}).values())
+    shutil.rmtree(AIRFLOW_HOME, ignore_errors=True)
+    import socket
+
+    with socket.socket() as s:
+        ui_port = 8080 if s.connect_ex(("127.0.0.1", 8080)) != 0 else free_port()
+    stack = AirflowStack(AIRFLOW_HOME, port=ui_port, env={"HMS_HOME": str(HOME),
+                                                        "HMS_PIPELINE_CONFIG": os.environ["HMS_PIPELINE_CONFIG"]})
+    # Airflow first: the clerks are Airflow users, and the HMS API inside its api-server is where they act.
+    say(f"[airflow] starting Airflow 3 (api-server, scheduler, dag-processor, triggerer) at {stack.url} …")
+    t0 = time.monotonic()
+    try:
+        stack.start()
+    except StackError as e:
+        say(f"[airflow] ❌ did not start: {e}")
+        return 1
+    say(f"[airflow] up in {time.monotonic() - t0:.0f} s")
     port = free_port()
-    law_in_force_today(config)
-    service = start_service(port)
+    try:
+        law_in_force_today(config, stack)
+        service = start_service(port)
+    except BaseException:
+        stack.stop()
+        raise
     try:
         ask(port, "today")
-        state = _load_state(AIRFLOW_HOME)
-        if state:
-            say(f"[airflow] stopping the stack already running under {AIRFLOW_HOME}")
-            terminate(AIRFLOW_HOME, state.get("pids", {}).values())
-        shutil.rmtree(AIRFLOW_HOME, ignore_errors=True)
-        import socket
-
-        with socket.socket() as s:
-            ui_port = 8080 if s.connect_ex(("127.0.0.1", 8080)) != 0 else free_port()
-        stack = AirflowStack(AIRFLOW_HOME, port=ui_port, env={"HMS_HOME": str(HOME), "HMS_ACTOR": "airflow",
-                                                            "HMS_PIPELINE_CONFIG": os.environ["HMS_PIPELINE_CONFIG"]})
-        say(f"\n[airflow] starting Airflow 3 (api-server, scheduler, dag-processor, triggerer) at {stack.url} …")
-        t0 = time.monotonic()
-        try:
-            stack.start()
-        except StackError as e:
-            say(f"[airflow] ❌ did not start: {e}")
-            return 1
-        say(f"[airflow] up in {time.monotonic() - t0:.0f} s")
         try:
             final = airflow_run(stack, config, port)
         except BaseException:

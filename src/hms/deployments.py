@@ -90,7 +90,8 @@ class Change:
         }
 
 
-def _change(d: Deployment) -> Change:
+def change_of(d: Deployment) -> Change:
+    """A deployment row as the Change commands report."""
     return Change(
         d.environment, d.protocol_id, d.version, d.bundle_sha256, d.state, d.activate_at, d.previous_sha256, d.id,
         d.effective_at, d.ended_at,
@@ -429,9 +430,9 @@ def deploy(
     current = in_force(s, env, b.protocol.id, at)
     for d in pending(s, env, b.protocol.id, now):
         if d.bundle_sha256 == b.sha256 and d.activate_at == at:
-            return _change(d)  # the same request again: nothing to do
+            return change_of(d)  # the same request again: nothing to do
     if current is not None and current.bundle_sha256 == b.sha256 and at <= now:
-        return _change(current)
+        return change_of(current)
     for d in pending(s, env, b.protocol.id, now):  # a newer schedule replaces an older pending one
         _cancel(d, now)
     live_now = in_force(s, env, b.protocol.id, at)  # what answers until `at` (now, or a switch still ahead)
@@ -455,11 +456,11 @@ def deploy(
         _end(live_now, "superseded", at, now)
     s.flush()
     store.bump_generation(s, env)
-    details = _change(row).to_dict()
+    details = change_of(row).to_dict()
     if words := late_note(env, at, act.effective_at, config):
         details["effective_note"] = words
     audit.append(s, actor=actor, action=f"deploy.{state}", subject=b.sha256, details=details)
-    return _change(row)
+    return change_of(row)
 
 
 def settle(
@@ -499,8 +500,8 @@ def settle(
             action = "activation.live"
         s.flush()
         store.bump_generation(s, env)
-        audit.append(s, actor=actor, action=action, subject=d.bundle_sha256, details=_change(d).to_dict())
-        changes.append(_change(d))
+        audit.append(s, actor=actor, action=action, subject=d.bundle_sha256, details=change_of(d).to_dict())
+        changes.append(change_of(d))
     return changes
 
 
@@ -556,11 +557,11 @@ def rollback(
                 actor=actor,
                 action="rollback.cancel_pending",
                 subject=d.bundle_sha256,
-                details={**_change(d).to_dict(), "run_id": run_id},
+                details={**change_of(d).to_dict(), "run_id": run_id},
             )
         store.bump_generation(s, env)
         cur = in_force(s, env, protocol_id, now)
-        return _change(cur) if cur else _change(waiting[-1])
+        return change_of(cur) if cur else change_of(waiting[-1])
     cur = in_force(s, env, protocol_id, at)  # at `at`: an earlier rollback's switch may still lie ahead
     if cur is None:
         raise BadInput(f"no version of {protocol_id} is live in {env}", where="rollback")
@@ -572,8 +573,8 @@ def rollback(
             s.flush()
             store.bump_generation(s, env)
             audit.append(s, actor=actor, action="rollback.withdrawn", subject=cur.bundle_sha256,
-                         details={**_change(cur).to_dict(), "run_id": run_id})
-            return _change(cur)
+                         details={**change_of(cur).to_dict(), "run_id": run_id})
+            return change_of(cur)
     else:
         try:
             version = int(to)
@@ -612,9 +613,9 @@ def rollback(
         actor=actor,
         action="rollback.live",
         subject=target_sha,
-        details={**_change(row).to_dict(), "rolled_back": cur.bundle_sha256, "run_id": run_id},
+        details={**change_of(row).to_dict(), "rolled_back": cur.bundle_sha256, "run_id": run_id},
     )
-    return _change(row)
+    return change_of(row)
 
 
 def last_change_was_rollback(s: Session, env: str, protocol_id: str) -> bool:
@@ -680,8 +681,8 @@ def rollback_run(s: Session, run_id: str, *, actor: str, config: PipelineConfig)
             s.flush()
             store.bump_generation(s, d.environment)
             audit.append(s, actor=actor, action="rollback.cancel_pending", subject=d.bundle_sha256,
-                         details={**_change(d).to_dict(), "run_id": run_id})
-            done.append(_change(d))
+                         details={**change_of(d).to_dict(), "run_id": run_id})
+            done.append(change_of(d))
             continue
         if d.previous_sha256 is None:
             now = clock.now()
@@ -694,9 +695,9 @@ def rollback_run(s: Session, run_id: str, *, actor: str, config: PipelineConfig)
                 actor=actor,
                 action="rollback.withdrawn",
                 subject=d.bundle_sha256,
-                details={**_change(d).to_dict(), "run_id": run_id},
+                details={**change_of(d).to_dict(), "run_id": run_id},
             )
-            done.append(_change(d))
+            done.append(change_of(d))
             continue
         done.append(rollback(s, d.protocol_id, d.environment, actor=actor, config=config, run_id=run_id))
     return done

@@ -92,6 +92,11 @@ def acting_as(principal: Principal) -> Iterator[None]:
         _acting.reset(token)
 
 
+def acting() -> Principal | None:
+    """The principal in-process code set with ``acting_as`` (None outside one)."""
+    return _acting.get()
+
+
 def os_account() -> str:
     """The kernel's name for this process's effective user (what ``getpass`` reads from $USER is typed in)."""
     uid = os.geteuid()

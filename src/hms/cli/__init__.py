@@ -29,6 +29,8 @@ GROUPS = [
     "hms.cli.db",
     "hms.cli.ci",
     "hms.cli.config",
+    "hms.cli.auth",
+    "hms.cli.api",
 ]
 
 
@@ -52,6 +54,10 @@ COMMANDS = {
     "db": "hms.cli.db",
     "ci": "hms.cli.ci",
     "config": "hms.cli.config",
+    "login": "hms.cli.auth",
+    "logout": "hms.cli.auth",
+    "whoami": "hms.cli.auth",
+    "api": "hms.cli.api",
 }
 
 
@@ -100,6 +106,11 @@ def emit(args: argparse.Namespace, payload: dict[str, Any], lines: Sequence[str]
     else:
         for line in lines:
             print(line)
+
+
+def emit_model(args: argparse.Namespace, out: Any) -> None:
+    """``emit`` for a typed result (hms.api.models): its fields as JSON, its ``lines`` for people."""
+    emit(args, out.model_dump(mode="json", exclude={"lines"}), out.lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from hms import pinned_policy
-from hms.cli import emit
+from hms.cli import emit, emit_model
 from hms.errors import BadInput
 from hms.pipeline_config import config_path, load_pipeline_config
 from hms.registry.db import session_scope
@@ -26,21 +26,23 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
+    from hms import client
+    from hms.api.models import PolicyApplyIn, PolicyApplyOut
+
     path = Path(args.file)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise BadInput(f"cannot read pipeline config: {e.strerror}", where=str(path)) from None
-    from hms import identity
+    req = PolicyApplyIn(text=text, source=str(path))
+    c = client.active()
+    if c is not None:
+        out = c.post("/policy", req, PolicyApplyOut)
+    else:
+        from hms import actions, identity
 
-    me = identity.current()
-    if me.is_pipeline:
-        raise BadInput("the pipeline does not apply policy: an admin does, authenticated", where="config apply")
-    with session_scope() as s:
-        done = pinned_policy.apply(s, text, str(path), actor=me.name)
-    payload = {"ok": True, "sha256": done.sha256, "changed": done.changed, "source": done.source,
-               "applied_by": done.applied_by, "previous_sha256": done.previous_sha256}
-    emit(args, payload, [done.line()])
+        out = actions.apply_policy(req, identity.current())
+    emit_model(args, out)
     return 0
 
 

@@ -9,12 +9,9 @@ from typing import Any
 
 from hms import bundle, protocol
 from hms.cases import run_cases
-from hms.cli import actor, emit
+from hms.cli import emit
 from hms.cli.refs import add_record_options, decide_record, open_bundle, record_check
 from hms.errors import BadInput, EvaluationError
-from hms.pinned_policy import governing
-from hms.registry import store
-from hms.registry.db import session_scope
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -52,6 +49,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     sim.set_defaults(handler=cmd_simulate)
 
 
+def _record_packed(raw: bytes, source: str) -> bool:
+    """Record the packed bundle as the authenticated principal (through the HMS API when logged in)."""
+    from hms import actions, client, identity
+
+    c = client.active()
+    if c is not None:
+        import base64
+
+        from hms.api.models import PushIn, PushOut
+
+        return c.post("/bundles", PushIn(bundle_base64=base64.b64encode(raw).decode(), source=source), PushOut).new
+    return actions.push(bundle.read_bytes(raw, source), identity.current(), advise=False).new
+
+
 def cmd_pack(args: argparse.Namespace) -> int:
     proto = protocol.load(args.protocol)
     raw = bundle.build(proto)
@@ -59,19 +70,9 @@ def cmd_pack(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and out.is_dir():
         raise BadInput("--out is a directory; give a file name such as pkg.tgz", where=str(out))
-    governing()  # the first write to an embedded registry pins its policy (hms.pinned_policy)
     # Record first, then write: a failure leaves neither a bundle file nor a registry row.
-    with session_scope() as s:
-        _, created = store.record_bundle(
-            s,
-            sha256=digest,
-            protocol_id=proto.id,
-            version=proto.version,
-            content=raw,
-            manifest=bundle.read_bytes(raw).manifest,
-            created_by=actor(),
-        )
-        bundle.write_atomic(out, raw)
+    created = _record_packed(raw, str(args.protocol))
+    bundle.write_atomic(out, raw)
     emit(
         args,
         {"ok": True, "bundle": str(out), "sha256": digest, "id": proto.id, "version": proto.version, "new": created},

@@ -12,25 +12,20 @@ tests/unit/test_cli_imports.py holds the rollback path to that.
 from __future__ import annotations
 
 import argparse
+import base64
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from hms import approvals, clock, deployments, effective_time
-from hms.cli import actor, emit
+from hms import client
+from hms.cli import actor, emit, emit_model
 from hms.errors import BadInput, CheckFailed, HmsError
-from hms.pinned_policy import governing
-from hms.registry import store
-from hms.registry.db import session_scope
-from hms.schedule import parse_requested
 
 if TYPE_CHECKING:
     from hms.bundle import Bundle
-    from hms.targets.sync import Publisher
 
 
 SCHEDULE_HELP = (
@@ -111,7 +106,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _open_for_push(path: str) -> tuple[Bundle, bool]:
     """The bundle a push or promote names, verified, without writing; (bundle, already recorded)."""
-    from hms import bundle, protocol
+    from hms import bundle, deployments, protocol
+    from hms.registry.db import session_scope
 
     p = Path(path)
     if path.startswith("sha256:") and not p.exists():  # already recorded (intake, an earlier push): fetch, verify
@@ -123,78 +119,49 @@ def _open_for_push(path: str) -> tuple[Bundle, bool]:
     return bundle.read_bytes(raw, str(p)), False
 
 
-def _record(b: Bundle) -> bool:
-    """Record a bundle (idempotent); whether it was new."""
-    governing()  # the first write to an embedded registry pins its policy (hms.pinned_policy)
-    with session_scope() as s:
-        _, created = store.record_bundle(
-            s,
-            sha256=b.sha256,
-            protocol_id=b.protocol.id,
-            version=b.protocol.version,
-            content=b.content,
-            manifest=b.manifest,
-            created_by=actor(),
-        )
-    return created
-
-
 def _push_file(path: str) -> tuple[Bundle, bool]:
+    """Record a pushed file as the acting principal; (bundle, newly recorded)."""
+    from hms import actions, identity
+
     b, known = _open_for_push(path)
-    return b, False if known else _record(b)
+    out = actions.push(b, identity.current(), known=known, advise=False)
+    return b, out.new
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    from hms.cli.after_push import next_step
+    from hms import identity
 
-    b, created = _push_file(args.file)
-    word = "pushed" if created else "already known"
-    after = next_step(b.protocol.id, b.protocol.version, b.sha256)
-    lines = [f"[push] ✅ {word} {b.protocol.id} v{b.protocol.version} sha256:{b.sha256} (ID {b.short})"]
-    if not args.xcom_file:  # as a pipeline step (build, intake) the run is already under way: no advice
-        lines += after.lines()
-    emit(
-        args,
-        {"ok": True, "id": f"{b.protocol.id}@{b.protocol.version}", "sha256": b.sha256, "new": created,
-         "next": after.to_dict()},
-        lines,
-    )
+    c = client.active()
+    if c is not None:
+        from hms.api.models import PushIn, PushOut
+
+        if args.file.startswith("sha256:") and not Path(args.file).exists():
+            raise BadInput("a sha256: reference is recorded already; push a file to the HMS API", where=args.file)
+        b, _ = _open_for_push(args.file)  # packed and verified here; the server verifies the bytes again
+        body = PushIn(bundle_base64=base64.b64encode(b.content).decode(), source=args.file)
+        out = c.post("/bundles", body, PushOut)
+    else:
+        from hms import actions
+
+        b, known = _open_for_push(args.file)
+        # As a pipeline step (build, intake) the run is already under way: no advice on what happens next.
+        out = actions.push(b, identity.current(), known=known, advise=not args.xcom_file)
+    emit_model(args, out)
     return 0
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    from hms import bundle_choice, identity, review_role
-    from hms.pipeline_config import effective_approval_policy
+    from hms.api.models import ReviewIn, ReviewOut
 
-    config = governing()
-    me = identity.current()
-    user = identity.claimed(args.user, me)
-    if me.is_pipeline:
-        raise BadInput("the pipeline does not review: approvals come from authenticated people", where="review")
-    with session_scope() as s:
-        b = bundle_choice.for_review(s, args.id, config)
-        role = args.role
-        if role is None:
-            # The author's refusal first: it says more than "holds no review role" (roles are checked below).
-            approvals.check_review(approvals.Review(b.sha256, user, "", args.decision), author=b.protocol.author,
-                                   user_roles=None)
-            role = review_role.infer(
-                user,
-                policy=effective_approval_policy(config, b.protocol),
-                missing=deployments.approval_status(s, b, config).missing_roles,
-                user_roles=config.user_roles,
-            )
-        st = deployments.record_review(
-            s, b, user=user, role=role, decision=args.decision, comment=args.comment, config=config
-        )
-    mark, done = ("✅", "approved") if args.decision == "approve" else ("❌", "rejected")
-    emit(
-        args,
-        {"ok": True, "sha256": b.sha256, "id": f"{b.protocol.id}@{b.protocol.version}", "user": user, "role": role,
-         "decision": args.decision, "status": st.to_dict()},
-        [f"[review] {mark} {user} ({role}) {done} {b.protocol.id} v{b.protocol.version} ({b.short})",
-         f"[review] {st.summary()}"],
-    )
+    req = ReviewIn(ref=args.id, decision=args.decision, role=args.role, comment=args.comment, user=args.user)
+    c = client.active()
+    if c is not None:
+        out = c.post("/reviews", req, ReviewOut)
+    else:
+        from hms import actions, identity
+
+        out = actions.review(req, identity.current())
+    emit_model(args, out)
     return 0
 
 
@@ -202,49 +169,34 @@ def _tz(config) -> ZoneInfo:
     return ZoneInfo(config.timezone)
 
 
-def _publisher(config) -> Publisher | None:
-    """Kubernetes mode's mirror of the registry (None in local mode), set up before the registry changes."""
-    if config.execution.mode != "kubernetes":
-        return None  # local mode never imports the kubernetes client
-    from hms.targets.sync import Publisher
-
-    return Publisher.for_config(config)
-
-
-def _publish(pub: Publisher | None, env: str, protocol_id: str, command: str) -> tuple[dict, list[str]]:
-    """After the registry commit: the environment's ConfigMap follows (kubernetes mode); JSON part and line."""
-    if pub is None:
-        return {}, []
-    r = pub.publish(env, protocol_id, actor=actor(), command=command)
-    what = "restarted" if r["restarted"] else "not restarted"
-    line = f"[k8s] {env}: {r['namespace']}/{r['configmap']} {r['action']} (hms-api {what})"
-    return {"kubernetes": {k: v for k, v in r.items() if k != "updated_by"}}, [line]
-
-
 def cmd_deploy(args: argparse.Namespace) -> int:
-    from hms import bundle_choice
+    from hms.api.models import DeployIn, DeployOut
 
-    config = governing()
-    at = parse_requested(args.schedule, _tz(config))
-    pub = _publisher(config)
-    with session_scope() as s:
-        b = bundle_choice.for_deploy(s, args.id, args.env, config)
-        ch = deployments.deploy(s, b, args.env, activate_at=at, actor=actor(), config=config, run_id=args.run_id)
-    k8s, k8s_lines = _publish(pub, ch.environment, ch.protocol_id, "deploy")
-    emit(args, {"ok": True, **ch.to_dict(), **k8s}, [_deploy_line(ch, config), *k8s_lines])
+    req = DeployIn(ref=args.id, environment=args.env, schedule=args.schedule, run_id=args.run_id)
+    c = client.active()
+    if c is not None:
+        out = c.post("/deployments", req, DeployOut)
+    else:
+        from hms import actions, identity
+
+        out = actions.deploy(req, identity.current())
+    emit_model(args, out)
     return 0
 
 
-def _deploy_line(ch: deployments.Change, config) -> str:
-    local = ch.activate_at.astimezone(_tz(config)).isoformat()
-    if ch.state == "pending":
-        return f"[deploy] {ch.environment} SCHEDULED@{local} {ch.protocol_id} v{ch.version} ({ch.sha256[:12]})"
-    late = deployments.late_note(ch.environment, ch.activate_at, ch.effective_at, config)
-    return (f"[deploy] {ch.environment} ✅ {ch.protocol_id} v{ch.version} live ({ch.sha256[:12]})"
-            + (f": {late}" if late else ""))
-
-
 def cmd_promote(args: argparse.Namespace) -> int:
+    from hms import actions, identity
+
+    if client.active() is not None:
+        raise BadInput("promote runs the missing checks and records them where the registry is, which a client "
+                       "cannot do: start the pipeline run (the DAG), or deploy environment by environment with "
+                       "hms rule deploy", where="promote")
+    from hms import deployments
+    from hms.pinned_policy import governing
+    from hms.registry.db import session_scope
+    from hms.schedule import parse_requested
+
+    me = identity.current()
     config = governing()
     names = config.environment_names
     targets = [t.strip() for t in args.targets.split(",")] if args.targets else list(names)
@@ -256,14 +208,14 @@ def cmd_promote(args: argparse.Namespace) -> int:
     if args.rollback and not os.access(args.rollback, os.X_OK):
         raise BadInput("rollback script is missing or not executable", where=args.rollback)
     at = parse_requested(args.schedule, _tz(config))
-    pub = _publisher(config)
+    pub = actions.publisher(config)
     b, known = _open_for_push(args.bundle)
     # Every target's gates (approvals, supersession, recorded checks, freeze windows) and the last target's time
     # are checked before anything is written: a promote that would fail anywhere deploys nowhere.
     with session_scope(read_only=True) as s:
         steps = deployments.preflight(s, b, targets, at, config)
     if not known:
-        _record(b)
+        actions.push(b, me, advise=False)
     for kind in steps.first:  # before anything is written: a failure deploys nowhere
         _promote_check(args, kind, b)
     touched: list[str] = []
@@ -274,14 +226,15 @@ def cmd_promote(args: argparse.Namespace) -> int:
             last = i == len(targets) - 1
             with session_scope() as s:
                 ch = deployments.deploy(
-                    s, b, env, activate_at=at if last else None, actor=actor(), config=config, run_id=args.run_id
+                    s, b, env, activate_at=at if last else None, actor=me.name, config=config,
+                    run_id=args.run_id or me.run_id
                 )
             touched.append(env)
             changes.append(ch)
             if not args.json:
-                print(_deploy_line(ch, config), flush=True)
-            k8s, k8s_lines = _publish(pub, env, ch.protocol_id, "promote")  # before the next environment
-            mirrored += k8s.values()
+                print(actions.deploy_line(ch, config), flush=True)
+            k8s, k8s_lines = actions.publish(pub, env, ch.protocol_id, "promote", me)  # before the next env
+            mirrored += [k8s] if k8s else []
             for line in [] if args.json else k8s_lines:
                 print(line, flush=True)
             if env == steps.chaos_at:
@@ -331,108 +284,53 @@ def _promote_check(args: argparse.Namespace, kind: str, b: Bundle, *, env: str =
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    config = governing()
-    pub = _publisher(config)
+    from hms.api import models
+
+    c = client.active()
     if args.run:
-        return _rollback_run(args, config, pub)
-    if not args.id:
-        raise BadInput("give a protocol id, or --run RUN_ID", where="rollback")
-    env = args.env or config.environment_names[-1]
-    config.environment(env)  # an unknown environment is exit 2 before anything is read or changed
-    with session_scope(read_only=True) as s:
-        pid = args.id
-        if not store.find_bundles(s, pid):
-            pid = deployments.resolve_bundle_row(s, args.id).protocol_id
-    if pub is not None and pub.unfinished_rollback(env, pid):
-        # A rollback ran and committed but its Kubernetes step failed: this run finishes it, nothing more.
-        k8s, k8s_lines = _publish(pub, env, pid, "rollback")
-        line = f"[rollback] ✅ {env}: finished the earlier rollback of {pid} in Kubernetes; nothing else rolled back"
-        emit(args, {"ok": True, "finished_earlier_rollback": True, **k8s}, [line, *k8s_lines])
-        return 0
-    with session_scope() as s:
-        ch = deployments.rollback(s, pid, env, to=args.to, actor=actor(), config=config)
-    _until_in_force([ch])
-    # The instant every replica switches (effective_time.switch_instant), to the millisecond: it is what the
-    # record says, and answers given before it came from the undone version by right.
-    when = ch.takes_effect_at.astimezone(config.tz).isoformat(timespec="milliseconds")
-    if ch.state == "rolled_back":
-        line = (f"[rollback] ✅ {env}: {ch.protocol_id} v{ch.version} withdrawn from {when}; "
-                "no version was in force before it")
+        req_run = models.RunRollbackIn(run=args.run)
+        if c is not None:
+            out: models.RunRollbackOut | models.RollbackOut = c.post("/rollbacks/run", req_run, models.RunRollbackOut)
+        else:
+            from hms import actions, identity
+
+            out = actions.rollback_run(req_run, identity.current())
     else:
-        line = f"[rollback] ✅ {env}: {ch.protocol_id} v{ch.version} in force from {when} ({ch.sha256[:12]})"
-    k8s, k8s_lines = _publish(pub, env, pid, "rollback")
-    emit(args, {"ok": True, **ch.to_dict(), **k8s}, [line, *k8s_lines])
+        if not args.id:
+            raise BadInput("give a protocol id, or --run RUN_ID", where="rollback")
+        req = models.RollbackIn(protocol=args.id, environment=args.env, to=args.to)
+        if c is not None:
+            out = c.post("/rollbacks", req, models.RollbackOut)
+        else:
+            from hms import actions, identity
+
+            out = actions.rollback(req, identity.current())
+    emit_model(args, out)
     return 0
-
-
-def _until_in_force(changes: list) -> None:
-    """Return only once every change is in force: a rollback's switch instant is a little ahead (every
-    replica learns of it first, effective_time.switch_instant), and whoever runs ``rule status`` or asks a
-    replica right after the command must see the state the command reported."""
-    latest = max((c.takes_effect_at for c in changes), default=None)
-    if latest is not None:
-        wait = (latest - clock.now()).total_seconds()
-        if wait > 0:  # a switch instant is ~0.1-0.3 s ahead; the cap guards against a bug, not a case
-            time.sleep(min(wait, 5.0))
-
-
-def _rollback_run(args: argparse.Namespace, config, pub: Publisher | None) -> int:
-    with session_scope() as s:
-        changes = deployments.rollback_run(s, args.run, actor=actor(), config=config)
-    _until_in_force(changes)
-    lines = [f"[rollback] ✅ {c.environment}: {c.protocol_id} v{c.version} ({c.state}) from "
-             f"{c.takes_effect_at.astimezone(config.tz).isoformat(timespec='milliseconds')}" for c in changes]
-    payload: dict = {"ok": True, "rolled_back": [c.to_dict() for c in changes]}
-    if pub is not None:  # every namespace the run touched, also those a failed earlier attempt left behind
-        payload["kubernetes"], k8s_lines = _publish_run(pub, args.run, config, "rollback")
-        lines += k8s_lines
-    emit(args, payload, lines or ["[rollback] nothing to undo"])
-    return 0
-
-
-def _publish_run(pub: Publisher, run_id: str, config, why: str) -> tuple[list, list[str]]:
-    """Mirror every (environment, protocol) a run touched into Kubernetes: the results and their lines."""
-    from hms.targets.sync import run_targets
-
-    with session_scope(read_only=True) as s:
-        pairs = run_targets(s, run_id, config.environment_names)
-    results: list = []
-    lines: list[str] = []
-    for env, pid in pairs:
-        k8s, k8s_lines = _publish(pub, env, pid, why)
-        results += k8s.values()
-        lines += k8s_lines
-    return results, lines
 
 
 def cmd_abort(args: argparse.Namespace) -> int:
     """``hms rule abort RUN``: the same core call as Airflow's "mark failed" listener (hms.abort.abort_run)."""
-    from hms import identity
-    from hms.abort import abort_run
+    from hms.api.models import AbortIn, AbortOut
 
-    config = governing()
-    pub = _publisher(config)
-    by = identity.current()
-    identity.claimed(args.user, by)
-    with session_scope() as s:
-        result = abort_run(s, args.run, by=by, reason=args.reason, config=config)
-    _until_in_force(result.undone)
-    word = "was already aborted" if result.already_aborted else "aborted"
-    lines = [f"[abort] 🛑 run {args.run} {word} by {by.name}: {result.run.reason}"]
-    lines += [f"[rollback] ✅ {c.environment}: {c.protocol_id} v{c.version} ({c.state})" for c in result.undone]
-    if not result.environments:
-        lines.append("[abort] the run had deployed nothing; any deploy of it is now refused")
-    elif not result.undone:
-        lines.append("[abort] nothing left to undo")
-    payload: dict = {"ok": True, **result.to_dict()}
-    if pub is not None:  # every namespace the run touched follows the registry
-        payload["kubernetes"], k8s_lines = _publish_run(pub, args.run, config, "abort")
-        lines += k8s_lines
-    emit(args, payload, lines)
+    req = AbortIn(reason=args.reason, user=args.user)
+    c = client.active()
+    if c is not None:
+        from urllib.parse import quote
+
+        out = c.post(f"/runs/{quote(args.run, safe='')}/abort", req, AbortOut)
+    else:
+        from hms import actions, identity
+
+        out = actions.abort(args.run, req, identity.current())
+    emit_model(args, out)
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from hms import deployments
+    from hms.pinned_policy import governing
+    from hms.registry.db import session_scope
     config = governing()
     out = []
     lines = []
@@ -479,6 +377,10 @@ def register_pipeline_commands(ps: argparse._SubParsersAction) -> None:
 
 def cmd_check_schedule(args: argparse.Namespace) -> int:
     """The pipeline's first check of a trigger-form ``effective_at``: refused before any environment is touched."""
+    from hms import clock, deployments, effective_time
+    from hms.pinned_policy import governing
+    from hms.registry.db import session_scope
+    from hms.schedule import parse_requested
     config = governing()
     config.environment(args.env)
     tz = _tz(config)
@@ -500,7 +402,9 @@ def cmd_check_schedule(args: argparse.Namespace) -> int:
 
 
 def cmd_smoke(args: argparse.Namespace) -> int:
-    from hms import smoke
+    from hms import deployments, smoke
+    from hms.pinned_policy import governing
+    from hms.registry.db import session_scope
 
     config = governing()
     with session_scope() as s:
@@ -516,7 +420,10 @@ def cmd_smoke(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
+    from hms import deployments
+    from hms.pinned_policy import governing
     from hms.registry import audit
+    from hms.registry.db import session_scope
 
     config = governing()
     last = config.environment_names[-1]

@@ -7,6 +7,8 @@ mounts this app under ``/hms``. Roles come from the pipeline config's ``users:``
 
 Routes (relative to the mount point):
   GET  /reviews, /ops, /reports/{sha256}          pages (HTML)
+  /api/me, /api/bundles, /api/reviews, /api/deployments, /api/rollbacks[/run], /api/runs/{id}/abort,
+  /api/policy                                     the HMS API (hms.api.routers; the CLI's client mode)
   GET  /api/reviews                               pending and recently decided bundles (JSON)
   POST /api/reviews/{sha256}/approve|reject       {"comment": str, "role": str?}
   GET  /api/protocols                             what each environment serves, pending activations, history
@@ -24,7 +26,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from hms.errors import HmsError
+from hms.api import deps
+from hms.api.routers import ALL as API_ROUTERS
+from hms.bundle import MAX_BUNDLE_BYTES
+from hms.errors import CheckFailed, HmsError
 from hms.pinned_policy import governing
 from hms.pipeline_config import PipelineConfig
 from hms.registry.db import session_scope
@@ -33,6 +38,8 @@ from hms.web.errors import WebError
 from hms.web.reviews import Caller
 
 MAX_BODY = 64 * 1024
+# A pushed bundle travels as base64 in JSON, a policy as JSON-escaped text: their routes take more.
+MAX_BODY_FOR = {"/api/bundles": MAX_BUNDLE_BYTES * 4 // 3 + 4096, "/api/policy": 2 * 1024 * 1024}
 CSP = ("default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; img-src 'self' data:; "
        "connect-src 'self'; form-action 'self'; frame-ancestors 'self'; base-uri 'none'")
 
@@ -51,12 +58,16 @@ class MoveBody(BaseModel):
 
 def create_app(identify: Callable[..., Any], *, login_url: str | None = None) -> FastAPI:
     """The app; ``identify`` authenticates (user name or ``WebError(401)``), ``login_url`` is offered on a 401 page."""
-    app = FastAPI(title="HMS policy reviews", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
+    app = FastAPI(title="HMS policy API", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
+    app.dependency_overrides[deps.authenticated_user] = identify  # the host says who is calling
+    for router in API_ROUTERS:
+        app.include_router(router, prefix="/api")
 
     def config() -> PipelineConfig:
         return governing()
 
-    def caller(user: Annotated[str, Depends(identify)], cfg: Annotated[PipelineConfig, Depends(config)]) -> Caller:
+    def caller(user: Annotated[str, Depends(deps.authenticated_user)],
+               cfg: Annotated[PipelineConfig, Depends(config)]) -> Caller:
         return Caller.of(user, cfg)
 
     CallerDep = Annotated[Caller, Depends(caller)]
@@ -65,11 +76,12 @@ def create_app(identify: Callable[..., Any], *, login_url: str | None = None) ->
     @app.middleware("http")
     async def limits_and_headers(request: Request, call_next: Callable[..., Any]) -> Response:
         length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
-            return _error(request, WebError(413, f"request body over {MAX_BODY} bytes", field="body"), login_url)
+        limit = next((n for suffix, n in MAX_BODY_FOR.items() if request.url.path.endswith(suffix)), MAX_BODY)
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            return _error(request, WebError(413, f"request body over {limit} bytes", field="body"), login_url)
         if length is None and request.headers.get("transfer-encoding"):  # a stream of unknown size: FastAPI
             # would buffer all of it before any limit applies (tests/reliability/test_hostile_input.py)
-            return _error(request, WebError(411, f"declare the body's Content-Length (at most {MAX_BODY} bytes)",
+            return _error(request, WebError(411, f"declare the body's Content-Length (at most {limit} bytes)",
                                             field="body"), login_url)
         response = await call_next(request)
         response.headers["Content-Security-Policy"] = CSP
@@ -89,8 +101,9 @@ def create_app(identify: Callable[..., Any], *, login_url: str | None = None) ->
         return _error(request, WebError(422, str(first.get("msg")), field=".".join(loc) or "body"), login_url)
 
     @app.exception_handler(HmsError)
-    async def core_error(request: Request, e: HmsError) -> Response:  # e.g. a broken pipeline config
-        return _error(request, WebError(500, str(e), field=e.where), login_url)
+    async def core_error(request: Request, e: HmsError) -> Response:  # a refusal no route translated
+        status = 409 if isinstance(e, CheckFailed) else 422
+        return _error(request, WebError(status, e.message, field=e.where, exit_code=e.exit_code), login_url)
 
     # ---- pages ----
     @app.get("/", include_in_schema=False)

@@ -1,0 +1,5 @@
+"""One router per resource of the HMS API; ``ALL`` is what ``hms.web.create_app`` mounts under ``/api``."""
+
+from hms.api.routers import bundles, deployments, me, policy, reviews, runs
+
+ALL = [me.router, bundles.router, reviews.router, deployments.router, runs.router, policy.router]
