@@ -186,7 +186,10 @@ class AirflowStack:
     def _environment(self, extra: Mapping[str, str]) -> dict[str, str]:
         base = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW") and k != "HMS_ACTOR"}
         plugins = REPO / "plugins"
-        roles = ",".join(f"{u}:{'admin' if u == 'admin' else 'user'}" for u in self.users)
+        # Clerks are Airflow Viewers: they read runs and act in the HMS pages (which authenticate them
+        # themselves), but cannot "Mark success" a task or clear one. The gates do not rely on it (the core
+        # refuses a deploy without approvals whatever a task's state); it keeps the UI honest.
+        roles = ",".join(f"{u}:{'admin' if u == 'admin' else 'viewer'}" for u in self.users)
         airflow = {
             "AIRFLOW_HOME": str(self.home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),

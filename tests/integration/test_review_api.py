@@ -9,6 +9,7 @@ depend on each other's order.
 from __future__ import annotations
 
 import copy
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -28,6 +29,7 @@ from tests.conftest import ROOT, WILDFIRE
 from tests.deploy_helpers import record, record_checks, write_config
 
 pytestmark = pytest.mark.airflow
+HMS = str(Path(sys.executable).parent / "hms")
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +129,62 @@ def test_two_clerks_approve_with_their_airflow_tokens(stack, registry):
     with session_scope() as s:
         actions = [(e.actor, e.action) for e in s.query(AuditEntry).filter(AuditEntry.subject == b.sha256)]
     assert ("alice", "review.approve") in actions and ("bob", "review.approve") in actions
+
+
+def _login(stack, tmp_path: Path, user: str, password: str):
+    import subprocess
+
+    env = {**{k: v for k, v in os.environ.items() if k not in ("HMS_TOKEN", "HMS_API")},
+           "HMS_HOME": stack.env["HMS_HOME"], "HMS_CREDENTIALS": str(tmp_path / f"{user}.json")}
+    r = subprocess.run([HMS, "login", "--api", stack.url, "--username", user, "--password-stdin"], env=env,
+                       input=password + "\n", capture_output=True, text=True, timeout=60)
+    return r, env
+
+
+def test_clerks_log_in_to_the_api_server_with_hms_login_and_review_from_the_cli_as_themselves(
+    stack, registry, tmp_path
+):
+    import stat
+    import subprocess
+
+    b = bundle_of("cli-login")
+    for user in ("alice", "bob"):
+        r, env = _login(stack, tmp_path, user, stack.users[user])
+        assert r.returncode == 0, r.stderr
+        assert f"{user} (airflow-token)" in r.stdout
+        assert stat.S_IMODE((tmp_path / f"{user}.json").stat().st_mode) == 0o600
+        other = "bob" if user == "alice" else "alice"
+        r = subprocess.run([HMS, "rule", "review", b.sha256, "--approve", "--user", other], env=env,
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and f"authenticated as {user}" in r.stderr
+        r = subprocess.run([HMS, "rule", "review", b.sha256, "--approve", "--comment", "ok"], env=env,
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+    with session_scope() as s:
+        assert [(u, role) for u, role in deployments.approval_status(s, b, load_pipeline_config()).approvers] == [
+            ("alice", "legal"), ("bob", "budget")]
+
+
+def test_a_clerks_airflow_role_cannot_mark_a_task_success_or_clear_it(stack):
+    """Clerks are Viewers: Airflow itself refuses them a task state change (the gates do not rely on it)."""
+    dag, run, task = "policy_wildfire-aid-2024", "manual__any", "review.approvals"
+    for user in ("alice", "bob"):
+        token = stack.token(user)
+        patch = httpx.patch(f"{stack.url}/api/v2/dags/{dag}/dagRuns/{run}/taskInstances/{task}",
+                            json={"new_state": "success"}, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        clear = httpx.post(f"{stack.url}/api/v2/dags/{dag}/clearTaskInstances", json={"dry_run": False},
+                           headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        assert (patch.status_code, clear.status_code) == (403, 403), (patch.text, clear.text)
+    admin = httpx.patch(f"{stack.url}/api/v2/dags/{dag}/dagRuns/{run}/taskInstances/{task}",
+                        json={"new_state": "success"}, headers={"Authorization": f"Bearer {stack.token('admin')}"},
+                        timeout=30)
+    assert admin.status_code == 404  # allowed to try: only the run does not exist
+
+
+def test_a_wrong_password_keeps_no_token(stack, registry, tmp_path):
+    r, _ = _login(stack, tmp_path, "alice", "not-her-password")
+    assert r.returncode == 2 and "refused the login" in r.stderr
+    assert not (tmp_path / "alice.json").exists()
 
 
 def test_a_clerk_rejects_with_a_comment(stack, registry):
