@@ -28,6 +28,7 @@ from hms.pipeline_config import PipelineConfig
 log = logging.getLogger(__name__)
 
 POD_XCOM_PATH = "/airflow/xcom/return.json"
+SECRET_DIR = "/var/run/hms"  # the pipeline secret, mounted from the Secret hms-registry (key pipeline-secret)
 
 
 class HmsCommandOperator(BaseOperator):
@@ -119,8 +120,13 @@ def hms_step(
                     secret_key_ref=k8s.V1SecretKeySelector(name="hms-registry", key="pipeline-secret")
                 ),
             ),
-            k8s.V1EnvVar(name="HMS_PIPELINE_SECRET_FILE", value="/var/run/hms/pipeline.secret"),
+            k8s.V1EnvVar(name="HMS_PIPELINE_SECRET_FILE", value=f"{SECRET_DIR}/pipeline.secret"),
         ],
+        # The same secret as the file the CLI checks what it was given against (hms.identity.current).
+        volumes=[k8s.V1Volume(name="hms-pipeline-secret", secret=k8s.V1SecretVolumeSource(
+            secret_name="hms-registry", items=[k8s.V1KeyToPath(key="pipeline-secret", path="pipeline.secret")],
+            default_mode=0o400))],
+        volume_mounts=[k8s.V1VolumeMount(name="hms-pipeline-secret", mount_path=SECRET_DIR, read_only=True)],
         labels={"app.kubernetes.io/part-of": "hms", "hms/step": task_id.split(".")[-1]},
         service_account_name="hms-pipeline-step",
         do_xcom_push=True,

@@ -112,7 +112,7 @@ def abort_run(s: Session, run_id: str, *, by: Principal, reason: str, config: Pi
             actor=by.name,
             action="run.aborted",
             subject=run_id,
-            details={"run_id": run_id, "by": by.name, "principal": by.kind, "reason": reason.strip(),
+            details={"run_id": run_id, "by": by.name, "principal": by.to_dict(), "reason": reason.strip(),
                      "again": already, "environments": touched, "undone": [c.to_dict() for c in undone]},
         )
     return result

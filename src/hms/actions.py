@@ -58,7 +58,7 @@ def push(b: Bundle, by: Principal, *, known: bool = False, advise: bool = True) 
     created = False
     if not known:
         governing()  # the first write to an embedded registry pins its policy (hms.pinned_policy)
-        with session_scope() as s:
+        with session_scope(principal=by.to_dict()) as s:
             _, created = store.record_bundle(
                 s, sha256=b.sha256, protocol_id=b.protocol.id, version=b.protocol.version, content=b.content,
                 manifest=b.manifest, created_by=by.on_behalf_of if by.is_pipeline and by.on_behalf_of else by.name,
@@ -90,7 +90,7 @@ def review(req: models.ReviewIn, by: Principal) -> models.ReviewOut:
     if by.is_pipeline:
         raise BadInput("the pipeline does not review: approvals come from authenticated people", where="review")
     config = governing()
-    with session_scope() as s:
+    with session_scope(principal=by.to_dict()) as s:
         b = bundle_choice.for_review(s, req.ref, config)
         role = req.role
         if role is None:
@@ -170,7 +170,7 @@ def deploy(req: models.DeployIn, by: Principal) -> models.DeployOut:
     at = parse_requested(req.schedule, config.tz)
     pub = publisher(config)
     run_id = req.run_id or by.run_id
-    with session_scope() as s:
+    with session_scope(principal=by.to_dict()) as s:
         b = bundle_choice.for_deploy(s, req.ref, req.environment, config)
         ch = deployments.deploy(s, b, req.environment, activate_at=at, actor=by.name, config=config, run_id=run_id)
     k8s, k8s_lines = publish(pub, ch.environment, ch.protocol_id, "deploy", by)
@@ -211,7 +211,7 @@ def rollback(req: models.RollbackIn, by: Principal) -> models.RollbackOut:
         line = f"[rollback] ✅ {env}: finished the earlier rollback of {pid} in Kubernetes; nothing else rolled back"
         return models.RollbackOut(**(ch.to_dict() if ch else _withdrawn(env, pid)), finished_earlier_rollback=True,
                                   kubernetes=k8s, lines=[line, *k8s_lines])
-    with session_scope() as s:
+    with session_scope(principal=by.to_dict()) as s:
         ch = deployments.rollback(s, pid, env, to=req.to, actor=by.name, config=config)
     until_in_force([ch])
     # The instant every replica switches (effective_time.switch_instant), to the millisecond: it is what the
@@ -236,7 +236,7 @@ def _withdrawn(env: str, pid: str) -> dict[str, Any]:
 def rollback_run(req: models.RunRollbackIn, by: Principal) -> models.RunRollbackOut:
     config = governing()
     pub = publisher(config)
-    with session_scope() as s:
+    with session_scope(principal=by.to_dict()) as s:
         changes = deployments.rollback_run(s, req.run, actor=by.name, config=config)
     until_in_force(changes)
     lines = [f"[rollback] ✅ {c.environment}: {c.protocol_id} v{c.version} ({c.state}) from "
@@ -259,7 +259,7 @@ def abort(run_id: str, req: models.AbortIn, by: Principal) -> models.AbortOut:
     identity.claimed(req.user, by)
     config = governing()
     pub = publisher(config)
-    with session_scope() as s:
+    with session_scope(principal=by.to_dict()) as s:
         result = abort_run(s, run_id, by=by, reason=req.reason, config=config)
     until_in_force(result.undone)
     word = "was already aborted" if result.already_aborted else "aborted"
@@ -287,7 +287,7 @@ def apply_policy(req: models.PolicyApplyIn, by: Principal) -> models.PolicyApply
 
     if by.is_pipeline:
         raise BadInput("the pipeline does not apply policy: an admin does, authenticated", where="config apply")
-    with session_scope() as s:
+    with session_scope(principal=by.to_dict()) as s:
         done = pinned_policy.apply(s, req.text, req.source, actor=by.name)
     return models.PolicyApplyOut(sha256=done.sha256, changed=done.changed, source=done.source,
                                  applied_by=done.applied_by, previous_sha256=done.previous_sha256,

@@ -100,6 +100,11 @@ def test_two_clerks_logged_in_separately_approve_and_the_audit_names_each(api: A
         actors = [(e.actor, e.action) for e in s.scalars(select(AuditEntry).order_by(AuditEntry.id))]
     assert ("carol", "bundle.recorded") in actors
     assert ("alice", "review.approve") in actors and ("bob", "review.approve") in actors
+    with session_scope(read_only=True) as s:  # and how each was authenticated, inside the hashed details
+        how = {e.actor: json.loads(e.details)["principal"] for e in s.scalars(
+            select(AuditEntry).where(AuditEntry.action == "review.approve"))}
+    assert how == {u: {"name": u, "via": "airflow-token", "run_id": None, "on_behalf_of": None}
+                   for u in ("alice", "bob")}
 
 
 def test_a_token_for_alice_cannot_act_as_bob_on_the_cli_or_the_rest_api(api: Api) -> None:
@@ -171,7 +176,8 @@ def test_a_wrong_token_is_not_kept_by_hms_login(api: Api, tmp_path: Path) -> Non
 def test_config_apply_through_the_api_needs_an_admins_token(api: Api, tmp_path: Path) -> None:
     from tests.deploy_helpers import write_config
 
-    changed = write_config(tmp_path / "changed.yml", chaos={"environment": "preprod", "time": "20s", "kill_fraction": 0.2})
+    changed = write_config(tmp_path / "changed.yml",
+                           chaos={"environment": "preprod", "time": "20s", "kill_fraction": 0.2})
     refused = api.hms("bob", "config", "apply", str(changed), check=False)
     assert refused.returncode == 1 and "bob is not an admin" in refused.stderr
     done = json.loads(api.hms("ops", "config", "apply", str(changed), "--json").stdout)

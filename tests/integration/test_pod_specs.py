@@ -64,5 +64,14 @@ def test_heavy_steps_are_pods_with_valid_specs_and_light_steps_stay_on_the_worke
         db = next(e for e in c["env"] if e["name"] == "HMS_DATABASE_URL")
         assert db["valueFrom"]["secretKeyRef"] == {"name": "hms-registry", "key": "database-url"}
         assert "value" not in db  # the registry password never appears in the pod spec
+        # The step acts as the pipeline (hms.identity): the secret comes from the Secret, as env and as the file
+        # it is checked against; never as a value in the spec, and no HMS_ACTOR name to claim.
+        secret = next(e for e in c["env"] if e["name"] == "HMS_PIPELINE_SECRET")
+        assert secret["valueFrom"]["secretKeyRef"] == {"name": "hms-registry", "key": "pipeline-secret"}
+        assert "HMS_ACTOR" not in {e["name"] for e in c["env"]}
+        vol = next(v for v in spec["volumes"] if v["name"] == "hms-pipeline-secret")
+        assert vol["secret"]["secretName"] == "hms-registry" and vol["secret"]["items"][0]["key"] == "pipeline-secret"
+        mount = next(m for m in c["volumeMounts"] if m["name"] == "hms-pipeline-secret")
+        assert mount["mountPath"] == "/var/run/hms" and mount["readOnly"] is True
     # The pod works on the exact bytes the build recorded: the bundle is named by its hash.
     assert any(a.startswith("sha256:") for a in pods["compliance.scan"]["spec"]["containers"][0]["args"])

@@ -87,9 +87,11 @@ def open_bundle(ref: str) -> bundle.Bundle:
 def record_check(args: argparse.Namespace, kind: str, b: bundle.Bundle, ok: bool, payload: dict[str, Any]) -> None:
     if not getattr(args, "record", False):
         return
-    from hms.cli import actor
+    from hms import identity
     from hms.registry import store
     from hms.registry.db import session_scope
 
-    with session_scope() as s:
-        store.record_check(s, sha256=b.sha256, kind=kind, ok=ok, summary=payload, actor=actor(), run_id=args.run_id)
+    me = identity.current()
+    with session_scope(principal=me.to_dict()) as s:
+        store.record_check(s, sha256=b.sha256, kind=kind, ok=ok, summary=payload, actor=me.name,
+                           run_id=args.run_id or me.run_id)

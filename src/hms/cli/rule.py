@@ -119,15 +119,6 @@ def _open_for_push(path: str) -> tuple[Bundle, bool]:
     return bundle.read_bytes(raw, str(p)), False
 
 
-def _push_file(path: str) -> tuple[Bundle, bool]:
-    """Record a pushed file as the acting principal; (bundle, newly recorded)."""
-    from hms import actions, identity
-
-    b, known = _open_for_push(path)
-    out = actions.push(b, identity.current(), known=known, advise=False)
-    return b, out.new
-
-
 def cmd_push(args: argparse.Namespace) -> int:
     from hms import identity
 

@@ -34,7 +34,16 @@ def row_hash(
 
 
 def append(session: Session, *, actor: str, action: str, subject: str, details: dict[str, Any]) -> AuditEntry:
-    """Add one entry in the caller's transaction: it commits with the change it describes, or not at all."""
+    """Add one entry in the caller's transaction: it commits with the change it describes, or not at all.
+
+    When the transaction acts for an authenticated principal (``session_scope(principal=…)``), the entry
+    says how it was authenticated (``airflow-token``, ``os-account``, ``pipeline``) and, for the pipeline,
+    for which run and on whose behalf: part of the hashed details, like everything else.
+    """
+    from hms.registry.db import PRINCIPAL_KEY
+
+    if PRINCIPAL_KEY in session.info and "principal" not in details:
+        details = {**details, "principal": session.info[PRINCIPAL_KEY]}
     head = session.scalars(select(AuditHead).where(AuditHead.id == 1).with_for_update()).one()
     at = clock.now()
     text = _canonical(details)

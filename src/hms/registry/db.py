@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from hms.errors import BadInput
 
 _engines: dict[str, Engine] = {}
+PRINCIPAL_KEY = "hms_principal"  # Session.info: who a transaction acts for (hms.registry.audit records it)
 _lock = threading.Lock()
 
 
@@ -100,12 +101,19 @@ def reset_engines() -> None:
 
 
 @contextmanager
-def session_scope(url: str | None = None, *, read_only: bool = False) -> Iterator[Session]:
-    """One transaction: committed when the block ends, rolled back on any exception."""
+def session_scope(url: str | None = None, *, read_only: bool = False,
+                  principal: dict[str, str | None] | None = None) -> Iterator[Session]:
+    """One transaction: committed when the block ends, rolled back on any exception.
+
+    ``principal`` (hms.identity.Principal.to_dict) is who the transaction acts for: every audit entry it
+    appends records how that actor was authenticated, and for the pipeline the run it acted for.
+    """
     engine = get_engine(url)
     if read_only:
         engine = engine.execution_options(hms_read_only=True)
     session = sessionmaker(bind=engine, expire_on_commit=False)()
+    if principal is not None:
+        session.info[PRINCIPAL_KEY] = principal
     try:
         yield session
         session.commit()
