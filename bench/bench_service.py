@@ -78,7 +78,8 @@ def _p(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(q * len(xs)))]
 
 
-def _rollbacks(client: httpx.Client, urls: list[str], n: int) -> Rollbacks:
+def _rollbacks(client: httpx.Client, urls: list[str], n: int, env: dict[str, str] | None = None) -> Rollbacks:
+    """``n`` rollbacks by the CLI: on the registry directly (``env`` None), or as a client of the HMS API."""
     out = Rollbacks()
     for i in range(n):
         target = 3 if i % 2 == 0 else 4
@@ -87,7 +88,7 @@ def _rollbacks(client: httpx.Client, urls: list[str], n: int) -> Rollbacks:
         invoked = datetime.now(UTC)
         t0 = time.perf_counter()
         r = subprocess.run([HMS, "rule", "rollback", "wildfire-aid-2024", "--env", "prod", *args, "--json"],
-                           check=True, capture_output=True, text=True)
+                           check=True, capture_output=True, text=True, env=env)
         exited = time.perf_counter()
         after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the replicas still run: only the CLI counts
         out.cpu.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
@@ -101,8 +102,9 @@ def _rollbacks(client: httpx.Client, urls: list[str], n: int) -> Rollbacks:
     return out
 
 
-def _rollback_rows(quiet: Rollbacks, loaded: Rollbacks) -> list[Row]:
-    """Quiet and loaded side by side, the loaded figure with its ratio to the quiet one."""
+def _rollback_rows(quiet: Rollbacks, loaded: Rollbacks, api_quiet: Rollbacks, api_loaded: Rollbacks) -> list[Row]:
+    """Quiet and loaded side by side, the loaded figure with its ratio to the quiet one; then the same through
+    the HMS API (the CLI as its client: httpx and pydantic, no SQLAlchemy), with its ratio to the direct one."""
     n = len(quiet.latency)
     load = f"loaded ({LOAD_RATE}/s)"
 
@@ -111,10 +113,19 @@ def _rollback_rows(quiet: Rollbacks, loaded: Rollbacks) -> list[Row]:
                 Row("service", f"{what}, {load}", f"{lo * 1000:.0f} ms ({lo / q:.2f}x quiet)", "-", True)]
 
     p95q, p95l = _p(quiet.latency, 0.95), _p(loaded.latency, 0.95)
+    a95q, a95l = _p(api_quiet.latency, 0.95), _p(api_loaded.latency, 0.95)
     window = effective_time.PROPAGATION.total_seconds() * 1000
+    via = "via the HMS API (hms login; the client imports no SQLAlchemy)"
     return [
         *pair(f"rollback → 4 replicas answer the previous version (p95 of {n})", p95q, p95l, "< 500 ms",
               p95q < 0.5),
+        Row("service", f"rollback {via} → 4 replicas (p95 of {n}), quiet",
+            f"{a95q * 1000:.0f} ms ({a95q / p95q:.2f}x direct)", "< 500 ms", a95q < 0.5),
+        Row("service", f"rollback {via} → 4 replicas (p95 of {n}), {load}",
+            f"{a95l * 1000:.0f} ms ({a95l / p95l:.2f}x direct, {a95l / a95q:.2f}x quiet)", "-", True),
+        Row("service", f"  {via}: `hms rule rollback` CPU, user+sys (p50), quiet",
+            f"{_p(api_quiet.cpu, 0.5) * 1000:.0f} ms ({_p(api_quiet.cpu, 0.5) / _p(quiet.cpu, 0.5):.2f}x direct)",
+            "-", True),
         *pair(f"rollback → 4 replicas answer the previous version (p50 of {n})", _p(quiet.latency, 0.5),
               _p(loaded.latency, 0.5)),
         *pair(f"  invocation → the instant it records (p95; {window:.0f} ms window incl.)",
@@ -145,10 +156,12 @@ def _import_rows() -> list[Row]:
 
 def run() -> list[Row]:
     home = tempfile.mkdtemp(prefix="hms-bench-service-")
-    os.environ.update({"HMS_HOME": home, "HMS_ACTOR": "bench"})
-    os.environ.pop("HMS_DATABASE_URL", None)
+    os.environ.update({"HMS_HOME": home, "HMS_CREDENTIALS": str(Path(home) / "credentials.json")})
+    for var in ("HMS_DATABASE_URL", "HMS_ACTOR", "HMS_TOKEN", "HMS_API"):  # this registry, as the OS account
+        os.environ.pop(var, None)
     from hms import chaos, deployments
     from hms.registry.db import reset_engines, session_scope
+    from tests.api_helpers import running_api
     from tests.deploy_helpers import config, promote_all, ready, record, variant
 
     reset_engines()
@@ -168,16 +181,20 @@ def run() -> list[Row]:
         fleet.wait_ready(60)
         urls = fleet.urls()
         client = httpx.Client(timeout=5)
-        quiet = _rollbacks(client, urls, ROLLBACKS)
-        gen = subprocess.Popen([sys.executable, "-c", LOAD_GENERATOR, str(LOAD_RATE), *urls],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            time.sleep(1.0)  # let it reach its rate
-            loaded = _rollbacks(client, urls, ROLLBACKS)
-        finally:
-            gen.terminate()
-            gen.wait(10)
-        rows += _rollback_rows(quiet, loaded)
+        with running_api(dict(os.environ)) as api:
+            as_ops = api.as_user("ops")  # a person logged in: HMS_TOKEN + HMS_API
+            quiet = _rollbacks(client, urls, ROLLBACKS)
+            api_quiet = _rollbacks(client, urls, ROLLBACKS, as_ops)
+            gen = subprocess.Popen([sys.executable, "-c", LOAD_GENERATOR, str(LOAD_RATE), *urls],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                time.sleep(1.0)  # let it reach its rate
+                loaded = _rollbacks(client, urls, ROLLBACKS)
+                api_loaded = _rollbacks(client, urls, ROLLBACKS, as_ops)
+            finally:
+                gen.terminate()
+                gen.wait(10)
+        rows += _rollback_rows(quiet, loaded, api_quiet, api_loaded)
         rows += _import_rows()
 
         bundles[5] = ready(record(variant(5, max_payment=5005)), cfg)

@@ -10,8 +10,8 @@ sees a name the client typed. Without one, the CLI acts on an embedded registry 
 A pipeline step never uses a person's token: code acting as the pipeline (hms.identity.acting_as, or
 the pipeline secret in the environment) stays in direct mode.
 
-Light on purpose: httpx and the pydantic models, no SQLAlchemy, so ``hms rule rollback`` as a client
-starts fast (bench/bench_service.py).
+Light on purpose: the standard library's HTTP client and the pydantic models — no SQLAlchemy, no httpx
+(~0.1 s to import each) — so ``hms rule rollback`` as a client starts fast (bench/bench_service.py).
 """
 
 from __future__ import annotations
@@ -100,20 +100,37 @@ def active() -> Client | None:
     return Client(c) if c else None
 
 
+def _request(method: str, url: str, body: bytes | None, headers: dict[str, str]) -> tuple[int, bytes]:
+    """One HTTP exchange: (status, body); an unreachable server is exit 2 naming the URL."""
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(url, data=body, method=method,
+                                 headers={"Content-Type": "application/json", "Accept": "application/json", **headers})
+    try:
+        with urllib.request.urlopen(req, timeout=TIMEOUT) as r:  # http(s) only: checked by the callers
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+    except (urllib.error.URLError, OSError) as e:
+        raise BadInput(f"cannot reach {url}: {getattr(e, 'reason', e)}", where=API_ENV) from None
+
+
 def login(api: str, username: str, password: str) -> Credentials:
     """Exchange a user name and password for an Airflow token (``POST /auth/token``)."""
-    import httpx
-
     api = api.rstrip("/")
-    try:
-        r = httpx.post(f"{api}/auth/token", json={"username": username, "password": password}, timeout=TIMEOUT)
-    except httpx.HTTPError as e:
-        raise BadInput(f"cannot reach Airflow at {api}: {e}", where="--api") from None
-    if r.status_code in (401, 403):
+    if not api.startswith(("http://", "https://")):
+        raise BadInput(f"not an http(s) URL: {api!r}", where="--api")
+    body = json.dumps({"username": username, "password": password}).encode()
+    status, raw = _request("POST", f"{api}/auth/token", body, {})
+    if status in (401, 403):
         raise BadInput(f"Airflow refused the login of {username!r} (wrong user name or password)", where="login")
-    if r.status_code >= 400:
-        raise BadInput(f"Airflow answered {r.status_code} to the login: {r.text[:200]}", where="login")
-    token = r.json().get("access_token")
+    if status >= 400:
+        raise BadInput(f"Airflow answered {status} to the login: {raw[:200].decode(errors='replace')}", where="login")
+    try:
+        token = json.loads(raw).get("access_token")
+    except (ValueError, AttributeError):
+        token = None
     if not isinstance(token, str) or not token:
         raise BadInput("Airflow's answer to the login carries no access_token", where="login")
     return Credentials(api, token, username)
@@ -125,18 +142,15 @@ class Client:
 
     def call(self, method: str, path: str, body: BaseModel | None, out: type[Out]) -> Out:
         """One API call; a refusal becomes the HmsError (and exit code) the command would raise locally."""
-        import httpx
-
         url = f"{self.creds.api}{API_PATH}{path}"
+        if not url.startswith(("http://", "https://")):
+            raise BadInput(f"not an http(s) URL: {self.creds.api!r}", where=API_ENV)
+        data = body.model_dump_json().encode() if body is not None else None
+        status, raw = _request(method, url, data, {"Authorization": f"Bearer {self.creds.token}"})
+        if status >= 400:
+            raise refusal(status, raw.decode(errors="replace"))
         try:
-            r = httpx.request(method, url, headers={"Authorization": f"Bearer {self.creds.token}"},
-                              json=body.model_dump(mode="json") if body is not None else None, timeout=TIMEOUT)
-        except httpx.HTTPError as e:
-            raise BadInput(f"cannot reach the HMS API at {url}: {e}", where=API_ENV) from None
-        if r.status_code >= 400:
-            raise refusal(r.status_code, r.text)
-        try:
-            return out.model_validate_json(r.content)
+            return out.model_validate_json(raw)
         except ValidationError as e:
             raise HmsError(f"the HMS API answered something else than {out.__name__}: {e}", where=url) from None
 

@@ -21,11 +21,17 @@ MAX_COMMENT = 4000
 MAX_POLICY_TEXT = 256 * 1024
 
 
+# defer_build: a model's validator is built when first used, not at import — the CLI as a client uses two of
+# these per command, and building all of them would cost the rollback path ~80 ms (bench/bench_service.py).
 class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
-class _Out(BaseModel):
+class _Model(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
+
+class _Out(_Model):
     ok: bool = True
     lines: list[str] = Field(default_factory=list, description="what the CLI prints without --json")
 
@@ -33,7 +39,7 @@ class _Out(BaseModel):
 # ---- who is asking ----------------------------------------------------------------------------------------
 
 
-class PrincipalOut(BaseModel):
+class PrincipalOut(_Model):
     name: str
     via: Literal["airflow-token", "os-account", "pipeline"]
     run_id: str | None = None
@@ -54,7 +60,7 @@ class PushIn(_In):
     source: str = Field("upload", max_length=500, description="where the client read it (for messages)")
 
 
-class NextStepOut(BaseModel):
+class NextStepOut(_Model):
     starts: bool
     reason: str | None = None
     intake_dag_id: str | None = None
@@ -82,18 +88,18 @@ class ReviewIn(_In):
     user: str | None = Field(None, max_length=200, description="if given, must name the authenticated caller")
 
 
-class Approver(BaseModel):
+class Approver(_Model):
     user: str
     role: str
 
 
-class Rejection(BaseModel):
+class Rejection(_Model):
     user: str
     role: str
     comment: str
 
 
-class ApprovalStatusOut(BaseModel):
+class ApprovalStatusOut(_Model):
     satisfied: bool
     rejected: bool
     approvers: list[Approver]
@@ -115,7 +121,7 @@ class ReviewOut(_Out):
 # ---- deployments ------------------------------------------------------------------------------------------
 
 
-class ChangeOut(BaseModel):
+class ChangeOut(_Model):
     """One environment's change (``hms.deployments.Change``)."""
 
     environment: str
@@ -173,7 +179,7 @@ class AbortIn(_In):
     user: str | None = Field(None, max_length=200, description="if given, must name the authenticated caller")
 
 
-class RunStateOut(BaseModel):
+class RunStateOut(_Model):
     run_id: str
     state: str
     started_at: str
@@ -211,7 +217,7 @@ class PolicyApplyOut(_Out):
 # ---- errors -----------------------------------------------------------------------------------------------
 
 
-class ErrorOut(BaseModel):
+class ErrorOut(_Model):
     """Every refusal: what, which field, the HTTP status, and the exit code the CLI then returns."""
 
     detail: str
