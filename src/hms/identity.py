@@ -162,6 +162,17 @@ def current() -> Principal:
     return Principal.person(os_account(), "os-account")
 
 
+def direct() -> Principal | None:
+    """``current()``, or None where this process may not write the registry itself (a person on a shared
+    registry, who reads it and acts through the API)."""
+    try:
+        return current()
+    except BadInput as e:
+        if e.where == "identity":
+            return None
+        raise
+
+
 def claimed(user: str | None, principal: Principal, where: str = "--user") -> str:
     """The principal's name; a ``--user`` that names someone else is exit 2 (an identity is not typed in)."""
     from hms.approvals import same_person

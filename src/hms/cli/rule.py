@@ -319,15 +319,18 @@ def cmd_abort(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from hms import deployments
+    from hms import deployments, identity
     from hms.pinned_policy import governing
     from hms.registry.db import session_scope
+
     config = governing()
     out = []
     lines = []
-    with session_scope() as s:
+    me = identity.direct()  # who records due activations; None: a person reading a shared registry (time decides)
+    with session_scope(read_only=me is None) as s:
         for env in config.environment_names:
-            deployments.settle(s, env, config, actor=actor())
+            if me is not None:
+                deployments.settle(s, env, config, actor=me.name)
             cur = deployments.in_force(s, env, args.id)
             pend = deployments.pending(s, env, args.id)
             out.append({
