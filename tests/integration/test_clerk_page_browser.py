@@ -209,3 +209,55 @@ def _bundle_sha(stack: Any, run_id: str) -> str:
         assert r.status_code == 200, r.text
         value = r.json()["value"]
     return str((value if isinstance(value, dict) else json.loads(value))["sha256"])
+
+
+def mark_task_success(driver: Any, stack: Any, run_id: str, task_id: str) -> None:
+    """Airflow 3.3's own UI: the task instance page, "Mark Task Instance as..." → Success → Confirm."""
+    from selenium.webdriver.common.by import By
+
+    driver.get(f"{stack.url}/dags/{DAG}/runs/{run_id}/tasks/{task_id}")
+    until("the mark-as button", lambda: driver.find_elements(
+        By.CSS_SELECTOR, "button[aria-label='Mark Task Instance as...']"), 60)[0].click()
+    until("the Success entry", lambda: [e for e in driver.find_elements(By.CSS_SELECTOR, "[role=menuitem]")
+                                        if e.text.strip() == "Success"], 30)[0].click()
+    until("the Confirm button", lambda: [b for b in driver.find_elements(By.CSS_SELECTOR, "[role=dialog] button")
+                                         if b.text.strip() == "Confirm"], 30)[0].click()
+
+
+def test_mark_success_on_the_review_task_in_the_airflow_ui_deploys_nothing(stack, browser, monkeypatch):
+    """The first attack on the gates, as ops would do it: a run waits for two approvals; a clerk (an Airflow
+    Viewer) cannot mark the review task success, an admin can — and still no environment takes the bundle,
+    because every deploy step asks the core, which finds no approvals for the hash. The run ends failed."""
+    from sqlalchemy import select
+
+    from hms.registry import db
+    from hms.registry.models import Deployment
+    from tests.deploy_helpers import record, variant
+
+    monkeypatch.setenv("HMS_HOME", stack.env["HMS_HOME"])  # the registry the stack's pipeline uses
+    monkeypatch.setenv("HMS_PIPELINE_CONFIG", stack.env["HMS_PIPELINE_CONFIG"])
+    db.reset_engines()
+    sha = record(variant(4, max_payment=5004)).sha256  # a bundle no run has taken up (a bundle runs once)
+    run_id = stack.trigger(DAG, {"sha256": sha, "effective_at": "+600s", "chaos_window": "3s"})
+    until("the review task waiting", lambda: stack.task_states(DAG, run_id).get("review.approvals")
+          in ("deferred", "running", "up_for_reschedule"), 240, 2)
+
+    log_in(browser, stack, "alice")  # a clerk: the UI offers the button, Airflow refuses the change
+    mark_task_success(browser, stack, run_id, "review.approvals")
+    time.sleep(3)
+    browser.save_screenshot(str(ARTIFACTS / "mark-success-1-clerk-refused.png"))
+    assert stack.task_states(DAG, run_id)["review.approvals"] in ("deferred", "running", "up_for_reschedule")
+
+    log_in(browser, stack, "admin")
+    mark_task_success(browser, stack, run_id, "review.approvals")
+    until("the review task marked success", lambda: stack.task_states(DAG, run_id)["review.approvals"] == "success",
+          30, 0.5)
+    assert stack.wait_for_run(DAG, run_id, timeout=240) == "failed"
+    browser.get(f"{stack.url}/dags/{DAG}/runs/{run_id}")
+    time.sleep(3)
+    browser.save_screenshot(str(ARTIFACTS / "mark-success-2-staging-refused.png"))
+    states = stack.task_states(DAG, run_id)
+    assert states["staging.deploy"] == "failed" and states["preprod.deploy"] == "upstream_failed", states
+    with db.session_scope(read_only=True) as s:
+        assert list(s.scalars(select(Deployment).where(Deployment.bundle_sha256 == sha))) == []
+    db.reset_engines()
