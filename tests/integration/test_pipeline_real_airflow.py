@@ -133,6 +133,11 @@ def test_approved_by_two_clerks_while_waiting_the_bundle_goes_live_in_prod_at_it
     assert "deferring until" in airflow.task_log(DAG, run_id, "flip.wait_for_effective_time")
     verify = next(ti for ti in airflow.task_instances(DAG, run_id) if ti["task_id"] == "flip.verify_live")
     assert datetime.fromisoformat(verify["start_date"].replace("Z", "+00:00")) >= prod[0].activate_at
+    # Every deploy was the pipeline's principal acting for this run, on behalf of whoever triggered it (admin).
+    with session_scope() as s:
+        deploys = [json.loads(e.details)["principal"] for e in audit_entries(s) if e.action.startswith("deploy.")]
+    assert len(deploys) == 3 and all(p == {"name": "airflow", "via": "pipeline", "run_id": run_id,
+                                           "on_behalf_of": "admin"} for p in deploys), deploys
 
 
 def test_a_compliance_violation_stops_the_run_before_anything_is_deployed(use_stack):

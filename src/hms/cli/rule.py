@@ -266,8 +266,8 @@ def _promote_check(args: argparse.Namespace, kind: str, b: Bundle, *, env: str =
     from hms import identity
 
     me = identity.current()  # the pipeline's promote records as the pipeline; a person's as that person
-    env = {**os.environ, **(identity.pipeline_env(me.run_id or args.run_id) if me.is_pipeline else {})}
-    r = subprocess.run(cmd, check=False, stdout=subprocess.PIPE if args.json else None, text=True, env=env)
+    child_env = {**os.environ, **(identity.pipeline_env(me.run_id or args.run_id) if me.is_pipeline else {})}
+    r = subprocess.run(cmd, check=False, stdout=subprocess.PIPE if args.json else None, text=True, env=child_env)
     if r.returncode != 0:
         where = f" in {env}" if env else ""
         raise CheckFailed(f"the {kind}{where} failed (hms {' '.join(argv[:2])} exited {r.returncode})",
