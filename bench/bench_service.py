@@ -145,8 +145,9 @@ def _import_rows() -> list[Row]:
 
 def run() -> list[Row]:
     home = tempfile.mkdtemp(prefix="hms-bench-service-")
-    os.environ.update({"HMS_HOME": home, "HMS_ACTOR": "bench"})
-    os.environ.pop("HMS_DATABASE_URL", None)
+    os.environ["HMS_HOME"] = home
+    for name in ("HMS_DATABASE_URL", "HMS_ACTOR"):  # embedded registry; its commands act as the OS account
+        os.environ.pop(name, None)
     from hms import chaos, deployments
     from hms.registry.db import reset_engines, session_scope
     from tests.deploy_helpers import config, promote_all, ready, record, variant
