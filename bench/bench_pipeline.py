@@ -70,8 +70,9 @@ def _task_rows(tis: list[dict[str, Any]]) -> list[Row]:
 
 def run() -> list[Row]:
     home = Path(tempfile.mkdtemp(prefix="hms-bench-pipeline-"))
-    os.environ.update({"HMS_HOME": str(home / "hms"), "HMS_ACTOR": "bench"})
-    os.environ.pop("HMS_DATABASE_URL", None)
+    os.environ["HMS_HOME"] = str(home / "hms")
+    for name in ("HMS_DATABASE_URL", "HMS_ACTOR"):  # embedded registry; its commands act as the OS account
+        os.environ.pop(name, None)
     sys.path.insert(0, str(ROOT / "plugins"))
     from hms_operators.stack import AirflowStack
 

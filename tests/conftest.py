@@ -31,6 +31,9 @@ def hms_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, test_settings: Pat
     The repository's windows are calendar dates and a weekly Sunday slot: a test that meets one by the
     date it happens to run on would have an expiry date. Tests about freeze windows write their own,
     built from the clock (tests/deploy_helpers.write_config).
+
+    Nothing of the developer's shell decides who acts (hms.identity): an exported HMS_ACTOR (refused) or
+    pipeline secret is dropped, so CLI calls act as this process's OS account unless a test says otherwise.
     """
     home = tmp_path / "hms-home"
     monkeypatch.setenv("HMS_HOME", str(home))

@@ -2,6 +2,11 @@
 
 Every deploy needs, for the exact hash, the approval policy met and passing ``test`` and ``scan`` checks
 (``chaos`` too past the chaos environment): ``ready(b)`` records all of them, as the pipeline would.
+
+Identity is authenticated (hms.identity): a CLI call in a test acts as this process's OS account, which
+gives one approval per bundle. So two clerks' approvals given as *setup* are core calls here (``approve``,
+``review_as``), and a test that needs the CLI to hold a role gives the OS account that role in its policy
+(``users_with_os_account``).
 """
 
 from __future__ import annotations
@@ -11,7 +16,8 @@ from pathlib import Path
 
 import yaml
 
-from hms import bundle, deployments, pinned_policy, protocol
+from hms import bundle, deployments, identity, pinned_policy, protocol
+from hms.approvals import ApprovalStatus
 from hms.pipeline_config import PipelineConfig, parse_pipeline_config
 from hms.registry import store
 from hms.registry.db import session_scope
@@ -24,6 +30,13 @@ def _config_text(**changes) -> str:
     data["freeze_windows"] = []
     data.update(changes)
     return yaml.safe_dump(data)
+
+
+def users_with_os_account(*roles: str) -> dict[str, list[str]]:
+    """The repository policy's ``users:`` with this process's OS account (the principal of a CLI call in
+    embedded mode) holding ``roles``: pass as ``users=`` to ``write_config`` / ``pin_config``."""
+    users = yaml.safe_load((ROOT / ".hms-ci" / "policy-pipeline.yml").read_text())["users"]
+    return {**users, identity.os_account(): list(roles)}
 
 
 def config(**changes) -> PipelineConfig:
@@ -80,6 +93,17 @@ def approve(b: bundle.Bundle, cfg: PipelineConfig | None = None) -> None:
     with session_scope() as s:
         deployments.record_review(s, b, user="alice", role="legal", decision="approve", comment="ok", config=cfg)
         deployments.record_review(s, b, user="bob", role="budget", decision="approve", comment="ok", config=cfg)
+
+
+def review_as(
+    ref: str | bundle.Bundle, user: str, role: str, decision: str = "approve", comment: str = ""
+) -> ApprovalStatus:
+    """One clerk's review of a registry reference (or bundle), recorded by the core call ``hms rule review``
+    makes, under the pinned policy: setup approvals (one OS account cannot be two clerks on the CLI)."""
+    cfg = pinned_policy.governing()
+    with session_scope() as s:
+        b = ref if isinstance(ref, bundle.Bundle) else deployments.resolve_bundle(s, ref)
+        return deployments.record_review(s, b, user=user, role=role, decision=decision, comment=comment, config=cfg)
 
 
 def promote_all(b: bundle.Bundle, cfg: PipelineConfig, activate_at=None, run_id: str | None = None) -> None:

@@ -6,6 +6,7 @@ see each other's rows and the migration runs from scratch every time.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from hms import identity
 from hms.registry import db
 
 
@@ -68,3 +70,15 @@ def pin_test_settings() -> None:
     path = Path(os.environ["HMS_PIPELINE_CONFIG"])
     with db.session_scope() as s:
         pinned_policy.apply(s, path.read_text(), str(path), actor="ops")
+
+
+@contextlib.contextmanager
+def direct_writer() -> Iterator[None]:
+    """In-process CLI calls that write the registry directly, as whoever may: on SQLite (embedded) the OS
+    account; on PostgreSQL (shared) only the pipeline, since people act through the HMS API (hms.identity).
+    For tests whose subject is what a command does, not who does it."""
+    if not identity.shared_registry():
+        yield
+        return
+    with identity.acting_as(identity.Principal.pipeline()):
+        yield

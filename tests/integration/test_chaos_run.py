@@ -23,7 +23,7 @@ HMS = str(Path(sys.executable).parent / "hms")
 
 @pytest.fixture
 def env(hms_home, tmp_path):
-    e = {**os.environ, "HMS_HOME": str(hms_home), "HMS_ACTOR": "ops"}
+    e = {**os.environ, "HMS_HOME": str(hms_home)}
     e["HMS_PIPELINE_CONFIG"] = str(write_config(tmp_path / "pipeline.yml"))
     e.pop("HMS_DATABASE_URL", None)
     subprocess.run([HMS, "rule", "push", str(WILDFIRE)], env=e, check=True, capture_output=True)

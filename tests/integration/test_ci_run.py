@@ -15,7 +15,10 @@ import pytest
 from hms import bundle
 from hms.ci import StageLines, TaskEvent, run_id_for
 from hms.protocol import load
+from hms.registry import models
+from hms.registry.db import session_scope, upgrade
 from tests.conftest import CHIP, ROOT
+from tests.deploy_helpers import review_as
 
 HMS = str(Path(sys.executable).with_name("hms"))
 CONFIG = str(ROOT / ".hms-ci" / "policy-pipeline.yml")
@@ -31,24 +34,41 @@ def _env(home: Path) -> dict[str, str]:
     }
 
 
-def _review_when_pushed(env: dict[str, str], sha: str, reviews: list[list[str]], stop: threading.Event) -> None:
-    """Act as the clerks: once the run has recorded the bundle (review exits 2 until then), give the reviews."""
-    for args in reviews:
-        while not stop.is_set():
-            r = subprocess.run([HMS, "rule", "review", f"sha256:{sha}", *args], env=env, capture_output=True)
-            if r.returncode == 0:
-                break
-            time.sleep(1)
+Review = tuple[str, str, str, str]  # user, role, decision, comment
 
 
-def _ci(home: Path, reviews: list[list[str]], *extra: str) -> subprocess.CompletedProcess[str]:
+def _recorded(sha: str) -> bool:
+    with session_scope(read_only=True) as s:
+        return s.get(models.Bundle, sha) is not None
+
+
+def _review_when_pushed(sha: str, reviews: list[Review], stop: threading.Event, errors: list[Exception]) -> None:
+    """Act as the clerks: once the run has recorded the bundle, give the reviews. In-process, each as its
+    clerk: a CLI call here is this process's OS account, one person, and the clerks are two."""
+    while not stop.is_set() and not _recorded(sha):
+        time.sleep(1)
+    for user, role, decision, comment in reviews:
+        if stop.is_set():
+            return
+        try:
+            review_as(sha, user, role, decision, comment)
+        except Exception as e:  # reported by _ci: the run would otherwise only time out waiting
+            errors.append(e)
+            return
+
+
+def _ci(home: Path, reviews: list[Review], *extra: str) -> subprocess.CompletedProcess[str]:
+    """``hms ci run`` on the registry under ``home`` (this test's HMS_HOME: the clerks review in-process)."""
+    assert os.environ["HMS_HOME"] == str(home), "the in-process clerks review this test's registry"
     env = _env(home)
     sha = bundle.sha256_hex(bundle.build(load(CHIP)))
+    upgrade()  # the schema first: the clerks' polling never races the run's own migration
     stop = threading.Event()
-    clerks = threading.Thread(target=_review_when_pushed, args=(env, sha, reviews, stop), daemon=True)
+    errors: list[Exception] = []
+    clerks = threading.Thread(target=_review_when_pushed, args=(sha, reviews, stop, errors), daemon=True)
     clerks.start()
     try:
-        return subprocess.run(
+        r = subprocess.run(
             [HMS, "ci", "run", CONFIG, "--protocol", "chip-income-cap", "--local", "--timeout", "240", *extra],
             env=env,
             capture_output=True,
@@ -58,16 +78,18 @@ def _ci(home: Path, reviews: list[list[str]], *extra: str) -> subprocess.Complet
     finally:
         stop.set()
         clerks.join(timeout=30)
+    assert not errors, f"a clerk's review failed: {errors!r}"
+    return r
 
 
 @pytest.mark.airflow
 @pytest.mark.slow
-def test_ci_run_without_airflow_server_runs_the_dag_here_and_prints_each_stage(tmp_path: Path) -> None:
+def test_ci_run_without_airflow_server_runs_the_dag_here_and_prints_each_stage(hms_home: Path) -> None:
     approvals = [
-        ["--user", "alice", "--role", "legal", "--approve", "--comment", "authority checked"],
-        ["--user", "bob", "--role", "budget", "--approve", "--comment", "within budget"],
+        ("alice", "legal", "approve", "authority checked"),
+        ("bob", "budget", "approve", "within budget"),
     ]
-    r = _ci(tmp_path / "home", approvals, "--effective-at", "+5s", "--chaos-window", "2s")
+    r = _ci(hms_home, approvals, "--effective-at", "+5s", "--chaos-window", "2s")
     assert r.returncode == 0, r.stdout + r.stderr
     lines = r.stdout.splitlines()
     expected = [
@@ -86,7 +108,7 @@ def test_ci_run_without_airflow_server_runs_the_dag_here_and_prints_each_stage(t
     assert at == sorted(at), lines  # in pipeline order
     served = subprocess.run(
         [HMS, "rule", "status", "chip-income-cap", "--json"],
-        env=_env(tmp_path / "home"),
+        env=_env(hms_home),
         capture_output=True,
         text=True,
         check=True,
@@ -97,9 +119,9 @@ def test_ci_run_without_airflow_server_runs_the_dag_here_and_prints_each_stage(t
 
 @pytest.mark.airflow
 @pytest.mark.slow
-def test_ci_run_exits_1_when_a_clerk_rejects_and_nothing_is_deployed(tmp_path: Path) -> None:
-    reject = [["--user", "bob", "--role", "budget", "--reject", "--comment", "cost exceeds the appropriation"]]
-    r = _ci(tmp_path / "home", reject)
+def test_ci_run_exits_1_when_a_clerk_rejects_and_nothing_is_deployed(hms_home: Path) -> None:
+    reject = [("bob", "budget", "reject", "cost exceeds the appropriation")]
+    r = _ci(hms_home, reject)
     assert r.returncode == 1, r.stdout + r.stderr
     assert "[review] ❌ review.approvals failed" in r.stdout
     assert "[deploy]" not in r.stdout

@@ -95,7 +95,6 @@ async def k8s(hms_home: Path, tmp_path: Path) -> AsyncIterator[Setup]:
     env = {
         **os.environ,
         "HMS_HOME": str(hms_home),
-        "HMS_ACTOR": "ops",
         "HMS_PIPELINE_CONFIG": str(pin_file(write_config(tmp_path / "pipeline.yml", execution=execution))),
     }
     env.pop("HMS_DATABASE_URL", None)

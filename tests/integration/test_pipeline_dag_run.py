@@ -1,7 +1,8 @@
 """The policy DAG run end to end with Airflow's ``dag.test`` (real operators, deferrable sensors run inline).
 
 Not the scheduler (see ../shared/research/airflow-3.3.md): that run is still to come. Approvals are given
-before the run for the exact hash the build step will produce (packing is deterministic).
+before the run for the exact hash the build step will produce (packing is deterministic), in-process: an
+`hms` command here acts as this process's OS account, which is one person, not two clerks.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pytest
 from hms.registry.db import session_scope
 from hms.registry.models import AuditEntry
 from tests.conftest import ROOT, WILDFIRE
-from tests.deploy_helpers import write_config
+from tests.deploy_helpers import pin_file, review_as, write_config
 
 HMS = str(Path(sys.executable).parent / "hms")
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
@@ -41,15 +42,14 @@ _RUN = textwrap.dedent("""
 @pytest.fixture
 def airflow_env(tmp_path, hms_home):
     env = {**os.environ, "AIRFLOW_HOME": str(tmp_path / "airflow"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-           "HMS_HOME": str(hms_home), "HMS_ACTOR": "pipeline-test",
+           "HMS_HOME": str(hms_home),
            # dag.test needs the DAG serialized from the configured folder, not only parsed here.
            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"), "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins")}
     env.pop("HMS_DATABASE_URL", None)
     subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
-    for args in (["rule", "push", str(WILDFIRE)],
-                 ["rule", "review", "wildfire-aid-2024@3", "--user", "alice", "--role", "legal", "--approve"],
-                 ["rule", "review", "wildfire-aid-2024@3", "--user", "bob", "--role", "budget", "--approve"]):
-        subprocess.run([HMS, *args], env=env, check=True, capture_output=True, timeout=60)
+    subprocess.run([HMS, "rule", "push", str(WILDFIRE)], env=env, check=True, capture_output=True, timeout=60)
+    review_as("wildfire-aid-2024@3", "alice", "legal")
+    review_as("wildfire-aid-2024@3", "bob", "budget")
     return env
 
 
@@ -63,13 +63,13 @@ def _run(env) -> dict:
 def _frozen_at_the_override(env, tmp_path) -> dict[str, str]:
     """Settings whose prod freeze covers the run's requested time (+1h) but not now: the scan passes (the bundle
     would come into force now), staging and preprod deploy, and prod's schedule is refused — a failure after
-    deploying. Applied by ops (an admin) as the registry's pinned policy: the file alone changes no gate."""
+    deploying. Applied by ops (an admin; the core call of hms config apply) as the registry's pinned policy: the
+    file alone changes no gate."""
     now = datetime.now(UTC)
     cfg = write_config(tmp_path / "frozen.yml", freeze_windows=[{
         "reason": "test freeze", "start": (now + timedelta(minutes=50)).isoformat(),
         "end": (now + timedelta(hours=2)).isoformat(), "environments": ["prod"]}])
-    subprocess.run([HMS, "config", "apply", str(cfg)], env={**env, "HMS_ACTOR": "ops"}, check=True,
-                   capture_output=True, timeout=60)
+    pin_file(cfg)
     return {"HMS_PIPELINE_CONFIG": str(cfg), "RUN_CONF": json.dumps({"effective_at": "+1h", "chaos_window": "3s"})}
 
 
@@ -84,9 +84,8 @@ def _pushed_with_effective_time(env, tmp_path, at: datetime) -> str:
     out = subprocess.run([HMS, "rule", "push", str(path), "--json"], env=env, check=True, capture_output=True,
                          text=True, timeout=60).stdout
     sha = json.loads(out.strip().splitlines()[-1])["sha256"]
-    for user, role in (("alice", "legal"), ("bob", "budget")):
-        subprocess.run([HMS, "rule", "review", sha, "--user", user, "--role", role, "--approve"], env=env,
-                       check=True, capture_output=True, timeout=60)
+    review_as(sha, "alice", "legal")
+    review_as(sha, "bob", "budget")
     return sha
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from hms.chaos import free_port
 from tests.conftest import ROOT, WILDFIRE
-from tests.deploy_helpers import record_checks_for, write_config
+from tests.deploy_helpers import record_checks_for, review_as, write_config
 
 HMS = str(Path(sys.executable).parent / "hms")
 ROLLBACK = ROOT / "include" / "rollback.sh"
@@ -23,7 +23,7 @@ FAMILY = {"household_size": 4, "household_income": 40000, "county_fire_declared"
 
 @pytest.fixture
 def env(hms_home, tmp_path):
-    e = {**os.environ, "HMS_HOME": str(hms_home), "HMS_BIN": HMS, "HMS_ACTOR": "ops"}
+    e = {**os.environ, "HMS_HOME": str(hms_home), "HMS_BIN": HMS}  # CLI calls act as the OS account
     e["HMS_PIPELINE_CONFIG"] = str(write_config(tmp_path / "pipeline.yml"))
     e.pop("HMS_DATABASE_URL", None)
     return e
@@ -44,14 +44,18 @@ def _v4(tmp_path: Path) -> Path:
 
 
 def _approve(env, ref):
+    """Two clerks through the CLI (the seed's flow). Until the CLI authenticates people (hms login), one
+    shell is one OS account and so one clerk: this fails at alice's --user."""
     hms(env, "rule", "review", ref, "--user", "alice", "--role", "legal", "--approve", "--comment", "cites sec. 3")
     return hms(env, "rule", "review", ref, "--user", "bob", "--role", "budget", "--approve")
 
 
-def _ready(env, ref):
-    """Passing test, scan and chaos recorded for ``ref`` (as the pipeline's steps would), then two approvals."""
+def _ready(ref):
+    """Passing test, scan and chaos recorded for ``ref`` (as the pipeline's steps would), then two clerks'
+    approvals (in-process: the CLI under test is deploy, promote, rollback)."""
     record_checks_for(ref)
-    return _approve(env, ref)
+    review_as(ref, "alice", "legal", comment="cites sec. 3")
+    review_as(ref, "bob", "budget")
 
 
 def test_rollback_script_is_present_executable_and_strict():
@@ -79,7 +83,7 @@ def test_push_review_deploy_status_rollback_the_seed_2_flow(env, tmp_path):
     record_checks_for(ref, ("chaos",))  # what `hms chaos run --target preprod --record` leaves (test_chaos_run.py)
     assert "live" in hms(env, "rule", "deploy", ref, "--env", "prod").stdout
     hms(env, "rule", "push", str(_v4(tmp_path)))
-    _ready(env, "wildfire-aid-2024@4")
+    _ready("wildfire-aid-2024@4")
     for e in ("staging", "preprod", "prod"):
         hms(env, "rule", "deploy", "wildfire-aid-2024@4", "--env", e)
     assert "prod       live v4" in hms(env, "rule", "status", "wildfire-aid-2024").stdout
@@ -112,7 +116,7 @@ def test_rollback_script_refuses_hostile_arguments(env, evil):
 def test_promote_with_a_midnight_schedule_leaves_prod_pending(env, tmp_path):
     pkg = tmp_path / "pkg.tgz"
     hms(env, "policy", "pack", str(WILDFIRE), "--out", str(pkg))
-    _ready(env, "wildfire-aid-2024@3")
+    _ready("wildfire-aid-2024@3")
     r = hms(env, "promote", str(pkg), "--targets", "staging,preprod,prod", "--rollback", str(ROLLBACK),
             "--schedule", "00:00")
     last = r.stdout.strip().splitlines()[-1]
@@ -163,18 +167,17 @@ def test_a_recorded_scan_with_other_policies_is_refused_so_an_empty_policy_dir_p
 def test_the_cli_records_no_review_of_a_superseded_version(env, tmp_path):
     hms(env, "rule", "push", str(WILDFIRE))
     hms(env, "rule", "push", str(_v4(tmp_path)))
-    r = hms(env, "rule", "review", "wildfire-aid-2024@3", "--user", "alice", "--role", "legal", "--approve",
-            check=False)
+    r = hms(env, "rule", "review", "wildfire-aid-2024@3", "--role", "legal", "--approve", check=False)
     assert r.returncode == 1 and "superseded by v4; review that one" in r.stderr
 
 
 def test_a_running_service_picks_up_a_rollback_without_restart(env, tmp_path):
     hms(env, "rule", "push", str(WILDFIRE))
-    _ready(env, "wildfire-aid-2024@3")
+    _ready("wildfire-aid-2024@3")
     for e in ("staging", "preprod", "prod"):
         hms(env, "rule", "deploy", "wildfire-aid-2024@3", "--env", e)
     hms(env, "rule", "push", str(_v4(tmp_path)))
-    _ready(env, "wildfire-aid-2024@4")
+    _ready("wildfire-aid-2024@4")
     for e in ("staging", "preprod", "prod"):
         hms(env, "rule", "deploy", "wildfire-aid-2024@4", "--env", e)
     port = free_port()

@@ -2,11 +2,15 @@
 
 Each chapter runs as a user types it: ``hms`` in a subprocess, in a working directory holding what
 the chapter names — protocol.yml, wildfire-aid-2024.json, rollback.sh, .hms-ci/policy-pipeline.yml —
-with identities from HMS_ACTOR (until identity is authenticated). Each command must exit 0 and print
-its key lines. The only commands added between the chapter's are the ones its prose implies and that
-exist verbatim elsewhere in the seed: two clerks' reviews before prod, the staging and preprod
-deploys chapter B's prod deploy follows, and (chapter B) the test, scan and preprod chaos whose
-recorded results every environment's gate asks for (chapter A's promote runs those itself).
+as this process's OS account (hms.identity). Each command must exit 0 and print its key lines.
+The only commands added between the chapter's are the ones its prose implies and that exist
+verbatim elsewhere in the seed: two clerks' reviews before prod, the staging and preprod deploys
+chapter B's prod deploy follows, and (chapter B) the test, scan and preprod chaos whose recorded
+results every environment's gate asks for (chapter A's promote runs those itself).
+
+A command typed by another person (``Seed.hms(actor=...)``: the clerks' reviews) needs the
+authenticated HMS API client (``hms login`` / HMS_TOKEN) and fails its test until then; where two
+clerks' approvals are only setup for a promote, they are recorded in-process.
 
 Nothing here depends on today's date: every protocol gets its ``metadata.effective_at`` computed
 when the test runs (tests/dated_protocols.py), and the working directory's pipeline config drops the
@@ -33,12 +37,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from hms.approvals import same_person
 from hms.chaos import free_port
 from hms.ci import run_id_for
+from hms.identity import os_account
 from hms.pipeline_config import load_pipeline_config
 from tests import dated_protocols
 from tests.conftest import ROOT
-from tests.deploy_helpers import promote_all, ready, ready_ref, record, record_checks_for
+from tests.deploy_helpers import promote_all, ready, ready_ref, record, record_checks_for, review_as
 
 HMS = str(Path(sys.executable).with_name("hms"))
 PID = "wildfire-aid-2024"
@@ -73,9 +79,14 @@ class Seed:
 
     def hms(self, argv: list[str], *, actor: str | None = None, ok: bool = True,
             timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        env = {**self.env, "HMS_ACTOR": actor} if actor else self.env
+        """``hms argv`` as this process's OS account; ``actor`` names the person who types it, which only
+        the OS account can be until the CLI authenticates people (hms login): anyone else fails the test."""
+        if actor is not None and not same_person(actor, os_account()):
+            pytest.fail(f"hms {' '.join(argv)} typed by {actor}: acting as another person than the OS account "
+                        f"({os_account()}) needs the authenticated HMS API client (hms login / HMS_TOKEN)")
         t0 = time.monotonic()
-        r = subprocess.run([HMS, *argv], cwd=self.cwd, env=env, capture_output=True, text=True, timeout=timeout)
+        r = subprocess.run([HMS, *argv], cwd=self.cwd, env=self.env, capture_output=True, text=True,
+                           timeout=timeout)
         self.took.append((" ".join(argv), time.monotonic() - t0))
         if ok and r.returncode != 0:
             raise AssertionError(f"hms {' '.join(argv)} exited {r.returncode}\n{r.stdout}\n{r.stderr}")
@@ -104,7 +115,6 @@ def seed(tmp_path: Path, hms_home: Path, monkeypatch: pytest.MonkeyPatch) -> See
         "HMS_HOME": str(hms_home),
         "HMS_PIPELINE_CONFIG": str(cwd / ".hms-ci" / "policy-pipeline.yml"),
         "HMS_BIN": HMS,  # rollback.sh calls it
-        "HMS_ACTOR": "ops",
     }
     env.pop("HMS_DATABASE_URL", None)
     monkeypatch.setenv("HMS_PIPELINE_CONFIG", env["HMS_PIPELINE_CONFIG"])  # what in-process helpers pin too
@@ -283,7 +293,7 @@ def test_a_bare_id_that_is_also_a_hash_prefix_is_refused_naming_both_candidates(
     sha_hex = json.loads(seed.hms(["rule", "push", "hex.json", "--json"]).stdout)["sha256"]
     before = _audit(seed)
     for argv in (["rule", "review", hexid, "--approve"], ["rule", "deploy", hexid, "--env", "staging"]):
-        r = seed.hms(argv, actor="alice", ok=False)
+        r = seed.hms(argv, ok=False)  # refused whoever asks
         assert r.returncode == 2, r.stderr
         assert f"hms: error: bundle: '{hexid}' is ambiguous" in r.stderr
         assert f"{hexid}@1 ({sha_hex[:12]})" in r.stderr and f"{PID}@3 ({sha[:12]})" in r.stderr
@@ -314,6 +324,12 @@ def test_push_of_a_json_protocol_prints_the_next_run_and_a_repeat_says_it_is_kno
     assert f"[push] next: no pipeline run for this bundle: {PID} v4 is newer" in again
 
 
+def _two_clerks_approve(ref: str) -> None:
+    """Setup for a promote: alice's and bob's approvals, in-process (two people; a CLI call here is one)."""
+    review_as(ref, "alice", "legal")
+    review_as(ref, "bob", "budget")
+
+
 def test_a_promote_that_fails_nothing_before_writing_deploys_nowhere(seed: Seed) -> None:
     seed.hms(CHAPTER_A[0])
     before = _audit(seed)
@@ -330,8 +346,7 @@ def test_promote_runs_the_chaos_stage_in_the_chaos_environment_and_records_it(se
     seed.hms(CHAPTER_A[1])  # recorded: the governed settings, a registered bundle
     r = seed.hms(CHAPTER_A[2])  # the seed's two rule sets of three: run, not recorded, and it says so
     assert "[scan] not recorded as evidence: run with only the rule sets privacy,ethics" in r.stderr
-    for clerk in ("alice", "bob"):
-        seed.hms(REVIEW, actor=clerk)
+    _two_clerks_approve(f"{PID}@3")
     out = seed.hms(CHAPTER_A[4]).stdout
     _in_lines(out, "[scan] privacy(0) ethics(0) legal(0) ✅", f"[deploy] staging ✅ {PID} v3 live",
               f"[deploy] preprod ✅ {PID} v3 live", "[chaos] preprod (local): 3 replicas, window 2s",
@@ -348,8 +363,7 @@ def test_a_promote_whose_chaos_stage_fails_runs_the_relative_rollback_sh(seed: S
     cfg_path.write_text(yaml.safe_dump(config, sort_keys=False))
     seed.hms(CHAPTER_A[0])
     record_checks_for(f"{PID}@3", ("test", "scan"))
-    for clerk in ("alice", "bob"):
-        seed.hms(REVIEW, actor=clerk)
+    _two_clerks_approve(f"{PID}@3")
     r = seed.hms(CHAPTER_A[4], ok=False)
     assert r.returncode == 1, r.stdout + r.stderr
     assert "the chaos in preprod failed (hms chaos run exited 1)" in r.stdout

@@ -22,7 +22,7 @@ import pytest
 from hms.chaos import free_port
 from hms.cli import main
 from tests.conftest import ROOT, WILDFIRE
-from tests.deploy_helpers import write_config
+from tests.deploy_helpers import record_checks_for, review_as, write_config
 
 HMS = str(Path(sys.executable).parent / "hms")
 ROLLBACK = ROOT / "include" / "rollback.sh"
@@ -32,8 +32,9 @@ PID = "wildfire-aid-2024"
 
 @pytest.fixture
 def env(hms_home: Path, tmp_path: Path) -> dict[str, str]:
-    """Environment for `hms` subprocesses: this test's registry (HMS_DATABASE_URL if the test set one)."""
-    e = {**os.environ, "HMS_HOME": str(hms_home), "HMS_BIN": HMS, "HMS_ACTOR": "ops"}
+    """Environment for `hms` subprocesses: this test's registry (HMS_DATABASE_URL if the test set one). They act
+    as this process's OS account (hms.identity)."""
+    e = {**os.environ, "HMS_HOME": str(hms_home), "HMS_BIN": HMS}
     e["HMS_PIPELINE_CONFIG"] = str(write_config(tmp_path / "pipeline.yml"))
     return e
 
@@ -52,8 +53,7 @@ Run = Callable[..., subprocess.CompletedProcess[str]]
 def cli(env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
     """`hms` through its own entry point in this process: same parser, handlers and exit codes as the
     console script, without paying an interpreter start per call (for scenarios with dozens of cases)."""
-    for k in ("HMS_PIPELINE_CONFIG", "HMS_ACTOR"):
-        monkeypatch.setenv(k, env[k])
+    monkeypatch.setenv("HMS_PIPELINE_CONFIG", env["HMS_PIPELINE_CONFIG"])
 
     def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         capsys.readouterr()
@@ -84,18 +84,17 @@ def variant_file(tmp_path: Path, version: int, max_payment: int) -> Path:
     return p
 
 
-def approve(run: Run, ref: str) -> None:
-    run("rule", "review", ref, "--user", "alice", "--role", "legal", "--approve")
-    run("rule", "review", ref, "--user", "bob", "--role", "budget", "--approve")
+def approve(ref: str) -> None:
+    """Two clerks' approvals of a registry reference, in-process (one OS account is one clerk on the CLI)."""
+    review_as(ref, "alice", "legal")
+    review_as(ref, "bob", "budget")
 
 
-def ready(run: Run, ref: str) -> None:
+def ready(ref: str) -> None:
     """What every deploy needs: passing test, scan and chaos recorded (in-process, as the pipeline's steps
-    leave them) and two clerks' approvals through the CLI."""
-    from tests.deploy_helpers import record_checks_for
-
+    leave them) and two clerks' approvals (in-process: see approve)."""
     record_checks_for(ref)
-    approve(run, ref)
+    approve(ref)
 
 
 def audit_ok(run: Run) -> dict:

@@ -16,6 +16,7 @@ from hms.registry.db import session_scope
 from tests.conftest import ROOT
 from tests.dated_protocols import build, write
 from tests.deploy_helpers import config, ready, record
+from tests.fixtures_registry import direct_writer
 
 PID = "wildfire-aid-2024"
 
@@ -46,10 +47,12 @@ def test_an_older_or_already_deployed_bundle_gets_no_run_and_says_why(registry_u
 
 def test_push_prints_the_next_step_but_not_as_a_pipeline_step(registry_url, tmp_path, capsys):
     proto = write(tmp_path / "wildfire-aid-2024.json", 3)  # a JSON protocol file, as chapter B pushes it
-    assert main(["rule", "push", str(proto)]) == 0
+    with direct_writer():
+        assert main(["rule", "push", str(proto)]) == 0
     out = capsys.readouterr().out
     assert f"[push] ✅ pushed {PID} v3" in out and "[push] next: with Airflow up" in out
-    assert main(["--xcom-file", str(tmp_path / "x.json"), "rule", "push", str(proto)]) == 0  # the build step
+    with direct_writer():
+        assert main(["--xcom-file", str(tmp_path / "x.json"), "rule", "push", str(proto)]) == 0  # the build step
     out = capsys.readouterr().out
     assert "already known" in out and "[push] next" not in out
 

@@ -40,7 +40,7 @@ def _registry_with_v3_then_v4_in_prod(tmp_path: Path) -> dict[str, str]:
         b = record(variant(v, max_payment=5000 + v))
         ready(b, cfg)
         promote_all(b, cfg)
-    env = {**os.environ, "HMS_PIPELINE_CONFIG": str(config_file), "HMS_ACTOR": "ops"}
+    env = {**os.environ, "HMS_PIPELINE_CONFIG": str(config_file)}
     env.pop("HMS_DATABASE_URL", None)
     return env
 

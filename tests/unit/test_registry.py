@@ -14,7 +14,7 @@ from hms.errors import BadInput
 from hms.registry import audit, db, migrate, store
 from hms.registry.models import AuditEntry, Bundle
 from tests.conftest import CHIP, WILDFIRE
-from tests.fixtures_registry import pin_test_settings
+from tests.fixtures_registry import direct_writer, pin_test_settings
 
 PIN_POLICY = False  # these tests count and number the audit chain's entries from the first
 
@@ -69,10 +69,11 @@ def test_a_different_bundle_under_an_existing_version_is_refused(registry_url):
 
 def test_pack_records_the_bundle_and_a_failed_pack_records_nothing(registry_url, tmp_path, capsys):
     pin_test_settings()  # a shared registry's gates (and pack) need an applied policy
-    assert main(["policy", "pack", str(CHIP), "--out", str(tmp_path / "chip.tgz")]) == 0
     bad = tmp_path / "bad.yml"
     bad.write_text(WILDFIRE.read_text().replace("id: wildfire-aid-2024", "id: Wildfire_Aid"))
-    assert main(["policy", "pack", str(bad), "--out", str(tmp_path / "bad.tgz")]) == 2
+    with direct_writer():
+        assert main(["policy", "pack", str(CHIP), "--out", str(tmp_path / "chip.tgz")]) == 0
+        assert main(["policy", "pack", str(bad), "--out", str(tmp_path / "bad.tgz")]) == 2
     assert not (tmp_path / "bad.tgz").exists()
     with db.session_scope() as s:
         assert store.protocol_ids(s) == ["chip-income-cap"]

@@ -16,8 +16,9 @@ import pytest
 from sqlalchemy import func, select
 
 from hms import clock, deployments, gates, run_state
-from hms.abort import Principal, abort_run
+from hms.abort import abort_run
 from hms.errors import BadInput, CheckFailed
+from hms.identity import Principal
 from hms.registry import audit
 from hms.registry.db import session_scope
 from hms.registry.models import AuditEntry, Deployment, Run
