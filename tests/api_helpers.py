@@ -84,7 +84,9 @@ def running_api(env: dict[str, str]) -> Iterator[Api]:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"hms api serve did not start:\n{log.read_text()}")
             time.sleep(0.1)
-        client_env = {k: v for k, v in env.items() if k not in ("HMS_TOKEN", "HMS_API")}
+        # A person's shell: no pipeline secret (which keeps a process in direct mode, as the pipeline)
+        client_env = {k: v for k, v in env.items()
+                      if k not in ("HMS_TOKEN", "HMS_API", "HMS_PIPELINE_SECRET", "HMS_RUN_ID")}
         yield Api(url, secret, client_env)
     finally:
         proc.terminate()

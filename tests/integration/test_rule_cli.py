@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from hms.chaos import free_port
+from tests.api_helpers import running_api
 from tests.conftest import ROOT, WILDFIRE
 from tests.deploy_helpers import record_checks_for, review_as, write_config
 
@@ -44,10 +45,11 @@ def _v4(tmp_path: Path) -> Path:
 
 
 def _approve(env, ref):
-    """Two clerks through the CLI (the seed's flow). Until the CLI authenticates people (hms login), one
-    shell is one OS account and so one clerk: this fails at alice's --user."""
-    hms(env, "rule", "review", ref, "--user", "alice", "--role", "legal", "--approve", "--comment", "cites sec. 3")
-    return hms(env, "rule", "review", ref, "--user", "bob", "--role", "budget", "--approve")
+    """Two clerks through the CLI (the seed's flow), each in a shell where they logged in: the CLI is a client
+    of the HMS API on this registry (tests/api_helpers), which takes who acts from each token."""
+    with running_api(env) as api:
+        hms(api.as_user("alice"), "rule", "review", ref, "--role", "legal", "--approve", "--comment", "cites sec. 3")
+        return hms(api.as_user("bob"), "rule", "review", ref, "--role", "budget", "--approve")
 
 
 def _ready(ref):

@@ -8,9 +8,10 @@ verbatim elsewhere in the seed: two clerks' reviews before prod, the staging and
 chapter B's prod deploy follows, and (chapter B) the test, scan and preprod chaos whose recorded
 results every environment's gate asks for (chapter A's promote runs those itself).
 
-A command typed by another person (``Seed.hms(actor=...)``: the clerks' reviews) needs the
-authenticated HMS API client (``hms login`` / HMS_TOKEN) and fails its test until then; where two
-clerks' approvals are only setup for a promote, they are recorded in-process.
+A command typed by another person (``Seed.hms(actor=...)``: the clerks' reviews) runs in a shell where
+that person logged in: the CLI is then a client of the HMS API (``hms api serve`` on the seed's
+registry, started on first use), which takes who acts from the person's Airflow token (tests/api_helpers).
+Where two clerks' approvals are only setup for a promote, they are recorded in-process.
 
 Nothing here depends on today's date: every protocol gets its ``metadata.effective_at`` computed
 when the test runs (tests/dated_protocols.py), and the working directory's pipeline config drops the
@@ -24,6 +25,7 @@ The other tests here are the cheap ones: what a bare protocol id means and how i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -31,6 +33,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -43,6 +46,7 @@ from hms.ci import run_id_for
 from hms.identity import os_account
 from hms.pipeline_config import load_pipeline_config
 from tests import dated_protocols
+from tests.api_helpers import Api, running_api
 from tests.conftest import ROOT
 from tests.deploy_helpers import promote_all, ready, ready_ref, record, record_checks_for, review_as
 
@@ -73,19 +77,21 @@ PIPELINE_EFFECTIVE_IN = timedelta(hours=-1)
 class Seed:
     """The chapter's working directory and the environment its commands run with."""
 
-    def __init__(self, cwd: Path, env: dict[str, str]) -> None:
-        self.cwd, self.env = cwd, env
+    def __init__(self, cwd: Path, env: dict[str, str], stack: contextlib.ExitStack) -> None:
+        self.cwd, self.env, self._stack = cwd, env, stack
+        self._api: Api | None = None
         self.took: list[tuple[str, float]] = []
 
     def hms(self, argv: list[str], *, actor: str | None = None, ok: bool = True,
             timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        """``hms argv`` as this process's OS account; ``actor`` names the person who types it, which only
-        the OS account can be until the CLI authenticates people (hms login): anyone else fails the test."""
+        """``hms argv`` as this process's OS account, or typed by ``actor`` in a shell where they logged in."""
+        env = self.env
         if actor is not None and not same_person(actor, os_account()):
-            pytest.fail(f"hms {' '.join(argv)} typed by {actor}: acting as another person than the OS account "
-                        f"({os_account()}) needs the authenticated HMS API client (hms login / HMS_TOKEN)")
+            if self._api is None:
+                self._api = self._stack.enter_context(running_api(self.env))
+            env = self._api.as_user(actor)
         t0 = time.monotonic()
-        r = subprocess.run([HMS, *argv], cwd=self.cwd, env=self.env, capture_output=True, text=True,
+        r = subprocess.run([HMS, *argv], cwd=self.cwd, env=env, capture_output=True, text=True,
                            timeout=timeout)
         self.took.append((" ".join(argv), time.monotonic() - t0))
         if ok and r.returncode != 0:
@@ -100,7 +106,7 @@ class Seed:
 
 
 @pytest.fixture
-def seed(tmp_path: Path, hms_home: Path, monkeypatch: pytest.MonkeyPatch) -> Seed:
+def seed(tmp_path: Path, hms_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Seed]:
     cwd = tmp_path / "seed"
     (cwd / ".hms-ci").mkdir(parents=True)
     config = yaml.safe_load((ROOT / ".hms-ci" / "policy-pipeline.yml").read_text())
@@ -118,7 +124,8 @@ def seed(tmp_path: Path, hms_home: Path, monkeypatch: pytest.MonkeyPatch) -> See
     }
     env.pop("HMS_DATABASE_URL", None)
     monkeypatch.setenv("HMS_PIPELINE_CONFIG", env["HMS_PIPELINE_CONFIG"])  # what in-process helpers pin too
-    return Seed(cwd, env)
+    with contextlib.ExitStack() as stack:
+        yield Seed(cwd, env, stack)
 
 
 def _law_in_force(seed: Seed) -> None:
@@ -280,9 +287,9 @@ def test_review_by_protocol_id_infers_the_role_or_names_the_choices_and_changes_
     r = seed.hms(REVIEW, actor="bob", ok=False)
     assert r.returncode == 2 and f"nothing of {PID} awaits review: {PID}@3" in r.stderr
     assert "is already approved by alice (legal), carol (budget)" in r.stderr
-    # --user and --role given as before still work, and say who acted
+    # --user and --role given as before still work when --user names who is logged in, and say who acted
     seed.hms(["rule", "push", "wildfire-aid-2024.json"])
-    out = seed.hms([*REVIEW, "--user", "bob", "--role", "budget"]).stdout
+    out = seed.hms([*REVIEW, "--user", "bob", "--role", "budget"], actor="bob").stdout
     assert f"[review] ✅ bob (budget) approved {PID} v4" in out
 
 

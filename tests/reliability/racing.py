@@ -21,7 +21,7 @@ from hms.cli import COMMANDS, main
 from hms.registry.db import get_engine
 argv = sys.argv[1:]
 import_module(COMMANDS[argv[0]])
-import hms.deployments  # noqa: the heavy imports happen before the start line, not after it
+import hms.deployments, hms.api.models, hms.client  # noqa: the heavy imports happen before the start line
 get_engine()
 print("ready", flush=True)
 start = float(sys.stdin.readline())
@@ -41,16 +41,20 @@ class Finish:
     stderr: str
 
 
-def race(env: Mapping[str, str], commands: Sequence[Sequence[str]], *, start_at: float | None = None) -> list[Finish]:
+def race(env: Mapping[str, str] | Sequence[Mapping[str, str]], commands: Sequence[Sequence[str]], *,
+         start_at: float | None = None) -> list[Finish]:
     """Run each argv (without the leading ``hms``) in its own process, all starting at one instant.
+
+    ``env`` is every racer's environment, or one per command (two clerks, each logged in as themselves).
 
     The racers report ready (imported, registry open) first; the instant is then ``start_at`` (a
     ``time.time()`` value) or 0.3 s later, so a busy machine delays the race instead of spoiling it.
     """
+    envs = [env] * len(commands) if isinstance(env, Mapping) else list(env)
     procs = [
-        subprocess.Popen([sys.executable, "-c", _RACER, *argv], env=dict(env), stdin=subprocess.PIPE,
+        subprocess.Popen([sys.executable, "-c", _RACER, *argv], env=dict(e), stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for argv in commands
+        for argv, e in zip(commands, envs, strict=True)
     ]
     for p in procs:
         assert p.stdout is not None and p.stdout.readline().strip() == "ready", p.communicate(timeout=60)

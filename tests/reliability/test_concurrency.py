@@ -20,6 +20,7 @@ from hms import gates, identity
 from hms.pipeline_config import load_pipeline_config
 from hms.registry.db import session_scope
 from hms.registry.models import Approval, Bundle, Deployment
+from tests.api_helpers import running_api
 from tests.conftest import WILDFIRE
 from tests.deploy_helpers import promote_all, record, record_checks_for, variant
 from tests.deploy_helpers import ready as ready_in_process
@@ -91,8 +92,10 @@ def test_simultaneous_pushes_of_two_contents_under_one_version_keep_one_and_refu
 
 def test_two_clerks_approving_at_the_same_instant_are_both_recorded_once(renv, run):
     sha = as_json(run, "rule", "push", str(WILDFIRE))["sha256"]
-    finishes = race(renv, [["rule", "review", sha, "--user", "alice", "--role", "legal", "--approve", "--json"],
-                           ["rule", "review", sha, "--user", "bob", "--role", "budget", "--approve", "--json"]])
+    with running_api(renv) as api:  # each clerk logged in as themselves; the API serves both at once
+        finishes = race([api.as_user("alice"), api.as_user("bob")],
+                        [["rule", "review", sha, "--role", "legal", "--approve", "--json"],
+                         ["rule", "review", sha, "--role", "budget", "--approve", "--json"]])
     _clean(finishes)
     assert all(f.returncode == 0 for f in finishes), [f.stderr for f in finishes]
     assert _count(Approval, Approval.bundle_sha256 == sha) == 2
@@ -109,8 +112,10 @@ def test_two_clerks_approving_at_the_same_instant_are_both_recorded_once(renv, r
 
 def test_one_clerk_clicking_approve_and_reject_at_once_keeps_exactly_one_decision(renv, run):
     sha = as_json(run, "rule", "push", str(WILDFIRE))["sha256"]
-    base = ["rule", "review", sha, "--user", "carol", "--role", "legal"]
-    finishes = race(renv, [[*base, "--approve"], [*base, "--approve"], [*base, "--reject", "--comment=no"]])
+    base = ["rule", "review", sha, "--role", "legal"]
+    with running_api(renv) as api:  # carol, logged in, clicking three times in three shells
+        finishes = race([api.as_user("carol")] * 3,
+                        [[*base, "--approve"], [*base, "--approve"], [*base, "--reject", "--comment=no"]])
     _clean(finishes)
     assert sum(f.returncode == 0 for f in finishes) == 1, [(f.returncode, f.stderr) for f in finishes]
     assert all("already recorded" in f.stderr for f in finishes if f.returncode == 2)

@@ -25,6 +25,7 @@ from hms.chaos import free_port
 from hms.cli import main
 from hms.registry import audit
 from hms.registry.db import session_scope
+from tests.api_helpers import running_api
 from tests.conftest import WILDFIRE
 from tests.deploy_helpers import record_checks_for
 from tests.reliability.conftest import (
@@ -128,9 +129,14 @@ def test_sql_in_command_arguments_is_data_not_sql(cli, evil):
 
 
 @pytest.mark.parametrize("evil", [*SHELL, *SQL, *HTML, "line one\nline two", "\u202egnp.exe", "x" * 3000])
-def test_a_review_comment_is_stored_verbatim_and_cannot_forge_output_lines(cli, evil):
+def test_a_review_comment_is_stored_verbatim_and_cannot_forge_output_lines(cli, env, monkeypatch, evil):
     cli("rule", "push", str(WILDFIRE))
-    cli("rule", "review", f"{PID}@3", "--user", "alice", "--role", "legal", "--approve", f"--comment={evil}")
+    with running_api(env) as api:  # alice, logged in: the comment travels through the HMS API as JSON
+        monkeypatch.setenv("HMS_TOKEN", api.token("alice"))
+        monkeypatch.setenv("HMS_API", api.url)
+        cli("rule", "review", f"{PID}@3", "--role", "legal", "--approve", f"--comment={evil}")
+        monkeypatch.delenv("HMS_TOKEN")
+        monkeypatch.delenv("HMS_API")
     review = next(e for e in audit_entries(cli) if e["action"] == "review.approve")
     assert review["details"]["comment"] == evil  # parameterized SQL: stored as given, nothing executed
     human = cli("audit", "log").stdout.splitlines()
