@@ -17,6 +17,7 @@ from hms.errors import BadInput
 from hms.registry.db import session_scope
 from hms.registry.models import AuditEntry
 from tests.deploy_helpers import config, ready, record, variant, write_config
+from tests.fixtures_registry import direct_writer
 
 HOUR = timedelta(hours=1)
 
@@ -113,7 +114,8 @@ def test_promote_refuses_an_early_schedule_before_deploying_anywhere(registry_ur
     b = _cli_setup(tmp_path, monkeypatch, clock.now() + 48 * HOUR)
     pkg = tmp_path / "pkg.tgz"
     pkg.write_bytes(b.content)
-    code = main(["promote", str(pkg), "--targets", "staging,preprod,prod", "--schedule", "+20m"])
+    with direct_writer():  # PostgreSQL is shared: there only the pipeline promotes directly
+        code = main(["promote", str(pkg), "--targets", "staging,preprod,prod", "--schedule", "+20m"])
     assert code == 2
     assert "earlier than the protocol's effective time" in capsys.readouterr().err
     with session_scope() as s:

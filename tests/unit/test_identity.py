@@ -67,7 +67,7 @@ def test_a_command_run_with_hms_actor_set_exits_2_naming_it_and_records_nothing(
     assert "hms: error: HMS_ACTOR: HMS_ACTOR is not an identity" in capsys.readouterr().err
     with session_scope(read_only=True) as s:
         entries = [(e.action, e.actor) for e in audit.entries(s)]
-    assert entries == [("config.apply", kernel_account())]  # the embedded bootstrap, by the OS account; no bundle
+    assert entries == []  # refused before anything: no bundle, not even the embedded policy's bootstrap
 
 
 def _fullwidth_upper(name: str) -> str:
