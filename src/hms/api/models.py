@@ -361,10 +361,12 @@ class MoveIn(_In):
     environment: str | None = Field(None, max_length=63, description="default: the last environment")
 
 
-class MoveOut(ChangeOut):
-    """The activation at its new time (a new deployment row), and the time it had before."""
+class _MovedFrom(_Model):
+    moved_from: str = Field(..., description="the activation time before the move")
 
-    moved_from: str
+
+class MoveOut(ChangeOut, _MovedFrom):  # fields of the last base first: moved_from leads, as it always did
+    """The activation at its new time (a new deployment row), and the time it had before."""
 
 
 # ---- errors -----------------------------------------------------------------------------------------------
