@@ -9,20 +9,20 @@ Routes (relative to the mount point):
   GET  /reviews, /ops, /reports/{sha256}          pages (HTML)
   /api/me, /api/bundles, /api/reviews, /api/deployments, /api/rollbacks[/run], /api/runs/{id}/abort,
   /api/policy                                     the HMS API (hms.api.routers; the CLI's client mode)
-  GET  /api/reviews                               pending and recently decided bundles (JSON)
-  POST /api/reviews/{sha256}/approve|reject       {"comment": str, "role": str?}
+  GET  /api/reviews                               pending and recently decided bundles (the clerk page)
+  POST /api/reviews/{sha256}/approve|reject       one clerk's decision on an exact hash (the clerk page)
   GET  /api/protocols                             what each environment serves, pending activations, history
-  POST /api/activations/{sha256}/move             {"effective_at": str, "environment": str?}  (schedulers)
-Errors are ``{"detail", "field", "status"}`` with 401 / 403 / 404 / 409 / 413 / 422.
+  POST /api/activations/{sha256}/move             a new time for a pending activation (schedulers)
+Every /api route is a router of hms.api.routers with typed request and answer models (hms.api.models), all
+described by /api/openapi.json. Errors are ``{"detail", "field", "status"}`` with 401 / 403 / 404 / 409 / 413 / 422.
 """
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
 
 from hms.api import deps
 from hms.api.routers import ALL as API_ROUTERS
@@ -37,18 +37,6 @@ MAX_BODY = 64 * 1024
 MAX_BODY_FOR = {"/api/bundles": MAX_BUNDLE_BYTES * 4 // 3 + 4096, "/api/policy": 2 * 1024 * 1024}
 CSP = ("default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; img-src 'self' data:; "
        "connect-src 'self'; form-action 'self'; frame-ancestors 'self'; base-uri 'none'")
-
-
-class ReviewBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    comment: str = Field("", max_length=reviews.MAX_COMMENT)
-    role: str | None = Field(None, max_length=100)
-
-
-class MoveBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    effective_at: str = Field(..., min_length=1, max_length=100)
-    environment: str | None = Field(None, max_length=63)
 
 
 def create_app(identify: Callable[..., Any], *, login_url: str | None = None) -> FastAPI:
@@ -129,32 +117,6 @@ def create_app(identify: Callable[..., Any], *, login_url: str | None = None) ->
         if not sim or "protocol" not in sim:
             raise WebError(404, f"no simulation recorded for sha256:{b.sha256}", field="sha256")
         return HTMLResponse(report.render(SimulationResult.from_dict(sim)))
-
-    # ---- REST ----
-    @app.get("/api/reviews")
-    def list_reviews(who: deps.CallerDep, cfg: deps.ConfigDep) -> dict[str, Any]:
-        with session_scope(read_only=True) as s:
-            waiting, decided = reviews.review_board(s, who, cfg)
-            return {"user": who.user, "roles": list(who.roles), "pending": [v.to_dict() for v in waiting],
-                    "decided": [v.to_dict() for v in decided]}
-
-    @app.post("/api/reviews/{sha256}/{decision}")
-    def decide(sha256: str, decision: Literal["approve", "reject"], body: ReviewBody, who: deps.CallerDep,
-               cfg: deps.ConfigDep) -> dict[str, Any]:
-        with session_scope() as s:
-            return reviews.review(s, sha256, who, decision=decision, comment=body.comment, role=body.role,
-                                  config=cfg)
-
-    @app.get("/api/protocols")
-    def protocols(who: deps.CallerDep, cfg: deps.ConfigDep) -> dict[str, Any]:
-        with session_scope(read_only=True) as s:
-            return {"timezone": cfg.timezone, "protocols": reviews.ops_overview(s, cfg)}
-
-    @app.post("/api/activations/{sha256}/move")
-    def move(sha256: str, body: MoveBody, who: deps.CallerDep, cfg: deps.ConfigDep) -> dict[str, Any]:
-        with session_scope() as s:
-            return reviews.move_activation(s, sha256, who, effective_at=body.effective_at,
-                                           environment=body.environment, config=cfg)
 
     return app
 
