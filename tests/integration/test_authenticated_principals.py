@@ -225,13 +225,18 @@ def test_a_rollback_as_a_client_never_loads_sqlalchemy(api: Api) -> None:
 
 def test_every_changing_route_declares_its_request_and_response_models(api: Api) -> None:
     doc = httpx.get(f"{api.url}/hms/api/openapi.json").json()
-    routes = {"/api/me": ("get", None, "WhoAmIOut"), "/api/bundles": ("post", "PushIn", "PushOut"),
-              "/api/reviews": ("post", "ReviewIn", "ReviewOut"), "/api/deployments": ("post", "DeployIn", "DeployOut"),
-              "/api/rollbacks": ("post", "RollbackIn", "RollbackOut"),
-              "/api/rollbacks/run": ("post", "RunRollbackIn", "RunRollbackOut"),
-              "/api/runs/{run_id}/abort": ("post", "AbortIn", "AbortOut"),
-              "/api/policy": ("post", "PolicyApplyIn", "PolicyApplyOut")}
-    for path, (method, body, answer) in routes.items():
+    routes = [("/api/me", "get", None, "WhoAmIOut"), ("/api/bundles", "post", "PushIn", "PushOut"),
+              ("/api/reviews", "post", "ReviewIn", "ReviewOut"), ("/api/deployments", "post", "DeployIn", "DeployOut"),
+              ("/api/rollbacks", "post", "RollbackIn", "RollbackOut"),
+              ("/api/rollbacks/run", "post", "RunRollbackIn", "RunRollbackOut"),
+              ("/api/runs/{run_id}/abort", "post", "AbortIn", "AbortOut"),
+              ("/api/policy", "post", "PolicyApplyIn", "PolicyApplyOut"),
+              # the clerk page's and the ops view's
+              ("/api/reviews", "get", None, "ReviewBoardOut"),
+              ("/api/reviews/{sha256}/{decision}", "post", "DecisionIn", "DecisionOut"),
+              ("/api/protocols", "get", None, "ProtocolsOut"),
+              ("/api/activations/{sha256}/move", "post", "MoveIn", "MoveOut")]
+    for path, method, body, answer in routes:
         op = doc["paths"][path][method]
         if body:
             assert op["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(body), path

@@ -319,3 +319,111 @@ def test_moving_an_activation_whose_preprod_was_rolled_back_is_a_conflict_and_ch
     assert (r.status_code, r.json()["field"]) == (409, "sha256") and "preprod" in r.json()["detail"]
     with session_scope() as s:
         assert [d.activate_at for d in deployments.pending(s, "prod", b.protocol.id)] == [first]
+
+
+# ---- the typed contract: every /api answer is a model, and the models are what the core builds ----------------
+
+# The only values that are genuinely free-form: what a Kubernetes target reports (its own document).
+FREE_FORM = {"AbortOut.kubernetes", "DeployOut.kubernetes", "RollbackOut.kubernetes", "RunRollbackOut.kubernetes"}
+
+
+def _free_form_values(doc: dict, name: str, seen: set[str]) -> set[str]:
+    """Where a component reachable from ``name`` holds an untyped object or value (``dict[str, Any]``, ``Any``)."""
+    if name in seen:
+        return set()
+    seen.add(name)
+    found: set[str] = set()
+
+    def walk(node: dict, where: str) -> None:
+        if "$ref" in node:
+            found.update(_free_form_values(doc, node["$ref"].rsplit("/", 1)[-1], seen))
+            return
+        parts = [*node.get("anyOf", ()), *node.get("oneOf", ()), *node.get("allOf", ())]
+        if not parts and "type" not in node and "const" not in node and "enum" not in node:
+            found.add(where)  # Any
+        if node.get("type") == "object" and "properties" not in node and node.get("additionalProperties") in (
+                None, True, {}):
+            found.add(where)  # dict[str, Any]
+        for part in parts:
+            walk(part, where)
+        for prop, sub in node.get("properties", {}).items():
+            walk(sub, f"{name}.{prop}")
+        for key in ("items", "additionalProperties"):
+            if isinstance(node.get(key), dict):
+                walk(node[key], where)
+
+    walk(doc["components"]["schemas"][name], name)
+    return found
+
+
+def test_every_api_route_takes_a_request_model_and_answers_a_typed_model_in_the_openapi_document(client):
+    from fastapi.routing import APIRoute
+
+    doc = client.get("/api/openapi.json").json()
+    api_routes = [r for r in client.app.routes if isinstance(r, APIRoute) and r.path.startswith("/api/")]
+    assert {"/api/reviews", "/api/reviews/{sha256}/{decision}", "/api/protocols",
+            "/api/activations/{sha256}/move"} <= {r.path for r in api_routes}
+    free: set[str] = set()
+    for route in api_routes:
+        assert route.include_in_schema and route.response_model is not None, route.path
+        for method in route.methods:
+            op = doc["paths"][route.path][method.lower()]
+            where = f"{method} {route.path}"
+            if method != "GET":
+                assert route.body_field is not None, f"{where} takes no request model"
+            if route.body_field is not None:
+                ref = op["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+                assert ref.rsplit("/", 1)[-1].endswith("In"), where
+            answer = op["responses"]["200"]["content"]["application/json"]["schema"]
+            assert set(answer) == {"$ref"}, f"{where} answers an untyped {answer}"
+            free |= _free_form_values(doc, answer["$ref"].rsplit("/", 1)[-1], set())
+            for status in ("401", "409", "422"):
+                assert op["responses"][status]["content"]["application/json"]["schema"]["$ref"].endswith(
+                    "/ErrorOut"), (where, status)
+    assert free == FREE_FORM
+
+
+def test_the_typed_answers_of_the_clerk_page_and_ops_view_are_exactly_what_the_core_builds():
+    """A field hms.web.reviews adds that the models lack would vanish from the answer: it must not."""
+    from hms.api import models
+    from hms.web import reviews
+
+    assert models.MAX_BOARD_COMMENT == reviews.MAX_COMMENT
+    staged = bundle_of()
+    first = _monday_noon()
+    _staged(staged, first)  # live in staging and preprod, pending in prod
+    other = bundle_of("other-aid", 1)
+    with_checks(other)
+    waiting = bundle_of("third-aid", 1)  # absent everywhere, never checked
+    cfg = load_pipeline_config()
+
+    def same(model, raw: dict) -> None:
+        assert model.model_validate(raw).model_dump(mode="json") == raw
+
+    with session_scope() as s:
+        same(models.DecisionOut, reviews.review(s, other.sha256, reviews.Caller.of("alice", cfg), decision="approve",
+                                                comment="ok", role=None, config=cfg))
+        same(models.DecisionOut, reviews.review(s, other.sha256, reviews.Caller.of("bob", cfg), decision="reject",
+                                                comment="no", role=None, config=cfg))
+    with session_scope() as s:
+        alice = reviews.Caller.of("alice", cfg)
+        pending, decided = reviews.review_board(s, alice, cfg)
+        cards = [v.to_dict() for v in pending + decided]
+        assert {c["state"] for c in cards} == {"waiting", "approved", "rejected"}
+        assert {e["state"] for c in cards for e in c["environments"]} == {"live", "pending", "absent"}
+        assert any(c["checks"] for c in cards) and any(c["reviews"] for c in cards)
+        same(models.ReviewBoardOut, {"user": alice.user, "roles": list(alice.roles),
+                                     "pending": [v.to_dict() for v in pending],
+                                     "decided": [v.to_dict() for v in decided]})
+    with session_scope() as s:
+        moved = reviews.move_activation(s, staged.sha256, reviews.Caller.of("dana", cfg),
+                                        effective_at=(first + timedelta(days=7)).isoformat(), environment=None,
+                                        config=cfg)
+        same(models.MoveOut, moved)
+        assert list(models.MoveOut.model_validate(moved).model_dump()) == list(moved)  # the same order, too
+    with session_scope() as s:
+        ops = {"timezone": cfg.timezone, "protocols": reviews.ops_overview(s, cfg)}
+        assert any(e["live"] and e["pending"] == [] for p in ops["protocols"] for e in p["environments"])
+        assert any(e["pending"] for p in ops["protocols"] for e in p["environments"])
+        same(models.ProtocolsOut, ops)
+    assert waiting.sha256 in {c["sha256"] for c in cards}

@@ -11,7 +11,7 @@ The field names are the ones ``--json`` printed before the API existed: pipeline
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -212,6 +212,161 @@ class PolicyApplyOut(_Out):
     source: str
     applied_by: str
     previous_sha256: str | None
+
+
+# ---- the clerk page and the ops view (hms.web.reviews) ------------------------------------------------------
+# What the browser page's script and the page tests read: the shapes hms.web.reviews builds, field for field.
+
+MAX_BOARD_COMMENT = 2000  # hms.web.reviews.MAX_COMMENT: a comment typed on the clerk page
+
+
+class DecisionIn(_In):
+    """``POST /api/reviews/{sha256}/approve|reject``: the clerk page's decision on one exact bundle hash."""
+
+    comment: str = Field("", max_length=MAX_BOARD_COMMENT, description="required (non-blank) to reject")
+    role: str | None = Field(None, max_length=100, description="default: the clerk's one role still missing")
+
+
+class DecisionOut(_Model):
+    sha256: str
+    protocol_id: str
+    version: int
+    user: str
+    role: str
+    decision: Decision
+    status: ApprovalStatusOut
+
+
+class ReviewRecordOut(_Model):
+    user: str
+    role: str
+    decision: Decision
+    comment: str
+
+
+class CheckStampOut(_Model):
+    ok: bool
+    at: str
+
+
+class LivePlaceOut(_Model):
+    """The bundle is the version in force in this environment (since its activation)."""
+
+    environment: str
+    state: Literal["live"]
+    since: str
+    note: str | None
+
+
+class PendingPlaceOut(_Model):
+    """The bundle waits to come into force here at ``activate_at``."""
+
+    environment: str
+    state: Literal["pending"]
+    activate_at: str
+    note: str | None
+
+
+class AbsentPlaceOut(_Model):
+    """The bundle is neither in force nor waiting here."""
+
+    environment: str
+    state: Literal["absent"]
+
+
+BundlePlaceOut = Annotated[LivePlaceOut | PendingPlaceOut | AbsentPlaceOut, Field(discriminator="state")]
+
+
+class BundleCardOut(_Model):
+    """One bundle as a clerk sees it (``hms.web.reviews.BundleView``); checks by kind (test, scan, chaos)."""
+
+    sha256: str
+    protocol_id: str
+    version: int
+    title: str
+    author: str
+    effective_at: str = Field(..., description="the protocol's own effective time, as written in it")
+    effective_passed: bool
+    state: Literal["waiting", "approved", "rejected"]
+    approval: ApprovalStatusOut
+    reviews: list[ReviewRecordOut]
+    checks: dict[str, CheckStampOut]
+    live_in_prod: int | None = Field(..., description="the version in force in the last environment")
+    environments: list[BundlePlaceOut]
+
+
+class ReviewBoardOut(_Model):
+    """``GET /api/reviews``: the newest version of each protocol, waiting for review or already decided."""
+
+    user: str
+    roles: list[str]
+    pending: list[BundleCardOut]
+    decided: list[BundleCardOut]
+
+
+class LiveVersionOut(_Model):
+    version: int
+    sha256: str
+    since: str
+    note: str | None
+
+
+class PendingActivationOut(_Model):
+    version: int
+    sha256: str
+    activate_at: str
+    run_id: str | None
+    note: str | None
+
+
+class EnvironmentOpsOut(_Model):
+    environment: str
+    live: LiveVersionOut | None
+    pending: list[PendingActivationOut]
+
+
+class DeploymentRowOut(_Model):
+    """One deployment row, newest first."""
+
+    environment: str
+    version: int
+    sha256: str
+    state: str = Field(..., description="pending | live | superseded | rolled_back | cancelled")
+    activate_at: str
+    ended_at: str | None
+    created_at: str
+    created_by: str
+    run_id: str | None
+    note: str | None
+
+
+class ProtocolOpsOut(_Model):
+    protocol_id: str
+    environments: list[EnvironmentOpsOut]
+    history: list[DeploymentRowOut]
+
+
+class ProtocolsOut(_Model):
+    """``GET /api/protocols``: per protocol, what each environment serves, pending activations, history."""
+
+    timezone: str
+    protocols: list[ProtocolOpsOut]
+
+
+class MoveIn(_In):
+    """``POST /api/activations/{sha256}/move``: a new time for a pending activation (schedulers)."""
+
+    effective_at: str = Field(..., min_length=1, max_length=100,
+                              description="read like --schedule: HH:MM in the pipeline's zone, ISO, now, +Ns")
+    environment: str | None = Field(None, max_length=63, description="default: the last environment")
+
+
+class _MovedFrom(_Model):
+    moved_from: str = Field(..., description="the activation time before the move")
+
+
+class MoveOut(ChangeOut, _MovedFrom):  # fields of the last base first: moved_from leads, as it always did
+    """The activation at its new time (a new deployment row), and the time it had before."""
 
 
 # ---- errors -----------------------------------------------------------------------------------------------

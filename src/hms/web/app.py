@@ -9,33 +9,28 @@ Routes (relative to the mount point):
   GET  /reviews, /ops, /reports/{sha256}          pages (HTML)
   /api/me, /api/bundles, /api/reviews, /api/deployments, /api/rollbacks[/run], /api/runs/{id}/abort,
   /api/policy                                     the HMS API (hms.api.routers; the CLI's client mode)
-  GET  /api/reviews                               pending and recently decided bundles (JSON)
-  POST /api/reviews/{sha256}/approve|reject       {"comment": str, "role": str?}
+  GET  /api/reviews                               pending and recently decided bundles (the clerk page)
+  POST /api/reviews/{sha256}/approve|reject       one clerk's decision on an exact hash (the clerk page)
   GET  /api/protocols                             what each environment serves, pending activations, history
-  POST /api/activations/{sha256}/move             {"effective_at": str, "environment": str?}  (schedulers)
-Errors are ``{"detail", "field", "status"}`` with 401 / 403 / 404 / 409 / 413 / 422.
+  POST /api/activations/{sha256}/move             a new time for a pending activation (schedulers)
+Every /api route is a router of hms.api.routers with typed request and answer models (hms.api.models), all
+described by /api/openapi.json. Errors are ``{"detail", "field", "status"}`` with 401 / 403 / 404 / 409 / 413 / 422.
 """
 
-# No `from __future__ import annotations`: FastAPI must see the per-app dependency aliases as objects.
-
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
 
 from hms.api import deps
 from hms.api.routers import ALL as API_ROUTERS
 from hms.bundle import MAX_BUNDLE_BYTES
 from hms.errors import CheckFailed, HmsError
-from hms.pinned_policy import governing
-from hms.pipeline_config import PipelineConfig
 from hms.registry.db import session_scope
 from hms.web import pages, reviews
 from hms.web.errors import WebError
-from hms.web.reviews import Caller
 
 MAX_BODY = 64 * 1024
 # A pushed bundle travels as base64 in JSON, a policy as JSON-escaped text: their routes take more.
@@ -44,34 +39,12 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; img-sr
        "connect-src 'self'; form-action 'self'; frame-ancestors 'self'; base-uri 'none'")
 
 
-class ReviewBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    comment: str = Field("", max_length=reviews.MAX_COMMENT)
-    role: str | None = Field(None, max_length=100)
-
-
-class MoveBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    effective_at: str = Field(..., min_length=1, max_length=100)
-    environment: str | None = Field(None, max_length=63)
-
-
 def create_app(identify: Callable[..., Any], *, login_url: str | None = None) -> FastAPI:
     """The app; ``identify`` authenticates (user name or ``WebError(401)``), ``login_url`` is offered on a 401 page."""
     app = FastAPI(title="HMS policy API", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
     app.dependency_overrides[deps.authenticated_user] = identify  # the host says who is calling
     for router in API_ROUTERS:
         app.include_router(router, prefix="/api")
-
-    def config() -> PipelineConfig:
-        return governing()
-
-    def caller(user: Annotated[str, Depends(deps.authenticated_user)],
-               cfg: Annotated[PipelineConfig, Depends(config)]) -> Caller:
-        return Caller.of(user, cfg)
-
-    CallerDep = Annotated[Caller, Depends(caller)]
-    ConfigDep = Annotated[PipelineConfig, Depends(config)]
 
     @app.middleware("http")
     async def limits_and_headers(request: Request, call_next: Callable[..., Any]) -> Response:
@@ -119,18 +92,18 @@ def create_app(identify: Callable[..., Any], *, login_url: str | None = None) ->
         return Response(pages.ICON, media_type="image/svg+xml")
 
     @app.get("/reviews", response_class=HTMLResponse)
-    def reviews_page(who: CallerDep, cfg: ConfigDep) -> HTMLResponse:
+    def reviews_page(who: deps.CallerDep, cfg: deps.ConfigDep) -> HTMLResponse:
         with session_scope(read_only=True) as s:
             waiting, decided = reviews.review_board(s, who, cfg)
             return HTMLResponse(pages.reviews_page(waiting, decided, who, cfg))
 
     @app.get("/ops", response_class=HTMLResponse)
-    def ops_page(who: CallerDep, cfg: ConfigDep) -> HTMLResponse:
+    def ops_page(who: deps.CallerDep, cfg: deps.ConfigDep) -> HTMLResponse:
         with session_scope(read_only=True) as s:
             return HTMLResponse(pages.ops_page(reviews.ops_overview(s, cfg), who, cfg))
 
     @app.get("/reports/{sha256}", response_class=HTMLResponse)
-    def simulation_report(sha256: str, who: CallerDep) -> HTMLResponse:
+    def simulation_report(sha256: str, who: deps.CallerDep) -> HTMLResponse:
         import json
 
         from hms import report
@@ -144,32 +117,6 @@ def create_app(identify: Callable[..., Any], *, login_url: str | None = None) ->
         if not sim or "protocol" not in sim:
             raise WebError(404, f"no simulation recorded for sha256:{b.sha256}", field="sha256")
         return HTMLResponse(report.render(SimulationResult.from_dict(sim)))
-
-    # ---- REST ----
-    @app.get("/api/reviews")
-    def list_reviews(who: CallerDep, cfg: ConfigDep) -> dict[str, Any]:
-        with session_scope(read_only=True) as s:
-            waiting, decided = reviews.review_board(s, who, cfg)
-            return {"user": who.user, "roles": list(who.roles), "pending": [v.to_dict() for v in waiting],
-                    "decided": [v.to_dict() for v in decided]}
-
-    @app.post("/api/reviews/{sha256}/{decision}")
-    def decide(sha256: str, decision: Literal["approve", "reject"], body: ReviewBody, who: CallerDep,
-               cfg: ConfigDep) -> dict[str, Any]:
-        with session_scope() as s:
-            return reviews.review(s, sha256, who, decision=decision, comment=body.comment, role=body.role,
-                                  config=cfg)
-
-    @app.get("/api/protocols")
-    def protocols(who: CallerDep, cfg: ConfigDep) -> dict[str, Any]:
-        with session_scope(read_only=True) as s:
-            return {"timezone": cfg.timezone, "protocols": reviews.ops_overview(s, cfg)}
-
-    @app.post("/api/activations/{sha256}/move")
-    def move(sha256: str, body: MoveBody, who: CallerDep, cfg: ConfigDep) -> dict[str, Any]:
-        with session_scope() as s:
-            return reviews.move_activation(s, sha256, who, effective_at=body.effective_at,
-                                           environment=body.environment, config=cfg)
 
     return app
 

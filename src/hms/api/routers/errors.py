@@ -14,6 +14,13 @@ RESPONSES: dict[int | str, dict[str, object]] = {
     409: {"model": ErrorOut, "description": "a gate said no (the CLI exits 1)"},
     422: {"model": ErrorOut, "description": "bad input; nothing changed (the CLI exits 2)"},
 }
+# The clerk page's and ops view's routes also refuse a caller without the role, and a hash the registry lacks.
+FORBIDDEN: dict[int | str, dict[str, object]] = {
+    403: {"model": ErrorOut, "description": "the caller's roles do not allow it (review role, scheduler, author)"},
+}
+UNKNOWN_BUNDLE: dict[int | str, dict[str, object]] = {
+    404: {"model": ErrorOut, "description": "no bundle with this sha256 in the registry"},
+}
 
 
 @contextmanager
