@@ -34,9 +34,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hms import approvals, clock, effective_time, evidence, pinned_policy, run_state
+from hms.attest import rows as rows_attest
 from hms.errors import BadInput, CheckFailed
 from hms.pipeline_config import PipelineConfig, effective_approval_policy, in_freeze
 from hms.registry import audit, store
+from hms.registry.db import PRINCIPAL_KEY
 from hms.registry.models import Approval, Deployment
 from hms.registry.models import Bundle as BundleRow
 
@@ -174,8 +176,11 @@ def resolve_bundle(s: Session, ref: str) -> Bundle:
 
 # ---- reviews --------------------------------------------------------------------
 def reviews_for(s: Session, sha256: str) -> list[approvals.Review]:
-    rows = s.scalars(select(Approval).where(Approval.bundle_sha256 == sha256).order_by(Approval.id)).all()
-    return [approvals.Review(r.bundle_sha256, r.user, r.role, r.decision, r.comment or "") for r in rows]
+    """The reviews that count: a row whose signed statement does not verify, or says something else than the
+    row (hms.attest.rows), is not a review — an INSERT around the core approves nothing."""
+    found = s.scalars(select(Approval).where(Approval.bundle_sha256 == sha256).order_by(Approval.id)).all()
+    return [approvals.Review(r.bundle_sha256, r.user, r.role, r.decision, r.comment or "") for r in found
+            if rows_attest.approval_refusal(r) is None]
 
 
 def pusher(s: Session, sha256: str) -> str | None:
@@ -235,8 +240,10 @@ def record_review(
         raise already(existing)
     try:
         with s.begin_nested():
-            s.add(Approval(bundle_sha256=b.sha256, user=user, role=role, decision=decision, comment=comment,
-                           at=clock.now(), policy_sha256=config.sha256 or None))
+            row = Approval(bundle_sha256=b.sha256, user=user, role=role, decision=decision, comment=comment,
+                           at=clock.now(), policy_sha256=config.sha256 or None)
+            rows_attest.sign_approval(row, s.info.get(PRINCIPAL_KEY))
+            s.add(row)
     except IntegrityError:  # the same clerk's other click committed first (PostgreSQL; SQLite serializes writers)
         existing = s.scalar(mine)
         if existing is None:
@@ -255,12 +262,14 @@ def record_review(
 
 # ---- reading deployments --------------------------------------------------------
 def rows(s: Session, env: str, protocol_id: str) -> list[Deployment]:
+    """The environment's deployments of a protocol that count: each with a signed statement that verifies and
+    says what the row says (hms.attest.rows). A row written around the core is no deployment anywhere."""
     q = (
         select(Deployment)
         .where(Deployment.environment == env, Deployment.protocol_id == protocol_id)
         .order_by(Deployment.activate_at, Deployment.id)
     )
-    return list(s.scalars(q).all())
+    return [d for d in s.scalars(q).all() if rows_attest.deployment_refusal(d) is None]
 
 
 def in_force(s: Session, env: str, protocol_id: str, at: datetime | None = None) -> Deployment | None:
@@ -455,6 +464,7 @@ def deploy(
     if state == "live" and live_now is not None:
         _end(live_now, "superseded", at, now)
     s.flush()
+    rows_attest.sign_deployment(row)
     store.bump_generation(s, env)
     details = change_of(row).to_dict()
     if words := late_note(env, at, act.effective_at, config):
@@ -607,6 +617,7 @@ def rollback(
     )
     s.add(row)
     s.flush()
+    rows_attest.sign_deployment(row)
     store.bump_generation(s, env)
     audit.append(
         s,

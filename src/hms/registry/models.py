@@ -71,6 +71,7 @@ class Approval(Base):
     comment: Mapped[str | None] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     policy_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the pinned policy it met
+    envelope: Mapped[str | None] = mapped_column(Text, nullable=True)  # its signed statement (hms.attest)
     # One decision per clerk per bundle: two clicks, or two clerks racing, cannot double count.
     __table_args__ = (UniqueConstraint("bundle_sha256", "user", name="uq_approval_bundle_user"),)
 
@@ -93,6 +94,8 @@ class Deployment(Base):
     # activate_at, not retroactive" (hms.effective_time). NULL for rows written before migration 0002.
     effective_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     policy_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the pinned policy it met
+    envelope: Mapped[str | None] = mapped_column(Text, nullable=True)  # its signed statement (hms.attest)
+    end_envelope: Mapped[str | None] = mapped_column(Text, nullable=True)  # reserved: the signed end
     __table_args__ = (Index("ix_deployments_env_protocol", "environment", "protocol_id"),)
 
 
@@ -126,6 +129,7 @@ class Check(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     actor: Mapped[str] = mapped_column(String(200))
     run_id: Mapped[str | None] = mapped_column(String(250), nullable=True)
+    envelope: Mapped[str | None] = mapped_column(Text, nullable=True)  # its signed statement (hms.attest)
 
 
 class Policy(Base):

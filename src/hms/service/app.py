@@ -191,6 +191,9 @@ def create_app(source: Source, *, poll_interval: float | None = None, stale_afte
             "environment": source.environment,
             "generation": state.snapshot.generation if state.snapshot else None,
             "error": state.last_error,
+            # Evidence this replica refuses to serve (unsigned, badly signed or rebound deployment rows), as OPA
+            # reports a bundle whose signature fails: still ready, on the last verified state.
+            "refused_evidence": list(state.snapshot.refused) if state.snapshot else [],
         }
         return JSONResponse(body, status_code=200 if fresh else 503)
 

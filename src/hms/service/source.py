@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from hms import run_state
+from hms.attest.rows import deployment_refusal
 from hms.bundle import Bundle, read_bytes
 from hms.registry import store
 from hms.registry.db import get_engine, session_scope
@@ -39,9 +40,12 @@ class RegistrySource:
                     Deployment.environment == self.environment, Deployment.state.in_(IN_TIMELINE)
                 )
             ).all()
+            # Fail closed: a row whose signed statement does not verify, or says something else than the row, is
+            # never served; the replica serves what the verified rows say and /readyz names the refused ones.
+            refused = [why for d in rows if (why := deployment_refusal(d)) is not None]
             entries = [
                 Entry(d.id, d.protocol_id, d.version, d.bundle_sha256, d.state, d.activate_at, d.ended_at, d.run_id)
-                for d in rows
+                for d in rows if deployment_refusal(d) is None
             ]
             aborted = run_state.aborted_at(s, (e.run_id for e in entries if e.state == "pending"))
             for e in entries:
@@ -50,4 +54,4 @@ class RegistrySource:
                     if row is None:
                         raise RuntimeError(f"deployment names bundle {e.sha256} that is not in the registry")
                     self._bundles[e.sha256] = read_bytes(row.content, f"registry {e.sha256[:12]}", e.sha256)
-        return Snapshot.build(self.environment, gen, entries, dict(self._bundles), aborted)
+        return Snapshot.build(self.environment, gen, entries, dict(self._bundles), aborted, refused)

@@ -69,6 +69,8 @@ class Snapshot:
     generation: int
     timelines: dict[str, Timeline]
     bundles: dict[str, Bundle]
+    # Deployment rows left out because their signed statement did not verify (hms.attest.rows): /readyz says so.
+    refused: tuple[str, ...] = ()
 
     @classmethod
     def build(
@@ -78,6 +80,7 @@ class Snapshot:
         entries: Iterable[Entry],
         bundles: dict[str, Bundle],
         aborted: Mapping[str, datetime] | None = None,
+        refused: Iterable[str] = (),
     ) -> Snapshot:
         """``aborted``: run id → when it was aborted. A pending entry of such a run that was not due before the
         abort never enters the timeline, so no replica switches to it at its instant even if nothing cancelled
@@ -89,4 +92,5 @@ class Snapshot:
                 continue
             if e.state in IN_TIMELINE:
                 by_protocol.setdefault(e.protocol_id, []).append(e)
-        return cls(environment, generation, {p: Timeline(p, es) for p, es in by_protocol.items()}, bundles)
+        return cls(environment, generation, {p: Timeline(p, es) for p, es in by_protocol.items()}, bundles,
+                   tuple(refused))

@@ -1,0 +1,187 @@
+"""Who may sign evidence: a signer whose private key is outside the registry, and the trusted public keys.
+
+The control plane (the api-server, the pipeline's workers) signs with an Ed25519 key read from
+``HMS_SIGNING_KEY`` (a PEM file or a mounted secret; default ``$HMS_HOME/keys/control-plane.pem``). Gates
+and replicas trust the public keys in ``HMS_TRUSTED_KEYS`` (default ``$HMS_HOME/keys/trusted.json``), a
+file outside the database: read-only database credentials and that file are all a replica needs. In
+embedded mode both are created on first use (0600 for the private key); a shared registry must be given
+them. Each trusted key says whose it is (``control-plane``, or ``user:<name>`` for a clerk who signs
+their own decisions), and may carry ``retired_at`` (signs no more; its earlier signatures still count)
+or ``revoked_at`` (nothing it signed for a time after that counts).
+
+The signer is securesystemslib's ``Signer`` interface, so a KMS signer (securesystemslib ships AWS, GCP,
+Azure, Vault and HSM signers) can replace the file later without touching the callers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from securesystemslib.signer import CryptoSigner, Key, Signer, SSlibKey
+
+from hms.errors import BadInput
+
+KEY_ENV = "HMS_SIGNING_KEY"
+TRUST_ENV = "HMS_TRUSTED_KEYS"
+CONTROL_PLANE = "control-plane"
+_lock = threading.Lock()
+_cache: dict[tuple[str, float], TrustedKeys] = {}
+_signers: dict[str, Signer] = {}
+_generation = 0
+
+
+def _home() -> Path:
+    from hms.registry.db import hms_home
+
+    return hms_home()
+
+
+def signing_key_path() -> Path:
+    return Path(os.environ.get(KEY_ENV) or _home() / "keys" / "control-plane.pem")
+
+
+def trusted_keys_path() -> Path:
+    return Path(os.environ.get(TRUST_ENV) or _home() / "keys" / "trusted.json")
+
+
+def _embedded() -> bool:
+    from hms.identity import shared_registry
+
+    return not shared_registry()
+
+
+@dataclass(frozen=True)
+class TrustedKey:
+    key: Key
+    owner: str  # "control-plane" | "user:<name>"
+    retired_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+    def counts_at(self, at: datetime) -> bool:
+        """Whether a signature on a statement made at ``at`` counts (a revoked key's later ones do not)."""
+        return self.revoked_at is None or at < self.revoked_at
+
+
+@dataclass(frozen=True)
+class TrustedKeys:
+    keys: dict[str, TrustedKey]
+    source: str
+    generation: int = 0  # a new one each time the file is read: verification caches key on it
+
+    def get(self, keyid: str) -> TrustedKey | None:
+        return self.keys.get(keyid)
+
+
+def _when(value: object, where: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        at = datetime.fromisoformat(str(value))
+    except ValueError:
+        raise BadInput(f"not an ISO time with offset: {value!r}", where=where) from None
+    if at.tzinfo is None:
+        raise BadInput("a time needs its UTC offset", where=where)
+    return at
+
+
+def parse_trusted(text: str, source: str) -> TrustedKeys:
+    try:
+        data = json.loads(text)
+        entries = data["keys"]
+        assert isinstance(entries, list)
+    except (ValueError, KeyError, TypeError, AssertionError):
+        raise BadInput('not a trusted-keys file: {"keys": [{"keyid", "key", "owner"}, …]}', where=source) from None
+    keys: dict[str, TrustedKey] = {}
+    for i, e in enumerate(entries):
+        where = f"{source}: keys[{i}]"
+        try:
+            key = Key.from_dict(str(e["keyid"]), dict(e["key"]))
+            owner = str(e["owner"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise BadInput(f"a key needs keyid, key (securesystemslib form) and owner ({err})", where=where) from None
+        if owner != CONTROL_PLANE and not owner.startswith("user:"):
+            raise BadInput(f"owner must be {CONTROL_PLANE!r} or 'user:<name>', not {owner!r}", where=where)
+        keys[key.keyid] = TrustedKey(key, owner, _when(e.get("retired_at"), where), _when(e.get("revoked_at"), where))
+    return TrustedKeys(keys, source)
+
+
+def trusted() -> TrustedKeys:
+    """The trusted public keys (re-read when the file changes); embedded mode creates the control plane's."""
+    global _generation
+    path = trusted_keys_path()
+    if not path.exists() and _embedded():
+        control_plane_signer()  # creates the key pair and lists its public half
+    try:
+        mtime = path.stat().st_mtime
+    except FileNotFoundError:
+        raise BadInput(f"no trusted keys: {TRUST_ENV} (or {path}) must list the public keys evidence is signed "
+                       "with", where=str(path)) from None
+    with _lock:
+        cached = _cache.get((str(path), mtime))
+        if cached is None:
+            _generation += 1
+            parsed = parse_trusted(path.read_text(encoding="utf-8"), str(path))
+            cached = TrustedKeys(parsed.keys, parsed.source, _generation)
+            _cache.clear()
+            _cache[(str(path), mtime)] = cached
+        return cached
+
+
+def control_plane_signer() -> Signer:
+    """The control plane's signer; in embedded mode its key pair is created on first use."""
+    path = signing_key_path()
+    with _lock:
+        if str(path) in _signers:
+            return _signers[str(path)]
+        if not path.exists():
+            if not _embedded():
+                raise BadInput(f"no signing key: set {KEY_ENV} to the control plane's Ed25519 key (PEM)",
+                               where=str(path))
+            _create(path)
+        try:
+            private = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        except (OSError, ValueError) as e:
+            raise BadInput(f"cannot read the signing key: {e}", where=str(path)) from None
+        if not isinstance(private, Ed25519PrivateKey):
+            raise BadInput("the signing key must be Ed25519", where=str(path))
+        signer = CryptoSigner(private)
+        _signers[str(path)] = signer
+        return signer
+
+
+def _create(path: Path) -> None:
+    """A new Ed25519 key pair: the private key 0600 from its first byte, the public key added to the trust file."""
+    private = Ed25519PrivateKey.generate()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+    public = SSlibKey.from_crypto(private.public_key())
+    add_trusted(public, CONTROL_PLANE)
+
+
+def add_trusted(key: Key, owner: str) -> None:
+    path = trusted_keys_path()
+    data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {"keys": []}
+    data["keys"] = [e for e in data["keys"] if e.get("keyid") != key.keyid]
+    data["keys"].append({"keyid": key.keyid, "key": key.to_dict(), "owner": owner})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def reset() -> None:
+    """Forget cached signers and trust files (tests that switch HMS_HOME)."""
+    with _lock:
+        _cache.clear()
+        _signers.clear()
