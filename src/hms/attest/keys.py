@@ -3,10 +3,11 @@
 The control plane (the api-server, the pipeline's workers) signs with an Ed25519 key read from
 ``HMS_SIGNING_KEY`` (a PEM file or a mounted secret; default ``$HMS_HOME/keys/control-plane.pem``). Gates
 and replicas trust the public keys in ``HMS_TRUSTED_KEYS`` (default ``$HMS_HOME/keys/trusted.json``), a
-file outside the database: read-only database credentials and that file are all a replica needs. In
-embedded mode both are created on first use (0600 for the private key); a shared registry must be given
-them. Each trusted key says whose it is (``control-plane``, or ``user:<name>`` for a clerk who signs
-their own decisions), and may carry ``retired_at`` (signs no more; its earlier signatures still count)
+file outside the database: read-only database credentials and that file are all a replica needs. When
+neither exists the first signer creates the pair (the private key 0600 from its first byte) and lists
+its public half; a shared install gives every replica and pod the same trusted.json (a mounted file).
+Each trusted key says whose it is (``control-plane``, or ``user:<name>`` for a clerk who signs their own
+decisions), and may carry ``retired_at`` (signs no more; its earlier signatures still count)
 or ``revoked_at`` (nothing it signed for a time after that counts).
 
 The signer is securesystemslib's ``Signer`` interface, so a KMS signer (securesystemslib ships AWS, GCP,
@@ -18,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -49,12 +51,6 @@ def signing_key_path() -> Path:
 
 def trusted_keys_path() -> Path:
     return Path(os.environ.get(TRUST_ENV) or _home() / "keys" / "trusted.json")
-
-
-def _embedded() -> bool:
-    from hms.identity import shared_registry
-
-    return not shared_registry()
 
 
 @dataclass(frozen=True)
@@ -116,8 +112,8 @@ def trusted() -> TrustedKeys:
     """The trusted public keys (re-read when the file changes); embedded mode creates the control plane's."""
     global _generation
     path = trusted_keys_path()
-    if not path.exists() and _embedded():
-        control_plane_signer()  # creates the key pair and lists its public half
+    if not path.exists() and not signing_key_path().exists():
+        control_plane_signer()  # a fresh home: creates the key pair and lists its public half
     try:
         mtime = path.stat().st_mtime
     except FileNotFoundError:
@@ -141,9 +137,6 @@ def control_plane_signer() -> Signer:
         if str(path) in _signers:
             return _signers[str(path)]
         if not path.exists():
-            if not _embedded():
-                raise BadInput(f"no signing key: set {KEY_ENV} to the control plane's Ed25519 key (PEM)",
-                               where=str(path))
             _create(path)
         try:
             private = serialization.load_pem_private_key(path.read_bytes(), password=None)
@@ -162,11 +155,18 @@ def _create(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    public = SSlibKey.from_crypto(private.public_key())
+    try:  # several processes of a fresh stack may sign first at once: one creates, the others wait for it
+        fd = os.open(path.with_suffix(".creating"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        deadline = time.monotonic() + 10
+        while not path.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return
     with os.fdopen(fd, "wb") as f:
         f.write(pem)
-    public = SSlibKey.from_crypto(private.public_key())
-    add_trusted(public, CONTROL_PLANE)
+    add_trusted(public, CONTROL_PLANE)  # trusted first: once the key exists, what it signs verifies
+    path.with_suffix(".creating").replace(path)
 
 
 def add_trusted(key: Key, owner: str) -> None:
