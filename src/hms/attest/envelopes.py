@@ -119,3 +119,32 @@ def _bind(v: Verified, *, sha256: str, predicate_type: str, expect: Mapping[str,
 def reset() -> None:
     with _lock:
         _cache.clear()
+
+
+def sign_payload(obj: dict[str, Any], payload_type: str, signer: Any | None = None) -> str:
+    """A DSSE envelope of any JSON object (an audit checkpoint) with its own payload type."""
+    env = Envelope(payload=_canonical(obj), payload_type=payload_type, signatures={})
+    env.sign(signer or keys.control_plane_signer())
+    return json.dumps(env.to_dict(), sort_keys=True, separators=(",", ":"))
+
+
+def verify_payload(text: str, payload_type: str) -> tuple[dict[str, Any], str]:
+    """The object inside a DSSE envelope of ``payload_type`` signed by a trusted control-plane key, and the key id."""
+    try:
+        env = Envelope.from_dict(json.loads(text))
+        obj = json.loads(env.payload)
+        at = datetime.fromisoformat(obj["at"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise Unverified(f"not a signed {payload_type} ({e})") from None
+    if env.payload_type != payload_type:
+        raise Unverified(f"payload type {env.payload_type!r}, not {payload_type}")
+    trust = keys.trusted()
+    counting = [t for kid in env.signatures if (t := trust.get(kid)) is not None
+                and t.owner == keys.CONTROL_PLANE and t.counts_at(at)]
+    if not counting:
+        raise Unverified("signed by no trusted control-plane key")
+    try:
+        accepted = env.verify([t.key for t in counting], 1)
+    except VerificationError:
+        raise Unverified("the signature does not verify") from None
+    return obj, next(iter(accepted))

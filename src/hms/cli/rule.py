@@ -432,6 +432,11 @@ def cmd_publish(args: argparse.Namespace) -> int:
             run_state.mark_published(s, args.run_id, actor=actor())
         audit.append(s, actor=actor(), action="pipeline.published", subject=b.sha256,
                      details={"protocol_id": b.protocol.id, "version": b.protocol.version, "run_id": args.run_id})
-    emit(args, {"ok": True, "sha256": b.sha256, "version": b.protocol.version},
-         [f"[deploy] {last} ✅ live version {b.protocol.version} ({b.protocol.id} sha256:{b.short})"])
+    from hms.attest import checkpoints
+
+    with session_scope(read_only=True) as s:  # the run's record, pinned outside the database (and in this log)
+        cp = checkpoints.publish(s)
+    emit(args, {"ok": True, "sha256": b.sha256, "version": b.protocol.version,
+                "checkpoint": {"size": cp.size, "head_hash": cp.head_hash, "path": str(cp.path)}},
+         [f"[deploy] {last} ✅ live version {b.protocol.version} ({b.protocol.id} sha256:{b.short})", cp.line()])
     return 0
