@@ -55,11 +55,12 @@ def sign(statement: dict[str, Any], signer: Any | None = None) -> str:
 
 
 def verify(text: str | None, *, sha256: str, predicate_type: str, expect: Mapping[str, Any],
-           owner: str | None = None) -> Verified:
-    """The verified statement of ``text``, bound to this bundle, predicate and the expected fields."""
+           owner: str | None = None, trust: keys.TrustedKeys | None = None) -> Verified:
+    """The verified statement of ``text``, bound to this bundle, predicate and the expected fields; against
+    the trusted keys file, or ``trust`` (an offline evidence file's keys)."""
     if not text:
         raise Unverified("unsigned")
-    trust = keys.trusted()
+    trust = trust or keys.trusted()
     cache_key = (hashlib.sha256(text.encode()).hexdigest(), trust.generation)
     with _lock:
         done = _cache.get(cache_key)
@@ -128,7 +129,8 @@ def sign_payload(obj: dict[str, Any], payload_type: str, signer: Any | None = No
     return json.dumps(env.to_dict(), sort_keys=True, separators=(",", ":"))
 
 
-def verify_payload(text: str, payload_type: str) -> tuple[dict[str, Any], str]:
+def verify_payload(text: str, payload_type: str, trust: keys.TrustedKeys | None = None
+                   ) -> tuple[dict[str, Any], str]:
     """The object inside a DSSE envelope of ``payload_type`` signed by a trusted control-plane key, and the key id."""
     try:
         env = Envelope.from_dict(json.loads(text))
@@ -138,7 +140,7 @@ def verify_payload(text: str, payload_type: str) -> tuple[dict[str, Any], str]:
         raise Unverified(f"not a signed {payload_type} ({e})") from None
     if env.payload_type != payload_type:
         raise Unverified(f"payload type {env.payload_type!r}, not {payload_type}")
-    trust = keys.trusted()
+    trust = trust or keys.trusted()
     counting = [t for kid in env.signatures if (t := trust.get(kid)) is not None
                 and t.owner == keys.CONTROL_PLANE and t.counts_at(at)]
     if not counting:

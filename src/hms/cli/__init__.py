@@ -31,6 +31,7 @@ GROUPS = [
     "hms.cli.config",
     "hms.cli.auth",
     "hms.cli.api",
+    "hms.cli.evidence",
 ]
 
 
@@ -58,6 +59,7 @@ COMMANDS = {
     "logout": "hms.cli.auth",
     "whoami": "hms.cli.auth",
     "api": "hms.cli.api",
+    "evidence": "hms.cli.evidence",
 }
 
 

@@ -1,0 +1,129 @@
+"""Everything that put a version in force, in one file an inspector can check without the database.
+
+``export`` gathers, for one bundle: its bytes, the signed statements of its reviews, checks and
+deployments, the pinned policies those statements name, the signed audit checkpoints, and the public
+keys. ``verify_file`` checks it offline: the bundle's hash and manifest, every envelope's signature
+against the file's keys (their ids are printed, to compare with the keys the agency publishes), that
+every statement is about this bundle, and that the signed reviews meet the approval policy they name.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hms.attest import checkpoints, envelopes, keys, statements
+from hms.attest.envelopes import Unverified
+from hms.errors import BadInput
+
+FORMAT = "hms-evidence/v1"
+
+
+def export(s: Session, sha256: str) -> dict[str, Any]:
+    from hms.registry import store
+    from hms.registry.models import Approval, Check, Deployment, Policy
+
+    row = store.get_bundle(s, sha256)
+    if row is None:
+        raise BadInput(f"no bundle sha256:{sha256} in the registry", where="REF")
+    envs: list[str] = []
+    digests: set[str] = set()
+    for model in (Approval, Check, Deployment):
+        for r in s.scalars(select(model).where(model.bundle_sha256 == sha256).order_by(model.id)):
+            if r.envelope:
+                envs.append(r.envelope)
+            if getattr(r, "policy_sha256", None):
+                digests.add(r.policy_sha256)
+    policies = {p.sha256: p.text for p in s.scalars(select(Policy).where(Policy.sha256.in_(digests)))}
+    folder = checkpoints.directory()
+    cps = [p.read_text(encoding="utf-8").strip() for p in sorted(folder.glob("checkpoint-*.json"))] \
+        if folder.is_dir() else []
+    return {"format": FORMAT, "bundle": {"sha256": sha256, "base64": base64.b64encode(row.content).decode()},
+            "statements": envs, "policies": policies, "checkpoints": cps,
+            "trusted_keys": json.loads(keys.trusted_keys_path().read_text(encoding="utf-8"))}
+
+
+@dataclass
+class Report:
+    ok: bool = True
+    lines: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def fail(self, why: str) -> None:
+        self.ok = False
+        self.problems.append(why)
+        self.lines.append(f"[evidence] ❌ {why}")
+
+
+def verify_file(path: Path) -> Report:
+    from hms import approvals, bundle
+    from hms.pipeline_config import effective_approval_policy, parse_pipeline_config
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        assert data.get("format") == FORMAT
+        raw = base64.b64decode(data["bundle"]["base64"])
+        sha = str(data["bundle"]["sha256"])
+    except (OSError, ValueError, KeyError, TypeError, AssertionError):
+        raise BadInput(f"not an {FORMAT} file (hms evidence export)", where=str(path)) from None
+    rep = Report()
+    if hashlib.sha256(raw).hexdigest() != sha:
+        rep.fail(f"the bundle's bytes do not hash to sha256:{sha}")
+        return rep
+    b = bundle.read_bytes(raw, "evidence bundle", sha)
+    trust = keys.parse_trusted(json.dumps(data["trusted_keys"]), f"{path}: trusted_keys")
+    rep.lines.append(f"[evidence] bundle {b.protocol.id} v{b.protocol.version} sha256:{sha[:12]}; keys: "
+                     + ", ".join(f"{k[:16]} ({t.owner})" for k, t in trust.keys.items()))
+    reviews, deployed, checks = [], [], []
+    for i, text in enumerate(data.get("statements", [])):
+        ptype = _ptype(text)
+        try:
+            v = envelopes.verify(text, sha256=sha, predicate_type=ptype, expect={}, trust=trust)
+        except Unverified as e:
+            rep.fail(f"statement {i}: {e}")
+            continue
+        p = v.predicate
+        if ptype == statements.REVIEW:
+            reviews.append((approvals.Review(sha, p["reviewer"], p["role"], p["decision"]), p.get("policy_sha256")))
+        elif ptype == statements.CHECK:
+            checks.append(f"{p['kind']} {'passed' if p['ok'] else 'FAILED'}")
+        else:
+            deployed.append(f"{p['environment']} from {p['activate_at']}")
+    policies = data.get("policies", {})
+    digest = next((d for _, d in reviews if d), None)
+    if digest is None or digest not in policies:
+        rep.fail("no signed review names a pinned policy included in the file")
+    else:
+        config = parse_pipeline_config(policies[digest], f"policy sha256:{digest[:12]}")
+        if config.sha256 != digest:
+            rep.fail(f"the included policy does not hash to sha256:{digest}")
+        st = approvals.evaluate(effective_approval_policy(config, b.protocol), [r for r, _ in reviews],
+                                bundle_sha256=sha, author=b.protocol.author, user_roles=config.user_roles)
+        (rep.lines.append if st.satisfied else rep.fail)(f"reviews under policy sha256:{digest[:12]}: {st.summary()}")
+    rep.lines.append(f"[evidence] checks: {', '.join(checks) or 'none'}; deployments: {', '.join(deployed) or 'none'}")
+    good = 0
+    for text in data.get("checkpoints", []):
+        try:
+            envelopes.verify_payload(text, checkpoints.PAYLOAD_TYPE, trust)
+            good += 1
+        except Unverified as e:
+            rep.fail(f"checkpoint: {e}")
+    rep.lines.append(f"[evidence] {good} signed audit checkpoints")
+    if rep.ok:
+        rep.lines.append(f"[evidence] ✅ {len(data.get('statements', []))} statements verified offline")
+    return rep
+
+
+def _ptype(text: str) -> str:
+    """The predicate type the statement claims (verification then holds it to that type)."""
+    try:
+        return str(json.loads(base64.b64decode(json.loads(text)["payload"])).get("predicateType"))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return ""

@@ -1,0 +1,46 @@
+"""``hms evidence export REF | verify FILE``: what put a version in force, checked without the database."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from hms.cli import emit
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evidence", help="export and check the signed evidence of a bundle (offline)")
+    ps = p.add_subparsers(dest="evidence_command", required=True)
+    ex = ps.add_parser("export", help="write the bundle, its signed statements, policies, checkpoints and keys")
+    ex.add_argument("ref", metavar="REF", help="sha256, prefix or id@version")
+    ex.add_argument("--out", required=True, help="the evidence file to write")
+    ex.add_argument("--json", action="store_true")
+    ex.set_defaults(handler=cmd_export)
+    ve = ps.add_parser("verify", help="check an evidence file without the database (exit 1 when it does not hold)")
+    ve.add_argument("file")
+    ve.add_argument("--json", action="store_true")
+    ve.set_defaults(handler=cmd_verify)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from hms import deployments
+    from hms.attest import export
+    from hms.registry.db import session_scope
+
+    with session_scope(read_only=True) as s:
+        sha = deployments.resolve_bundle_row(s, args.ref).sha256
+        data = export.export(s, sha)
+    Path(args.out).write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    emit(args, {"ok": True, "sha256": sha, "statements": len(data["statements"]), "file": args.out},
+         [f"[evidence] {len(data['statements'])} statements, {len(data['checkpoints'])} checkpoints of "
+          f"sha256:{sha[:12]} → {args.out}"])
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from hms.attest import export
+
+    rep = export.verify_file(Path(args.file))
+    emit(args, {"ok": rep.ok, "problems": rep.problems}, rep.lines)
+    return 0 if rep.ok else 1
