@@ -50,7 +50,14 @@ class Applied:
 
 
 def current(s: Session) -> Policy | None:
-    return s.scalars(select(Policy).order_by(Policy.id.desc()).limit(1)).first()
+    """The newest applied policy whose signed statement verifies (hms.attest.rows): a row inserted around
+    ``hms config apply`` — another approval policy, more users — is never the policy."""
+    from hms.attest.rows import policy_refusal
+
+    for row in s.scalars(select(Policy).order_by(Policy.id.desc())):
+        if policy_refusal(row) is None:
+            return row
+    return None
 
 
 def parsed(row: Policy) -> PipelineConfig:
@@ -84,6 +91,9 @@ def apply(s: Session, text: str, source: str, *, actor: str, bootstrap: bool = F
     new = Policy(sha256=config.sha256, text=text, source=source, applied_by=actor, applied_at=now)
     s.add(new)
     s.flush()
+    from hms.attest.rows import sign_policy
+
+    sign_policy(new)
     previous = row.sha256 if row is not None else None
     audit.append(s, actor=actor, action="config.apply", subject=f"policy:{config.sha256}",
                  details={"source": source, "previous_sha256": previous, "bootstrap": bootstrap})

@@ -149,3 +149,21 @@ def test_statements_are_in_toto_v1_about_the_bundle_hash_with_our_predicate_type
     assert v.statement["subject"] == [{"name": "bundle", "digest": {"sha256": b.sha256}}]
     assert v.predicate["reviewer"] == "bob" and v.predicate["role"] == "budget" and v.owner == "control-plane"
     assert json.loads(a.envelope)["payloadType"] == "application/vnd.in-toto+json"
+
+
+def test_a_policy_row_inserted_around_config_apply_is_never_the_policy() -> None:
+    import hashlib
+
+    from hms import pinned_policy
+    from hms.registry.models import Policy
+    from tests.deploy_helpers import _config_text
+
+    pinned = pin_config()
+    text = _config_text(approvals={"required": 1, "roles": ["legal"]}, users={"mallory": ["legal", "admin"]})
+    with session_scope() as s:
+        s.add(Policy(sha256=hashlib.sha256(text.encode()).hexdigest(), text=text, source="my.yml",
+                     applied_by="ops", applied_at=clock.now()))
+    with session_scope() as s:
+        assert pinned_policy.governing(s).sha256 == pinned.sha256
+        newest = s.scalar(select(Policy).order_by(Policy.id.desc()))
+        assert rows.policy_refusal(newest).endswith("unsigned")

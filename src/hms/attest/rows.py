@@ -15,7 +15,7 @@ from typing import Any
 
 from hms.attest import envelopes, statements
 from hms.attest.envelopes import Unverified
-from hms.registry.models import Approval, Check, Deployment
+from hms.registry.models import Approval, Check, Deployment, Policy
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,25 @@ def sign_deployment(d: Deployment) -> None:
 def deployment_refusal(d: Deployment) -> str | None:
     return _refusal(d.envelope, d.bundle_sha256, statements.DEPLOYMENT, _deployment_predicate(d), None,
                     f"deployment {d.id} ({d.environment} v{d.version})")
+
+
+# ---- the pinned policy --------------------------------------------------------------------------------------
+
+
+def _policy_predicate(p: Policy) -> dict[str, Any]:
+    return {"policy_id": p.id, "applied_by": p.applied_by, "source": p.source, "at": _t(p.applied_at)}
+
+
+def sign_policy(p: Policy) -> None:
+    """After the row's flush. The subject is the policy text's sha256, so the text cannot change under it."""
+    p.envelope = envelopes.sign(statements.statement(p.sha256, statements.POLICY, _policy_predicate(p),
+                                                     name="pipeline-policy"))
+
+
+def policy_refusal(p: Policy) -> str | None:
+    if hashlib.sha256(p.text.encode("utf-8")).hexdigest() != p.sha256:
+        return f"policy {p.id}: its text does not hash to sha256:{p.sha256}"
+    return _refusal(p.envelope, p.sha256, statements.POLICY, _policy_predicate(p), None, f"policy {p.id}")
 
 
 def _refusal(envelope: str | None, sha256: str, ptype: str, expect: dict[str, Any], owner: str | None,

@@ -11,7 +11,8 @@ _BASE = "https://hms-policy.dev/attestations"
 REVIEW = f"{_BASE}/review/v1"  # a clerk's decision on one bundle hash
 CHECK = f"{_BASE}/check/v1"  # a recorded test (with its simulation), scan or chaos result
 DEPLOYMENT = f"{_BASE}/deployment/v1"  # a version put in (or scheduled into) an environment
-PREDICATE_TYPES = (REVIEW, CHECK, DEPLOYMENT)
+POLICY = f"{_BASE}/pinned-policy/v1"  # an admin's `hms config apply` (subject: the policy file's sha256)
+PREDICATE_TYPES = (REVIEW, CHECK, DEPLOYMENT, POLICY)
 
 
 def statement(sha256: str, predicate_type: str, predicate: dict[str, Any], *, name: str = "bundle") -> dict[str, Any]:

@@ -142,6 +142,7 @@ class Policy(Base):
     source: Mapped[str] = mapped_column(String(1000))
     applied_by: Mapped[str] = mapped_column(String(200))
     applied_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    envelope: Mapped[str | None] = mapped_column(Text, nullable=True)  # its signed statement (hms.attest)
 
 
 class EnvGeneration(Base):

@@ -1,4 +1,4 @@
-"""Signed evidence: each approval, check and deployment keeps the DSSE envelope of its in-toto Statement.
+"""Signed evidence: each approval, check, deployment and pinned policy keeps the DSSE envelope of its in-toto Statement.
 
 Revision ID: 0005
 Revises: 0004
@@ -12,7 +12,7 @@ down_revision = "0004"
 branch_labels = None
 depends_on = None
 
-TABLES = ("approvals", "checks", "deployments")
+TABLES = ("approvals", "checks", "deployments", "policies")
 
 
 def upgrade() -> None:
