@@ -104,7 +104,7 @@ def review(req: models.ReviewIn, by: Principal) -> models.ReviewOut:
                 user_roles=config.user_roles,
             )
         st = deployments.record_review(s, b, user=user, role=role, decision=req.decision, comment=req.comment,
-                                       config=config)
+                                       config=config, signed=req.envelope)
     mark, done = ("✅", "approved") if req.decision == "approve" else ("❌", "rejected")
     return models.ReviewOut(
         sha256=b.sha256, id=f"{b.protocol.id}@{b.protocol.version}", user=user, role=role, decision=req.decision,

@@ -218,7 +218,8 @@ def _refuse_superseded(s: Session, b: Bundle, doing: str, where: str) -> None:
 
 
 def record_review(
-    s: Session, b: Bundle, *, user: str, role: str, decision: str, comment: str, config: PipelineConfig
+    s: Session, b: Bundle, *, user: str, role: str, decision: str, comment: str, config: PipelineConfig,
+    signed: str | None = None,
 ) -> approvals.ApprovalStatus:
     """Record one clerk's decision on one exact bundle hash; one decision per clerk per bundle.
 
@@ -242,7 +243,10 @@ def record_review(
         with s.begin_nested():
             row = Approval(bundle_sha256=b.sha256, user=user, role=role, decision=decision, comment=comment,
                            at=clock.now(), policy_sha256=config.sha256 or None)
-            rows_attest.sign_approval(row, s.info.get(PRINCIPAL_KEY))
+            if signed:  # the clerk signed it with their own key: that envelope is the evidence
+                rows_attest.accept_signed_review(row, signed)
+            else:
+                rows_attest.sign_approval(row, s.info.get(PRINCIPAL_KEY))
             s.add(row)
     except IntegrityError:  # the same clerk's other click committed first (PostgreSQL; SQLite serializes writers)
         existing = s.scalar(mine)

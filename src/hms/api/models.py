@@ -86,6 +86,9 @@ class ReviewIn(_In):
     role: str | None = Field(None, max_length=100, description="default: the clerk's one role still missing")
     comment: str = Field("", max_length=MAX_COMMENT)
     user: str | None = Field(None, max_length=200, description="if given, must name the authenticated caller")
+    envelope: str | None = Field(None, max_length=16_384,
+                                 description="the review signed with the clerk's own key (DSSE; hms rule review "
+                                             "--sign-with): kept as the evidence instead of the server's signature")
 
 
 class Approver(_Model):

@@ -70,7 +70,7 @@ def verify(text: str | None, *, sha256: str, predicate_type: str, expect: Mappin
             if len(_cache) >= CACHE_MAX:
                 _cache.clear()
             _cache[cache_key] = done
-    _bind(done, sha256=sha256, predicate_type=predicate_type, expect=expect, owner=owner)
+    _bind(done, sha256=sha256, predicate_type=predicate_type, expect=expect, owner=owner, trust=trust)
     return done
 
 
@@ -100,7 +100,8 @@ def _verify_signature(text: str, trust: keys.TrustedKeys) -> Verified:
     return Verified(stmt, keyid, trust.keys[keyid].owner)
 
 
-def _bind(v: Verified, *, sha256: str, predicate_type: str, expect: Mapping[str, Any], owner: str | None) -> None:
+def _bind(v: Verified, *, sha256: str, predicate_type: str, expect: Mapping[str, Any], owner: str | None,
+          trust: keys.TrustedKeys | None = None) -> None:
     s = v.statement
     if s.get("_type") != statements.STATEMENT_TYPE:
         raise Unverified("not an in-toto Statement v1")
@@ -115,6 +116,8 @@ def _bind(v: Verified, *, sha256: str, predicate_type: str, expect: Mapping[str,
             raise Unverified(f"says {field}={got!r}, the row says {want!r}")
     if owner is not None and v.owner not in (owner, keys.CONTROL_PLANE):
         raise Unverified(f"signed by {v.owner}, who is not {owner}")
+    if owner is not None and v.owner != owner and trust is not None and trust.has_own_key(owner):
+        raise Unverified(f"{owner} signs their own decisions; this one is signed by {v.owner}")
 
 
 def reset() -> None:

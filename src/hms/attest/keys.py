@@ -74,6 +74,10 @@ class TrustedKeys:
     def get(self, keyid: str) -> TrustedKey | None:
         return self.keys.get(keyid)
 
+    def has_own_key(self, owner: str) -> bool:
+        """Whether ``owner`` (``user:<name>``) signs for themselves: then only their own signature counts."""
+        return any(t.owner == owner and t.revoked_at is None for t in self.keys.values())
+
 
 def _when(value: object, where: str) -> datetime | None:
     if value is None:
@@ -185,3 +189,26 @@ def reset() -> None:
     with _lock:
         _cache.clear()
         _signers.clear()
+
+
+def generate_user_key(path: Path, user: str) -> dict[str, object]:
+    """A clerk's own Ed25519 key (private PEM, 0600) and the trusted-keys entry an admin adds for it."""
+    private = Ed25519PrivateKey.generate()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()))
+    public = SSlibKey.from_crypto(private.public_key())
+    return {"keyid": public.keyid, "key": public.to_dict(), "owner": f"user:{user}"}
+
+
+def file_signer(path: Path) -> Signer:
+    """A signer from an Ed25519 private key file (a clerk's ``--sign-with``)."""
+    try:
+        private = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (OSError, ValueError) as e:
+        raise BadInput(f"cannot read the key: {e}", where=str(path)) from None
+    if not isinstance(private, Ed25519PrivateKey):
+        raise BadInput("the key must be Ed25519 (hms keygen)", where=str(path))
+    return CryptoSigner(private)

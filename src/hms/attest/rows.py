@@ -41,6 +41,38 @@ def sign_approval(a: Approval, principal: dict[str, Any] | None = None) -> None:
     a.envelope = envelopes.sign(statements.statement(a.bundle_sha256, statements.REVIEW, pred))
 
 
+def review_statement(sha256: str, *, reviewer: str, role: str, decision: str, comment: str,
+                     policy_sha256: str | None, at: datetime) -> dict[str, Any]:
+    """What a clerk signs with their own key (``hms rule review --sign-with``): the row the server will keep."""
+    return statements.statement(sha256, statements.REVIEW, {
+        "reviewer": reviewer, "role": role, "decision": decision, "comment_sha256": _digest(comment),
+        "policy_sha256": policy_sha256, "at": _t(at)})
+
+
+def accept_signed_review(a: Approval, envelope: str, *, skew_seconds: float = 300) -> None:
+    """Keep a clerk's own signature as the row's evidence: it must be theirs and say exactly what the row says
+    (its time within ``skew_seconds`` of now, and then the row's time). BadInput (exit 2 / 422) otherwise."""
+    from hms import clock
+    from hms.errors import BadInput
+
+    try:
+        v = envelopes.verify(envelope, sha256=a.bundle_sha256, predicate_type=statements.REVIEW, expect={},
+                             owner=f"user:{a.user}")
+        at = datetime.fromisoformat(v.predicate["at"])
+    except (Unverified, KeyError, ValueError) as e:
+        raise BadInput(f"the signed review does not verify: {e}", where="--sign-with") from None
+    if v.owner != f"user:{a.user}":
+        raise BadInput(f"the review is signed by {v.owner}, not by a key of {a.user}", where="--sign-with")
+    if abs((at - clock.now()).total_seconds()) > skew_seconds:
+        raise BadInput(f"the signed review's time {at.isoformat()} is not now", where="--sign-with")
+    a.at = at
+    why = _refusal(envelope, a.bundle_sha256, statements.REVIEW, _approval_predicate(a), f"user:{a.user}",
+                   f"review by {a.user}")
+    if why:
+        raise BadInput(f"the signed review says something else than the request: {why}", where="--sign-with")
+    a.envelope = envelope
+
+
 def approval_refusal(a: Approval) -> str | None:
     """Why this approval row does not count (None: it does)."""
     return _refusal(a.envelope, a.bundle_sha256, statements.REVIEW, _approval_predicate(a), f"user:{a.user}",

@@ -60,6 +60,7 @@ COMMANDS = {
     "whoami": "hms.cli.auth",
     "api": "hms.cli.api",
     "evidence": "hms.cli.evidence",
+    "keygen": "hms.cli.evidence",
 }
 
 

@@ -21,6 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ve.add_argument("file")
     ve.add_argument("--json", action="store_true")
     ve.set_defaults(handler=cmd_verify)
+    register_keygen(sub)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -44,3 +45,20 @@ def cmd_verify(args: argparse.Namespace) -> int:
     rep = export.verify_file(Path(args.file))
     emit(args, {"ok": rep.ok, "problems": rep.problems}, rep.lines)
     return 0 if rep.ok else 1
+
+
+def register_keygen(sub: argparse._SubParsersAction) -> None:
+    kg = sub.add_parser("keygen", help="a clerk's own Ed25519 signing key, and the entry an admin trusts it with")
+    kg.add_argument("--out", required=True, help="the private key file to create (mode 0600)")
+    kg.add_argument("--user", required=True, help="whose key (the Airflow user name it will sign for)")
+    kg.set_defaults(handler=cmd_keygen)
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from hms.attest import keys
+
+    entry = keys.generate_user_key(Path(args.out), args.user)
+    print(f"[keys] {args.out} (0600); add this entry to the trusted keys (HMS_TRUSTED_KEYS) of the api-server, "
+          "the pipeline and every replica:")
+    print(json.dumps(entry, sort_keys=True))
+    return 0

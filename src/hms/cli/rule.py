@@ -65,6 +65,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     group.add_argument("--approve", dest="decision", action="store_const", const="approve")
     group.add_argument("--reject", dest="decision", action="store_const", const="reject")
     review.add_argument("--comment", default="")
+    review.add_argument("--sign-with", default=None, metavar="KEY",
+                        help="sign the decision with your own Ed25519 key (hms keygen); needs the full sha256 "
+                             "and --role")
     review.add_argument("--json", action="store_true")
     review.set_defaults(handler=cmd_review)
 
@@ -146,6 +149,8 @@ def cmd_review(args: argparse.Namespace) -> int:
 
     req = ReviewIn(ref=args.id, decision=args.decision, role=args.role, comment=args.comment, user=args.user)
     c = client.active()
+    if args.sign_with:
+        req.envelope = _own_signature(args, c)
     if c is not None:
         out = c.post("/reviews", req, ReviewOut)
     else:
@@ -154,6 +159,31 @@ def cmd_review(args: argparse.Namespace) -> int:
         out = actions.review(req, identity.current())
     emit_model(args, out)
     return 0
+
+
+def _own_signature(args: argparse.Namespace, c: client.Client | None) -> str:
+    """The review statement signed here, with the clerk's key: the server keeps it, and cannot forge it."""
+    from hms import clock
+    from hms.attest import envelopes, keys, rows
+
+    sha = args.id.removeprefix("sha256:").lower()
+    if len(sha) != 64 or any(ch not in "0123456789abcdef" for ch in sha) or not args.role:
+        raise BadInput("a review signed with your own key names the bundle's full sha256 and --role",
+                       where="--sign-with")
+    if c is not None:
+        from hms.api.models import WhoAmIOut
+
+        me = c.get("/me", WhoAmIOut)
+        name, policy = me.principal.name, me.policy_sha256
+    else:
+        from hms import identity
+        from hms.pinned_policy import governing
+
+        name, policy = identity.current().name, governing().sha256 or None
+    identity_user = args.user or name
+    stmt = rows.review_statement(sha, reviewer=identity_user, role=args.role, decision=args.decision,
+                                 comment=args.comment, policy_sha256=policy, at=clock.now())
+    return envelopes.sign(stmt, keys.file_signer(Path(args.sign_with)))
 
 
 def _tz(config) -> ZoneInfo:
