@@ -174,8 +174,14 @@ def test_hms_api_runs_locked_down_with_resources_and_writable_scratch_only(env: 
         "capabilities": {"drop": ["ALL"]},
     }
     assert set(c["resources"]) == {"requests", "limits"}
-    mounted = {m["name"] for m in c["volumeMounts"]}
-    assert mounted == {v["name"] for v in spec["volumes"]} and all("emptyDir" in v for v in spec["volumes"])
+    mounted = {m["name"]: m for m in c["volumeMounts"]}
+    assert set(mounted) == {v["name"] for v in spec["volumes"]}
+    # Writable scratch only, plus the trusted public keys (a ConfigMap, read-only): what a replica verifies with.
+    assert all("emptyDir" in v for v in spec["volumes"] if v["name"] != "trusted-keys")
+    keys = next(v for v in spec["volumes"] if v["name"] == "trusted-keys")
+    assert keys["configMap"]["name"] == "hms-trusted-keys" and mounted["trusted-keys"]["readOnly"] is True
+    trusted = {e["name"]: e.get("value") for e in c["env"]}["HMS_TRUSTED_KEYS"]
+    assert trusted.startswith(mounted["trusted-keys"]["mountPath"] + "/")
     home = {e["name"]: e.get("value") for e in c["env"]}["HMS_HOME"]
     assert home in {m["mountPath"] for m in c["volumeMounts"]}
 
