@@ -121,12 +121,19 @@ def hms_step(
                 ),
             ),
             k8s.V1EnvVar(name="HMS_PIPELINE_SECRET_FILE", value=f"{SECRET_DIR}/pipeline.secret"),
+            # A recorded check is a signed statement (hms.attest): the control plane's key, and the public keys.
+            k8s.V1EnvVar(name="HMS_SIGNING_KEY", value=f"{SECRET_DIR}/control-plane.pem"),
+            k8s.V1EnvVar(name="HMS_TRUSTED_KEYS", value="/etc/hms/trusted.json"),
         ],
         # The same secret as the file the CLI checks what it was given against (hms.identity.current).
         volumes=[k8s.V1Volume(name="hms-pipeline-secret", secret=k8s.V1SecretVolumeSource(
-            secret_name="hms-registry", items=[k8s.V1KeyToPath(key="pipeline-secret", path="pipeline.secret")],
-            default_mode=0o400))],
-        volume_mounts=[k8s.V1VolumeMount(name="hms-pipeline-secret", mount_path=SECRET_DIR, read_only=True)],
+            secret_name="hms-registry", items=[k8s.V1KeyToPath(key="pipeline-secret", path="pipeline.secret"),
+                                               k8s.V1KeyToPath(key="signing-key", path="control-plane.pem")],
+            default_mode=0o400)),
+            k8s.V1Volume(name="hms-trusted-keys",
+                         config_map=k8s.V1ConfigMapVolumeSource(name="hms-trusted-keys"))],
+        volume_mounts=[k8s.V1VolumeMount(name="hms-pipeline-secret", mount_path=SECRET_DIR, read_only=True),
+                       k8s.V1VolumeMount(name="hms-trusted-keys", mount_path="/etc/hms", read_only=True)],
         labels={"app.kubernetes.io/part-of": "hms", "hms/step": task_id.split(".")[-1]},
         service_account_name="hms-pipeline-step",
         do_xcom_push=True,
