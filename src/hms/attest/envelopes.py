@@ -10,7 +10,6 @@ each once.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 from collections.abc import Mapping
@@ -23,7 +22,7 @@ from securesystemslib.exceptions import VerificationError
 
 from hms.attest import keys, statements
 
-_cache: dict[tuple[str, int], Verified] = {}
+_cache: dict[tuple[str, int], Verified] = {}  # keyed by the envelope's text itself (its hash is cached by Python)
 _lock = threading.Lock()
 CACHE_MAX = 50_000
 
@@ -60,12 +59,13 @@ def verify(text: str | None, *, sha256: str, predicate_type: str, expect: Mappin
     the trusted keys file, or ``trust`` (an offline evidence file's keys)."""
     if not text:
         raise Unverified("unsigned")
+    offline = trust
     trust = trust or keys.trusted()
-    cache_key = (hashlib.sha256(text.encode()).hexdigest(), trust.generation)
+    cache_key = (text, trust.generation)
     with _lock:
         done = _cache.get(cache_key)
     if done is None:
-        done = _verify_signature(text, trust)
+        done = _verify_signature(text, trust, offline)
         with _lock:
             if len(_cache) >= CACHE_MAX:
                 _cache.clear()
@@ -74,7 +74,7 @@ def verify(text: str | None, *, sha256: str, predicate_type: str, expect: Mappin
     return done
 
 
-def _verify_signature(text: str, trust: keys.TrustedKeys) -> Verified:
+def _verify_signature(text: str, trust: keys.TrustedKeys, offline: keys.TrustedKeys | None = None) -> Verified:
     try:
         env = Envelope.from_dict(json.loads(text))
     except (ValueError, KeyError, TypeError) as e:
@@ -87,6 +87,9 @@ def _verify_signature(text: str, trust: keys.TrustedKeys) -> Verified:
     except (ValueError, KeyError, TypeError):
         raise Unverified("the payload is not a statement with a predicate time") from None
     candidates = [t for kid in env.signatures if (t := trust.get(kid)) is not None]
+    if not candidates and offline is None:  # a key listed a moment ago: look at the file again before refusing
+        trust = keys.trusted(fresh=True)
+        candidates = [t for kid in env.signatures if (t := trust.get(kid)) is not None]
     if not candidates:
         raise Unverified("signed by no trusted key")
     counting = [t for t in candidates if t.counts_at(at)]

@@ -112,9 +112,19 @@ def parse_trusted(text: str, source: str) -> TrustedKeys:
     return TrustedKeys(keys, source)
 
 
-def trusted() -> TrustedKeys:
-    """The trusted public keys (re-read when the file changes); embedded mode creates the control plane's."""
-    global _generation
+RECHECK_SECONDS = 1.0  # how stale the trusted keys may be: a revocation counts within a second
+_last: tuple[float, str, TrustedKeys] | None = None
+
+
+def trusted(*, fresh: bool = False) -> TrustedKeys:
+    """The trusted public keys (re-read when the file changes, looked at once a second at most, or now with
+    ``fresh``: a signature by a key not seen yet makes the verifier look again before refusing it)."""
+    global _generation, _last
+    now = time.monotonic()
+    path_text = os.environ.get(TRUST_ENV) or ""
+    last = _last
+    if not fresh and last is not None and now - last[0] < RECHECK_SECONDS and last[1] == path_text + str(_home()):
+        return last[2]
     path = trusted_keys_path()
     if not path.exists() and not signing_key_path().exists():
         control_plane_signer()  # a fresh home: creates the key pair and lists its public half
@@ -131,6 +141,7 @@ def trusted() -> TrustedKeys:
             cached = TrustedKeys(parsed.keys, parsed.source, _generation)
             _cache.clear()
             _cache[(str(path), mtime)] = cached
+        _last = (now, path_text + str(_home()), cached)
         return cached
 
 
@@ -182,13 +193,17 @@ def add_trusted(key: Key, owner: str) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     tmp.replace(path)
+    global _last
+    _last = None
 
 
 def reset() -> None:
     """Forget cached signers and trust files (tests that switch HMS_HOME)."""
+    global _last
     with _lock:
         _cache.clear()
         _signers.clear()
+        _last = None
 
 
 def generate_user_key(path: Path, user: str) -> dict[str, object]:

@@ -42,10 +42,11 @@ class RegistrySource:
             ).all()
             # Fail closed: a row whose signed statement does not verify, or says something else than the row, is
             # never served; the replica serves what the verified rows say and /readyz names the refused ones.
-            refused = [why for d in rows if (why := deployment_refusal(d)) is not None]
+            verdicts = [(d, deployment_refusal(d)) for d in rows]
+            refused = [why for _, why in verdicts if why is not None]
             entries = [
                 Entry(d.id, d.protocol_id, d.version, d.bundle_sha256, d.state, d.activate_at, d.ended_at, d.run_id)
-                for d in rows if deployment_refusal(d) is None
+                for d, why in verdicts if why is None
             ]
             aborted = run_state.aborted_at(s, (e.run_id for e in entries if e.state == "pending"))
             for e in entries:
