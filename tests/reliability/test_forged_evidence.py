@@ -1,0 +1,46 @@
+"""Someone with the registry's write credentials changes the law in force around the core (issue 15): a running
+``hms serve --env prod`` keeps answering under the last verified version and says why in /readyz."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import httpx
+from sqlalchemy import text
+
+from hms import clock
+from hms.registry import store
+from hms.registry.db import session_scope
+from tests.deploy_helpers import pin_config, promote_all, ready, record, variant
+from tests.reliability.conftest import FAMILY, PID, serve
+
+
+def test_a_deployment_inserted_with_a_generation_bump_is_never_served_and_readyz_names_it(env) -> None:
+    cfg = pin_config()
+    promote_all(ready(record(variant(3)), cfg), cfg)
+    forged = record(variant(4, per_member=9999))  # never reviewed
+    with serve(env) as (url, _):
+        def decide() -> dict:
+            return httpx.post(f"{url}/v1/protocols/{PID}/decide", json={"input": FAMILY}, timeout=5).json()
+
+        deadline = time.monotonic() + 10
+        while decide().get("version") != 3:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        with session_scope() as s:
+            s.execute(text(
+                "INSERT INTO deployments (environment, protocol_id, bundle_sha256, version, state, activate_at, "
+                "created_at, created_by) VALUES ('prod', :pid, :sha, 4, 'live', :at, :at, 'mallory')"),
+                {"pid": PID, "sha": forged.sha256, "at": (clock.now() - timedelta(seconds=1)).isoformat()})
+            store.bump_generation(s, "prod")
+        deadline = time.monotonic() + 10
+        status = httpx.get(f"{url}/readyz", timeout=5).json()
+        while not status["refused_evidence"]:
+            assert time.monotonic() < deadline, status
+            time.sleep(0.1)
+            status = httpx.get(f"{url}/readyz", timeout=5).json()
+        assert status["ready"] is True and "unsigned" in status["refused_evidence"][0]
+        for _ in range(20):  # within a second and after: v3, never the forged v4
+            assert decide()["version"] == 3
+            time.sleep(0.05)
