@@ -12,8 +12,10 @@
 3. The new version, v3 ($1,000 per member), is pushed and its DAG run started through Airflow's
    REST API; two clerks approve it through the HMS REST API inside Airflow when the review
    sensor waits; the prod effective time is a few seconds ahead; the run is followed to prod live.
-4. The prod decision service (started in step 1, never restarted) answers under v3, then under
-   v2 again after the one-command rollback. The audit chain is checked.
+4. The prod decision service (started in step 2, never restarted) answers under v3, then under
+   v2 again after the one-command rollback. The audit chain is checked against the signed
+   checkpoints the pipeline published, and v3's evidence is exported and verified offline
+   (``out/evidence-wildfire-aid-2024-v3.json``: bundle, signed statements, policy, checkpoints, keys).
 5. The stack stays up for a look at the UI (URL and logins printed); ``make down`` stops it.
 
 Nothing here depends on the date the demo runs: the protocol copies take effect at the start of
@@ -246,7 +248,10 @@ def main() -> int:
         subprocess.run([str(ROOT / "include" / "rollback.sh"), "wildfire-aid-2024", "prod"], check=True)
         time.sleep(0.5)
         ask(port, "after the rollback")
-        hms("audit", "verify")
+        hms("audit", "verify", "--checkpoint", str(HOME / "checkpoints"))
+        # What an inspector would ask for: everything that put v3 in force, checked without the database.
+        hms("evidence", "export", "wildfire-aid-2024@3", "--out", str(OUT / "evidence-wildfire-aid-2024-v3.json"))
+        hms("evidence", "verify", str(OUT / "evidence-wildfire-aid-2024-v3.json"))
     finally:
         service.terminate()
         service.wait(timeout=10)
