@@ -111,6 +111,19 @@ def emit(args: argparse.Namespace, payload: dict[str, Any], lines: Sequence[str]
             print(line)
 
 
+def act(path: str, req: Any, answer: type, action: str, *before: Any) -> Any:
+    """One change: through the HMS API when logged in (hms.client), else ``hms.actions.<action>(*before, req,
+    principal)`` on the registry as the authenticated principal. The one place a command chooses the way."""
+    from hms import client
+
+    c = client.active()
+    if c is not None:
+        return c.post(path, req, answer)
+    from hms import actions, identity
+
+    return getattr(actions, action)(*before, req, identity.current())
+
+
 def emit_model(args: argparse.Namespace, out: Any) -> None:
     """``emit`` for a typed result (hms.api.models): its fields as JSON, its ``lines`` for people."""
     emit(args, out.model_dump(mode="json", exclude={"lines"}), out.lines)

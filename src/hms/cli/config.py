@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from hms import pinned_policy
-from hms.cli import emit, emit_model
+from hms.cli import act, emit, emit_model
 from hms.errors import BadInput
 from hms.pipeline_config import config_path, load_pipeline_config
 from hms.registry.db import session_scope
@@ -26,7 +26,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    from hms import client
     from hms.api.models import PolicyApplyIn, PolicyApplyOut
 
     path = Path(args.file)
@@ -34,15 +33,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise BadInput(f"cannot read pipeline config: {e.strerror}", where=str(path)) from None
-    req = PolicyApplyIn(text=text, source=str(path))
-    c = client.active()
-    if c is not None:
-        out = c.post("/policy", req, PolicyApplyOut)
-    else:
-        from hms import actions, identity
-
-        out = actions.apply_policy(req, identity.current())
-    emit_model(args, out)
+    emit_model(args, act("/policy", PolicyApplyIn(text=text, source=str(path)), PolicyApplyOut, "apply_policy"))
     return 0
 
 

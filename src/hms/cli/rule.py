@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from hms import client
-from hms.cli import actor, emit, emit_model
+from hms.cli import act, actor, emit, emit_model
 from hms.errors import BadInput, CheckFailed, HmsError
 
 if TYPE_CHECKING:
@@ -148,16 +148,9 @@ def cmd_review(args: argparse.Namespace) -> int:
     from hms.api.models import ReviewIn, ReviewOut
 
     req = ReviewIn(ref=args.id, decision=args.decision, role=args.role, comment=args.comment, user=args.user)
-    c = client.active()
     if args.sign_with:
-        req.envelope = _own_signature(args, c)
-    if c is not None:
-        out = c.post("/reviews", req, ReviewOut)
-    else:
-        from hms import actions, identity
-
-        out = actions.review(req, identity.current())
-    emit_model(args, out)
+        req.envelope = _own_signature(args, client.active())
+    emit_model(args, act("/reviews", req, ReviewOut, "review"))
     return 0
 
 
@@ -194,14 +187,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     from hms.api.models import DeployIn, DeployOut
 
     req = DeployIn(ref=args.id, environment=args.env, schedule=args.schedule, run_id=args.run_id)
-    c = client.active()
-    if c is not None:
-        out = c.post("/deployments", req, DeployOut)
-    else:
-        from hms import actions, identity
-
-        out = actions.deploy(req, identity.current())
-    emit_model(args, out)
+    emit_model(args, act("/deployments", req, DeployOut, "deploy"))
     return 0
 
 
@@ -307,44 +293,26 @@ def _promote_check(args: argparse.Namespace, kind: str, b: Bundle, *, env: str =
 def cmd_rollback(args: argparse.Namespace) -> int:
     from hms.api import models
 
-    c = client.active()
     if args.run:
-        req_run = models.RunRollbackIn(run=args.run)
-        if c is not None:
-            out: models.RunRollbackOut | models.RollbackOut = c.post("/rollbacks/run", req_run, models.RunRollbackOut)
-        else:
-            from hms import actions, identity
-
-            out = actions.rollback_run(req_run, identity.current())
+        out: models.RunRollbackOut | models.RollbackOut = act(
+            "/rollbacks/run", models.RunRollbackIn(run=args.run), models.RunRollbackOut, "rollback_run")
     else:
         if not args.id:
             raise BadInput("give a protocol id, or --run RUN_ID", where="rollback")
         req = models.RollbackIn(protocol=args.id, environment=args.env, to=args.to)
-        if c is not None:
-            out = c.post("/rollbacks", req, models.RollbackOut)
-        else:
-            from hms import actions, identity
-
-            out = actions.rollback(req, identity.current())
+        out = act("/rollbacks", req, models.RollbackOut, "rollback")
     emit_model(args, out)
     return 0
 
 
 def cmd_abort(args: argparse.Namespace) -> int:
     """``hms rule abort RUN``: the same core call as Airflow's "mark failed" listener (hms.abort.abort_run)."""
+    from urllib.parse import quote
+
     from hms.api.models import AbortIn, AbortOut
 
     req = AbortIn(reason=args.reason, user=args.user)
-    c = client.active()
-    if c is not None:
-        from urllib.parse import quote
-
-        out = c.post(f"/runs/{quote(args.run, safe='')}/abort", req, AbortOut)
-    else:
-        from hms import actions, identity
-
-        out = actions.abort(args.run, req, identity.current())
-    emit_model(args, out)
+    emit_model(args, act(f"/runs/{quote(args.run, safe='')}/abort", req, AbortOut, "abort", args.run))
     return 0
 
 
