@@ -106,7 +106,11 @@ def verify_file(path: Path) -> Report:
             rep.fail(f"the included policy does not hash to sha256:{digest}")
         st = approvals.evaluate(effective_approval_policy(config, b.protocol), [r for r, _ in reviews],
                                 bundle_sha256=sha, author=b.protocol.author, user_roles=config.user_roles)
-        (rep.lines.append if st.satisfied else rep.fail)(f"reviews under policy sha256:{digest[:12]}: {st.summary()}")
+        said = f"reviews under policy sha256:{digest[:12]}: {st.summary()}"
+        if st.satisfied:
+            rep.lines.append(f"[evidence] ✅ {said}")
+        else:
+            rep.fail(said)
     rep.lines.append(f"[evidence] checks: {', '.join(checks) or 'none'}; deployments: {', '.join(deployed) or 'none'}")
     good = 0
     for text in data.get("checkpoints", []):
