@@ -24,6 +24,14 @@ def test_settings(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_config(tmp_path_factory.mktemp("settings") / "pipeline.yml")
 
 
+def attest_caches() -> None:
+    """Signers and trusted keys are cached per process: a test's own HMS_HOME has keys of its own."""
+    from hms.attest import envelopes, keys
+
+    keys.reset()
+    envelopes.reset()
+
+
 @pytest.fixture(autouse=True)
 def hms_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, test_settings: Path) -> Iterator[Path]:
     """Its own registry per test, and the repository's pipeline settings without their freeze windows.
@@ -44,5 +52,7 @@ def hms_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, test_settings: Pat
     for var in ("HMS_TOKEN", "HMS_API", "HMS_ACTOR", "HMS_PIPELINE_SECRET", "HMS_PIPELINE_SECRET_FILE", "HMS_RUN_ID"):
         monkeypatch.delenv(var, raising=False)
     db.reset_engines()
+    attest_caches()
     yield home
     db.reset_engines()
+    attest_caches()

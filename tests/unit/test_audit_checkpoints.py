@@ -6,23 +6,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 
-from hms.attest import envelopes, keys
 from hms.cli import main
 from hms.registry import audit
 from hms.registry.db import session_scope
 from hms.registry.models import AuditEntry, AuditHead
 from tests.deploy_helpers import approve, pin_config, record, variant
-
-
-@pytest.fixture(autouse=True)
-def fresh_keys():
-    keys.reset()
-    envelopes.reset()
-    yield
-    keys.reset()
 
 
 def _history(tmp_path: Path) -> Path:

@@ -24,15 +24,6 @@ from hms.service.source import RegistrySource
 from tests.deploy_helpers import approve, pin_config, promote_all, ready, record, record_checks, variant
 
 
-@pytest.fixture(autouse=True)
-def fresh_keys():
-    keys.reset()
-    envelopes.reset()
-    yield
-    keys.reset()
-    envelopes.reset()
-
-
 def _insert_approval(sha: str, user: str, role: str, envelope: str | None = None) -> None:
     with session_scope() as s:
         s.execute(text("INSERT INTO approvals (bundle_sha256, user, role, decision, comment, at, envelope) "

@@ -153,13 +153,7 @@ def control_plane_signer() -> Signer:
             return _signers[str(path)]
         if not path.exists():
             _create(path)
-        try:
-            private = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        except (OSError, ValueError) as e:
-            raise BadInput(f"cannot read the signing key: {e}", where=str(path)) from None
-        if not isinstance(private, Ed25519PrivateKey):
-            raise BadInput("the signing key must be Ed25519", where=str(path))
-        signer = CryptoSigner(private)
+        signer = file_signer(path)
         _signers[str(path)] = signer
         return signer
 
@@ -219,11 +213,11 @@ def generate_user_key(path: Path, user: str) -> dict[str, object]:
 
 
 def file_signer(path: Path) -> Signer:
-    """A signer from an Ed25519 private key file (a clerk's ``--sign-with``)."""
+    """A signer from an Ed25519 private key file (the control plane's, or a clerk's ``--sign-with``)."""
     try:
         private = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except (OSError, ValueError) as e:
         raise BadInput(f"cannot read the key: {e}", where=str(path)) from None
     if not isinstance(private, Ed25519PrivateKey):
-        raise BadInput("the key must be Ed25519 (hms keygen)", where=str(path))
+        raise BadInput("the key must be Ed25519 (hms keygen makes one)", where=str(path))
     return CryptoSigner(private)
