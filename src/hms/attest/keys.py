@@ -158,24 +158,30 @@ def control_plane_signer() -> Signer:
         return signer
 
 
-def _create(path: Path) -> None:
-    """A new Ed25519 key pair: the private key 0600 from its first byte, the public key added to the trust file."""
+def _new_private_key(path: Path, dir_mode: int = 0o777) -> SSlibKey:
+    """A new Ed25519 private key written to ``path`` (which must not exist: FileExistsError), 0600 from its
+    first byte; its public half."""
     private = Ed25519PrivateKey.generate()
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
-    public = SSlibKey.from_crypto(private.public_key())
+    path.parent.mkdir(parents=True, exist_ok=True, mode=dir_mode)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()))
+    return SSlibKey.from_crypto(private.public_key())
+
+
+def _create(path: Path) -> None:
+    """The control plane's key pair: the private key at ``path``, its public half added to the trust file."""
+    creating = path.with_suffix(".creating")
     try:  # several processes of a fresh stack may sign first at once: one creates, the others wait for it
-        fd = os.open(path.with_suffix(".creating"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        public = _new_private_key(creating, 0o700)
     except FileExistsError:
         deadline = time.monotonic() + 10
         while not path.exists() and time.monotonic() < deadline:
             time.sleep(0.02)
         return
-    with os.fdopen(fd, "wb") as f:
-        f.write(pem)
     add_trusted(public, CONTROL_PLANE)  # trusted first: once the key exists, what it signs verifies
-    path.with_suffix(".creating").replace(path)
+    creating.replace(path)
 
 
 def add_trusted(key: Key, owner: str) -> None:
@@ -202,13 +208,7 @@ def reset() -> None:
 
 def generate_user_key(path: Path, user: str) -> dict[str, object]:
     """A clerk's own Ed25519 key (private PEM, 0600) and the trusted-keys entry an admin adds for it."""
-    private = Ed25519PrivateKey.generate()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                      serialization.NoEncryption()))
-    public = SSlibKey.from_crypto(private.public_key())
+    public = _new_private_key(path)
     return {"keyid": public.keyid, "key": public.to_dict(), "owner": f"user:{user}"}
 
 
