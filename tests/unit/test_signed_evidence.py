@@ -158,3 +158,13 @@ def test_a_policy_row_inserted_around_config_apply_is_never_the_policy() -> None
         assert pinned_policy.governing(s).sha256 == pinned.sha256
         newest = s.scalar(select(Policy).order_by(Policy.id.desc()))
         assert rows.policy_refusal(newest).endswith("unsigned")
+
+
+def test_keygen_never_overwrites_a_key(tmp_path, capsys) -> None:
+    from hms.cli import main
+
+    key = tmp_path / "alice.pem"
+    assert main(["keygen", "--out", str(key), "--user", "alice"]) == 0
+    before = key.read_bytes()
+    assert main(["keygen", "--out", str(key), "--user", "alice"]) == 2
+    assert "a key is never overwritten" in capsys.readouterr().err and key.read_bytes() == before

@@ -56,8 +56,12 @@ def register_keygen(sub: argparse._SubParsersAction) -> None:
 
 def cmd_keygen(args: argparse.Namespace) -> int:
     from hms.attest import keys
+    from hms.errors import BadInput
 
-    entry = keys.generate_user_key(Path(args.out), args.user)
+    try:
+        entry = keys.generate_user_key(Path(args.out), args.user)
+    except FileExistsError:
+        raise BadInput("exists already; a key is never overwritten (choose another --out)", where=args.out) from None
     print(f"[keys] {args.out} (0600); add this entry to the trusted keys (HMS_TRUSTED_KEYS) of the api-server, "
           "the pipeline and every replica:")
     print(json.dumps(entry, sort_keys=True))
