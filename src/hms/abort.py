@@ -27,6 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hms import clock, deployments, run_state
+from hms.attest import rows as rows_attest
 from hms.errors import BadInput, CheckFailed
 from hms.identity import Principal
 from hms.pipeline_config import PipelineConfig
@@ -100,6 +101,8 @@ def abort_run(s: Session, run_id: str, *, by: Principal, reason: str, config: Pi
         s.add(row)
     if not already:
         row.state, row.ended_at, row.ended_by, row.reason = "aborted", now, by.name, reason.strip()
+        s.flush()
+        rows_attest.sign_run(row)
     s.flush()
     undone = deployments.rollback_run(s, run_id, actor=by.name, config=config)
     for env in touched:  # replicas rebuild their timelines, which now leave this run's pending rows out

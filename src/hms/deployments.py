@@ -175,12 +175,14 @@ def resolve_bundle(s: Session, ref: str) -> Bundle:
 
 
 # ---- reviews --------------------------------------------------------------------
-def reviews_for(s: Session, sha256: str) -> list[approvals.Review]:
-    """The reviews that count: a row whose signed statement does not verify, or says something else than the
-    row (hms.attest.rows), is not a review — an INSERT around the core approves nothing."""
+def reviews_for(s: Session, sha256: str, config: PipelineConfig) -> list[approvals.Review]:
+    """The reviews that count under the pinned policy ``config``: a row whose signed statement does not verify
+    against its keys and allowed signers, or says something else than the row (hms.attest.rows), is not a
+    review — an INSERT around the core approves nothing."""
+    trust = rows_attest.review_trust(config)
     found = s.scalars(select(Approval).where(Approval.bundle_sha256 == sha256).order_by(Approval.id)).all()
     return [approvals.Review(r.bundle_sha256, r.user, r.role, r.decision, r.comment or "") for r in found
-            if rows_attest.approval_refusal(r) is None]
+            if rows_attest.approval_refusal(r, trust) is None]
 
 
 def pusher(s: Session, sha256: str) -> str | None:
@@ -203,7 +205,7 @@ def superseded_by(s: Session, protocol_id: str, version: int) -> int | None:
 def approval_status(s: Session, b: Bundle, config: PipelineConfig) -> approvals.ApprovalStatus:
     policy = effective_approval_policy(config, b.protocol)
     return approvals.evaluate(
-        policy, reviews_for(s, b.sha256), bundle_sha256=b.sha256, author=b.protocol.author,
+        policy, reviews_for(s, b.sha256, config), bundle_sha256=b.sha256, author=b.protocol.author,
         user_roles=config.user_roles, pusher=pusher(s, b.sha256),
     )
 
@@ -244,7 +246,7 @@ def record_review(
             row = Approval(bundle_sha256=b.sha256, user=user, role=role, decision=decision, comment=comment,
                            at=clock.now(), policy_sha256=config.sha256 or None)
             if signed:  # the clerk signed it with their own key: that envelope is the evidence
-                rows_attest.accept_signed_review(row, signed)
+                rows_attest.accept_signed_review(row, signed, config)
             else:
                 rows_attest.sign_approval(row, s.info.get(PRINCIPAL_KEY))
             s.add(row)
@@ -396,14 +398,20 @@ def _cancel(d: Deployment, now: datetime) -> None:
     """Cancel a pending row that has not come into force: history is append-only, so only a future one."""
     if d.activate_at <= now:
         raise RuntimeError(f"deployment {d.id} came into force at {d.activate_at.isoformat()}: it cannot be cancelled")
-    d.state, d.ended_at = "cancelled", now
+    _set_state(d, "cancelled", now)
+
+
+def _set_state(d: Deployment, state: str, ended_at: datetime | None) -> None:
+    """The one way a row's state changes: signed with it, or the change would not count (hms.attest.rows)."""
+    d.state, d.ended_at = state, ended_at
+    rows_attest.sign_deployment_state(d)
 
 
 def _end(d: Deployment, state: str, at: datetime, now: datetime) -> None:
     """End a row's time in force at ``at`` (never before now: past answers stay as they were given)."""
     if d.ended_at is not None or at < now:
         raise RuntimeError(f"deployment {d.id}: ending it at {at.isoformat()} would rewrite its history")
-    d.state, d.ended_at = state, at
+    _set_state(d, state, at)
 
 
 def _check_freeze(config: PipelineConfig, env: str, at: datetime) -> None:
@@ -492,25 +500,26 @@ def settle(
         Deployment.environment == env, Deployment.state == "pending", Deployment.activate_at <= due
     )
     changes = []
-    came_due = s.scalars(q.order_by(Deployment.activate_at, Deployment.id)).all()
+    came_due = [d for d in s.scalars(q.order_by(Deployment.activate_at, Deployment.id)).all()
+                if rows_attest.deployment_refusal(d) is None]  # a row written around the core never comes due
     aborted = run_state.aborted_at(s, (d.run_id for d in came_due))
     for d in came_due:
         window = in_freeze(config, d.activate_at, env)
         if run_state.voided(d.state, d.activate_at, d.run_id, aborted):
             # Its run was aborted before it was due: no replica ever served it (they skip it too), so the
             # cancellation records what happened. Reached only if the abort's own rollback did not cancel it.
-            d.state, d.ended_at = "cancelled", d.activate_at
+            _set_state(d, "cancelled", d.activate_at)
             action = "activation.refused_aborted_run"
         elif window is not None:
             # The one retroactive write left: replicas that switched by the clock served ``d`` from its
             # activate_at until now. A window added after the request is rare; see docs/reliability.md.
-            d.state, d.ended_at = "cancelled", d.activate_at
+            _set_state(d, "cancelled", d.activate_at)
             action = "activation.refused_freeze"
         else:
             for older in rows(s, env, d.protocol_id):  # records what the clock already did: answers are unchanged
                 if older.id != d.id and older.state == "live" and older.activate_at <= d.activate_at:
-                    older.state, older.ended_at = "superseded", d.activate_at
-            d.state = "live"
+                    _set_state(older, "superseded", d.activate_at)
+            _set_state(d, "live", None)
             action = "activation.live"
         s.flush()
         store.bump_generation(s, env)
@@ -659,7 +668,7 @@ def rollback_run(s: Session, run_id: str, *, actor: str, config: PipelineConfig)
     q = select(Deployment).where(Deployment.run_id == run_id).order_by(Deployment.id.desc())
     done: list[Change] = []
     seen: set[tuple[str, str]] = set()
-    made = list(s.scalars(q).all())
+    made = [d for d in s.scalars(q).all() if rows_attest.deployment_refusal(d) is None]
     # A rollback's restoring row carries the run id too (for the audit trail); it starts the instant the row it
     # undid ended. Undoing it again would re-apply the version this run failed with: a retried rollback task, or
     # `rollback.sh --run` twice, must find nothing left to undo.

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import select
 
 from hms import deployments, run_state
+from hms.attest.rows import deployment_refusal
 from hms.pinned_policy import governing
 from hms.registry.db import session_scope
 from hms.registry.models import Bundle as BundleRow
@@ -39,7 +40,7 @@ def activation_time(run_id: str, environment: str) -> datetime | None:
             .where(Deployment.run_id == run_id, Deployment.environment == environment)
             .order_by(Deployment.id.desc())
         )
-        if d is None or d.state in ("cancelled", "rolled_back"):
+        if d is None or d.state in ("cancelled", "rolled_back") or deployment_refusal(d) is not None:
             return None
         if run_state.voided(d.state, d.activate_at, d.run_id, run_state.aborted_at(s, [run_id])):
             return None

@@ -68,6 +68,26 @@ SCHEMA: dict[str, Any] = {
             "type": "object",
             "additionalProperties": {"type": "array", "items": {"type": "string", "minLength": 1}},
         },
+        # The allowed signers: a clerk listed here signs their own decisions (`hms rule review --sign-with`), and
+        # then only a signature by one of these keys counts for them (hms.attest.keys.with_signers).
+        "signers": {
+            "type": "object",
+            "additionalProperties": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["keyid", "key"],
+                    "properties": {
+                        "keyid": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                        "key": {"type": "object"},
+                        "retired_at": {"type": "string", "format": "date-time"},
+                        "revoked_at": {"type": "string", "format": "date-time"},
+                    },
+                },
+            },
+        },
         "compliance": {
             "type": "object",
             "additionalProperties": False,
@@ -214,6 +234,9 @@ class PipelineConfig:
     chaos: Chaos
     freeze_windows: tuple[FreezeWindow, ...]
     execution: Execution
+    # user → their public keys as the policy lists them (securesystemslib form; parsed by hms.attest.keys, which
+    # this module does not import: reading a policy must not load the crypto stack)
+    signers: tuple[tuple[str, tuple[dict[str, Any], ...]], ...] = ()
     sha256: str = ""  # of the text it was parsed from: the digest `hms config apply` pins and gates record
 
     @property
@@ -311,6 +334,7 @@ def parse_pipeline_config(text: str, source: str = "<pipeline config>") -> Pipel
         chaos=chaos,
         freeze_windows=tuple(windows),
         execution=Execution(**data.get("execution", {})),
+        signers=tuple((u, tuple(ks)) for u, ks in sorted(data.get("signers", {}).items())),
         sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
     )
 

@@ -20,13 +20,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hms import clock
+from hms.attest.rows import run_refusal, sign_run
 from hms.errors import BadInput, CheckFailed
 from hms.registry.models import Run
 
@@ -90,6 +91,9 @@ def mark_alive(s: Session, run_id: str, *, actor: str) -> RunState:
         row = Run(run_id=run_id, state="alive", started_at=clock.now(), started_by=actor)
         s.add(row)
         s.flush()
+        sign_run(row)
+    elif (why := run_refusal(row)) is not None:
+        raise CheckFailed(f"{why}: a run whose state does not verify deploys nothing", where=f"run {run_id}")
     elif row.state == "aborted":
         raise CheckFailed(
             f"run {run_id} was aborted at {row.ended_at.isoformat() if row.ended_at else '?'} by {row.ended_by}"
@@ -107,21 +111,35 @@ def mark_published(s: Session, run_id: str, *, actor: str) -> RunState:
     if row is None:  # deployments made before migration 0003 (or by hand with --run-id): record it now
         row = Run(run_id=run_id, state="alive", started_at=now, started_by=actor)
         s.add(row)
+    elif (why := run_refusal(row)) is not None:
+        raise CheckFailed(f"{why}: a run whose state does not verify cannot be published", where=f"run {run_id}")
     if row.state == "aborted":
         raise CheckFailed(f"run {run_id} was aborted: it cannot be published", where=f"run {run_id}")
     if row.state == "alive":
         row.state, row.ended_at, row.ended_by = "published", now, actor
     s.flush()
+    sign_run(row)
     return _state(row)
 
 
+# A run whose signed state does not verify counts as aborted before anything: none of its pending activations
+# comes into force. Fail closed: an edited "aborted → alive" must not revive a stopped run's law.
+UNVERIFIED = datetime.min.replace(tzinfo=UTC)
+
+
 def aborted_at(s: Session, run_ids: Iterable[str | None]) -> dict[str, datetime]:
-    """For those of ``run_ids`` that were aborted: when. One query, for a replica's whole snapshot."""
+    """For those of ``run_ids`` that were aborted: when (``UNVERIFIED`` for a run whose state does not verify).
+    One query, for a replica's whole snapshot."""
     ids = sorted({r for r in run_ids if r})
     if not ids:
         return {}
-    q = select(Run.run_id, Run.ended_at).where(Run.run_id.in_(ids), Run.state == "aborted")
-    return {rid: at for rid, at in s.execute(q).all() if at is not None}
+    out: dict[str, datetime] = {}
+    for r in s.scalars(select(Run).where(Run.run_id.in_(ids))):
+        if run_refusal(r) is not None:
+            out[r.run_id] = UNVERIFIED
+        elif r.state == "aborted" and r.ended_at is not None:
+            out[r.run_id] = r.ended_at
+    return out
 
 
 def voided(state: str, activate_at: datetime, run_id: str | None, aborted: dict[str, datetime]) -> bool:

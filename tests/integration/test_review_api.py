@@ -21,7 +21,7 @@ import httpx
 import jwt
 import pytest
 
-from hms import clock, deployments, protocol
+from hms import clock, deployments, pinned_policy, protocol
 from hms.pipeline_config import load_pipeline_config
 from hms.registry import db
 from hms.registry.db import session_scope
@@ -111,7 +111,7 @@ def test_without_a_valid_airflow_token_every_call_is_401(stack, registry, how):
     if how == "expired":
         assert "expired" in r.json()["detail"]
     with session_scope() as s:
-        assert deployments.reviews_for(s, b.sha256) == []
+        assert deployments.reviews_for(s, b.sha256, pinned_policy.governing(s)) == []
 
 
 def test_two_clerks_approve_with_their_airflow_tokens(stack, registry):
@@ -207,7 +207,7 @@ def test_the_ui_cookie_authenticates_the_page_and_the_api_like_the_bearer_header
                    content=b'{"comment": "csrf"}', headers={"Content-Type": "text/plain"}, timeout=30)
     assert r.status_code == 422
     with session_scope() as s:
-        assert [r.user for r in deployments.reviews_for(s, b.sha256)] == ["carol"]
+        assert [r.user for r in deployments.reviews_for(s, b.sha256, pinned_policy.governing(s))] == ["carol"]
 
 
 def test_without_the_role_or_as_the_author_a_review_is_403(stack, registry):
@@ -219,7 +219,7 @@ def test_without_the_role_or_as_the_author_a_review_is_403(stack, registry):
     r = call(stack, "POST", f"/api/reviews/{b.sha256}/approve", token=stack.token("alice"), json={})
     assert r.status_code == 403 and "author" in r.json()["detail"]
     with session_scope() as s:
-        assert deployments.reviews_for(s, b.sha256) == []
+        assert deployments.reviews_for(s, b.sha256, pinned_policy.governing(s)) == []
 
 
 def test_unknown_and_superseded_hashes_are_404_and_409(stack, registry):

@@ -17,14 +17,11 @@ from tests.conftest import WILDFIRE
 from tests.deploy_helpers import pin_config
 
 
-def _keygen(tmp_path, env, user: str):
+def _keygen(tmp_path, env, user: str) -> tuple[object, dict]:
+    """The clerk's key file, and the ``signers`` entry ``hms keygen`` prints for the admin's policy."""
     r = subprocess.run([HMS, "keygen", "--out", str(tmp_path / f"{user}.pem"), "--user", user], env=env,
                        capture_output=True, text=True, check=True)
-    entry = json.loads(r.stdout.splitlines()[-1])
-    from securesystemslib.signer import Key
-
-    keys.add_trusted(Key.from_dict(entry["keyid"], entry["key"]), entry["owner"])  # the admin's step
-    return tmp_path / f"{user}.pem"
+    return tmp_path / f"{user}.pem", json.loads(r.stdout.splitlines()[-1])["signers"]
 
 
 def test_a_clerk_signs_their_own_review_and_a_server_signature_in_their_name_no_longer_counts(hms_home, tmp_path):
@@ -32,8 +29,12 @@ def test_a_clerk_signs_their_own_review_and_a_server_signature_in_their_name_no_
     pin_config()
     with running_api(env) as api:
         sha = json.loads(api.hms("carol", "rule", "push", str(WILDFIRE), "--json").stdout)["sha256"]
-        alice_key = _keygen(tmp_path, env, "alice")
-        bob_key = _keygen(tmp_path, env, "bob")
+        alice_key, alice = _keygen(tmp_path, env, "alice")
+        bob_key, bob = _keygen(tmp_path, env, "bob")
+        unlisted = api.hms("alice", "rule", "review", sha, "--role", "legal", "--approve", "--sign-with",
+                           str(alice_key), check=False)
+        assert unlisted.returncode == 2 and "signed by no trusted key" in unlisted.stderr, unlisted.stderr
+        cfg = pin_config(signers={**alice, **bob})  # the admin's step: the keys enter the pinned policy
         forged = api.hms("alice", "rule", "review", sha, "--role", "legal", "--approve", "--sign-with", str(bob_key),
                          check=False)
         assert forged.returncode == 2 and "signed by user:bob" in forged.stderr
@@ -43,8 +44,9 @@ def test_a_clerk_signs_their_own_review_and_a_server_signature_in_their_name_no_
     envelopes.reset()
     with session_scope() as s:
         a = s.scalar(select(Approval).where(Approval.user == "alice"))
+        trust = rows.review_trust(cfg)
         v = envelopes.verify(a.envelope, sha256=sha, predicate_type="https://hms-policy.dev/attestations/review/v1",
-                             expect={})
-        assert v.owner == "user:alice" and rows.approval_refusal(a) is None
+                             expect={}, trust=trust)
+        assert v.owner == "user:alice" and rows.approval_refusal(a, trust) is None
         rows.sign_approval(a)  # what a compromised server could write: its own signature in alice's name
-        assert "alice signs their own decisions" in rows.approval_refusal(a)
+        assert "alice signs their own decisions" in rows.approval_refusal(a, trust)

@@ -44,3 +44,33 @@ def test_a_deployment_inserted_with_a_generation_bump_is_never_served_and_readyz
         for _ in range(20):  # within a second and after: v3, never the forged v4
             assert decide()["version"] == 3
             time.sleep(0.05)
+
+
+def test_a_rollback_forged_onto_the_live_row_changes_nothing_a_running_replica_answers(env) -> None:
+    cfg = pin_config()
+    promote_all(ready(record(variant(3)), cfg), cfg)
+    promote_all(ready(record(variant(4)), cfg), cfg)
+    with serve(env) as (url, _):
+        def decide() -> dict:
+            return httpx.post(f"{url}/v1/protocols/{PID}/decide", json={"input": FAMILY}, timeout=5).json()
+
+        deadline = time.monotonic() + 10
+        while decide().get("version") != 4:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        with session_scope() as s:  # v4 "rolled back" by hand, v3's row revived as live
+            s.execute(text("UPDATE deployments SET state = 'rolled_back', ended_at = :at "
+                           "WHERE environment = 'prod' AND version = 4"), {"at": clock.now().isoformat()})
+            s.execute(text("UPDATE deployments SET state = 'live', ended_at = NULL "
+                           "WHERE environment = 'prod' AND version = 3"))
+            store.bump_generation(s, "prod")
+        deadline = time.monotonic() + 10
+        status = httpx.get(f"{url}/readyz", timeout=5).json()
+        while len(status["refused_evidence"]) < 2:
+            assert time.monotonic() < deadline, status
+            time.sleep(0.1)
+            status = httpx.get(f"{url}/readyz", timeout=5).json()
+        assert all("serving it as last verified" in r for r in status["refused_evidence"]), status
+        for _ in range(20):
+            assert decide()["version"] == 4
+            time.sleep(0.05)

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import pytest
 
-from hms import approvals, clock, deployments, evidence
+from hms import approvals, clock, deployments, evidence, pinned_policy
 from hms.errors import CheckFailed
 from hms.registry import store
 from hms.registry.db import session_scope
@@ -96,7 +96,7 @@ def test_the_cli_and_the_web_record_no_review_of_a_superseded_version(registry_u
         deployments.record_review(s, v3, user="alice", role="legal", decision="approve", comment="", config=cfg)
     assert e.value.exit_code == 1  # a gate said no, as the web's 409
     with session_scope() as s:
-        assert deployments.reviews_for(s, v3.sha256) == []
+        assert deployments.reviews_for(s, v3.sha256, pinned_policy.governing(s)) == []
 
 
 @pytest.mark.parametrize("spelled", ["Carol", "carol", " CAROL ", "ｃａｒｏｌ", "CAROL\t"])

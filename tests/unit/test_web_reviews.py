@@ -16,7 +16,7 @@ import pytest
 from fastapi import Request
 from fastapi.testclient import TestClient
 
-from hms import clock, deployments, protocol
+from hms import clock, deployments, pinned_policy, protocol
 from hms.cli import main as hms_main
 from hms.pipeline_config import load_pipeline_config
 from hms.registry import store
@@ -134,7 +134,7 @@ def test_a_review_the_rules_refuse_names_the_field_and_records_nothing(client, u
     r = client.post(f"/api/reviews/{b.sha256}/approve", headers=as_(user), json=body)
     assert (r.status_code, r.json()["field"]) == (status, field), r.json()
     with session_scope() as s:
-        assert deployments.reviews_for(s, b.sha256) == []
+        assert deployments.reviews_for(s, b.sha256, pinned_policy.governing(s)) == []
 
 
 def test_the_author_of_a_protocol_cannot_review_it_even_holding_the_role(client):

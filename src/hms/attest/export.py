@@ -37,8 +37,7 @@ def export(s: Session, sha256: str) -> dict[str, Any]:
     digests: set[str] = set()
     for model in (Approval, Check, Deployment):
         for r in s.scalars(select(model).where(model.bundle_sha256 == sha256).order_by(model.id)):
-            if r.envelope:
-                envs.append(r.envelope)
+            envs += [e for e in (r.envelope, getattr(r, "state_envelope", None)) if e]
             if getattr(r, "policy_sha256", None):
                 digests.add(r.policy_sha256)
     policies = {p.sha256: p.text for p in s.scalars(select(Policy).where(Policy.sha256.in_(digests)))}
@@ -79,6 +78,10 @@ def verify_file(path: Path) -> Report:
         return rep
     b = bundle.read_bytes(raw, "evidence bundle", sha)
     trust = keys.parse_trusted(json.dumps(data["trusted_keys"]), f"{path}: trusted_keys")
+    for digest, text in sorted(data.get("policies", {}).items()):  # their allowed signers sign reviews
+        policy = parse_pipeline_config(text, f"{path}: policy sha256:{digest[:12]}")
+        if policy.sha256 == digest:
+            trust = keys.with_signers(trust, policy)
     rep.lines.append(f"[evidence] bundle {b.protocol.id} v{b.protocol.version} sha256:{sha[:12]}; keys: "
                      + ", ".join(f"{k[:16]} ({t.owner})" for k, t in trust.keys.items()))
     reviews, deployed, checks = [], [], []
@@ -94,8 +97,11 @@ def verify_file(path: Path) -> Report:
             reviews.append((approvals.Review(sha, p["reviewer"], p["role"], p["decision"]), p.get("policy_sha256")))
         elif ptype == statements.CHECK:
             checks.append(f"{p['kind']} {'passed' if p['ok'] else 'FAILED'}")
-        else:
+        elif ptype == statements.DEPLOYMENT:
             deployed.append(f"{p['environment']} from {p['activate_at']}")
+        else:
+            ended = f" until {p['ended_at']}" if p.get("ended_at") else ""
+            deployed.append(f"{p['environment']} #{p['deployment_id']} {p['state']}{ended}")
     policies = data.get("policies", {})
     digest = next((d for _, d in reviews if d), None)
     if digest is None or digest not in policies:

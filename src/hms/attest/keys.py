@@ -6,9 +6,11 @@ and replicas trust the public keys in ``HMS_TRUSTED_KEYS`` (default ``$HMS_HOME/
 file outside the database: read-only database credentials and that file are all a replica needs. When
 neither exists the first signer creates the pair (the private key 0600 from its first byte) and lists
 its public half; a shared install gives every replica and pod the same trusted.json (a mounted file).
-Each trusted key says whose it is (``control-plane``, or ``user:<name>`` for a clerk who signs their own
-decisions), and may carry ``retired_at`` (signs no more; its earlier signatures still count)
-or ``revoked_at`` (nothing it signed for a time after that counts).
+Those are the control plane's keys. A clerk who signs their own decisions is listed with their public keys
+in the pinned policy's ``signers`` (``with_signers``): changing who may sign for whom is then an admin's
+audited, signed ``hms config apply``, not an edit of a file on one server. Any key may carry ``retired_at``
+(signs no more; its earlier signatures still count) or ``revoked_at`` (nothing it signed for a time after
+that counts).
 
 The signer is securesystemslib's ``Signer`` interface, so a KMS signer (securesystemslib ships AWS, GCP,
 Azure, Vault and HSM signers) can replace the file later without touching the callers.
@@ -23,12 +25,16 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from securesystemslib.signer import CryptoSigner, Key, Signer, SSlibKey
 
 from hms.errors import BadInput
+
+if TYPE_CHECKING:
+    from hms.pipeline_config import PipelineConfig
 
 KEY_ENV = "HMS_SIGNING_KEY"
 TRUST_ENV = "HMS_TRUSTED_KEYS"
@@ -101,15 +107,52 @@ def parse_trusted(text: str, source: str) -> TrustedKeys:
     keys: dict[str, TrustedKey] = {}
     for i, e in enumerate(entries):
         where = f"{source}: keys[{i}]"
-        try:
-            key = Key.from_dict(str(e["keyid"]), dict(e["key"]))
-            owner = str(e["owner"])
-        except (KeyError, TypeError, ValueError) as err:
-            raise BadInput(f"a key needs keyid, key (securesystemslib form) and owner ({err})", where=where) from None
-        if owner != CONTROL_PLANE and not owner.startswith("user:"):
-            raise BadInput(f"owner must be {CONTROL_PLANE!r} or 'user:<name>', not {owner!r}", where=where)
-        keys[key.keyid] = TrustedKey(key, owner, _when(e.get("retired_at"), where), _when(e.get("revoked_at"), where))
+        owner = str(e.get("owner")) if isinstance(e, dict) else ""
+        if owner != CONTROL_PLANE:
+            raise BadInput(f"owner must be {CONTROL_PLANE!r}, not {owner!r}: a clerk's key is listed in the pinned "
+                           "policy's signers (hms keygen prints the entry)", where=where)
+        t = _entry(e, owner, where)
+        keys[t.key.keyid] = t
     return TrustedKeys(keys, source)
+
+
+def _entry(e: object, owner: str, where: str) -> TrustedKey:
+    try:
+        assert isinstance(e, dict)
+        key = Key.from_dict(str(e["keyid"]), dict(e["key"]))
+    except (AssertionError, KeyError, TypeError, ValueError) as err:
+        raise BadInput(f"a key needs keyid and key (securesystemslib form) ({err})", where=where) from None
+    return TrustedKey(key, owner, _when(e.get("retired_at"), where), _when(e.get("revoked_at"), where))
+
+
+_with: dict[tuple[int, str], TrustedKeys] = {}
+
+
+def with_signers(trust: TrustedKeys, config: PipelineConfig | None) -> TrustedKeys:
+    """``trust`` plus the clerks' keys the pinned policy ``config`` lists: what a review is verified against.
+    Only a review can be signed by such a key (its owner is ``user:<name>``, never the control plane)."""
+    if config is None or not config.signers:
+        return trust
+    global _generation
+    with _lock:
+        found = _with.get((trust.generation, config.sha256))
+        if found is not None:
+            return found
+    merged = dict(trust.keys)
+    for user, entries in config.signers:
+        for i, e in enumerate(entries):
+            t = _entry(e, f"user:{user}", f"{config.source}: signers.{user}[{i}]")
+            if t.key.keyid in trust.keys:
+                raise BadInput(f"key {t.key.keyid[:16]} is the control plane's: a clerk signs with their own",
+                               where=f"{config.source}: signers.{user}[{i}]")
+            merged[t.key.keyid] = t
+    with _lock:
+        _generation += 1
+        found = TrustedKeys(merged, f"{trust.source} + {config.source}", _generation)
+        if len(_with) > 64:
+            _with.clear()
+        _with[(trust.generation, config.sha256)] = found
+        return found
 
 
 RECHECK_SECONDS = 1.0  # how stale the trusted keys may be: a revocation counts within a second
@@ -202,14 +245,15 @@ def reset() -> None:
     global _last
     with _lock:
         _cache.clear()
+        _with.clear()
         _signers.clear()
         _last = None
 
 
 def generate_user_key(path: Path, user: str) -> dict[str, object]:
-    """A clerk's own Ed25519 key (private PEM, 0600) and the trusted-keys entry an admin adds for it."""
+    """A clerk's own Ed25519 key (private PEM, 0600) and the ``signers`` entry an admin adds to the policy."""
     public = _new_private_key(path)
-    return {"keyid": public.keyid, "key": public.to_dict(), "owner": f"user:{user}"}
+    return {"signers": {user: [{"keyid": public.keyid, "key": public.to_dict()}]}}
 
 
 def file_signer(path: Path) -> Signer:

@@ -11,17 +11,27 @@ from __future__ import annotations
 import hashlib
 import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hms.attest import envelopes, statements
+from hms.attest import envelopes, keys, statements
 from hms.attest.envelopes import Unverified
-from hms.registry.models import Approval, Check, Deployment, Policy
+from hms.registry.models import Approval, Check, Deployment, Policy, Run
+
+if TYPE_CHECKING:
+    from hms.pipeline_config import PipelineConfig
 
 log = logging.getLogger(__name__)
 
 
 def _t(at: datetime | None) -> str | None:
     return at.astimezone(UTC).isoformat() if at is not None else None
+
+
+def _now() -> str:
+    """When a state is signed (no column records it: the statement does, for the keys' validity window)."""
+    from hms import clock
+
+    return clock.now().astimezone(UTC).isoformat()
 
 
 def _digest(text: str | None) -> str:
@@ -49,15 +59,23 @@ def review_statement(sha256: str, *, reviewer: str, role: str, decision: str, co
         "policy_sha256": policy_sha256, "at": _t(at)})
 
 
-def accept_signed_review(a: Approval, envelope: str, *, skew_seconds: float = 300) -> None:
-    """Keep a clerk's own signature as the row's evidence: it must be theirs and say exactly what the row says
-    (its time within ``skew_seconds`` of now, and then the row's time). BadInput (exit 2 / 422) otherwise."""
+def review_trust(config: PipelineConfig | None) -> keys.TrustedKeys:
+    """What a review under the pinned policy ``config`` is verified against: the control plane's keys and the
+    policy's allowed signers."""
+    return keys.with_signers(keys.trusted(), config)
+
+
+def accept_signed_review(a: Approval, envelope: str, config: PipelineConfig, *, skew_seconds: float = 300) -> None:
+    """Keep a clerk's own signature as the row's evidence: by a key the pinned policy ``config`` lists for them,
+    saying exactly what the row says (its time within ``skew_seconds`` of now, and then the row's time).
+    BadInput (exit 2 / 422) otherwise."""
     from hms import clock
     from hms.errors import BadInput
 
+    trust = review_trust(config)
     try:
         v = envelopes.verify(envelope, sha256=a.bundle_sha256, predicate_type=statements.REVIEW, expect={},
-                             owner=f"user:{a.user}")
+                             owner=f"user:{a.user}", trust=trust)
         at = datetime.fromisoformat(v.predicate["at"])
     except (Unverified, KeyError, ValueError) as e:
         raise BadInput(f"the signed review does not verify: {e}", where="--sign-with") from None
@@ -67,16 +85,16 @@ def accept_signed_review(a: Approval, envelope: str, *, skew_seconds: float = 30
         raise BadInput(f"the signed review's time {at.isoformat()} is not now", where="--sign-with")
     a.at = at
     why = _refusal(envelope, a.bundle_sha256, statements.REVIEW, _approval_predicate(a), f"user:{a.user}",
-                   f"review by {a.user}")
+                   f"review by {a.user}", trust)
     if why:
         raise BadInput(f"the signed review says something else than the request: {why}", where="--sign-with")
     a.envelope = envelope
 
 
-def approval_refusal(a: Approval) -> str | None:
-    """Why this approval row does not count (None: it does)."""
+def approval_refusal(a: Approval, trust: keys.TrustedKeys) -> str | None:
+    """Why this approval row does not count (None: it does), against ``review_trust`` of the pinned policy."""
     return _refusal(a.envelope, a.bundle_sha256, statements.REVIEW, _approval_predicate(a), f"user:{a.user}",
-                    f"approval {a.id} by {a.user}")
+                    f"approval {a.id} by {a.user}", trust)
 
 
 # ---- checks -------------------------------------------------------------------------------------------------
@@ -107,14 +125,73 @@ def _deployment_predicate(d: Deployment) -> dict[str, Any]:
 
 
 def sign_deployment(d: Deployment) -> None:
-    """After the row's flush (its id is part of what is signed: an envelope belongs to one row)."""
+    """After the row's flush (its id is part of what is signed: an envelope belongs to one row). Signs its
+    start and its state; every later change of state is signed by ``sign_deployment_state``."""
     d.envelope = envelopes.sign(statements.statement(d.bundle_sha256, statements.DEPLOYMENT,
                                                      _deployment_predicate(d)))
+    sign_deployment_state(d)
+
+
+def _state_predicate(d: Deployment) -> dict[str, Any]:
+    return {"deployment_id": d.id, "environment": d.environment, "state": d.state, "ended_at": _t(d.ended_at)}
+
+
+def sign_deployment_state(d: Deployment) -> None:
+    """With every change of ``state``/``ended_at``: which versions answer depends on both (an end written around
+    the core would be a rollback nobody ordered; a cleared one, an undone rollback)."""
+    d.state_envelope = envelopes.sign(statements.statement(d.bundle_sha256, statements.DEPLOYMENT_STATE,
+                                                           {**_state_predicate(d), "at": _now()}))
+
+
+def signed_state(d: Deployment) -> tuple[str, datetime | None] | None:
+    """What the row's own signed state says (state, ended_at), whatever its columns now say; None if it has no
+    valid one. A replica serves this, so editing the columns changes nothing a citizen is told."""
+    try:
+        v = envelopes.verify(d.state_envelope, sha256=d.bundle_sha256, predicate_type=statements.DEPLOYMENT_STATE,
+                             expect={"deployment_id": d.id, "environment": d.environment})
+        ended = v.predicate.get("ended_at")
+        return str(v.predicate["state"]), datetime.fromisoformat(ended) if ended else None
+    except (Unverified, KeyError, ValueError):
+        return None
+
+
+def _what(d: Deployment) -> str:
+    return f"deployment {d.id} ({d.environment} v{d.version})"
+
+
+def start_refusal(d: Deployment) -> str | None:
+    """Why the row's deployment itself (what, where, from when, by whom) does not count; None: it does."""
+    return _refusal(d.envelope, d.bundle_sha256, statements.DEPLOYMENT, _deployment_predicate(d), None, _what(d))
 
 
 def deployment_refusal(d: Deployment) -> str | None:
-    return _refusal(d.envelope, d.bundle_sha256, statements.DEPLOYMENT, _deployment_predicate(d), None,
-                    f"deployment {d.id} ({d.environment} v{d.version})")
+    """Why the row does not count as it stands — its start, or its state (state, ended_at) — None: it does."""
+    return start_refusal(d) or _refusal(d.state_envelope, d.bundle_sha256, statements.DEPLOYMENT_STATE,
+                                        _state_predicate(d), None, f"{_what(d)}, state {d.state}")
+
+
+# ---- runs ---------------------------------------------------------------------------------------------------
+
+
+def _run_subject(run_id: str) -> str:
+    return hashlib.sha256(run_id.encode("utf-8")).hexdigest()
+
+
+def _run_predicate(r: Run) -> dict[str, Any]:
+    return {"run_id": r.run_id, "state": r.state, "started_at": _t(r.started_at), "started_by": r.started_by,
+            "ended_at": _t(r.ended_at), "ended_by": r.ended_by, "reason_sha256": _digest(r.reason)}
+
+
+def sign_run(r: Run) -> None:
+    """With every change of a run's state: an abort voids the run's pending activations, so a forged one would
+    cancel a scheduled law, and a forged "alive" would revive one."""
+    r.envelope = envelopes.sign(statements.statement(_run_subject(r.run_id), statements.RUN_STATE,
+                                                     {**_run_predicate(r), "at": _now()}, name="run"))
+
+
+def run_refusal(r: Run) -> str | None:
+    return _refusal(r.envelope, _run_subject(r.run_id), statements.RUN_STATE, _run_predicate(r), None,
+                    f"run {r.run_id} ({r.state})")
 
 
 # ---- the pinned policy --------------------------------------------------------------------------------------
@@ -137,9 +214,9 @@ def policy_refusal(p: Policy) -> str | None:
 
 
 def _refusal(envelope: str | None, sha256: str, ptype: str, expect: dict[str, Any], owner: str | None,
-             what: str) -> str | None:
+             what: str, trust: keys.TrustedKeys | None = None) -> str | None:
     try:
-        envelopes.verify(envelope, sha256=sha256, predicate_type=ptype, expect=expect, owner=owner)
+        envelopes.verify(envelope, sha256=sha256, predicate_type=ptype, expect=expect, owner=owner, trust=trust)
     except Unverified as e:
         log.warning("evidence refused: %s of sha256:%s: %s", what, sha256[:12], e)
         return f"{what}: {e}"

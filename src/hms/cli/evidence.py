@@ -48,7 +48,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def register_keygen(sub: argparse._SubParsersAction) -> None:
-    kg = sub.add_parser("keygen", help="a clerk's own Ed25519 signing key, and the entry an admin trusts it with")
+    kg = sub.add_parser("keygen", help="a clerk's own Ed25519 key, and the policy entry allowing it")
     kg.add_argument("--out", required=True, help="the private key file to create (mode 0600)")
     kg.add_argument("--user", required=True, help="whose key (the Airflow user name it will sign for)")
     kg.set_defaults(handler=cmd_keygen)
@@ -62,7 +62,7 @@ def cmd_keygen(args: argparse.Namespace) -> int:
         entry = keys.generate_user_key(Path(args.out), args.user)
     except FileExistsError:
         raise BadInput("exists already; a key is never overwritten (choose another --out)", where=args.out) from None
-    print(f"[keys] {args.out} (0600); add this entry to the trusted keys (HMS_TRUSTED_KEYS) of the api-server, "
-          "the pipeline and every replica:")
+    print(f"[keys] {args.out} (0600); an admin adds this to the pipeline policy's signers and applies it "
+          "(hms config apply): from then on only this key signs for them")
     print(json.dumps(entry, sort_keys=True))
     return 0

@@ -95,7 +95,9 @@ class Deployment(Base):
     effective_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     policy_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the pinned policy it met
     envelope: Mapped[str | None] = mapped_column(Text, nullable=True)  # its signed statement (hms.attest)
-    end_envelope: Mapped[str | None] = mapped_column(Text, nullable=True)  # reserved: the signed end
+    # Its state now (state, ended_at), signed at every change: an end, a supersession or a cancellation written
+    # around the core does not count (hms.attest.rows).
+    state_envelope: Mapped[str | None] = mapped_column(Text, nullable=True)
     __table_args__ = (Index("ix_deployments_env_protocol", "environment", "protocol_id"),)
 
 
@@ -115,6 +117,7 @@ class Run(Base):
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     ended_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    envelope: Mapped[str | None] = mapped_column(Text, nullable=True)  # its state, signed (hms.attest.rows)
 
 
 class Check(Base):

@@ -263,7 +263,7 @@ def _view(s: Session, b: Bundle, caller: Caller, config: PipelineConfig) -> Bund
     return BundleView(
         bundle=b,
         status=deployments.approval_status(s, b, config),
-        reviews=deployments.reviews_for(s, b.sha256),
+        reviews=deployments.reviews_for(s, b.sha256, config),
         checks=checks,
         live_version=live.protocol.version if live else None,
         diff=protocol_diff(b, live) if live is None or live.sha256 != b.sha256 else [],
