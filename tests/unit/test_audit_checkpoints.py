@@ -76,3 +76,18 @@ def test_the_log_growing_past_a_checkpoint_still_extends_it_and_a_forged_checkpo
     capsys.readouterr()
     assert main(["audit", "verify", "--checkpoint", str(cp)]) == 1
     assert "not a valid checkpoint" in capsys.readouterr().out
+
+
+def test_a_checkpoint_signs_the_rfc_6962_root_of_the_log_it_pins() -> None:
+    from hms.attest import checkpoints, merkle
+    from hms.registry.db import session_scope
+
+    with session_scope() as s:
+        from hms.registry import audit
+
+        for i in range(5):
+            audit.append(s, actor="ops", action="test.entry", subject=f"s{i}", details={"i": i})
+    with session_scope() as s:
+        cp = checkpoints.publish(s)
+        assert cp.size >= 5 and cp.root == merkle.root(checkpoints.leaves(s, cp.size)).hex()
+        assert checkpoints.read(cp.path).root == cp.root

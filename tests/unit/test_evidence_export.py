@@ -59,3 +59,29 @@ def test_a_tampered_statement_or_bundle_in_the_evidence_file_fails_offline(tmp_p
     out.write_text(json.dumps(data))
     assert main(["evidence", "verify", str(out)]) == 1
     assert "do not hash to" in capsys.readouterr().out
+
+
+def test_the_versions_audit_entries_are_proved_in_the_signed_log_and_an_edited_one_is_not(
+        tmp_path, monkeypatch, capsys) -> None:
+    b, out = _exported(tmp_path)
+    promote_all(ready(record(variant(4)), pin_config()), pin_config())  # the log grows; a second checkpoint
+    assert main(["audit", "checkpoint"]) == 0
+    assert main(["evidence", "export", b.sha256[:12], "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["audit"]["entries"] and len(data["audit"]["consistency"]) == 1
+    _offline(monkeypatch, tmp_path)
+    capsys.readouterr()
+    assert main(["evidence", "verify", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert f"{len(data['audit']['entries'])} audit entries proved in the log" in text
+    assert "1 checkpoint consistency proofs" in text
+    edited = json.loads(out.read_text())
+    edited["audit"]["entries"][0]["actor"] = "mallory"
+    out.write_text(json.dumps(edited))
+    assert main(["evidence", "verify", str(out)]) == 1
+    assert "is not in the log the checkpoint" in capsys.readouterr().out
+    rewritten = json.loads(json.dumps(data))
+    rewritten["audit"]["consistency"][0]["proof"][0] = "00" * 32
+    out.write_text(json.dumps(rewritten))
+    assert main(["evidence", "verify", str(out)]) == 1
+    assert "does not extend checkpoint" in capsys.readouterr().out

@@ -7,6 +7,10 @@ signed by the control plane and written where the database's writers cannot reac
 default ``$HMS_HOME/checkpoints``; the publish step's task log prints each one too), pins that prefix:
 ``hms audit verify --checkpoint FILE|DIR`` finds the chain's entry at the checkpoint's size and compares
 its hash. A recomputed row changes that hash; a truncation leaves fewer entries than the size.
+
+Each checkpoint also signs the RFC 6962 Merkle root of those entries (hms.attest.merkle), so an evidence
+file can prove, offline, that a version's audit entries are in the log the checkpoint signed and that each
+checkpoint's log extends the one before.
 """
 
 from __future__ import annotations
@@ -15,10 +19,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hms import clock
-from hms.attest import envelopes
+from hms.attest import envelopes, keys, merkle
 from hms.attest.envelopes import Unverified
 from hms.registry import audit
 from hms.registry.models import AuditEntry, AuditHead
@@ -40,6 +45,7 @@ class Checkpoint:
     at: str
     keyid: str
     path: Path | None = None
+    root: str | None = None  # RFC 6962 root of the first ``size`` entries (absent in checkpoints made before it)
 
     def line(self) -> str:
         return (f"[audit] checkpoint size={self.size} head={self.head_hash[:16]} at={self.at} "
@@ -51,22 +57,36 @@ def publish(s: Session, where: Path | None = None) -> Checkpoint:
     head = s.get(AuditHead, 1)
     size, head_hash = (head.last_id, head.last_hash) if head else (0, audit.GENESIS)
     at = clock.now().isoformat()
-    text = envelopes.sign_payload({"size": size, "head_hash": head_hash, "at": at}, PAYLOAD_TYPE)
+    top = merkle.root(leaves(s, size)).hex()
+    text = envelopes.sign_payload({"size": size, "head_hash": head_hash, "root": top, "at": at}, PAYLOAD_TYPE)
     folder = where or directory()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"checkpoint-{size:09d}-{at.replace(':', '')}.json"
     with open(path, "x", encoding="utf-8") as f:
         f.write(text + "\n")
     _, keyid = envelopes.verify_payload(text, PAYLOAD_TYPE)
-    return Checkpoint(size, head_hash, at, keyid, path)
+    return Checkpoint(size, head_hash, at, keyid, path, top)
+
+
+def leaves(s: Session, size: int) -> list[bytes]:
+    """The Merkle leaves of the log's first ``size`` entries: each entry's chain hash, which pins all of it."""
+    q = select(AuditEntry.hash).where(AuditEntry.id <= size).order_by(AuditEntry.id)
+    return [merkle.leaf_hash(bytes.fromhex(h)) for h in s.scalars(q)]
+
+
+def parse(text: str, trust: keys.TrustedKeys | None = None, path: Path | None = None) -> Checkpoint:
+    obj, keyid = envelopes.verify_payload(text, PAYLOAD_TYPE, trust)
+    root = obj.get("root")
+    return Checkpoint(int(obj["size"]), str(obj["head_hash"]), str(obj["at"]), keyid, path,
+                      str(root) if root else None)
 
 
 def read(path: Path) -> Checkpoint:
     try:
-        obj, keyid = envelopes.verify_payload(path.read_text(encoding="utf-8"), PAYLOAD_TYPE)
+        text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise Unverified(f"cannot read {path}: {e.strerror}") from None
-    return Checkpoint(int(obj["size"]), str(obj["head_hash"]), str(obj["at"]), keyid, path)
+    return parse(text, path=path)
 
 
 def check(s: Session, cp: Checkpoint) -> str | None:
@@ -79,5 +99,8 @@ def check(s: Session, cp: Checkpoint) -> str | None:
         return f"the log has {count} entries, fewer than the {cp.size} the checkpoint of {cp.at} signed (truncated)"
     if e.hash != cp.head_hash:
         return (f"entry {cp.size} hashes to {e.hash[:16]}, the checkpoint of {cp.at} signed {cp.head_hash[:16]}: "
+                "the history up to it was rewritten")
+    if cp.root is not None and merkle.root(leaves(s, cp.size)).hex() != cp.root:
+        return (f"the Merkle root of the first {cp.size} entries is not the one the checkpoint of {cp.at} signed: "
                 "the history up to it was rewritten")
     return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hms.attest import checkpoints, envelopes, keys, statements
+from hms.attest import checkpoints, envelopes, keys, merkle, statements
 from hms.attest.envelopes import Unverified
 from hms.errors import BadInput
 
@@ -45,8 +46,38 @@ def export(s: Session, sha256: str) -> dict[str, Any]:
     cps = [p.read_text(encoding="utf-8").strip() for p in sorted(folder.glob("checkpoint-*.json"))] \
         if folder.is_dir() else []
     return {"format": FORMAT, "bundle": {"sha256": sha256, "base64": base64.b64encode(row.content).decode()},
-            "statements": envs, "policies": policies, "checkpoints": cps,
+            "statements": envs, "policies": policies, "checkpoints": cps, "audit": _audit_proofs(s, sha256, cps),
             "trusted_keys": json.loads(keys.trusted_keys_path().read_text(encoding="utf-8"))}
+
+
+def _audit_proofs(s: Session, sha256: str, cps: list[str]) -> dict[str, Any]:
+    """The bundle's audit entries with RFC 6962 inclusion proofs against the newest checkpoint that signed a
+    Merkle root, and consistency proofs from each such checkpoint to the next: with them an inspector checks
+    offline that these events are in the signed log and that no checkpoint's history was rewritten later."""
+    from hms.registry.models import AuditEntry
+
+    rooted: list[tuple[int, checkpoints.Checkpoint]] = []
+    for i, text in enumerate(cps):
+        try:
+            cp = checkpoints.parse(text)
+        except (Unverified, KeyError, ValueError, TypeError):
+            continue
+        if cp.root is not None and cp.size > 0:
+            rooted.append((i, cp))
+    rooted.sort(key=lambda x: x[1].size)
+    found = list(s.scalars(select(AuditEntry).where(AuditEntry.subject == sha256).order_by(AuditEntry.id)))
+    if not rooted:
+        return {"anchor": None, "entries": [], "consistency": [], "unproven": len(found)}
+    anchor_index, anchor = rooted[-1]
+    leaves = checkpoints.leaves(s, anchor.size)
+    entries = [{"id": e.id, "at": e.at.isoformat(), "actor": e.actor, "action": e.action, "subject": e.subject,
+                "details": e.details, "prev_hash": e.prev_hash, "hash": e.hash,
+                "proof": [h.hex() for h in merkle.inclusion_proof(e.id - 1, leaves)]}
+               for e in found if e.id <= anchor.size]
+    consistency = [{"from": i, "to": j, "proof": [h.hex() for h in merkle.consistency_proof(a.size, leaves[:b.size])]}
+                   for (i, a), (j, b) in itertools.pairwise(rooted)]
+    return {"anchor": anchor_index, "entries": entries, "consistency": consistency,
+            "unproven": len(found) - len(entries)}
 
 
 @dataclass
@@ -118,17 +149,63 @@ def verify_file(path: Path) -> Report:
         else:
             rep.fail(said)
     rep.lines.append(f"[evidence] checks: {', '.join(checks) or 'none'}; deployments: {', '.join(deployed) or 'none'}")
-    good = 0
+    signed: list[checkpoints.Checkpoint | None] = []
     for text in data.get("checkpoints", []):
         try:
-            envelopes.verify_payload(text, checkpoints.PAYLOAD_TYPE, trust)
-            good += 1
-        except Unverified as e:
+            signed.append(checkpoints.parse(text, trust))
+        except (Unverified, KeyError, ValueError, TypeError) as e:
+            signed.append(None)
             rep.fail(f"checkpoint: {e}")
-    rep.lines.append(f"[evidence] {good} signed audit checkpoints")
+    rep.lines.append(f"[evidence] {sum(c is not None for c in signed)} signed audit checkpoints")
+    _verify_audit(rep, data.get("audit") or {}, signed, sha)
     if rep.ok:
         rep.lines.append(f"[evidence] ✅ {len(data.get('statements', []))} statements verified offline")
     return rep
+
+
+def _verify_audit(rep: Report, audit_part: dict[str, Any], signed: list[checkpoints.Checkpoint | None],
+                  sha: str) -> None:
+    """Each exported audit entry hashes to its chain hash and is included in the anchor checkpoint's tree; each
+    checkpoint's tree is a prefix of the next one's."""
+    from datetime import datetime
+
+    from hms.registry.audit import row_hash
+
+    def rooted(i: object) -> checkpoints.Checkpoint | None:
+        cp = signed[i] if isinstance(i, int) and 0 <= i < len(signed) else None
+        return cp if cp is not None and cp.root is not None else None
+
+    anchor = rooted(audit_part.get("anchor"))
+    entries = audit_part.get("entries", [])
+    if anchor is None:
+        if entries or audit_part.get("unproven"):
+            rep.fail("no signed checkpoint with a Merkle root anchors the audit entries")
+        return
+    proven = 0
+    for e in entries:
+        try:
+            h = row_hash(e["prev_hash"], int(e["id"]), datetime.fromisoformat(e["at"]), e["actor"], e["action"],
+                         e["subject"], e["details"])
+            ok = (h == e["hash"] and e["subject"] == sha and merkle.verify_inclusion(
+                merkle.leaf_hash(bytes.fromhex(h)), int(e["id"]) - 1, anchor.size,
+                [bytes.fromhex(x) for x in e["proof"]], bytes.fromhex(anchor.root or "")))
+        except (KeyError, TypeError, ValueError):
+            ok = False
+        if ok:
+            proven += 1
+        else:
+            rep.fail(f"audit entry {e.get('id') if isinstance(e, dict) else '?'} is not in the log the checkpoint "
+                     f"of {anchor.at} signed")
+    for c in audit_part.get("consistency", []):
+        a, b = rooted(c.get("from")), rooted(c.get("to"))
+        if a is None or b is None or not merkle.verify_consistency(
+                a.size, b.size, bytes.fromhex(a.root or ""), bytes.fromhex(b.root or ""),
+                [bytes.fromhex(x) for x in c.get("proof", [])]):
+            rep.fail(f"checkpoint {c.get('to')}'s log does not extend checkpoint {c.get('from')}'s: history rewritten")
+    later = int(audit_part.get("unproven") or 0)
+    rep.lines.append(f"[evidence] {proven} audit entries proved in the log signed at size {anchor.size}"
+                     f" ({anchor.at}); {len(audit_part.get('consistency', []))} checkpoint consistency proofs"
+                     + (f"; {later} later entries after the newest checkpoint" if later else ""))
 
 
 def _ptype(text: str) -> str:
