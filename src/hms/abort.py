@@ -101,7 +101,6 @@ def abort_run(s: Session, run_id: str, *, by: Principal, reason: str, config: Pi
         s.add(row)
     if not already:
         row.state, row.ended_at, row.ended_by, row.reason = "aborted", now, by.name, reason.strip()
-        s.flush()
         rows_attest.sign_run(row)
     s.flush()
     undone = deployments.rollback_run(s, run_id, actor=by.name, config=config)

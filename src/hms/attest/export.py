@@ -109,8 +109,9 @@ def verify_file(path: Path) -> Report:
         return rep
     b = bundle.read_bytes(raw, "evidence bundle", sha)
     trust = keys.parse_trusted(json.dumps(data["trusted_keys"]), f"{path}: trusted_keys")
-    for digest, text in sorted(data.get("policies", {}).items()):  # their allowed signers sign reviews
-        policy = parse_pipeline_config(text, f"{path}: policy sha256:{digest[:12]}")
+    parsed = {digest: parse_pipeline_config(text, f"policy sha256:{digest[:12]}")
+              for digest, text in sorted(data.get("policies", {}).items())}
+    for digest, policy in parsed.items():  # their allowed signers sign reviews
         if policy.sha256 == digest:
             trust = keys.with_signers(trust, policy)
     rep.lines.append(f"[evidence] bundle {b.protocol.id} v{b.protocol.version} sha256:{sha[:12]}; keys: "
@@ -133,12 +134,11 @@ def verify_file(path: Path) -> Report:
         else:
             ended = f" until {p['ended_at']}" if p.get("ended_at") else ""
             deployed.append(f"{p['environment']} #{p['deployment_id']} {p['state']}{ended}")
-    policies = data.get("policies", {})
     digest = next((d for _, d in reviews if d), None)
-    if digest is None or digest not in policies:
+    if digest is None or digest not in parsed:
         rep.fail("no signed review names a pinned policy included in the file")
     else:
-        config = parse_pipeline_config(policies[digest], f"policy sha256:{digest[:12]}")
+        config = parsed[digest]
         if config.sha256 != digest:
             rep.fail(f"the included policy does not hash to sha256:{digest}")
         st = approvals.evaluate(effective_approval_policy(config, b.protocol), [r for r, _ in reviews],
