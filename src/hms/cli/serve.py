@@ -24,6 +24,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from hms import effective_time
     from hms.errors import BadInput
     from hms.service.app import create_app
+    from hms.service.http import BoundedH11Protocol
     from hms.service.source import RegistrySource
 
     # The file, not the pinned policy: serving gates nothing, and a replica must start (and say it is not
@@ -37,5 +38,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
                        "before the instant it takes effect", where="--poll-interval")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     app = create_app(RegistrySource(args.env), poll_interval=args.poll_interval)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    # h11, bounded, rather than uvicorn's default httptools, which buffers a request head of any size.
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False, http=BoundedH11Protocol)
     return 0

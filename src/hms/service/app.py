@@ -4,16 +4,16 @@
 task polls the source's generation (one cheap row) every ``poll_interval`` and
 reloads the snapshot when it changes, so a deployment or a rollback is picked up
 without a restart; the version answering each request is chosen by the clock
-(see timeline.py). Request bodies are parsed here, not by FastAPI, so malformed
-JSON is a 400, an oversized body a 413, and an invalid input a 422 naming the
-field — never a 500.
+(see timeline.py). Request bodies are parsed by body.py, not by FastAPI, so malformed
+JSON is a 400, an oversized body a 413, and an invalid input (a number past 2**53,
+a lone surrogate, a wrong field) a 422 naming the field; headers past the bounds of
+http.py are a 431. Every refusal is rendered by refusal.py — never a 500.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 import uuid
@@ -22,10 +22,14 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from hms import clock
 from hms.errors import BadInput, EvaluationError
+from hms.service import body, refusal
+from hms.service.http import HeaderBounds
+from hms.service.limits import MAX_BATCH, MAX_BODY_BYTES, MAX_JSON_DEPTH  # noqa: F401  (re-exported: tests, docs)
+from hms.service.refusal import Refusal, quote
 from hms.service.timeline import Entry, Snapshot
 
 log = logging.getLogger("hms.service")
@@ -34,9 +38,6 @@ log = logging.getLogger("hms.service")
 # 4 replicas polling 40 times a second cost about 1 % of a core and pick a change up within 25 ms: well
 # inside the window a rollback leaves before its switch instant (effective_time.PROPAGATION).
 POLL_INTERVAL = 0.025
-MAX_BODY_BYTES = 256 * 1024
-MAX_BATCH = 1000
-MAX_JSON_DEPTH = 32
 
 
 class Source(Protocol):
@@ -68,73 +69,21 @@ class State:
         self.last_error = None
 
 
-def _error(status: int, message: str, loc: list[Any] | None = None) -> JSONResponse:
-    body: dict[str, Any] = {"detail": [{"loc": loc or ["body"], "msg": message, "type": _TYPES.get(status, "error")}]}
-    return JSONResponse(body, status_code=status)
-
-
-_TYPES = {400: "json_invalid", 404: "not_found", 413: "too_large", 422: "value_error", 503: "unavailable"}
-
-
-def _depth(x: Any, limit: int) -> int:
-    """Nesting depth, stopping early past ``limit`` (hostile bodies can nest deeply)."""
-    stack = [(x, 1)]
-    deepest = 0
-    while stack:
-        v, d = stack.pop()
-        deepest = max(deepest, d)
-        if deepest > limit:
-            return deepest
-        if isinstance(v, dict):
-            stack.extend((c, d + 1) for c in v.values())
-        elif isinstance(v, list):
-            stack.extend((c, d + 1) for c in v)
-    return deepest
-
-
-async def _json_body(request: Request) -> Any:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise _HTTP(413, f"body larger than {MAX_BODY_BYTES} bytes")
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise _HTTP(413, f"body larger than {MAX_BODY_BYTES} bytes")
-    try:
-        data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
-        raise _HTTP(400, f"malformed JSON: {e}") from None
-    if _depth(data, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
-        raise _HTTP(400, f"JSON nested deeper than {MAX_JSON_DEPTH}")
-    if not isinstance(data, dict):
-        raise _HTTP(422, "body must be a JSON object")
-    return data
-
-
-class _HTTP(Exception):
-    def __init__(self, status: int, message: str, loc: list[Any] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.loc = loc
-
-
 def _as_of(data: dict[str, Any], allowed: set[str]) -> datetime:
     extra = sorted(set(data) - allowed)
     if extra:
-        raise _HTTP(422, f"unknown field {extra[0]!r}", ["body", extra[0]])
+        raise Refusal(422, f"unknown field {quote(extra[0])}", ["body", extra[0]])
     raw = data.get("as_of")
     if raw is None:
         return clock.now()
     if not isinstance(raw, str):
-        raise _HTTP(422, "as_of must be an ISO 8601 date-time string with a timezone", ["body", "as_of"])
+        raise Refusal(422, "as_of must be an ISO 8601 date-time string with a timezone", ["body", "as_of"])
     try:
         at = datetime.fromisoformat(raw)
     except ValueError:
-        raise _HTTP(422, "as_of is not an ISO 8601 date-time", ["body", "as_of"]) from None
+        raise Refusal(422, "as_of is not an ISO 8601 date-time", ["body", "as_of"]) from None
     if at.tzinfo is None:
-        raise _HTTP(422, "as_of must carry a timezone", ["body", "as_of"])
+        raise Refusal(422, "as_of must carry a timezone", ["body", "as_of"])
     return at
 
 
@@ -175,9 +124,11 @@ def create_app(source: Source, *, poll_interval: float | None = None, stale_afte
     app = FastAPI(title=f"HMS decision service ({source.environment})", version="1", lifespan=lifespan)
     app.state.hms = state
 
-    @app.exception_handler(_HTTP)
-    async def _http(_: Request, exc: _HTTP) -> JSONResponse:
-        return _error(exc.status, exc.message, exc.loc)
+    app.add_middleware(HeaderBounds)
+
+    @app.exception_handler(Refusal)
+    async def _refused(_: Request, exc: Refusal) -> Response:
+        return refusal.render(exc.status, exc.message, exc.loc)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
@@ -199,7 +150,7 @@ def create_app(source: Source, *, poll_interval: float | None = None, stale_afte
 
     def snapshot() -> Snapshot:
         if state.snapshot is None:
-            raise _HTTP(503, "no deployments loaded yet")
+            raise Refusal(503, "no deployments loaded yet")
         return state.snapshot
 
     @app.get("/v1/protocols")
@@ -227,10 +178,10 @@ def create_app(source: Source, *, poll_interval: float | None = None, stale_afte
         snap = snapshot()
         tl = snap.timelines.get(pid)
         if tl is None:
-            raise _HTTP(404, f"unknown protocol {pid!r} in {source.environment}", ["path", "id"])
+            raise Refusal(404, f"unknown protocol {quote(pid)} in {source.environment}", ["path", "id"])
         entry = tl.in_force(at)
         if entry is None:
-            raise _HTTP(404, f"no version of {pid!r} is in force at {at.isoformat()}", ["body", "as_of"])
+            raise Refusal(404, f"no version of {quote(pid)} is in force at {at.isoformat()}", ["body", "as_of"])
         return entry, snap.bundles[entry.sha256]
 
     def decide_one(entry: Entry, b: Any, rec: Any, loc: list[Any]) -> dict[str, Any]:
@@ -238,9 +189,9 @@ def create_app(source: Source, *, poll_interval: float | None = None, stale_afte
             outputs = b.protocol.ruleset.decide(rec)
         except BadInput as e:
             field = (e.where or "input").split(".", 1)[-1]
-            raise _HTTP(422, e.message, [*loc, field] if field != "input" else loc) from None
+            raise Refusal(422, e.message, [*loc, field] if field != "input" else loc) from None
         except EvaluationError as e:
-            raise _HTTP(422, f"the rule could not be evaluated for this input: {e.message}", loc) from None
+            raise Refusal(422, f"the rule could not be evaluated for this input: {e.message}", loc) from None
         return {
             "outputs": {k: _plain(v) for k, v in outputs.items()},
             "version": entry.version,
@@ -250,23 +201,23 @@ def create_app(source: Source, *, poll_interval: float | None = None, stale_afte
 
     @app.post("/v1/protocols/{pid}/decide")
     async def decide(pid: str, request: Request) -> dict[str, Any]:
-        data = await _json_body(request)
+        data = await body.read(request.headers.get("content-length"), request.stream())
         at = _as_of(data, {"input", "as_of"})
         if "input" not in data:
-            raise _HTTP(422, "missing field", ["body", "input"])
+            raise Refusal(422, "missing field", ["body", "input"])
         entry, b = resolve(pid, at)
         result = decide_one(entry, b, data["input"], ["body", "input"])
         return {"protocol": pid, "environment": source.environment, "as_of": at.isoformat(), **result}
 
     @app.post("/v1/protocols/{pid}/decide/batch")
     async def decide_batch(pid: str, request: Request) -> dict[str, Any]:
-        data = await _json_body(request)
+        data = await body.read(request.headers.get("content-length"), request.stream())
         at = _as_of(data, {"inputs", "as_of"})
         inputs = data.get("inputs")
         if not isinstance(inputs, list):
-            raise _HTTP(422, "inputs must be a list of input objects", ["body", "inputs"])
+            raise Refusal(422, "inputs must be a list of input objects", ["body", "inputs"])
         if len(inputs) > MAX_BATCH:
-            raise _HTTP(413, f"at most {MAX_BATCH} inputs per batch", ["body", "inputs"])
+            raise Refusal(413, f"at most {MAX_BATCH} inputs per batch", ["body", "inputs"])
         entry, b = resolve(pid, at)
         results = [decide_one(entry, b, rec, ["body", "inputs", i]) for i, rec in enumerate(inputs)]
         return {"protocol": pid, "environment": source.environment, "as_of": at.isoformat(), "results": results}

@@ -1,0 +1,86 @@
+"""Bounded request heads for the decision service: 16 KiB of request line and headers, 8 KiB a header line.
+
+Two layers, because one alone leaves a hole:
+
+* ``BoundedH11Protocol`` is the server's HTTP/1.1 parser (``hms serve`` runs uvicorn with it). uvicorn's
+  default parser, httptools, buffers a head of any size (a 1 MB header was accepted); h11 stops buffering
+  at ``max_incomplete_event_size`` and raises. uvicorn then answers a plain-text 400 whatever went wrong;
+  this subclass answers h11's own status hint (431 for a head too large) with a JSON body naming the place.
+* ``HeaderBounds`` (ASGI middleware) checks each header line and the total again inside the app, so the
+  bound holds under any server (the test client, another ASGI server) and a 431 names the header.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import h11
+from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from hms.service import refusal
+from hms.service.limits import MAX_HEAD_BYTES, MAX_HEADER_LINE_BYTES
+
+
+def header_problem(headers: list[tuple[bytes, bytes]]) -> tuple[str, list[Any]] | None:
+    """The first header line over ``MAX_HEADER_LINE_BYTES``, or the total over ``MAX_HEAD_BYTES``."""
+    total = 0
+    for name, value in headers:
+        line = len(name) + 2 + len(value)  # "name: value"
+        total += line + 2
+        if line > MAX_HEADER_LINE_BYTES:
+            shown = refusal.safe_text(name.decode("latin-1"), 80)
+            return f"header {shown!r} is {line} bytes, over {MAX_HEADER_LINE_BYTES} a line", ["header", shown]
+    if total > MAX_HEAD_BYTES:
+        return f"headers are {total} bytes, over {MAX_HEAD_BYTES} in all", ["header"]
+    return None
+
+
+class HeaderBounds:
+    """ASGI middleware: a request whose headers break the bounds is a 431 before any route runs."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            problem = header_problem(scope["headers"])
+            if problem is not None:
+                await refusal.render(431, *problem)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class _RecordingConnection(h11.Connection):
+    """h11's connection, remembering the protocol error it raised (uvicorn's handler does not pass it on)."""
+
+    refused: h11.RemoteProtocolError | None = None
+
+    def next_event(self) -> Any:
+        try:
+            return super().next_event()
+        except h11.RemoteProtocolError as e:
+            self.refused = e
+            raise
+
+
+class BoundedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with the head bounded to ``MAX_HEAD_BYTES`` and JSON refusals."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.conn = _RecordingConnection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
+
+    def send_400_response(self, msg: str) -> None:
+        err = self.conn.refused if isinstance(self.conn, _RecordingConnection) else None
+        status = err.error_status_hint if err is not None else 400
+        if status == 431:
+            message, loc = f"request line and headers larger than {MAX_HEAD_BYTES} bytes", ["header"]
+        else:
+            message, loc = f"malformed HTTP request: {err or msg}", ["request"]
+        content = refusal.body(status, message, loc)
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode()),
+                   (b"connection", b"close")]
+        for event in (h11.Response(status_code=status, headers=headers), h11.Data(data=content), h11.EndOfMessage()):
+            self.transport.write(self.conn.send(event))
+        self.transport.close()
