@@ -221,24 +221,38 @@ def test_a_replica_never_serves_a_bundle_whose_registry_bytes_were_swapped(cli, 
 
 
 # ---- the decision service under hostile bodies ----------------------------------------------------------------
-def _bodies() -> list[tuple[str, bytes, dict[str, str], int]]:
+def _bodies() -> list[tuple[str, bytes, dict[str, str], int, list]]:
+    """(name, body, headers, status, the place the JSON refusal must name)."""
     deep = b"[" * 100_000 + b"]" * 100_000
     deep_obj = b'{"input": ' + b'{"a": ' * 5000 + b"1" + b"}" * 5000 + b"}"
     wide = json.dumps({"input": {f"k{i}": i for i in range(20_000)}}).encode()
+    size_of = b'{"input": {"household_size": %s, "household_income": 1, "county_fire_declared": true}}'
     return [
-        ("oversized (4 MiB)", b'{"input": {"x": "' + b"A" * (4 << 20) + b'"}}', {}, 413),
-        ("oversized, chunked, no length", b"", {"x-chunked": "1"}, 413),
-        ("lying content-length", b'{"input": {}}', {"content-length": "999999999"}, 413),
-        ("100k nested arrays", deep, {}, 400),
-        ("5k nested objects", deep_obj, {}, 400),
-        ("20k unknown fields", wide, {}, 413 if len(wide) > 256 * 1024 else 422),
-        ("not UTF-8", b'{"input": "\xff\xfe"}', {}, 400),
-        ("not JSON", b"\x00\x01<html>", {}, 400),
-        ("a JSON string", b'"input"', {}, 422),
+        ("oversized (4 MiB)", b'{"input": {"x": "' + b"A" * (4 << 20) + b'"}}', {}, 413, ["body"]),
+        ("oversized, chunked, no length", b"", {"x-chunked": "1"}, 413, ["body"]),
+        ("lying content-length", b'{"input": {}}', {"content-length": "999999999"}, 413, ["body"]),
+        ("100k nested arrays", deep, {}, 400, ["body"]),
+        ("5k nested objects", deep_obj, {}, 400, ["body"]),
+        ("20k unknown fields", wide, {}, 413 if len(wide) > 256 * 1024 else 422, ["body"]),
+        ("not UTF-8", b'{"input": "\xff\xfe"}', {}, 400, ["body"]),
+        ("not JSON", b"\x00\x01<html>", {}, 400, ["body"]),
+        ("a JSON string", b'"input"', {}, 422, ["body"]),
         ("NaN and huge numbers", b'{"input": {"household_size": NaN, "household_income": 1e999,'
-                                 b' "county_fire_declared": true}}', {}, 422),
-        ("as_of in year 99999", b'{"input": {}, "as_of": "99999-01-01T00:00:00Z"}', {}, 422),
-        ("SQL in a field name", b'{"input": {"x\' OR 1=1 --": 1}}', {}, 422),
+                                 b' "county_fire_declared": true}}', {}, 422, ["body", "input", "household_size"]),
+        ("as_of in year 99999", b'{"input": {}, "as_of": "99999-01-01T00:00:00Z"}', {}, 422, ["body", "as_of"]),
+        ("SQL in a field name", b'{"input": {"x\' OR 1=1 --": 1}}', {}, 422, ["body", "input", "x' OR 1=1 --"]),
+        # issue 16: each of these was a 500
+        ("a 5,000-digit integer", size_of % (b"9" * 5000), {}, 422, ["body", "input", "household_size"]),
+        ("a 5,000-digit as_of", b'{"input": {}, "as_of": -' + b"9" * 5000 + b"}", {}, 422, ["body", "as_of"]),
+        ("2**53 + 1", size_of % b"9007199254740993", {}, 422, ["body", "input", "household_size"]),
+        ("1e300 income", b'{"input": {"household_size": 4, "household_income": 1e300, "county_fire_declared": true}}',
+         {}, 422, ["body", "input", "household_income"]),
+        ("-Infinity", size_of % b"-Infinity", {}, 422, ["body", "input", "household_size"]),
+        ("a lone surrogate as a field name", b'{"input": {"\\ud800": 1}}', {}, 422, ["body", "input", "\\ud800"]),
+        ("a lone surrogate as a top-level name", b'{"\\udfff": 1}', {}, 422, ["body", "\\udfff"]),
+        ("a lone surrogate in as_of", b'{"input": {}, "as_of": "2026\\ud800"}', {}, 422, ["body", "as_of"]),
+        ("a 100 KB field name", b'{"input": {"' + b"k" * 100_000 + b'": 1}}', {}, 422,
+         ["body", "input", "k" * 199 + "\u2026"]),
     ]
 
 
@@ -248,7 +262,7 @@ def test_hostile_bodies_get_4xx_and_the_service_keeps_answering(cli, env):
     _deploy_everywhere(cli, sha)
     with serve(env) as (url, proc), httpx.Client(timeout=30) as c:
         path = f"{url}/v1/protocols/{PID}/decide"
-        for name, body, headers, status in _bodies():
+        for name, body, headers, status, loc in _bodies():
             if headers.pop("x-chunked", None):
                 chunks = (b'{"input": "' + b"A" * 65536 for _ in range(64))  # 4 MiB streamed, no length
                 r = c.post(path, content=chunks, headers={"content-type": "application/json"})
@@ -257,6 +271,8 @@ def test_hostile_bodies_get_4xx_and_the_service_keeps_answering(cli, env):
             else:
                 r = c.post(path, content=body, headers={"content-type": "application/json"})
             assert r.status_code == status, f"{name}: {r.status_code} {r.text[:200]}"
+            detail = r.json()["detail"][0]  # every refusal is JSON naming its place, values escaped and cut
+            assert detail["loc"] == loc and len(detail["msg"]) <= 800, f"{name}: {r.text[:300]}"
             assert proc.poll() is None, f"{name} killed the service"
             ok = c.post(path, json={"input": FAMILY})
             assert ok.status_code == 200 and ok.json()["outputs"]["amount"] == 4000, name
@@ -267,19 +283,58 @@ def test_hostile_bodies_get_4xx_and_the_service_keeps_answering(cli, env):
 
 def _raw_post(url: str, path: str, body: bytes, length: str) -> httpx.Response:
     """A client that lies about Content-Length (httpx would correct it): the server must not wait or allocate."""
+    target = path.removeprefix(url)
+    return _raw(url, f"POST {target} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     f"Content-Length: {length}\r\nConnection: close\r\n\r\n".encode() + body)
+
+
+def _raw(url: str, request: bytes) -> httpx.Response:
+    """Send ``request`` bytes as they are over a socket and read the answer. A server that refuses a head
+    before reading it all resets the connection once it closes; the answer it sent first is still read."""
     import socket
 
     host, port = url.removeprefix("http://").split(":")
-    target = path.removeprefix(url)
     with socket.create_connection((host, int(port)), timeout=5) as s:
-        s.sendall(f"POST {target} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                  f"Content-Length: {length}\r\nConnection: close\r\n\r\n".encode() + body)
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            s.sendall(request)
         data = b""
-        with contextlib.suppress(TimeoutError):
+        with contextlib.suppress(TimeoutError, ConnectionResetError):
             while chunk := s.recv(65536):
                 data += chunk
     head, _, rest = data.partition(b"\r\n\r\n")
+    assert head, "the server closed the connection without an answer"
     return httpx.Response(int(head.split()[1]), content=rest)
+
+
+def _heads() -> list[tuple[str, bytes, str, int, list]]:
+    """(name, extra header lines, query string, status, place) of request heads past the bounds (issue 16)."""
+    return [
+        ("a 1 MB header", b"X-Big: " + b"a" * (1 << 20) + b"\r\n", "", 431, ["header"]),
+        ("a 9 KiB header line", b"X-Big: " + b"a" * 9000 + b"\r\n", "", 431, ["header", "x-big"]),
+        ("20 headers of 1 KiB", b"".join(b"X-H%d: " % i + b"a" * 1000 + b"\r\n" for i in range(20)), "", 431,
+         ["header"]),
+        ("a 20 KB query string", b"", "?" + "q" * 20_000, 414, ["path"]),
+        ("a 5,000-digit Content-Length", b"Content-Length: " + b"9" * 5000 + b"\r\n", "", 400, ["request"]),
+    ]
+
+
+def test_oversized_request_heads_get_431_json_and_the_service_keeps_answering(cli, env):
+    sha = as_json(cli, "rule", "push", str(WILDFIRE))["sha256"]
+    ready(sha)
+    _deploy_everywhere(cli, sha)
+    body = json.dumps({"input": FAMILY}).encode()
+    with serve(env) as (url, proc), httpx.Client(timeout=30) as c:
+        path = f"/v1/protocols/{PID}/decide"
+        for name, extra, query, status, loc in _heads():
+            length = b"" if b"Content-Length" in extra else b"Content-Length: %d\r\n" % len(body)
+            r = _raw(url, f"POST {path}{query} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n".encode()
+                     + extra + length + b"Connection: close\r\n\r\n" + body)
+            assert r.status_code == status, f"{name}: {r.status_code} {r.text[:200]}"
+            assert r.json()["detail"][0]["loc"] == loc, f"{name}: {r.text[:300]}"
+            assert proc.poll() is None, f"{name} killed the service"
+            ok = c.post(url + path, json={"input": FAMILY}, headers={"x-fits": "a" * 8000})  # under the bounds
+            assert ok.status_code == 200 and ok.json()["outputs"]["amount"] == 4000, name
+    assert b"Traceback" not in proc.stderr.read()  # type: ignore[union-attr]
 
 
 # ---- secrets --------------------------------------------------------------------------------------------------

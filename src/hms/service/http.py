@@ -1,4 +1,4 @@
-"""Bounded request heads for the decision service: 16 KiB of request line and headers, 8 KiB a header line.
+"""Bounded request heads for the decision service: 16 KiB of request line and headers, 8 KiB a line.
 
 Two layers, because one alone leaves a hole:
 
@@ -12,6 +12,7 @@ Two layers, because one alone leaves a hole:
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
 import h11
@@ -22,31 +23,38 @@ from hms.service import refusal
 from hms.service.limits import MAX_HEAD_BYTES, MAX_HEADER_LINE_BYTES
 
 
-def header_problem(headers: list[tuple[bytes, bytes]]) -> tuple[str, list[Any]] | None:
-    """The first header line over ``MAX_HEADER_LINE_BYTES``, or the total over ``MAX_HEAD_BYTES``."""
-    total = 0
-    for name, value in headers:
+def head_problem(scope: Scope) -> tuple[int, str, list[Any]] | None:
+    """Why a request head breaks the bounds (status, message, place), or None.
+
+    h11 enforces ``MAX_HEAD_BYTES`` only while a head is incomplete: a whole oversized head arriving in one
+    read is parsed. So the request target and each header line are measured here as well.
+    """
+    target = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"") + 1
+    if target > MAX_HEADER_LINE_BYTES:
+        return 414, f"request target is {target} bytes, over {MAX_HEADER_LINE_BYTES}", ["path"]
+    total = target
+    for name, value in scope["headers"]:
         line = len(name) + 2 + len(value)  # "name: value"
         total += line + 2
         if line > MAX_HEADER_LINE_BYTES:
             shown = refusal.safe_text(name.decode("latin-1"), 80)
-            return f"header {shown!r} is {line} bytes, over {MAX_HEADER_LINE_BYTES} a line", ["header", shown]
+            return 431, f"header {shown!r} is {line} bytes, over {MAX_HEADER_LINE_BYTES} a line", ["header", shown]
     if total > MAX_HEAD_BYTES:
-        return f"headers are {total} bytes, over {MAX_HEAD_BYTES} in all", ["header"]
+        return 431, f"request line and headers are {total} bytes, over {MAX_HEAD_BYTES} in all", ["header"]
     return None
 
 
 class HeaderBounds:
-    """ASGI middleware: a request whose headers break the bounds is a 431 before any route runs."""
+    """ASGI middleware: a request whose head breaks the bounds is a 414 / 431 before any route runs."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            problem = header_problem(scope["headers"])
+            problem = head_problem(scope)
             if problem is not None:
-                await refusal.render(431, *problem)(scope, receive, send)
+                await refusal.render(*problem)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
@@ -75,12 +83,13 @@ class BoundedH11Protocol(H11Protocol):
         err = self.conn.refused if isinstance(self.conn, _RecordingConnection) else None
         status = err.error_status_hint if err is not None else 400
         if status == 431:
-            message, loc = f"request line and headers larger than {MAX_HEAD_BYTES} bytes", ["header"]
+            message, loc, kind = f"request line and headers larger than {MAX_HEAD_BYTES} bytes", ["header"], None
         else:
-            message, loc = f"malformed HTTP request: {err or msg}", ["request"]
-        content = refusal.body(status, message, loc)
+            message, loc, kind = f"malformed HTTP request: {err or msg}", ["request"], "http_invalid"
+        content = refusal.body(status, message, loc, kind=kind)
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode()),
                    (b"connection", b"close")]
-        for event in (h11.Response(status_code=status, headers=headers), h11.Data(data=content), h11.EndOfMessage()):
+        head = h11.Response(status_code=status, headers=headers, reason=HTTPStatus(status).phrase.encode())
+        for event in (head, h11.Data(data=content), h11.EndOfMessage()):
             self.transport.write(self.conn.send(event))
         self.transport.close()

@@ -14,8 +14,8 @@ from starlette.responses import Response
 
 from hms.service.limits import MAX_QUOTED_CHARS
 
-TYPES = {400: "json_invalid", 404: "not_found", 413: "too_large", 422: "value_error", 431: "too_large",
-         503: "unavailable"}
+TYPES = {400: "json_invalid", 404: "not_found", 413: "too_large", 414: "too_large", 422: "value_error",
+         431: "too_large", 503: "unavailable"}
 # A message is a sentence plus at most a couple of quoted values; anything longer came from the caller.
 MAX_MESSAGE_CHARS = 4 * MAX_QUOTED_CHARS
 
@@ -44,10 +44,10 @@ def quote(value: Any) -> str:
     return safe_text(repr(value))
 
 
-def body(status: int, message: str, loc: list[Any] | None = None) -> bytes:
+def body(status: int, message: str, loc: list[Any] | None = None, *, kind: str | None = None) -> bytes:
     """The JSON bytes of a refusal (FastAPI's validation-error shape, so clients parse one format)."""
     place = [safe_text(p) if isinstance(p, str) else p for p in (loc or ["body"])]
-    detail = {"loc": place, "msg": safe_text(message, MAX_MESSAGE_CHARS), "type": TYPES.get(status, "error")}
+    detail = {"loc": place, "msg": safe_text(message, MAX_MESSAGE_CHARS), "type": kind or TYPES.get(status, "error")}
     return json.dumps({"detail": [detail]}, ensure_ascii=False).encode("utf-8")
 
 
