@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -80,6 +81,80 @@ def test_unknown_protocol_is_404_malformed_json_400_oversized_413(prod):
     assert deep.status_code == 400
     huge = client.post("/v1/protocols/wildfire-aid-2024/decide", content=b" " * (MAX_BODY_BYTES + 1))
     assert huge.status_code == 413
+
+
+DECIDE = "/v1/protocols/wildfire-aid-2024/decide"
+
+
+def _with(field: str, literal: bytes) -> bytes:
+    """FAMILY as JSON text with one field's value replaced by raw JSON ``literal`` (json.dumps cannot write NaN
+    as a client would, nor a 5,000-digit number without building it)."""
+    others = {k: v for k, v in FAMILY.items() if k != field}
+    return b'{"input": {"%s": %s, ' % (field.encode(), literal) + json.dumps(others).encode()[1:] + b"}"
+
+
+@pytest.mark.parametrize("literal", [b"9" * 5000, b"-" + b"9" * 5000, b"9007199254740993", b"-9007199254740993",
+                                     b"1e300", b"1e999", b"NaN", b"Infinity", b"-Infinity", b"1" + b"0" * 400 + b".5"])
+def test_numbers_past_2_53_and_non_finite_ones_are_422_naming_the_field(prod, literal):
+    client, _, _ = prod
+    r = client.post(DECIDE, content=_with("household_income", literal))
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"][0]
+    assert detail["loc"] == ["body", "input", "household_income"]
+    assert "within ±2**53" in detail["msg"] and len(detail["msg"]) < 300
+
+
+def test_numbers_up_to_2_53_reach_the_rules(prod):
+    client, _, _ = prod
+    r = client.post(DECIDE, content=_with("household_income", str(2**53).encode()))
+    assert r.status_code == 200 and r.json()["outputs"] == {"eligible": False, "amount": 0}, r.text
+
+
+def test_a_huge_number_in_a_batch_names_its_index(prod):
+    client, _, _ = prod
+    body = b'{"inputs": [%s, %s]}' % (json.dumps(FAMILY).encode(), _with("household_size", b"9" * 5000)[10:-1])
+    r = client.post(DECIDE + "/batch", content=body)
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "inputs", 1, "household_size"], r.text
+
+
+@pytest.mark.parametrize(("body", "loc"), [
+    (b'{"input": {"\\ud800": 1}}', ["body", "input", "\\ud800"]),
+    (b'{"\\udfff": 1, "input": {}}', ["body", "\\udfff"]),
+    (b'{"input": {"household_size": "\\ud83d"}}', ["body", "input", "household_size"]),
+    (b'{"input": {}, "as_of": "2026-01-01T00:00:00\\udc00Z"}', ["body", "as_of"]),
+    (b'{"inputs": [{"\\ud800x": 1}]}', ["body", "inputs", 0, "\\ud800x"]),
+])
+def test_lone_surrogates_are_422_with_the_value_escaped(prod, body, loc):
+    client, _, _ = prod
+    r = client.post(DECIDE + ("/batch" if b"inputs" in body else ""), content=body)
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"][0]
+    assert detail["loc"] == loc and "lone surrogate" in detail["msg"] and "\\u" in detail["msg"], detail
+
+
+def test_a_long_unknown_field_is_quoted_cut_to_200_characters(prod):
+    client, _, _ = prod
+    r = client.post(DECIDE, json={"input": {**FAMILY, "x" * 100_000: 1}})
+    detail = r.json()["detail"][0]
+    assert r.status_code == 422 and detail["loc"] == ["body", "input", "x" * 199 + "…"], r.text[:300]
+    assert len(detail["msg"]) <= 4 * 200
+
+
+@pytest.mark.parametrize(("headers", "status", "loc"), [
+    ({"x-big": "a" * 9000}, 431, ["header", "x-big"]),
+    ({f"x-h{i}": "a" * 1000 for i in range(20)}, 431, ["header"]),
+])
+def test_header_lines_over_8_kib_or_heads_over_16_kib_are_431_naming_the_header(prod, headers, status, loc):
+    client, _, _ = prod
+    r = client.post(DECIDE, json={"input": FAMILY}, headers=headers)
+    assert r.status_code == status and r.json()["detail"][0]["loc"] == loc, r.text
+    assert client.post(DECIDE, json={"input": FAMILY}, headers={"x-fits": "a" * 8000}).status_code == 200
+
+
+def test_a_request_target_over_8_kib_is_414(prod):
+    client, _, _ = prod
+    r = client.post(DECIDE + "?" + "q" * 9000, json={"input": FAMILY})
+    assert r.status_code == 414 and r.json()["detail"][0]["loc"] == ["path"], r.text
 
 
 def test_as_of_answers_under_the_law_in_force_at_that_time(prod):
