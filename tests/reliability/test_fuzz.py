@@ -365,8 +365,12 @@ def test_a_random_decision_request_is_never_a_500(service, data):
     pid = data.draw(st.one_of(st.just("wildfire-aid-2024"), ODD_TEXT.filter(lambda s: s and "/" not in s)))
     raw = _request_body(data)
     suffix = "/batch" if raw.startswith(b'{"inputs"') else ""
+    headers = {"content-type": "application/json"}
+    if data.draw(st.booleans()):  # any bytes a header line can carry, up to past the 8 KiB line bound
+        value = data.draw(st.binary(max_size=64).map(lambda b: b * data.draw(st.sampled_from([1, 10, 200]))))
+        headers["x-fuzz"] = value.replace(b"\r", b"").replace(b"\n", b"").strip() or b"x"  # type: ignore[assignment]
     r = service.post(f"/v1/protocols/{quote(pid, safe='', errors='surrogatepass')}/decide{suffix}", content=raw,
-                     headers={"content-type": "application/json"})
+                     headers=headers)
     assert r.status_code < 500, (r.status_code, r.text[:300])
     if r.status_code >= 400:
         detail = r.json()["detail"][0]  # a refusal is JSON naming the place
