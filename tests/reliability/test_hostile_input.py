@@ -315,6 +315,8 @@ def _heads() -> list[tuple[str, bytes, str, int, list]]:
          ["header"]),
         ("a 20 KB query string", b"", "?" + "q" * 20_000, 414, ["path"]),
         ("a 5,000-digit Content-Length", b"Content-Length: " + b"9" * 5000 + b"\r\n", "", 400, ["request"]),
+        ("a transfer coding h11 does not implement", b"Transfer-Encoding: gzip\r\n", "", 400, ["request"]),
+        ("not HTTP at all", b"\x00\xff garbage\r\n", "", 400, ["request"]),
     ]
 
 

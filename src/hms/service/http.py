@@ -82,6 +82,9 @@ class BoundedH11Protocol(H11Protocol):
     def send_400_response(self, msg: str) -> None:
         err = self.conn.refused if isinstance(self.conn, _RecordingConnection) else None
         status = err.error_status_hint if err is not None else 400
+        # h11 hints 501 for a transfer coding it does not implement; the request is still the client's fault,
+        # and a 5xx would count against the service in every dashboard that pages on them.
+        status = status if 400 <= status < 500 else 400
         if status == 431:
             message, loc, kind = f"request line and headers larger than {MAX_HEAD_BYTES} bytes", ["header"], None
         else:
