@@ -28,7 +28,7 @@ from hms import clock
 from hms.errors import BadInput, EvaluationError
 from hms.service import body, refusal
 from hms.service.http import HeaderBounds
-from hms.service.limits import MAX_BATCH, MAX_BODY_BYTES, MAX_JSON_DEPTH  # noqa: F401  (re-exported: tests, docs)
+from hms.service.limits import MAX_BATCH, MAX_BODY_BYTES  # noqa: F401  (MAX_BODY_BYTES: re-exported for tests)
 from hms.service.refusal import Refusal, quote
 from hms.service.timeline import Entry, Snapshot
 
