@@ -36,7 +36,7 @@ import httpx
 
 from hms import clock
 from hms.bundle import Bundle
-from hms.cases import same_value
+from hms.cases import Tolerance, same_value
 from hms.errors import BadInput
 
 POD_SELECTOR = "app.kubernetes.io/name=hms-api"
@@ -71,14 +71,14 @@ class Oracle:
             return f"{g.protocol_id}: answered by unknown bundle {sha}"
         if sha not in {self.in_force(g.protocol_id, t0), self.in_force(g.protocol_id, t1)}:
             return f"{g.protocol_id}: answered with v{b.protocol.version}, not the version in force"
-        case = next((c for c in b.protocol.tests if c["name"] == g.name and c["input"] == g.input), None)
+        case = next((c for c in b.protocol.service_cases if c["name"] == g.name and c["input"] == g.input), None)
         # Another version's case: the answer must equal this bundle's own evaluation.
         expect = b.protocol.ruleset.decide(g.input) if case is None else case["expect"]
         got = body.get("outputs", {})
         for k, v in expect.items():
             if k not in b.protocol.outputs:  # cases may pin intermediate rules; the service answers outputs
                 continue
-            if not same_value(v, got.get(k)):
+            if not same_value(v, got.get(k), Tolerance.of(case or {})):
                 return f"{g.protocol_id} '{g.name}': {k} = {got.get(k)!r}, expected {v!r}"
         return None
 

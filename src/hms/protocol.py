@@ -22,6 +22,7 @@ from typing import Any
 import jsonschema
 from jsonschema.exceptions import best_match
 
+from hms.cases import case_ruleset, own_rules
 from hms.column_synthesis import check_hints
 from hms.errors import BadInput, RuleError
 from hms.rules import RuleSet
@@ -91,6 +92,11 @@ class Protocol:
     @property
     def tests(self) -> list[dict[str, Any]]:
         return self.data["tests"]
+
+    @property
+    def service_cases(self) -> list[dict[str, Any]]:
+        """The cases the decision service can be asked: those that run the protocol's own parameters and rules."""
+        return [c for c in self.data["tests"] if not own_rules(c)]
 
     @property
     def inputs(self) -> dict[str, dict[str, Any]]:
@@ -206,8 +212,16 @@ def _check_cases(data: dict[str, Any], ruleset: RuleSet, doc: Document) -> None:
         if case["name"] in names:
             raise BadInput(f"duplicate test name {case['name']!r}", where=doc.where(("tests", i, "name")))
         names.add(case["name"])
+        rs = ruleset
+        if own_rules(case):
+            try:
+                rs = case_ruleset(ruleset, case)
+            except BadInput as e:
+                section, _, rest = (e.where or "").partition(".")
+                path = ("tests", i, section, *rest.split(".")) if rest else ("tests", i, section)
+                raise BadInput(f"test {case['name']!r}: {e.message}", where=doc.where(path)) from None
         try:
-            ruleset.coerce_record(case["input"], where="input")
+            rs.coerce_record(case["input"], where="input")
         except BadInput as e:
             field_ = (e.where or "input").split(".", 1)[-1]
             raise BadInput(
@@ -219,7 +233,7 @@ def _check_cases(data: dict[str, Any], ruleset: RuleSet, doc: Document) -> None:
                     f"test {case['name']!r} expects {key!r}, which is not a rule",
                     where=doc.where(("tests", i, "expect", key)),
                 )
-            t = ruleset.type_of(key)
+            t = rs.type_of(key)
             ok = (
                 (t == "num" and isinstance(want, int | float) and not isinstance(want, bool))
                 or (t == "bool" and isinstance(want, bool))

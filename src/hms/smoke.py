@@ -15,7 +15,7 @@ import httpx
 
 from hms import clock
 from hms.bundle import Bundle
-from hms.cases import same_value
+from hms.cases import Tolerance, same_value
 from hms.pipeline_config import PipelineConfig
 
 
@@ -44,7 +44,7 @@ def _compare(case: dict[str, Any], outputs: dict[str, Any]) -> list[str]:
     return [
         f"{k}: expected {v!r}, got {outputs.get(k)!r}"
         for k, v in case["expect"].items()
-        if k in outputs and not same_value(v, outputs[k])
+        if k in outputs and not same_value(v, outputs[k], Tolerance.of(case))
     ]
 
 
@@ -58,7 +58,7 @@ def check_environment(b: Bundle, env: str, config: PipelineConfig, timeout: floa
 def _check_http(b: Bundle, env: str, urls: list[str], timeout: float) -> SmokeResult:
     problems: list[str] = []
     details: list[str] = []
-    cases = b.protocol.tests
+    cases = b.protocol.service_cases
     with httpx.Client(timeout=timeout) as client:
         for url in urls:
             bad = 0
@@ -105,7 +105,7 @@ def _check_registry(b: Bundle, env: str) -> SmokeResult:
         return SmokeResult(env, b.sha256, False, f"{env} serves {serving}, not v{b.protocol.version} ({b.short})")
     served = snap.bundles[cur.sha256]
     wrong = []
-    for case in b.protocol.tests:
+    for case in b.protocol.service_cases:
         w = _compare(case, served.protocol.ruleset.decide(case["input"]))
         if w:
             wrong.append(f"{case['name']!r}: {'; '.join(w)}")
@@ -115,6 +115,6 @@ def _check_registry(b: Bundle, env: str) -> SmokeResult:
         env,
         b.sha256,
         True,
-        f"serves v{b.protocol.version} ({b.short}); {len(b.protocol.tests)} cases "
+        f"serves v{b.protocol.version} ({b.short}); {len(b.protocol.service_cases)} cases "
         "answered correctly (registry view: no replica URLs configured)",
     )

@@ -127,7 +127,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             continue
         b = view.snap.bundles[e.sha256]
         tested.append(e.sha256)
-        goldens += [chaos.Golden(pid, c["name"], c["input"]) for c in b.protocol.tests]
+        goldens += [chaos.Golden(pid, c["name"], c["input"]) for c in b.protocol.service_cases]
     if not goldens:
         what = f"{args.protocol} is" if args.protocol else "nothing is"
         raise BadInput(

@@ -116,6 +116,7 @@ def cmd_test(args: argparse.Namespace) -> int:
         lines.append(f"[test] ✅ {len(results)} tests ({b.protocol.id} v{b.protocol.version}, both backends)")
     simulation: dict[str, Any] | None = None
     sim_ok = True
+    population_error: BadInput | None = None
     if b.protocol.budget and not args.no_simulate:
         from hms.simulate import simulate
 
@@ -124,6 +125,13 @@ def cmd_test(args: argparse.Namespace) -> int:
         except EvaluationError as e:  # a rule that fails on a population row fails the test step, with the row
             sim_ok = False
             simulation = {"ok": False, "error": e.message, "where": e.where}
+            lines.append(f"[simulate] ❌ {e}")
+        except BadInput as e:
+            # An unusable population (a missing column, a bad value) is the caller's input, not the rules':
+            # the case results above still stand and are reported; the exit code says which went wrong.
+            sim_ok = False
+            population_error = e
+            simulation = {"ok": False, "error": e.message, "where": e.where, "bad_input": True}
             lines.append(f"[simulate] ❌ {e}")
         else:
             sim_ok = result.ok
@@ -139,9 +147,12 @@ def cmd_test(args: argparse.Namespace) -> int:
         "cases": [{"name": r.name, "ok": r.ok, "mismatches": r.mismatches} for r in results],
         "simulation": simulation,
     }
-    record_check(args, "test", b, payload["ok"], payload)
+    if population_error is None:  # bad input changes nothing: no check is recorded for an unusable population
+        record_check(args, "test", b, payload["ok"], payload)
     emit(args, payload, lines)
-    return 1 if failed or not sim_ok else 0
+    if failed:
+        return 1
+    return 2 if population_error is not None else 0 if sim_ok else 1
 
 
 PROGRESS_MIN_ROWS = 1_000_000

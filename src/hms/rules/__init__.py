@@ -62,6 +62,7 @@ class RuleSet:
         rules: Mapping[str, str],
         outputs: Iterable[str],
     ) -> None:
+        self._source = (inputs, parameters, rules, tuple(outputs))
         self.inputs = {n: InputSpec.from_dict(n, d) for n, d in inputs.items()}
         self.params: dict[str, Any] = {}
         self.tables: dict[str, dict[Any, Any]] = {}
@@ -99,6 +100,36 @@ class RuleSet:
                 raise RuleError(f"output {o!r} is not a rule{hint}", where="outputs")
         self._record_fns = {r.name: record.compile_rule(r, self.params, self.tables) for r in self.rules}
         self._vtables = {n: vector.Table(n, t) for n, t in self.tables.items()}
+
+    def with_case(self, parameters: Mapping[str, Any], pins: Mapping[str, Any]) -> RuleSet:
+        """The same rules with some parameters replaced and some rules pinned to a value.
+
+        Published microsimulation test suites state cases "with the FY2021 deductions" or give an
+        intermediate amount (a countable income) instead of the facts behind it. Rebuilding from the
+        source keeps one definition of evaluation: a pinned rule becomes a constant, so both backends
+        run it the way they run any rule.
+        """
+        inputs, params, rules, outputs = self._source
+        unknown = [n for n in parameters if n not in params]
+        if unknown:
+            name = unknown[0]
+            raise BadInput(f"parameter {name!r} is not a parameter of the protocol", where=f"parameters.{name}")
+        for name, value in parameters.items():
+            if isinstance(value, Mapping) != isinstance(params[name], Mapping):
+                shape = "a table" if isinstance(params[name], Mapping) else "a single value"
+                raise BadInput(f"parameter {name!r} is {shape} in the protocol", where=f"parameters.{name}")
+        new_rules = dict(rules)
+        for name, value in pins.items():
+            if name not in self.by_name:
+                raise BadInput(f"{name!r} is not a rule (only rules can be pinned)", where=f"pin.{name}")
+            want = self.type_of(name)
+            if _scalar_type(value) != want:
+                raise BadInput(f"rule {name!r} is a {want}; cannot pin it to {value!r}", where=f"pin.{name}")
+            new_rules[name] = repr(_scalar(value)) if want == NUM else repr(value)
+        try:
+            return RuleSet(inputs, {**params, **parameters}, new_rules, outputs)
+        except RuleError as e:
+            raise BadInput(e.message, where=e.where) from None
 
     # ---- what the rules read (compliance, population checks) ------------------
     def fields_read(self, rule: str | None = None) -> set[str]:
