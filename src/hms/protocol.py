@@ -86,6 +86,24 @@ class Protocol:
         return (self.budget or {}).get("amount", BUDGET_AMOUNT_DEFAULT)
 
     @property
+    def budget_period(self) -> str:
+        return (self.budget or {}).get("period", "year")
+
+    @property
+    def amount_period(self) -> str:
+        return (self.budget or {}).get("amount_period", self.budget_period)
+
+    @property
+    def eligibility_rule(self) -> str | None:
+        """The boolean rule eligibility and fairness are computed on: named in ``budget.eligible``, or the
+        only boolean output. None when there is none, or several and none is named (then the simulation asks)."""
+        named = (self.budget or {}).get("eligible")
+        if named is not None:
+            return named
+        flags = boolean_outputs(self.ruleset, self.outputs)
+        return flags[0] if len(flags) == 1 else None
+
+    @property
     def approvals(self) -> dict[str, Any]:
         return self.data.get("approvals", {})
 
@@ -181,6 +199,7 @@ def from_document(doc: Document) -> Protocol:
                 f"budget needs a numeric rule {amount!r} giving the cost per record (set budget.amount)",
                 where=doc.where(("budget",)),
             )
+        _check_budget_outcomes(data["budget"], data["outputs"], ruleset, doc)
     return Protocol(data, doc.source, ruleset)
 
 
@@ -204,6 +223,32 @@ def _check_schema(data: dict[str, Any], doc: Document) -> None:
     elif err.validator == "required":
         message = err.message.replace("is a required property", "is required")
     raise BadInput(message, where=doc.where(path))
+
+
+def boolean_outputs(ruleset: RuleSet, outputs: list[str]) -> list[str]:
+    return [o for o in outputs if ruleset.type_of(o) == "bool"]
+
+
+def _check_budget_outcomes(budget: dict[str, Any], outputs: list[str], ruleset: RuleSet, doc: Document) -> None:
+    """The figures a budget reports are computed on outcomes the protocol names: no silent choice."""
+    named = budget.get("eligible")
+    if named is not None:
+        if named not in ruleset.by_name or ruleset.type_of(named) != "bool":
+            raise BadInput(f"budget.eligible {named!r} must be a boolean rule", where=doc.where(("budget", "eligible")))
+    else:
+        flags = boolean_outputs(ruleset, outputs)
+        if len(flags) > 1:
+            raise BadInput(
+                f"the protocol has {len(flags)} boolean outputs ({', '.join(flags)}): name the one the eligibility "
+                "and fairness figures are computed on in budget.eligible",
+                where=doc.where(("budget",)),
+            )
+    period = budget.get("period", "year")
+    if budget.get("amount_period", period) == "year" and period == "month":
+        raise BadInput(
+            "a yearly amount (budget.amount_period) cannot be counted against a monthly cap (budget.period)",
+            where=doc.where(("budget", "amount_period")),
+        )
 
 
 def _check_cases(data: dict[str, Any], ruleset: RuleSet, doc: Document) -> None:

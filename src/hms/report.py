@@ -257,7 +257,7 @@ def render(r: SimulationResult) -> str:
         status += ' <span class="badge warn">synthesized data</span>'
     pop = r.population
     cards = [
-        _card(r.money(r.cost_cents), "total cost"),
+        _card(r.money(r.cost_cents), f"total cost {r.per_period}"),
         _card(r.money(r.cap_cents) if r.cap_cents is not None else "—", "budget cap"),
         _card(_pct(r.share_of_cap) if r.share_of_cap is not None else "—", "of the cap"),
         _card(format_count(r.eligible), f"households {r.outcome} (weighted)"),
@@ -455,6 +455,23 @@ def _fairness(r: SimulationResult) -> str:
                 f'<td class="n">{esc(format_count(counts.get("selected", 0)))}</td>'
                 f'<td class="n">{esc(_pct(f["rates"][g]))}</td>'
                 f'<td class="n">{f["rates"][g] / top:.3f}</td></tr>'
+            )
+        out.append("</table>")
+    amounts = r.fairness.get("amount_attributes") or {}
+    if amounts:
+        out.append(
+            f"<h2>Mean amount per household by group</h2><p>Amount <code>{esc(r.fairness.get('amount') or '')}"
+            f"</code>, {esc(r.per_period)}, over every household of the group (those not selected count as 0).</p>"
+        )
+    for attr, f in amounts.items():
+        out.append(f'<h3>{esc(attr)} <span class="badge">ratio {f["ratio"]:.3f}</span></h3>')
+        out.append('<table><tr><th>group</th><th class="n">mean amount</th><th class="n">vs highest</th></tr>')
+        top = f["means"][f["reference_group"]] or 1.0
+        for g, mean in f["means"].items():
+            low = ' class="low"' if g == f["lowest_group"] else ""
+            out.append(
+                f'<tr{low}><td>{esc(g)}</td><td class="n">{esc(r.money(100 * mean))}</td>'
+                f'<td class="n">{mean / top:.3f}</td></tr>'
             )
         out.append("</table>")
     out.append("</section>")

@@ -30,7 +30,7 @@ import numpy as np
 from hms.column_synthesis import SynthesizedColumn
 from hms.errors import BadInput, EvaluationError
 from hms.population import Population, complete_for, resolve
-from hms.protocol import Protocol
+from hms.protocol import Protocol, boolean_outputs
 
 CHUNK_ROWS = 1 << 17
 HISTOGRAM_BINS = 20
@@ -94,6 +94,15 @@ class SimulationResult:
     notes: list[str] = field(default_factory=list)
     # Columns the population lacked, drawn from the declared inputs: the figures rest on invented data.
     synthesized_columns: list[SynthesizedColumn] = field(default_factory=list)
+    # The cap's period, and what one record's amount covers: every money figure is per ``period``.
+    period: str = "year"
+    amount_period: str = "year"
+
+    @property
+    def per_period(self) -> str:
+        """``per year`` or ``per year (monthly amounts × 12)``: what every money figure is measured over."""
+        factor = periods_factor(self.amount_period, self.period)
+        return f"per {self.period}" + (f" ({self.amount_period}ly amounts × {factor})" if factor != 1 else "")
 
     @property
     def cost(self) -> float:
@@ -139,6 +148,8 @@ class SimulationResult:
             "seconds": round(self.seconds, 4),
             "notes": self.notes,
             "synthesized_columns": [c.to_dict() for c in self.synthesized_columns],
+            "period": self.period,
+            "amount_period": self.amount_period,
         }
 
     @classmethod
@@ -154,6 +165,7 @@ class SimulationResult:
             by_income_decile=d.get("by_income_decile"), amounts=d.get("amounts"), baseline=d.get("baseline"),
             notes=list(d.get("notes") or ()),
             synthesized_columns=[SynthesizedColumn.from_dict(c) for c in d.get("synthesized_columns") or ()],
+            period=d.get("period", "year"), amount_period=d.get("amount_period", "year"),
         )
 
     def synthesized_lines(self) -> list[str]:
@@ -181,16 +193,17 @@ class SimulationResult:
         ]
         out.extend(self.synthesized_lines())
         eligible = f"{format_count(self.eligible)} {self.outcome} (weighted)"
+        cost, per = f"cost {self.money(self.cost_cents)}", self.per_period
         if self.cap is None:
-            out.append(f"[simulate] ✅ cost {self.money(self.cost_cents)} (no budget cap) — {eligible}")
+            out.append(f"[simulate] ✅ {cost} {per} (no budget cap) — {eligible}")
         elif self.over_budget:
             out.append(
-                f"[simulate] ❌ over budget: cost {self.money(self.cost_cents)} > cap {self.money(self.cap_cents or 0)}"
+                f"[simulate] ❌ over budget: {cost} > cap {self.money(self.cap_cents or 0)} {per}"
                 f" ({100 * (self.share_of_cap or 0):.1f} %) — {eligible}"
             )
         else:
             out.append(
-                f"[simulate] ✅ cost {self.money(self.cost_cents)} of cap {self.money(self.cap_cents or 0)}"
+                f"[simulate] ✅ {cost} of cap {self.money(self.cap_cents or 0)} {per}"
                 f" ({100 * (self.share_of_cap or 0):.1f} %) — {eligible}"
             )
         for attr, f in self.fairness["attributes"].items():
@@ -200,6 +213,13 @@ class SimulationResult:
                 f"[simulate] {mark} fairness {attr}: four-fifths ratio {f['ratio']:.3f} "
                 f"(lowest {f['lowest_group']} {100 * rates[f['lowest_group']]:.1f} % vs "
                 f"{f['reference_group']} {100 * rates[f['reference_group']]:.1f} %)"
+            )
+        for attr, f in self.fairness.get("amount_attributes", {}).items():
+            means = f["means"]
+            out.append(
+                f"[simulate] fairness {attr} on {self.fairness['amount']}: mean amount ratio {f['ratio']:.3f} "
+                f"(lowest {f['lowest_group']} {self.money(100 * means[f['lowest_group']])} vs "
+                f"{f['reference_group']} {self.money(100 * means[f['reference_group']])} per household)"
             )
         b = self.baseline
         if b is not None:
@@ -247,12 +267,28 @@ def _unwrap(subject: Any, what: str) -> tuple[Protocol, str | None]:
 
 
 def outcome_rule(proto: Protocol) -> str | None:
-    """The selection rule: the first boolean output (else the first boolean rule)."""
-    rs = proto.ruleset
-    for name in [*proto.outputs, *rs.by_name]:
-        if rs.type_of(name) == "bool":
-            return name
-    return None
+    """The selection rule the protocol names (``budget.eligible``, or its only boolean output).
+
+    None when it has no boolean output: then the selected are those with a non-zero amount, and the
+    figures say so. Several boolean outputs and none named is refused: which one the fairness figures
+    measure is the protocol's choice, never ours.
+    """
+    name = proto.eligibility_rule
+    if name is None and len(boolean_outputs(proto.ruleset, proto.outputs)) > 1:
+        raise BadInput(
+            "the protocol has several boolean outputs and names none in budget.eligible: the simulation "
+            "cannot choose which one the eligibility and fairness figures are computed on",
+            where=proto.source,
+        )
+    return name
+
+
+PERIODS_PER_YEAR = {"month": 12, "year": 1}
+
+
+def periods_factor(amount_period: str, cap_period: str) -> int:
+    """How many times one record's amount counts against the cap: 12 for a monthly amount and a yearly cap."""
+    return PERIODS_PER_YEAR[amount_period] // PERIODS_PER_YEAR[cap_period]
 
 
 def amount_rule(proto: Protocol) -> str | None:
@@ -277,8 +313,9 @@ def population_for(proto: Protocol, population: Population | str | None) -> Popu
 class _Side:
     """One protocol evaluated chunk by chunk: its selection and per-record cents."""
 
-    def __init__(self, proto: Protocol, pop: Population, role: str = "") -> None:
+    def __init__(self, proto: Protocol, pop: Population, role: str = "", cap_period: str | None = None) -> None:
         self.proto = proto
+        self.factor = periods_factor(proto.amount_period, cap_period or proto.budget_period)
         self.outcome = outcome_rule(proto)
         self.amount = amount_rule(proto)
         if self.outcome is None and self.amount is None:
@@ -301,7 +338,7 @@ class _Side:
                 raise
             message = e.message.removesuffix(f"; record {e.record}") if e.record is not None else e.message
             raise EvaluationError(message, rule=e.rule, record=e.record, row=e.row + start) from None
-        cents = to_cents(values[self.amount]) if self.amount else np.zeros(stop - start)
+        cents = to_cents(values[self.amount]) * self.factor if self.amount else np.zeros(stop - start)
         selected = values[self.outcome] if self.outcome else cents != 0
         return np.asarray(selected, dtype=bool), cents
 
@@ -331,7 +368,7 @@ def simulate(
     main = _Side(proto, pop, role="")
     base = None
     if bproto is not None:
-        base = (_Side(bproto, pop, role="baseline"), bsha)
+        base = (_Side(bproto, pop, role="baseline", cap_period=proto.budget_period), bsha)
     detail = (base is not None) if detail is None else detail
     n, w, integral = pop.n, pop.weight, pop.weight_integral
     acc = _Totals(pop, detail=detail, baseline=base is not None)
@@ -365,7 +402,9 @@ def simulate(
         cost_cents=acc.cost_cents,
         eligible=acc.eligible(),
         eligible_rows=acc.eligible_rows,
-        fairness=acc.fairness(main.outcome_name),
+        fairness=acc.fairness(main.outcome_name, main.amount),
+        period=proto.budget_period,
+        amount_period=proto.amount_period,
         groups=acc.groups(),
         seconds=0.0,
         notes=list(pop.notes),
@@ -399,6 +438,7 @@ class _Totals:
         self.joint = jg
         self.k = math.prod(jg[1]) if jg else 0
         self.sel_by_group = np.zeros(self.k)
+        self.cents_by_group = np.zeros(self.k)
         self.sizes = pop.size_groups if detail else None
         self.deciles = pop.income_deciles if (detail or baseline) else None
         self.sel_amounts: list[np.ndarray] = []
@@ -418,6 +458,7 @@ class _Totals:
         if self.joint is not None:
             by = np.bincount(self.joint[0][start:stop], weights=ws, minlength=self.k)
             self.sel_by_group += by
+            self.cents_by_group += np.bincount(self.joint[0][start:stop], weights=cents * w, minlength=self.k)
             self._eligible_parts.append(math.fsum(by.tolist()) if not integral else float(by.sum()))
         else:
             self._eligible_parts.append(float(ws.sum()) if integral else math.fsum(ws.tolist()))
@@ -465,9 +506,20 @@ class _Totals:
     def eligible(self) -> float:
         return math.fsum(self._eligible_parts)
 
-    def fairness(self, outcome: str) -> dict[str, Any]:
-        """``{"attributes": {attr: {rates, ratio, reference_group, lowest_group}}, "outcome": rule}``."""
+    def fairness(self, outcome: str, amount: str | None) -> dict[str, Any]:
+        """Selection rates (``attributes``) on ``outcome`` and mean amounts (``amount_attributes``) on ``amount``,
+        per group of each attribute, each with the lowest-to-highest ratio the four-fifths rule reads."""
         attributes: dict[str, Any] = {}
+        amounts: dict[str, Any] = {}
+        for attr, (cents, tot) in self._marginals(self.cents_by_group).items():
+            labels = self.pop.attributes[attr].labels
+            means = {labels[i]: float(cents[i] / tot[i]) / 100 for i in range(len(labels)) if tot[i] > 0}
+            if amount is None or not means:
+                continue
+            hi = max(means, key=lambda g: means[g])
+            lo = min(means, key=lambda g: means[g])
+            ratio = 1.0 if means[hi] <= 0 else means[lo] / means[hi]
+            amounts[attr] = {"means": means, "ratio": ratio, "reference_group": hi, "lowest_group": lo}
         for attr, (sel, tot) in self._marginals().items():
             labels = self.pop.attributes[attr].labels
             rates = {labels[i]: float(sel[i] / tot[i]) for i in range(len(labels)) if tot[i] > 0}
@@ -477,7 +529,7 @@ class _Totals:
             lo = min(rates, key=lambda g: rates[g])
             ratio = 1.0 if rates[hi] == 0 else rates[lo] / rates[hi]
             attributes[attr] = {"rates": rates, "ratio": ratio, "reference_group": hi, "lowest_group": lo}
-        return {"attributes": attributes, "outcome": outcome}
+        return {"attributes": attributes, "outcome": outcome, "amount": amount, "amount_attributes": amounts}
 
     def groups(self) -> dict[str, dict[str, dict[str, float]]]:
         """Weighted households and selected households per group (the fairness table's denominators)."""
@@ -489,11 +541,12 @@ class _Totals:
             }
         return out
 
-    def _marginals(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    def _marginals(self, by_group: np.ndarray | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """(``by_group`` summed, households) per group of each attribute; ``by_group`` defaults to the selected."""
         if self.joint is None or self.pop.joint_totals is None:
             return {}
         shape = self.joint[1]
-        sel = self.sel_by_group.reshape(shape)
+        sel = (self.sel_by_group if by_group is None else by_group).reshape(shape)
         tot = self.pop.joint_totals.reshape(shape)
         out = {}
         for axis, attr in enumerate(self.pop.attributes):

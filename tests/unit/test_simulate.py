@@ -192,7 +192,11 @@ def test_four_fifths_ratio_on_a_hand_built_population():
     assert race == {"rates": {"A": 0.6, "B": 0.3}, "ratio": 0.5, "reference_group": "A", "lowest_group": "B"}
     sex = r.fairness["attributes"]["sex"]
     assert sex["rates"] == {"f": 0.5, "m": 0.4} and sex["ratio"] == pytest.approx(0.8)
-    assert r.fairness["outcome"] == "eligible" and set(r.fairness) == {"attributes", "outcome"}
+    assert r.fairness["outcome"] == "eligible" and r.fairness["amount"] == "amount"
+    # Each selected household gets 1,000: the mean amount per household is 600 in A and 300 in B.
+    assert r.fairness["amount_attributes"]["race_ethnicity"] == {
+        "means": {"A": 600.0, "B": 300.0}, "ratio": 0.5, "reference_group": "A", "lowest_group": "B"
+    }
     assert r.eligible == 18 and r.groups["race_ethnicity"]["B"] == {"households": 20.0, "selected": 6.0}
     assert any("⚠️ fairness race_ethnicity: four-fifths ratio 0.500" in line for line in r.lines())
 
@@ -210,7 +214,8 @@ def test_fairness_json_shape_is_what_the_compliance_scan_reads(tmp_path, capsys)
 def test_population_without_demographics_has_empty_fairness():
     pop = P.from_columns({"household_size": [1, 2], "household_income": [0, 0], "county_fire_declared": [True, False]})
     r = simulate(protocol.load(WILDFIRE), pop)
-    assert r.fairness == {"attributes": {}, "outcome": "eligible"} and r.cost_cents == 100_000
+    assert r.fairness == {"attributes": {}, "outcome": "eligible", "amount": "amount", "amount_attributes": {}}
+    assert r.cost_cents == 100_000
 
 
 # ---- money is exact -----------------------------------------------------------------------
