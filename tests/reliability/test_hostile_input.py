@@ -435,3 +435,13 @@ def test_hostile_bodies_to_the_review_api_are_refused_without_reading_them_and_i
             assert r.status_code in (400, 422), (body[:40], r.status_code, r.text[:200])
         assert c.get(f"{url}/api/reviews", headers=alice).status_code == 200
     assert audit_entries(cli)[0]["action"] == "bundle.recorded"  # no review was recorded by any of it
+
+
+def test_oversized_request_heads_to_hms_api_serve_get_431_json_and_it_keeps_answering(env):
+    with running_api(env) as api, httpx.Client(timeout=30) as c:
+        for name, extra, query, status, loc in _heads():
+            r = _raw(api.url, f"GET /hms/api/openapi.json{query} HTTP/1.1\r\nHost: x\r\n".encode()
+                     + extra + b"Connection: close\r\n\r\n")
+            assert r.status_code == status, f"{name}: {r.status_code} {r.text[:200]}"
+            assert r.json()["detail"][0]["loc"] == loc, f"{name}: {r.text[:300]}"
+            assert c.get(f"{api.url}/hms/api/openapi.json").status_code == 200, name

@@ -29,6 +29,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from fastapi import FastAPI
 
     from hms.api.auth import TokenCheck
+    from hms.service.http import BoundedH11Protocol, HeaderBounds
     from hms.web import create_app
 
     if args.jwt_secret_file:
@@ -45,5 +46,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     root = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     root.mount("/hms", create_app(check.dependency()))  # the path it has inside Airflow: one URL scheme
     print(f"[api] HMS API on http://{args.host}:{args.port}/hms/api (OpenAPI: /hms/api/openapi.json)", flush=True)
-    uvicorn.run(root, host=args.host, port=args.port, log_level="warning")
+    # The same bounded request heads as the decision service: uvicorn's default parser buffers any size.
+    root.add_middleware(HeaderBounds)
+    uvicorn.run(root, host=args.host, port=args.port, log_level="warning", http=BoundedH11Protocol)
     return 0
