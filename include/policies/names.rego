@@ -27,3 +27,16 @@ compact_set(terms) := {replace(t, "_", "") | some t in terms}
 matches(name, terms, compact_terms) if count(phrases(name) & terms) > 0
 
 matches(name, terms, compact_terms) if compact(name) in compact_terms
+
+# Descriptions are prose: a listed term matches when its words appear in order as whole words
+# ("Social security number" holds "social_security_number"; "average" does not hold "age").
+spaced(text) := concat("", [" ", replace(normalize(text), "_", " "), " "])
+
+mentions(text, term) if contains(spaced(text), spaced(term))
+
+# The data classes in increasing order of care; a declaration below what detection finds is a finding.
+class_rank := {"public": 0, "personal": 1, "sensitive": 2, "protected": 3}
+
+declared_class(spec) := object.get(spec, "data_class", "public")
+
+declared_rank(spec) := class_rank[declared_class(spec)]
