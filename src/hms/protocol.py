@@ -3,10 +3,11 @@
 Validation runs in layers, each error naming the file, the line (YAML) and the
 JSON path: safe parsing (yamlsafe), the JSON Schema in
 include/schema/protocol.schema.json (unknown keys rejected, ``metadata.id`` a DNS
-label; before it, every input's data-class declaration, hms.declarations), the inputs' ``synthetic`` hints (hms.column_synthesis), the timezone of
-``effective_at``, then the rules (rules/) and the test cases against the declared
-inputs and outputs. The normalized form (canonical
-JSON) is what a bundle holds, so its hash is the protocol's identity.
+label; just before it, each input's data-class declaration: hms.declarations), the
+inputs' ``synthetic`` hints (hms.column_synthesis), the timezone of ``effective_at``,
+then the rules (rules/) and the test cases against the declared inputs and outputs.
+The normalized form (canonical JSON) is what a bundle holds, so its hash is the
+protocol's identity.
 """
 
 from __future__ import annotations

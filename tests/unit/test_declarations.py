@@ -13,10 +13,9 @@ import pytest
 import yaml
 
 from hms import declarations, protocol
-from hms.approvals import ApprovalPolicy
 from hms.cli import main
 from hms.errors import BadInput
-from hms.pipeline_config import effective_approval_policy
+from hms.pipeline_config import effective_approval_policy, parse_pipeline_config
 from hms.registry import audit
 from hms.registry.db import session_scope
 from tests.conftest import CHIP, WILDFIRE
@@ -93,7 +92,8 @@ def test_the_schema_states_the_same_requirements_for_other_readers_of_it():
     spec = protocol.schema()["$defs"]["input"]
     assert set(spec["required"]) == {"type", "data_class", "purpose"}
     assert spec["properties"]["data_class"]["enum"] == list(declarations.DATA_CLASSES)
-    assert protocol.schema()["$defs"]["protected_characteristic"]["enum"] == list(declarations.PROTECTED_CHARACTERISTICS)
+    characteristics = protocol.schema()["$defs"]["protected_characteristic"]["enum"]
+    assert characteristics == list(declarations.PROTECTED_CHARACTERISTICS)
     assert not set(declarations.RETIRED) & set(spec["properties"])
 
 
@@ -107,15 +107,15 @@ def test_the_schema_alone_refuses_an_undeclared_input():
     assert list(cls(protocol.schema()).iter_errors(data))
 
 
-class _Config:
-    class approvals:  # noqa: N801 - the shape of PipelineConfig.approvals
-        policy = ApprovalPolicy(2, ("budget", "program"))
+CONFIG = parse_pipeline_config(
+    "version: 1\nenvironments: [{name: staging}, {name: prod}]\napprovals: {required: 2, roles: [budget, program]}\n"
+)
 
 
 def test_an_exemption_adds_the_legal_role_to_the_effective_approval_policy():
     chip = protocol.load(CHIP)  # its age input carries an exemption
     assert declarations.required_review_roles(chip) == ("legal",)
-    policy = effective_approval_policy(_Config(), chip)  # type: ignore[arg-type]
+    policy = effective_approval_policy(CONFIG, chip)
     assert "legal" in policy.roles and policy.required >= len(policy.roles)
 
 
@@ -124,7 +124,7 @@ def test_no_exemption_adds_no_role():
     data = dict(wildfire.data, approvals={})
     assert declarations.required_review_roles(wildfire) == ()
     bare = protocol.from_data(data)
-    assert effective_approval_policy(_Config(), bare).roles == ("budget", "program")  # type: ignore[arg-type]
+    assert effective_approval_policy(CONFIG, bare).roles == ("budget", "program")
 
 
 def test_check_inputs_leaves_shapes_it_does_not_know_to_the_schema():

@@ -292,8 +292,9 @@ def opa_container_command(
     The step pod mounts include/policies (a ConfigMap or the hms image's copy) at ``policy_dir``
     and an init container writes the OPA input with ``hms scan pkg.tgz --write-input FILE`` (the
     exact input the in-process engine sees). The output is ``{"privacy": [...], ...}`` under
-    ``result[0].expressions[0].value`` (``--format json``), warnings under its ``"_warn"`` key; ``--fail-defined`` is not used because
-    an empty deny set is still defined — read the counts from the JSON. The image's entrypoint is
+    ``result[0].expressions[0].value`` (``--format json``), the warnings under its ``"_warn"`` key;
+    ``--fail-defined`` is not used because an empty deny set is still defined — read the counts
+    from the JSON. The image's entrypoint is
     ``opa``, so this list is the container's ``args``; prefix ``opa`` for a shell.
     """
     names = tuple(rule_sets)

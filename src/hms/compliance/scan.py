@@ -176,7 +176,9 @@ def _findings(
     for rs in rule_sets:
         for f in raw.get(rs, []):
             if not isinstance(f, Mapping) or not {"message", "path"} <= f.keys():
-                raise BadInput(f"rule set {rs!r} produced a {kind} without message/path: {f!r}", where=str(ps.directory))
+                raise BadInput(
+                    f"rule set {rs!r} produced a {kind} without message/path: {f!r}", where=str(ps.directory)
+                )
             out.append(Finding(str(f.get("rule_set", rs)), str(f["message"]), str(f["path"])))
     return out
 
