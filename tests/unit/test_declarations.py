@@ -108,7 +108,7 @@ def test_the_schema_alone_refuses_an_undeclared_input():
 
 
 CONFIG = parse_pipeline_config(
-    "version: 1\nenvironments: [{name: staging}, {name: prod}]\napprovals: {required: 2, roles: [budget, program]}\n"
+    "version: 1\nenvironments: [{name: preprod}, {name: prod}]\napprovals: {required: 2, roles: [budget, program]}\n"
 )
 
 
