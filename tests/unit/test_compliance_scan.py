@@ -199,3 +199,15 @@ def test_process_pool_batch_scan_matches_the_thread_pool():
     by_threads = scan_many(raw, ["privacy", "ethics"], settings=SETTINGS, now=NOW, workers=2)
     by_processes = scan_many(raw, ["privacy", "ethics"], settings=SETTINGS, now=NOW, workers=2, processes=True)
     assert [r.to_dict() for r in by_processes] == [r.to_dict() for r in by_threads]
+
+
+def test_the_pipeline_stage_line_counts_the_warnings_for_review():
+    from hms.ci import StageLines, TaskEvent
+
+    lines = StageLines(environments=["staging", "prod"])
+    chip = scan(sample("chip"), settings=SETTINGS, now=NOW).to_dict()
+    wildfire = scan(sample("wildfire"), settings=SETTINGS, now=NOW).to_dict()
+    assert lines.line(TaskEvent("compliance.scan", "success", chip)) == (
+        "[comp] ✅ privacy(0) ethics(0) legal(0) ⚠ 1 for review"
+    )
+    assert lines.line(TaskEvent("compliance.scan", "success", wildfire)) == "[comp] ✅ privacy(0) ethics(0) legal(0)"
