@@ -25,38 +25,45 @@ cfg := data.compliance.ethics
 
 characteristics := object.keys(cfg.protected_attributes)
 
-char_terms := {c: names.term_set(terms) | some c, terms in cfg.protected_attributes}
-
-char_compact := {c: names.compact_set(terms) | some c, terms in cfg.protected_attributes}
+char_patterns := {c: names.words_pattern(terms) | some c, terms in cfg.protected_attributes}
 
 # protected(field) for a bare name: kept for the tests and for callers that only have a name.
 protected(field) if {
 	some c in characteristics
-	names.matches(field, char_terms[c], char_compact[c])
+	names.matches(field, char_patterns[c])
+}
+
+# Each input's normalized name, description and enum values, computed once per query.
+normal_name[field] := names.normalize(field) if some field, _ in input.protocol.inputs
+
+normal_description[field] := names.normalize(spec.description) if {
+	some field, spec in input.protocol.inputs
+	is_string(spec.description)
+}
+
+normal_enum[field] := {names.normalize(v) | some v in spec.enum; is_string(v)} if {
+	some field, spec in input.protocol.inputs
+	is_array(spec.enum)
 }
 
 # evidence contains [field, characteristic, how it was recognised]
 evidence contains [field, c, "its name"] if {
-	some field, _ in input.protocol.inputs
+	some field, normal in normal_name
 	some c in characteristics
-	names.matches(field, char_terms[c], char_compact[c])
+	regex.match(char_patterns[c], normal)
 }
 
-evidence contains [field, c, sprintf("its description (%q)", [term])] if {
-	some field, spec in input.protocol.inputs
-	is_string(spec.description)
-	some c, terms in cfg.protected_attributes
-	some term in terms
-	names.mentions(spec.description, term)
+evidence contains [field, c, sprintf("its description (%q)", [concat(", ", sort(terms))])] if {
+	some field, text in normal_description
+	some c in characteristics
+	terms := names.found(char_patterns[c], text)
+	count(terms) > 0
 }
-
-enum_category_sets := {c: names.term_set(values) | some c, values in cfg.enum_categories}
 
 evidence contains [field, c, sprintf("its enum (%s)", [concat(", ", sort(hits))])] if {
-	some field, spec in input.protocol.inputs
-	is_array(spec.enum)
-	some c, category in enum_category_sets
-	hits := {v | some raw in spec.enum; is_string(raw); v := names.normalize(raw); v in category}
+	some field, values in normal_enum
+	some c, category in cfg.enum_categories
+	hits := {v | some v in values; v in category}
 	count(hits) >= cfg.enum_min_matches
 }
 
@@ -147,11 +154,9 @@ warn contains finding if {
 	}
 }
 
-location_terms := names.term_set(cfg.location_codes)
+location_pattern := names.words_pattern(cfg.location_codes)
 
-location_compact := names.compact_set(cfg.location_codes)
-
-location_code(field) if names.matches(field, location_terms, location_compact)
+location_code(field) if names.matches(field, location_pattern)
 
 warn contains finding if {
 	some lookup in object.get(input, "lookups", [])

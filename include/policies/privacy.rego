@@ -25,45 +25,48 @@ cfg := data.compliance.privacy
 
 classes := ["sensitive", "personal"]
 
-name_terms := {cls: names.term_set(cfg.identifiers[cls]) | some cls in classes}
+name_patterns := {cls: names.words_pattern(cfg.identifiers[cls]) | some cls in classes}
 
-name_compact := {cls: names.compact_set(cfg.identifiers[cls]) | some cls in classes}
-
-exact_terms := {cls: names.term_set(object.get(cfg.exact_identifiers, cls, [])) | some cls in classes}
+description_patterns := {cls: names.words_pattern(cfg.description_terms[cls]) | some cls in classes}
 
 # identifier(name): a bare name is a direct identifier of some class (for tests and name-only callers).
 identifier(field) if {
 	some cls in classes
-	names.matches(field, name_terms[cls], name_compact[cls])
+	names.matches(field, name_patterns[cls])
 }
 
 identifier(field) if {
 	some cls in classes
-	names.normalize(field) in exact_terms[cls]
+	names.normalize(field) in object.get(cfg.exact_identifiers, cls, [])
 }
 
-# evidence = {"class": the least class it needs, "why": how it was recognised}.
-# The first matching way wins, strongest class first, so each input is classified once per query.
-evidence contains [field, cls, why] if {
-	some field, _ in input.protocol.inputs
-	some cls in classes
-	names.matches(field, name_terms[cls], name_compact[cls])
-	why := "its name"
-}
+# Each input's normalized name and description, computed once per query.
+normal_name[field] := names.normalize(field) if some field, _ in input.protocol.inputs
 
-evidence contains [field, cls, why] if {
-	some field, _ in input.protocol.inputs
-	some cls in classes
-	names.normalize(field) in exact_terms[cls]
-	why := "its name"
-}
-
-evidence contains [field, cls, sprintf("its description (%q)", [term])] if {
+normal_description[field] := names.normalize(spec.description) if {
 	some field, spec in input.protocol.inputs
 	is_string(spec.description)
+}
+
+# evidence contains [field, the class it needs at least, how it was recognised]; the strongest
+# class found decides (needed_rank).
+evidence contains [field, cls, "its name"] if {
+	some field, normal in normal_name
 	some cls in classes
-	some term in cfg.description_terms[cls]
-	names.mentions(spec.description, term)
+	regex.match(name_patterns[cls], normal)
+}
+
+evidence contains [field, cls, "its name"] if {
+	some field, normal in normal_name
+	some cls in classes
+	normal in object.get(cfg.exact_identifiers, cls, [])
+}
+
+evidence contains [field, cls, sprintf("its description (%q)", [concat(", ", sort(terms))])] if {
+	some field, text in normal_description
+	some cls in classes
+	terms := names.found(description_patterns[cls], text)
+	count(terms) > 0
 }
 
 needed_rank(field) := max({names.class_rank[cls] | some [f, cls, _] in evidence; f == field})

@@ -204,9 +204,13 @@ test_declared_sensitive_field_with_real_value_is_still_a_leak if {
 }
 
 test_listed_terms_are_in_normalized_form if {
+	cfg := data.compliance.privacy
 	terms := array.concat(
-		array.concat(data.compliance.privacy.identifiers.sensitive, data.compliance.privacy.identifiers.personal),
-		array.concat(data.compliance.privacy.exact_identifiers.personal, data.compliance.privacy.given_names),
+		array.concat(
+			array.concat(cfg.identifiers.sensitive, cfg.identifiers.personal),
+			array.concat(cfg.description_terms.sensitive, cfg.description_terms.personal),
+		),
+		array.concat(cfg.exact_identifiers.personal, cfg.given_names),
 	)
 	every term in terms {
 		names.normalize(term) == term

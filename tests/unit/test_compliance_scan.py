@@ -8,6 +8,7 @@ import pytest
 
 from hms import bundle
 from hms.approvals import ApprovalPolicy
+from hms.ci import StageLines, TaskEvent
 from hms.compliance import Settings, build_input, scan, scan_many
 from hms.compliance.input import weekly_occurrence
 from hms.errors import BadInput
@@ -202,8 +203,6 @@ def test_process_pool_batch_scan_matches_the_thread_pool():
 
 
 def test_the_pipeline_stage_line_counts_the_warnings_for_review():
-    from hms.ci import StageLines, TaskEvent
-
     lines = StageLines(environments=["staging", "prod"])
     chip = scan(sample("chip"), settings=SETTINGS, now=NOW).to_dict()
     wildfire = scan(sample("wildfire"), settings=SETTINGS, now=NOW).to_dict()
