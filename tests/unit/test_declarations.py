@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hms import declarations, protocol
+from hms import approvals, declarations, protocol
+from hms.approvals import Review
 from hms.cli import main
 from hms.errors import BadInput
 from hms.pipeline_config import effective_approval_policy, parse_pipeline_config
@@ -117,6 +118,13 @@ def test_an_exemption_adds_the_legal_role_to_the_effective_approval_policy():
     assert declarations.required_review_roles(chip) == ("legal",)
     policy = effective_approval_policy(CONFIG, chip)
     assert "legal" in policy.roles and policy.required >= len(policy.roles)
+    # budget and program approve: without a legal approver the gate stays shut
+    reviews = [Review("h", "bob", "budget", "approve"), Review("h", "pat", "program", "approve")]
+    status = approvals.evaluate(policy, reviews, bundle_sha256="h", author=chip.author)
+    assert not status.satisfied and status.missing_roles == ["legal"]
+    status = approvals.evaluate(policy, [*reviews, Review("h", "alice", "legal", "approve")], bundle_sha256="h",
+                                author=chip.author)
+    assert status.satisfied
 
 
 def test_no_exemption_adds_no_role():
