@@ -35,14 +35,15 @@ NOW = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def bundles(n: int = N) -> list[bytes]:
-    """n distinct bundles: the two samples at increasing versions; every tenth also declares an ``ssn``."""
+    """n distinct bundles: the two samples at increasing versions; every tenth also has an ``ssn`` declared
+    ``public`` (the evasion the privacy scan's second line catches)."""
     base = [protocol.load(p).data for p in SAMPLES]
     out = []
     for i in range(n):
         data = copy.deepcopy(base[i % 2])
         data["metadata"]["version"] = 1 + i // 2
         if i % 10 == 9:
-            data["inputs"]["ssn"] = {"type": "string"}
+            data["inputs"]["ssn"] = {"type": "string", "data_class": "public", "purpose": "declared public to evade"}
             for case in data["tests"]:
                 case["input"]["ssn"] = "000-00-0000"
         out.append(bundle.build(protocol.from_data(data)))

@@ -7,7 +7,8 @@
 #   An effective time that has passed is no finding by itself: a rule approved after its effective
 #   date comes into force when it is deployed, not retroactively (src/hms/effective_time.py).
 # - input.approval_policy (the pipeline settings tightened by the protocol's `approvals`) names at
-#   least two distinct roles, so no single office can push a rule alone.
+#   least two distinct roles, so no single office can push a rule alone; and, when an input declares
+#   an exemption (a protected characteristic read under a legal authority), the legal role among them.
 package legal
 
 cfg := data.compliance.legal
@@ -57,6 +58,21 @@ deny contains finding if {
 		"message": sprintf(
 			"the approval policy names %d role(s) %v; at least %d distinct roles must approve",
 			[count(roles), sort(roles), cfg.min_approval_roles],
+		),
+	}
+}
+
+exempted := sort([field | some field, spec in input.protocol.inputs; is_object(object.get(spec, "exemption", null))])
+
+deny contains finding if {
+	count(exempted) > 0
+	not cfg.exemption_role in roles
+	finding := {
+		"rule_set": "legal",
+		"path": "approvals.roles",
+		"message": sprintf(
+			"input(s) %s declare an exemption, so the %s role must approve; the approval policy names %v",
+			[concat(", ", exempted), cfg.exemption_role, sort(roles)],
 		),
 	}
 }

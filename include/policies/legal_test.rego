@@ -85,3 +85,20 @@ test_missing_approval_policy_is_a_finding if {
 	findings := legal.deny with input as json.remove(ok_input, ["approval_policy"])
 	paths(findings) == {"approvals.roles"}
 }
+
+exempted_input := json.patch(ok_input, [{"op": "add", "path": "/protocol/inputs", "value": {"age": {
+	"type": "integer", "data_class": "protected", "protected_characteristic": "age", "purpose": "children only",
+	"exemption": {"authority": "42 U.S.C. 1397jj(c)(1)", "reason": "the statute draws the age line"},
+}}}])
+
+test_exemption_with_the_legal_role_in_the_approval_policy_is_clean if {
+	count(legal.deny) == 0 with input as exempted_input
+}
+
+test_exemption_without_the_legal_role_is_a_finding if {
+	policy := {"required": 2, "roles": ["budget", "program"]}
+	findings := legal.deny with input as object.union(exempted_input, {"approval_policy": policy})
+	paths(findings) == {"approvals.roles"}
+	some f in findings
+	contains(f.message, "legal role must approve")
+}

@@ -2,28 +2,28 @@
 #
 # Names are compared in a normalized form (lower case, runs of other characters -> "_"). A listed
 # term matches when it is a run of whole words of the name ("applicant_date_of_birth" holds
-# "date_of_birth") or equals the name with the separators removed ("dateOfBirth", "e-mail").
-# Whole-word matching keeps "wage" from matching "age". Matching is set membership (the callers
-# build their term sets once per query), so a scan stays well under a millisecond per bundle.
+# "date_of_birth"), also with its separators left out ("dateofbirth", "emailaddr" for
+# "email_addr", "socsecnum"). Whole-word matching keeps "wage" from matching "age".
+#
+# Each term list becomes one regular expression per query (words_pattern: three built-in calls;
+# OPA caches the compiled expression across queries), so a scan costs a few regex matches per input
+# instead of building term sets in Rego for every query. Terms are lower_snake_case (a Rego test
+# checks), which also makes them safe inside the expression.
 package compliance.names
 
 normalize(name) := trim(regex.replace(lower(name), "[^a-z0-9]+", "_"), "_")
 
-compact(name) := replace(normalize(name), "_", "")
+words_pattern(terms) := sprintf("(^|_)(%s)(_|$)", [replace(concat("|", terms), "_", "_?")])
 
-# Every run of consecutive words: "a_b_c" -> {"a", "b", "c", "a_b", "b_c", "a_b_c"}.
-phrases(name) := {concat("_", array.slice(words, i, j + 1)) |
-	words := split(normalize(name), "_")
-	some i in numbers.range(0, count(words) - 1)
-	some j in numbers.range(i, count(words) - 1)
-}
+matches(name, pattern) if regex.match(pattern, normalize(name))
 
-# The two sets matches() takes, from a list of terms already in normalized form (lower_snake_case,
-# as data.json keeps them; a Rego test checks that). No regex here: this runs once per query.
-term_set(terms) := {t | some t in terms}
+# The listed terms a normalized text holds as whole words (descriptions are prose: "Social security
+# number" holds "social_security_number"; "Average monthly bill" holds no "age").
+found(pattern, normal_text) := {m[2] | some m in regex.find_all_string_submatch_n(pattern, normal_text, -1)}
 
-compact_set(terms) := {replace(t, "_", "") | some t in terms}
+# The data classes in increasing order of care; a declaration below what detection finds is a finding.
+class_rank := {"public": 0, "personal": 1, "sensitive": 2, "protected": 3}
 
-matches(name, terms, compact_terms) if count(phrases(name) & terms) > 0
+declared_class(spec) := object.get(spec, "data_class", "public")
 
-matches(name, terms, compact_terms) if compact(name) in compact_terms
+declared_rank(spec) := class_rank[declared_class(spec)]

@@ -1,79 +1,124 @@
-# Privacy rule set: direct identifiers must not reach a policy bundle without a legal basis.
+# Privacy rule set: the inputs' declarations first, name- and content-based detection second.
 #
-# A direct identifier (SSN, name, address, phone, e-mail, date of birth, passport, …) among the
-# protocol's declared inputs, or among the keys of its test fixtures, is a finding unless that
-# input declares `lawful_purpose`. A fixture value that looks like real personal data (an e-mail
-# address, an SSN, a phone number) is a finding whatever the field is called, because test data is
-# packed into the bundle and copied to every environment; reserved example values
-# (user@example.org, 000-xx-xxxx, 555-01xx) are synthetic and allowed.
+# Every input declares its data_class (public, personal, sensitive, protected) and purpose; the
+# loader refuses one without (src/hms/declarations.py), so a declared personal or sensitive input
+# with its purpose is the reviewable statement of why it is collected. Findings:
 #
-# The identifier lists and patterns live in data.json (data.compliance.privacy) so they can be
-# edited without touching this file. Input: see src/hms/compliance/input.py.
+# - A declaration below what the input evidently is: its name (abbreviations included: soc_sec_num,
+#   emailaddr, applicant_nm, addr_line1, birth_yr, yob) or its description ("Social security
+#   number") says a direct identifier, and it is declared public (or personal for an SSN, a TIN, a
+#   passport, …). Declaring `public` to evade the scan is exactly what this second line catches.
+# - A test fixture value shaped like real personal data (an SSN with or without dashes, a TIN, an
+#   e-mail address, a phone number, a person's name, a street address), whatever the field is
+#   called or declared: test data is packed into the bundle and copied to every environment.
+#   Reserved example values (user@example.org, 000-xx-xxxx, 555-01xx) are synthetic and allowed.
+#
+# Free text never silences anything: there is no field this file reads that a protocol could set
+# to make a finding go away (`lawful_purpose` / `justification` are refused at pack).
+#
+# Lists and patterns live in data.json (data.compliance.privacy). Input: src/hms/compliance/input.py.
 package privacy
 
 import data.compliance.names
 
 cfg := data.compliance.privacy
 
-terms := names.term_set(cfg.identifiers)
+classes := ["sensitive", "personal"]
 
-compact_terms := names.compact_set(cfg.identifiers)
+name_patterns := {cls: names.words_pattern(cfg.identifiers[cls]) | some cls in classes}
 
-exact_terms := names.term_set(cfg.exact_identifiers)
+description_patterns := {cls: names.words_pattern(cfg.description_terms[cls]) | some cls in classes}
 
-identifier(field) if names.matches(field, terms, compact_terms)
-
-identifier(field) if names.normalize(field) in exact_terms
-
-lawful(field) if {
-	purpose := input.protocol.inputs[field].lawful_purpose
-	is_string(purpose)
-	trim_space(purpose) != ""
+# identifier(name): a bare name is a direct identifier of some class (for tests and name-only callers).
+identifier(field) if {
+	some cls in classes
+	names.matches(field, name_patterns[cls])
 }
 
-# Every field name the protocol uses: declared inputs and fixture keys.
-field_names := {field | some field, _ in input.protocol.inputs} | {field |
-	some case in input.protocol.tests
-	some field, _ in case.input
+identifier(field) if {
+	some cls in classes
+	names.normalize(field) in object.get(cfg.exact_identifiers, cls, [])
 }
 
-# Collected without a stated legal basis: the one condition all key-based findings share.
-# A set (computed once per query), not a function, so each name is classified once.
-unlawful contains field if {
-	some field in field_names
-	identifier(field)
-	not lawful(field)
+# Each input's normalized name and description, computed once per query.
+normal_name[field] := names.normalize(field) if some field, _ in input.protocol.inputs
+
+normal_description[field] := names.normalize(spec.description) if {
+	some field, spec in input.protocol.inputs
+	is_string(spec.description)
 }
+
+# evidence contains [field, the class it needs at least, how it was recognised]; the strongest
+# class found decides (needed_rank).
+evidence contains [field, cls, "its name"] if {
+	some field, normal in normal_name
+	some cls in classes
+	regex.match(name_patterns[cls], normal)
+}
+
+evidence contains [field, cls, "its name"] if {
+	some field, normal in normal_name
+	some cls in classes
+	normal in object.get(cfg.exact_identifiers, cls, [])
+}
+
+evidence contains [field, cls, sprintf("its description (%q)", [concat(", ", sort(terms))])] if {
+	some field, text in normal_description
+	some cls in classes
+	terms := names.found(description_patterns[cls], text)
+	count(terms) > 0
+}
+
+needed_rank(field) := max({names.class_rank[cls] | some [f, cls, _] in evidence; f == field})
+
+needed_class(field) := cls if {
+	some cls in classes
+	names.class_rank[cls] == needed_rank(field)
+}
+
+# Inputs that look like identifiers (any class): their integer fixture values are read as text too.
+identifier_like := {field | some [field, _, _] in evidence}
 
 deny contains finding if {
-	some field, _ in input.protocol.inputs
-	field in unlawful
+	some field, spec in input.protocol.inputs
+	field in identifier_like
+	names.declared_rank(spec) < needed_rank(field)
+	cls := needed_class(field)
+	whys := sort({why | some [f, c, why] in evidence; f == field; c == cls})
 	finding := {
 		"rule_set": "privacy",
-		"path": sprintf("inputs.%s", [field]),
-		"message": sprintf("input %q is a direct identifier; declare its lawful_purpose (legal basis) or remove it", [field]),
+		"path": sprintf("inputs.%s.data_class", [field]),
+		"message": sprintf(
+			"input %q is a direct identifier (from %s) but is declared %q; declare data_class: %s (or higher) with its purpose, or remove it",
+			[field, concat(", ", whys), names.declared_class(spec), cls],
+		),
 	}
 }
 
-deny contains finding if {
-	some i, case in input.protocol.tests
-	some field, _ in case.input
-	field in unlawful
-	finding := {
-		"rule_set": "privacy",
-		"path": sprintf("tests[%d].input.%s", [i, field]),
-		"message": sprintf("test %q carries direct identifier %q in its fixture without a lawful_purpose", [case.name, field]),
-	}
+# Fixture values: strings as they are; numbers of identifier-like inputs as their digits (an SSN typed
+# without quotes is still an SSN).
+fixture_text(field, value) := value if is_string(value)
+
+fixture_text(field, value) := format_int(value, 10) if {
+	is_number(value)
+	field in identifier_like
+}
+
+given_names := concat("|", cfg.given_names)
+
+name_pattern := sprintf(`(?i)^(%s)(\s+[a-z]\.?)?\s+[a-z][a-z'-]+$`, [given_names])
+
+looks_like(text) := {kind | some kind, pattern in cfg.value_patterns; regex.match(pattern, text)} | {
+	"a person's name" |
+		regex.match(name_pattern, text)
 }
 
 deny contains finding if {
 	some i, case in input.protocol.tests
 	some field, value in case.input
-	not field in unlawful
-	is_string(value)
-	some kind, pattern in cfg.value_patterns
-	regex.match(pattern, value)
-	not synthetic(value)
+	text := fixture_text(field, value)
+	not synthetic(text)
+	some kind in looks_like(text)
 	finding := {
 		"rule_set": "privacy",
 		"path": sprintf("tests[%d].input.%s", [i, field]),

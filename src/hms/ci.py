@@ -88,7 +88,9 @@ class StageLines:
         if ev.task_id == "compliance.scan":
             counts = r.get("counts", {})
             order = r.get("rule_sets") or sorted(counts)
-            return "[comp] ✅ " + " ".join(f"{k}({counts.get(k, 0)})" for k in order)
+            warned = len(r.get("warnings") or [])
+            review = f" ⚠ {warned} for review" if warned else ""
+            return "[comp] ✅ " + " ".join(f"{k}({counts.get(k, 0)})" for k in order) + review
         if ev.task_id == "review.approvals":
             return f"[review] ✅ {r.get('summary', 'approved')}"
         if task == "deploy" and group in self.environments:

@@ -378,8 +378,13 @@ def _aware(value: str, doc: yamlsafe.Document, path: tuple) -> datetime:
 
 
 def effective_approval_policy(config: PipelineConfig, protocol: Any) -> ApprovalPolicy:
-    """The configured policy, tightened (never loosened) by the protocol's own ``approvals``."""
-    return config.approvals.policy.tightened_by(protocol.approvals)
+    """The configured policy, tightened (never loosened) by the protocol's own ``approvals`` and by the
+    roles its declarations require (an input's ``exemption`` needs the legal role, hms.declarations)."""
+    from hms.declarations import required_review_roles
+
+    policy = config.approvals.policy.tightened_by(protocol.approvals)
+    extra = required_review_roles(protocol)
+    return policy.tightened_by({"roles": list(extra)}) if extra else policy
 
 
 def in_freeze(config: PipelineConfig, at: datetime, env: str) -> FreezeWindow | None:

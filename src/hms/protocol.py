@@ -3,10 +3,11 @@
 Validation runs in layers, each error naming the file, the line (YAML) and the
 JSON path: safe parsing (yamlsafe), the JSON Schema in
 include/schema/protocol.schema.json (unknown keys rejected, ``metadata.id`` a DNS
-label), the inputs' ``synthetic`` hints (hms.column_synthesis), the timezone of
-``effective_at``, then the rules (rules/) and the test cases against the declared
-inputs and outputs. The normalized form (canonical
-JSON) is what a bundle holds, so its hash is the protocol's identity.
+label; just before it, each input's data-class declaration: hms.declarations), the
+inputs' ``synthetic`` hints (hms.column_synthesis), the timezone of ``effective_at``,
+then the rules (rules/) and the test cases against the declared inputs and outputs.
+The normalized form (canonical JSON) is what a bundle holds, so its hash is the
+protocol's identity.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from jsonschema.exceptions import best_match
 
 from hms.cases import case_ruleset, own_rules
 from hms.column_synthesis import check_hints
+from hms.declarations import check_inputs
 from hms.errors import BadInput, RuleError
 from hms.rules import RuleSet
 from hms.yamlsafe import Document, json_path, load_file, load_text
@@ -170,6 +172,7 @@ def from_document(doc: Document) -> Protocol:
     if not isinstance(doc.data, dict):
         raise BadInput("a protocol must be a mapping (apiVersion, kind, metadata, …)", where=doc.where(()))
     data = _jsonify(doc.data, (), doc)
+    check_inputs(data.get("inputs"), doc.where)
     _check_schema(data, doc)
     check_hints(data["inputs"], lambda name: lambda path: doc.where(("inputs", name, *path)))
     meta = data["metadata"]

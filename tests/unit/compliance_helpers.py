@@ -35,3 +35,8 @@ def add_input(data: dict[str, Any], field: str, spec: dict[str, Any], value: Any
     data["inputs"][field] = spec
     for case in data["tests"]:
         case["input"][field] = value
+
+
+def decl(type_: str, data_class: str, **extra: Any) -> dict[str, Any]:
+    """An input spec with its declaration (every input must have one; hms.declarations)."""
+    return {"type": type_, "data_class": data_class, "purpose": "what the rules need it for", **extra}

@@ -47,7 +47,7 @@ def with_input(path: Path, name: str, decl: dict[str, Any], rule: str, value: An
     """``path``'s protocol with one more input, read by one more rule, and a value for it in each case."""
 
     def change(d: dict[str, Any]) -> None:
-        d["inputs"][name] = decl
+        d["inputs"][name] = {"data_class": "personal", "purpose": "read by the rule under test", **decl}
         d["rules"][f"uses_{name}"] = rule
         for case in d["tests"]:
             case["input"][name] = value
@@ -163,7 +163,7 @@ def test_a_number_without_a_maximum_uses_the_default_span_and_says_so():
 
 def test_a_string_without_an_enum_draws_the_keys_of_the_table_it_indexes():
     def change(d: dict[str, Any]) -> None:
-        d["inputs"]["county_code"] = {"type": "string"}
+        d["inputs"]["county_code"] = {"type": "string", "data_class": "public", "purpose": "selects the county's rate"}
 
     pop = completed("synthetic:20000:3", variant(ELDERLY, change))
     assert set(np.unique(pop.columns["county_code"])) == {"c01", "c02", "c03", "c04"}
@@ -178,8 +178,9 @@ def test_a_string_without_an_enum_draws_the_compared_literals_and_an_other_value
 
 def test_a_generator_column_the_declaration_refuses_is_synthesized_and_the_reason_given():
     # The generator's adults are 18..95; a seniors' rule declares 65..110, so the generator's age is set aside.
-    proto = with_input(ELDERLY, "age", {"type": "integer", "minimum": 65, "maximum": 110,
-                                        "justification": "Pub. L. 118-77, sec. 4"}, "age >= 70", 70)
+    age = {"type": "integer", "minimum": 65, "maximum": 110, "data_class": "protected",
+           "protected_characteristic": "age", "exemption": {"authority": "Pub. L. 118-77, sec. 4", "reason": "over 70"}}
+    proto = with_input(ELDERLY, "age", age, "age >= 70", 70)
     pop = completed("synthetic:20000:3", proto)
     assert pop.columns["age"].min() >= 65
     assert "replaces the generator's column" in how(pop, "age") and "below the minimum 65" in how(pop, "age")

@@ -12,7 +12,7 @@ import hms.cli as cli
 from hms import bundle
 from hms.compliance import engine
 from tests.conftest import ROOT
-from tests.unit.compliance_helpers import NOW_ARG, add_input, sample, variant
+from tests.unit.compliance_helpers import NOW_ARG, add_input, decl, sample, variant
 
 
 @pytest.fixture(autouse=True)
@@ -48,12 +48,23 @@ def test_default_rule_sets_are_privacy_ethics_legal(tmp_path, capsys):
 
 
 def test_violation_prints_each_finding_and_exits_1(tmp_path, capsys):
-    proto = variant("wildfire", lambda d: add_input(d, "ssn", {"type": "string"}, "000-00-0000"))
-    code, out, _ = run(capsys, "scan", pack(tmp_path, proto), "--rules", "privacy,ethics", "--now", NOW_ARG)
+    def change(d):
+        add_input(d, "ssn", decl("string", "public"), "000-00-0000")
+        d["tests"][0]["input"]["ssn"] = "123-45-6789"
+
+    code, out, _ = run(capsys, "scan", pack(tmp_path, variant("wildfire", change)), "--rules", "privacy,ethics",
+                       "--now", NOW_ARG)
     assert code == 1
     lines = out.splitlines()
-    assert lines[0].startswith("[scan] privacy(10) ethics(0) ❌")  # the input and its 9 fixtures
-    assert any(ln.startswith("  privacy: inputs.ssn: ") for ln in lines)
+    assert lines[0].startswith("[scan] privacy(2) ethics(0) ❌")  # the declaration and the one real-looking fixture
+    assert any(ln.startswith("  privacy: inputs.ssn.data_class: ") for ln in lines)
+    assert any(ln.startswith("  privacy: tests[0].input.ssn: ") for ln in lines)
+
+
+def test_warnings_are_printed_and_do_not_fail_the_scan(tmp_path, capsys):
+    code, out, _ = run(capsys, "scan", pack(tmp_path, sample("chip")), "--rules", "ethics", "--now", NOW_ARG)
+    assert code == 0
+    assert any(ln.startswith("  ⚠ ethics: inputs.age.exemption: ") for ln in out.splitlines())
 
 
 def test_json_output_lists_findings_with_rule_set_message_and_path(tmp_path, capsys):
@@ -115,7 +126,7 @@ def test_simulation_of_another_bundle_is_refused(tmp_path, capsys):
 def test_test_policies_prints_each_rego_test_and_exits_0(capsys):
     code, out, _ = run(capsys, "scan", "--test-policies")
     assert code == 0
-    assert "✅ privacy_test.test_ssn_input_is_a_finding_at_its_path (privacy_test.rego:" in out
+    assert "✅ privacy_test.test_ssn_declared_public_is_a_finding_at_its_data_class (privacy_test.rego:" in out
     assert out.splitlines()[-1].startswith(f"[scan] Rego tests: {len(engine.load().tests())} passed, 0 failed")
 
 

@@ -92,6 +92,9 @@ def test_opa_container_command_evaluates_the_same_rule_sets_over_the_mounted_fil
     assert args[:1] == ["eval"]
     assert args[args.index("--data") + 1] == engine.POD_POLICY_DIR
     assert args[args.index("--input") + 1] == engine.POD_INPUT_FILE
-    assert args[-1] == '{"privacy": data.privacy.deny, "ethics": data.ethics.deny}'
+    assert args[-1] == (
+        '{"privacy": data.privacy.deny, "ethics": data.ethics.deny, '
+        '"_warn": {"privacy": {f | some f in data.privacy.warn}, "ethics": {f | some f in data.ethics.warn}}}'
+    )
     assert engine.opa_test_command()[-1] == engine.POD_POLICY_DIR
     assert engine.OPA_IMAGE.startswith("openpolicyagent/opa:")

@@ -8,11 +8,12 @@ import pytest
 
 from hms import bundle
 from hms.approvals import ApprovalPolicy
+from hms.ci import StageLines, TaskEvent
 from hms.compliance import Settings, build_input, scan, scan_many
 from hms.compliance.input import weekly_occurrence
 from hms.errors import BadInput
 from hms.pipeline_config import parse_pipeline_config
-from tests.unit.compliance_helpers import NOW, SETTINGS, add_input, sample, variant
+from tests.unit.compliance_helpers import NOW, SETTINGS, add_input, decl, sample, variant
 
 
 def paths(result, rule_set=None):
@@ -33,24 +34,22 @@ def test_both_samples_scan_clean_with_the_repository_pipeline_settings(name):
     assert scan(sample(name), now=NOW).ok
 
 
-def test_ssn_input_fails_privacy_at_inputs_ssn():
-    proto = variant("wildfire", lambda d: add_input(d, "ssn", {"type": "string"}, "000-00-0000"))
+def test_ssn_input_declared_public_fails_privacy_at_its_data_class():
+    proto = variant("wildfire", lambda d: add_input(d, "ssn", decl("string", "public"), "000-00-0000"))
     result = scan(proto, ["privacy", "ethics"], settings=SETTINGS, now=NOW)
     assert not result.ok
-    assert "inputs.ssn" in paths(result, "privacy")
-    assert result.counts["ethics"] == 0
+    assert paths(result, "privacy") == {"inputs.ssn.data_class"}
     assert {f.rule_set for f in result.findings} == {"privacy"}
 
 
-def test_lawful_purpose_exempts_a_direct_identifier():
-    spec = {"type": "string", "lawful_purpose": "26 U.S.C. 6109: identification for payment reporting"}
-    proto = variant("wildfire", lambda d: add_input(d, "ssn", spec, "000-00-0000"))
+def test_ssn_input_declared_sensitive_with_synthetic_fixtures_passes_privacy():
+    proto = variant("wildfire", lambda d: add_input(d, "ssn", decl("string", "sensitive"), "000-00-0000"))
     assert scan(proto, ["privacy"], settings=SETTINGS, now=NOW).ok
 
 
 def test_email_in_test_fixture_fails_privacy_at_its_fixture_path():
     def change(d):
-        add_input(d, "contact", {"type": "string"}, "someone@example.org")
+        add_input(d, "contact", decl("string", "personal"), "someone@example.org")
         d["tests"][2]["input"]["contact"] = "jane.doe@gmail.com"
 
     result = scan(variant("wildfire", change), ["privacy"], settings=SETTINGS, now=NOW)
@@ -58,15 +57,8 @@ def test_email_in_test_fixture_fails_privacy_at_its_fixture_path():
     assert "email" in result.findings[0].message
 
 
-def test_identifier_named_email_is_reported_on_the_input_and_each_fixture():
-    proto = variant("wildfire", lambda d: add_input(d, "email", {"type": "string"}, "someone@example.org"))
-    found = paths(scan(proto, ["privacy"], settings=SETTINGS, now=NOW))
-    assert "inputs.email" in found
-    assert "tests[2].input.email" in found
-
-
 def _reads_race(d):
-    add_input(d, "race", {"type": "string", "enum": ["a", "b"]}, "a")
+    add_input(d, "race", decl("string", "protected", protected_characteristic="race", enum=["a", "b"]), "a")
     d["rules"]["eligible"] = d["rules"]["eligible"] + ' and race != "b"'
 
 
@@ -78,10 +70,14 @@ def test_rule_reading_race_fails_ethics_naming_the_rules():
     assert "eligible" in finding.message and "amount" in finding.message  # amount uses eligible
 
 
-def test_justification_citing_law_exempts_a_protected_attribute():
-    # CHIP reads age with a citation: the legitimate exception; without it, the same protocol fails.
-    assert scan(sample("chip"), ["ethics"], settings=SETTINGS, now=NOW).ok
-    bare = variant("chip", lambda d: d["inputs"]["age"].pop("justification"))
+def test_exemption_citing_law_turns_chips_age_into_a_warning_for_the_legal_role():
+    # CHIP reads age under 42 U.S.C. 1397jj: the legitimate exception, still shown to the reviewers.
+    result = scan(sample("chip"), ["ethics"], settings=SETTINGS, now=NOW)
+    assert result.ok
+    assert [w.path for w in result.warnings] == ["inputs.age.exemption"]
+    assert "legal role must approve" in result.warnings[0].message
+    assert result.to_dict()["warnings"][0]["path"] == "inputs.age.exemption"
+    bare = variant("chip", lambda d: d["inputs"]["age"].pop("exemption"))
     assert paths(scan(bare, ["ethics"], settings=SETTINGS, now=NOW)) == {"inputs.age"}
 
 
@@ -174,6 +170,19 @@ def test_input_document_carries_fields_read_from_the_rule_ast():
     assert doc["effective_at"] == "2026-07-01T00:00:00-04:00"
     assert doc["activation_at"] == doc["now"]  # its effective time has passed at NOW: it would come in force now
     assert doc["approval_policy"] == {"required": 2, "roles": ["legal", "budget"]}
+    assert doc["lookups"] == [{"rule": "income_limit", "table": "fpl", "keys": ["household_size"]}]
+
+
+def test_a_lookup_keyed_by_a_location_code_is_a_proxy_warning_not_a_finding():
+    def change(d):
+        add_input(d, "zip5", decl("integer", "personal"), 90001)
+        d["parameters"]["zip_bonus"] = {90001: 100, 90002: 0}
+        d["rules"]["amount"] = d["rules"]["amount"].replace(" if eligible", " + zip_bonus[zip5] if eligible")
+
+    result = scan(variant("wildfire", change), ["privacy", "ethics"], settings=SETTINGS, now=NOW)
+    assert result.ok, result.findings
+    assert [w.path for w in result.warnings] == ["parameters.zip_bonus"]
+    assert "proxy" in result.warnings[0].message and "⚠ 1 for review" in result.summary()
 
 
 def test_batch_scan_keeps_order_and_matches_single_scans():
@@ -191,3 +200,13 @@ def test_process_pool_batch_scan_matches_the_thread_pool():
     by_threads = scan_many(raw, ["privacy", "ethics"], settings=SETTINGS, now=NOW, workers=2)
     by_processes = scan_many(raw, ["privacy", "ethics"], settings=SETTINGS, now=NOW, workers=2, processes=True)
     assert [r.to_dict() for r in by_processes] == [r.to_dict() for r in by_threads]
+
+
+def test_the_pipeline_stage_line_counts_the_warnings_for_review():
+    lines = StageLines(environments=["staging", "prod"])
+    chip = scan(sample("chip"), settings=SETTINGS, now=NOW).to_dict()
+    wildfire = scan(sample("wildfire"), settings=SETTINGS, now=NOW).to_dict()
+    assert lines.line(TaskEvent("compliance.scan", "success", chip)) == (
+        "[comp] ✅ privacy(0) ethics(0) legal(0) ⚠ 1 for review"
+    )
+    assert lines.line(TaskEvent("compliance.scan", "success", wildfire)) == "[comp] ✅ privacy(0) ethics(0) legal(0)"

@@ -22,7 +22,7 @@ from hms.pipeline_config import load_pipeline_config
 from hms.registry import store
 from hms.registry.db import session_scope
 from hms.web import WebError, create_app
-from tests.conftest import WILDFIRE
+from tests.conftest import CHIP, WILDFIRE
 from tests.deploy_helpers import record, record_checks, write_config
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
@@ -427,3 +427,12 @@ def test_the_typed_answers_of_the_clerk_page_and_ops_view_are_exactly_what_the_c
         assert any(e["pending"] for p in ops["protocols"] for e in p["environments"])
         same(models.ProtocolsOut, ops)
     assert waiting.sha256 in {c["sha256"] for c in cards}
+
+
+def test_the_clerk_page_lists_the_scans_warnings_for_review(client):
+    """CHIP reads age under an exemption: the scan passes, and the clerk sees that the legal role must approve."""
+    b = record(protocol.load(CHIP))
+    with_checks(b)
+    html = client.get("/reviews", headers=as_("bob")).text
+    assert "For review:" in html and "<code>inputs.age.exemption</code>" in html
+    assert "the legal role must approve" in html

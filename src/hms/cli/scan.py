@@ -156,7 +156,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
         return 0
     decide_record(args, "scan", other + _overrides(args, names), [b.sha256])
     result = scan(b, names, fairness=fairness, settings=settings, now=now, policies=ps)
-    lines = [result.summary(), *(f.line() for f in result.findings)]
+    lines = [result.summary(), *(f.line() for f in result.findings), *(w.warning_line() for w in result.warnings)]
     if "ethics" in names:
         lines.append(_fairness_line(fairness))
     record_check(args, "scan", b, result.ok, result.to_dict())

@@ -164,7 +164,18 @@ class PolicySet:
         return eng
 
     def evaluate(self, opa_input: Mapping[str, Any], rule_sets: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
-        """Findings per rule set for one input: one OPA query over all requested ``deny`` sets."""
+        """Findings (``deny``) per rule set for one input."""
+        return self.evaluate_with_warnings(opa_input, rule_sets)[0]
+
+    def evaluate_with_warnings(
+        self, opa_input: Mapping[str, Any], rule_sets: Sequence[str]
+    ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[dict[str, Any]]]]:
+        """(findings, warnings) per rule set: one OPA query over every ``deny`` and ``warn`` set.
+
+        A warning (``warn``, optional in a rule set) does not fail the scan: it is shown to the
+        reviewers and names what they must look at (a possible proxy, an exemption the legal role
+        approves).
+        """
         from opa_bindings import OpaError
 
         query = _query(tuple(rule_sets))
@@ -174,7 +185,10 @@ class PolicySet:
             where, message = _located(_opa_message(e.message))
             raise BadInput(f"policy evaluation failed: {message}", where=where or str(self.directory)) from None
         result = rows[0]["x"] if rows else {}
-        return {rs: sorted(result.get(rs) or [], key=_finding_key) for rs in rule_sets}
+        warned = result.get(WARN_KEY) or {}
+        deny = {rs: sorted(result.get(rs) or [], key=_finding_key) for rs in rule_sets}
+        warn = {rs: sorted(warned.get(rs) or [], key=_finding_key) for rs in rule_sets}
+        return deny, warn
 
     # -- Rego tests -----------------------------------------------------------------------------
 
@@ -231,9 +245,15 @@ def load(directory: str | Path | None = None) -> PolicySet:
         return cached
 
 
+WARN_KEY = "_warn"  # beside the rule set names in the query's result; no rule set of HMS starts with "_"
+
+
 def _query(rule_sets: tuple[str, ...]) -> str:
+    """Every ``deny`` set by name, and under ``_warn`` every ``warn`` set (empty where a rule set has none:
+    a comprehension over an undefined set is empty, where the set itself would make the query undefined)."""
     body = ", ".join(f'"{rs}": data.{rs}.deny' for rs in rule_sets)
-    return f"x := {{{body}}}"
+    warn = ", ".join(f'"{rs}": {{f | some f in data.{rs}.warn}}' for rs in rule_sets)
+    return f"x := {{{body}, \"{WARN_KEY}\": {{{warn}}}}}"
 
 
 def _located(message: str) -> tuple[str | None, str]:
@@ -272,8 +292,9 @@ def opa_container_command(
     The step pod mounts include/policies (a ConfigMap or the hms image's copy) at ``policy_dir``
     and an init container writes the OPA input with ``hms scan pkg.tgz --write-input FILE`` (the
     exact input the in-process engine sees). The output is ``{"privacy": [...], ...}`` under
-    ``result[0].expressions[0].value`` (``--format json``); ``--fail-defined`` is not used because
-    an empty deny set is still defined — read the counts from the JSON. The image's entrypoint is
+    ``result[0].expressions[0].value`` (``--format json``), the warnings under its ``"_warn"`` key;
+    ``--fail-defined`` is not used because an empty deny set is still defined — read the counts
+    from the JSON. The image's entrypoint is
     ``opa``, so this list is the container's ``args``; prefix ``opa`` for a shell.
     """
     names = tuple(rule_sets)

@@ -5,6 +5,7 @@ same document, so a policy can never behave differently in Kubernetes mode. Shap
 
     {"protocol": <normalized protocol>,              # what the bundle holds
      "fields_read": {rule: [input fields]},          # from the rule AST, through referenced rules
+     "lookups": [{"rule", "table", "keys": [input fields]}],  # every table[index]: the fields its index reads
      "fairness": {"attributes": {...}} | null,       # the simulation's selection-rate figures
      "effective_at": RFC 3339, "now": RFC 3339,      # normalized, so Rego's time.parse_rfc3339_ns reads them
      "activation_at": RFC 3339,                      # when it would come into force: max(effective_at, now)
@@ -18,17 +19,62 @@ are arguments, not loaded here, so tests and callers decide where they come from
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import fields
 from datetime import datetime, timedelta
 from typing import Any
 
 from hms import clock
 from hms.protocol import Protocol
+from hms.rules import ir
 
 
 def fields_read_by_rule(protocol: Protocol) -> dict[str, list[str]]:
     """Input fields each rule reads, directly or through the rules it uses (sorted, for stable findings)."""
     rs = protocol.ruleset
     return {name: sorted(rs.fields_read(name)) for name in rs.by_name}
+
+
+def lookups(protocol: Protocol) -> list[dict[str, Any]]:
+    """Every ``table[index]`` of every rule, with the input fields the index reads (through rules it uses).
+
+    The ethics rule set flags a table keyed by a location code (``rate[zip5]``): a location can stand
+    in for race or national origin, so a reviewer should look at what the table encodes.
+    """
+    rs = protocol.ruleset
+    out: dict[tuple[str, str], set[str]] = {}
+    for rule in rs.rules:
+        for table, index in _lookups_in(rule.expr):
+            keys = out.setdefault((rule.name, table), set())
+            for node in _names_in(index):
+                if node.kind == "input":
+                    keys.add(node.name)
+                elif node.kind == "rule":
+                    keys |= rs.fields_read(node.name)
+    return [{"rule": r, "table": t, "keys": sorted(k)} for (r, t), k in sorted(out.items())]
+
+
+def _children(node: ir.Node) -> list[ir.Node]:
+    kids: list[ir.Node] = []
+    for f in fields(node):
+        value = getattr(node, f.name)
+        for v in value if isinstance(value, tuple) else (value,):
+            if isinstance(v, ir.Node):
+                kids.append(v)
+    return kids
+
+
+def _lookups_in(node: ir.Node) -> list[tuple[str, ir.Node]]:
+    found = [(node.table, node.index)] if isinstance(node, ir.Lookup) else []
+    for kid in _children(node):
+        found.extend(_lookups_in(kid))
+    return found
+
+
+def _names_in(node: ir.Node) -> list[ir.Name]:
+    found = [node] if isinstance(node, ir.Name) else []
+    for kid in _children(node):
+        found.extend(_names_in(kid))
+    return found
 
 
 def _rfc3339(t: datetime) -> str:
@@ -102,6 +148,7 @@ def build_input(
     return {
         "protocol": protocol.data,
         "fields_read": reads,
+        "lookups": lookups(protocol),
         "fairness": dict(fairness) if fairness is not None else None,
         "effective_at": _rfc3339(protocol.effective_at),
         "now": _rfc3339(now),

@@ -37,6 +37,9 @@ class Finding:
     def line(self) -> str:
         return f"  {self.rule_set}: {self.path}: {self.message}"
 
+    def warning_line(self) -> str:
+        return f"  ⚠ {self.rule_set}: {self.path}: {self.message}"
+
 
 @dataclass
 class ScanResult:
@@ -47,6 +50,7 @@ class ScanResult:
     findings: list[Finding] = field(default_factory=list)
     policy_digest: str = ""
     fairness_used: bool = False
+    warnings: list[Finding] = field(default_factory=list)  # for the reviewers; they do not fail the scan
 
     @property
     def counts(self) -> dict[str, int]:
@@ -63,7 +67,8 @@ class ScanResult:
         """The seed's one-line form: ``[scan] privacy(0) ethics(0)``."""
         mark = "✅" if self.ok else "❌"
         counts = " ".join(f"{rs}({n})" for rs, n in self.counts.items())
-        return f"[scan] {counts} {mark} {self.protocol_id} v{self.version}"
+        review = f" ⚠ {len(self.warnings)} for review" if self.warnings else ""
+        return f"[scan] {counts} {mark} {self.protocol_id} v{self.version}{review}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -74,6 +79,7 @@ class ScanResult:
             "rule_sets": list(self.rule_sets),
             "counts": self.counts,
             "findings": [f.__dict__ for f in self.findings],
+            "warnings": [f.__dict__ for f in self.warnings],
             "policy_sha256": self.policy_digest,
             "fairness_checked": self.fairness_used,
         }
@@ -143,7 +149,8 @@ def scan(
         approval_policy=settings.approval_policy,
         now=now,
     )
-    return result_from(protocol, sha, names, ps, ps.evaluate(opa_input, names), fairness is not None)
+    deny, warn = ps.evaluate_with_warnings(opa_input, names)
+    return result_from(protocol, sha, names, ps, deny, fairness is not None, warn)
 
 
 def result_from(
@@ -153,16 +160,27 @@ def result_from(
     ps: engine.PolicySet,
     raw: Mapping[str, list[Mapping[str, Any]]],
     fairness_used: bool,
+    raw_warnings: Mapping[str, list[Mapping[str, Any]]] | None = None,
 ) -> ScanResult:
-    findings = []
+    findings = _findings(rule_sets, ps, raw, "finding")
+    warnings = _findings(rule_sets, ps, raw_warnings or {}, "warning")
+    return ScanResult(
+        protocol.id, protocol.version, sha256, tuple(rule_sets), findings, ps.digest, fairness_used, warnings
+    )
+
+
+def _findings(
+    rule_sets: Sequence[str], ps: engine.PolicySet, raw: Mapping[str, list[Mapping[str, Any]]], kind: str
+) -> list[Finding]:
+    out = []
     for rs in rule_sets:
         for f in raw.get(rs, []):
             if not isinstance(f, Mapping) or not {"message", "path"} <= f.keys():
                 raise BadInput(
-                    f"rule set {rs!r} produced a finding without message/path: {f!r}", where=str(ps.directory)
+                    f"rule set {rs!r} produced a {kind} without message/path: {f!r}", where=str(ps.directory)
                 )
-            findings.append(Finding(str(f.get("rule_set", rs)), str(f["message"]), str(f["path"])))
-    return ScanResult(protocol.id, protocol.version, sha256, tuple(rule_sets), findings, ps.digest, fairness_used)
+            out.append(Finding(str(f.get("rule_set", rs)), str(f["message"]), str(f["path"])))
+    return out
 
 
 def scan_many(

@@ -190,6 +190,11 @@ def _checks(v: BundleView) -> str:
             out.append('<ul class="plain">' + "".join(
                 f"<li>{esc(f.get('rule_set'))}: <code>{esc(f.get('path'))}</code> {esc(f.get('message'))}</li>"
                 for f in findings) + "</ul>")
+        warnings = sc.get("warnings") or []  # for the reviewer: a possible proxy, an exemption legal approves
+        if warnings:
+            out.append('<p class="check scan-review">For review:</p><ul class="plain">' + "".join(
+                f"<li>⚠ {esc(f.get('rule_set'))}: <code>{esc(f.get('path'))}</code> {esc(f.get('message'))}</li>"
+                for f in warnings) + "</ul>")
     return "".join(out)
 
 
