@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from hms import protocol
 from hms.errors import EvaluationError
 from hms.rules import RuleSet
+from hms.rules.money import MODES as MONEY
 from tests.conftest import CHIP, WILDFIRE
 
 INPUTS = {"a": {"type": "number"}, "b": {"type": "number"}, "n": {"type": "integer"}, "flag": {"type": "boolean"}}
@@ -38,6 +39,9 @@ def num_expr(depth: int) -> st.SearchStrategy[str]:
         st.tuples(st.sampled_from(["min", "max"]), sub, sub).map(lambda x: f"{x[0]}({x[1]}, {x[2]})"),
         st.tuples(st.sampled_from(["abs", "floor", "ceil", "round"]), sub).map(lambda x: f"{x[0]}({x[1]})"),
         sub.map(lambda x: f"round({x}, 2)"),
+        st.tuples(st.sampled_from(MONEY), sub, st.sampled_from(["0.01", "1", "10", "0.05"])).map(
+            lambda x: f"{x[0]}({x[1]}, {x[2]})"
+        ),
         st.tuples(bool_expr(depth - 1), sub, sub).map(lambda x: f"({x[1]} if {x[0]} else {x[2]})"),
         sub.map(lambda x: f"t[floor(abs({x})) % 6]"),
     )
@@ -63,7 +67,11 @@ def bool_expr(depth: int) -> st.SearchStrategy[str]:
 records = st.lists(
     st.fixed_dictionaries(
         {
-            "a": st.one_of(st.sampled_from([0.0, 1.0, -1.0, 0.5]), st.floats(-1e6, 1e6, allow_nan=False)),
+            "a": st.one_of(
+                st.sampled_from([0.0, 1.0, -1.0, 0.5, 1.005, -2.5, 2.675]),
+                st.floats(-1e6, 1e6, allow_nan=False),
+                st.integers(-(10**6), 10**6).map(lambda m: m / 1000),  # ties at the cent for the legal roundings
+            ),
             "b": st.one_of(st.sampled_from([0.0, 2.0, 3.0]), st.floats(-1e3, 1e3, allow_nan=False)),
             "n": st.integers(0, 6),
             "flag": st.booleans(),

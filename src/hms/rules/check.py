@@ -13,10 +13,10 @@ import difflib
 from collections.abc import Mapping
 
 from hms.errors import RuleError
-from hms.rules import ir
+from hms.rules import ir, money
 from hms.rules.ir import BOOL, NUM, STR
 
-FUNCTIONS = {"min", "max", "abs", "round", "floor", "ceil"}
+FUNCTIONS = {"min", "max", "abs", "round", "floor", "ceil", *money.MODES}
 MAX_NODES = 500
 MAX_DEPTH = 40
 MAX_TUPLE = 200
@@ -201,6 +201,8 @@ class _Checker:
                 vs = tuple(self.check(a, d) for a in args)
                 for a, v in zip(args, vs, strict=True):
                     self.expect(a, v, NUM, f"argument of {fn}()")
+                if fn in money.MODES:
+                    return self.money(node, fn, vs)
                 lo, hi = {"min": (2, 50), "max": (2, 50), "round": (1, 2)}.get(fn, (1, 1))
                 if not lo <= len(vs) <= hi:
                     raise self.fail(node, f"{fn}() takes {lo}" + (f" to {hi}" if hi != lo else "") + " arguments")
@@ -208,11 +210,24 @@ class _Checker:
                     raise self.fail(node, "round()'s digits must be a literal integer")
                 return ir.Call(NUM, fn, vs)
             case ast.Call():
-                raise self.fail(node, "only min, max, abs, round, floor and ceil can be called")
+                raise self.fail(node, f"only {', '.join(sorted(FUNCTIONS))} can be called")
             case ast.Tuple():
                 raise self.fail(node, "tuples are only allowed after 'in'")
             case _:
                 raise self.fail(node, f"{type(node).__name__} is not allowed in rules")
+
+    def money(self, node: ast.AST, fn: str, vs: tuple[ir.Node, ...]) -> ir.Node:
+        """``round_half_up(x, 0.01)``: the unit is a literal, checked here so a bad one fails at load."""
+        if len(vs) != 2:
+            raise self.fail(node, f"{fn}() takes 2 arguments, the amount and the unit, e.g. {fn}(x, 0.01)")
+        unit = vs[1]
+        if not isinstance(unit, ir.Const):
+            raise self.fail(node, f"{fn}()'s unit must be a literal number: 0.01 (cent), 1 (dollar), 10")
+        try:
+            money.unit_of(float(unit.value))
+        except ValueError as e:
+            raise self.fail(node, f"{fn}(): {e}") from None
+        return ir.Call(NUM, fn, vs)
 
     def name(self, node: ast.AST, name: str) -> ir.Node:
         s = self.scope

@@ -82,7 +82,7 @@ class IfExp(Node):
 
 @dataclass(frozen=True)
 class Call(Node):
-    func: str  # min max abs round floor ceil
+    func: str  # min max abs round floor ceil, and the legal roundings of hms.rules.money
     args: tuple[Node, ...]
 
 

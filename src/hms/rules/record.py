@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from functools import cache
 from typing import Any
 
 import numpy as np
 
-from hms.rules import ir
+from hms.rules import ir, money
 
 
 class _Fail(Exception):
@@ -52,6 +53,16 @@ def _round(x: float, digits: float = 0.0) -> float:
     return float(np.round(np.float64(x), int(digits)))
 
 
+@cache
+def _unit(value: float) -> money.Unit:
+    return money.unit_of(value)
+
+
+def _money(mode: str, x: float, unit: float) -> float:
+    """Legal rounding in decimal (hms.rules.money's reference implementation)."""
+    return money.round_value(mode, x, _unit(unit))
+
+
 def _show(key: Any) -> str:
     return repr(int(key)) if isinstance(key, float) and key.is_integer() else repr(key)
 
@@ -62,6 +73,7 @@ HELPERS = {
     "_mod": _mod,
     "_lookup": _lookup,
     "_round": _round,
+    "_money": _money,
     "_floor": lambda x: float(math.floor(x)),
     "_ceil": lambda x: float(math.ceil(x)),
     "min": min,
@@ -105,6 +117,8 @@ def source(node: ir.Node) -> str:
             return f"({source(o)} {'not in' if neg else 'in'} {tuple(vals)!r})"
         case ir.IfExp(test=t, body=b, orelse=e):
             return f"({source(b)} if {source(t)} else {source(e)})"
+        case ir.Call(func=fn, args=(x, ir.Const(value=unit))) if fn in money.MODES:
+            return f"_money({fn!r}, {source(x)}, {unit!r})"
         case ir.Call(func=fn, args=args):
             name = {"round": "_round", "floor": "_floor", "ceil": "_ceil"}.get(fn, fn)
             return f"{name}(" + ", ".join(source(a) for a in args) + ")"

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from hms.rules import ir
+from hms.rules import ir, money
 
 Mask = np.ndarray | None  # None: every row is active
 
@@ -197,6 +197,8 @@ class Evaluator:
                     return np.floor(vs[0])
                 if fn == "ceil":
                     return np.ceil(vs[0])
+                if fn in money.MODES:
+                    return money.round_array(fn, np.broadcast_to(vs[0], (self.n,)), money.unit_of(float(vs[1])))
                 return np.round(vs[0], int(vs[1]) if len(vs) > 1 else 0)
         raise AssertionError(f"unhandled IR node {node!r}")
 
