@@ -116,7 +116,7 @@ def round_array(mode: str, x: np.ndarray, unit: Unit) -> np.ndarray:
             elif mode == "round_half_down":
                 up = a > tie
             else:
-                up = (a > tie) | ((a == tie) & (np.fmod(k, 2) == 1))
+                up = (a > tie) | ((a == tie) & (np.floor(k * 0.5) * 2 != k))  # a tie goes to the even one
             n = k + up
         out = np.copysign((n * p) / q, x)
     slow = ~fast
