@@ -25,6 +25,7 @@ from jsonschema.exceptions import best_match
 from hms.column_synthesis import check_hints
 from hms.errors import BadInput, RuleError
 from hms.rules import RuleSet
+from hms.rules.tables import TableError
 from hms.yamlsafe import Document, json_path, load_file, load_text
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "protocol.schema.json"
@@ -162,6 +163,8 @@ def from_document(doc: Document) -> Protocol:
         )
     try:
         ruleset = RuleSet(data["inputs"], data.get("parameters", {}), data["rules"], data["outputs"])
+    except TableError as e:
+        raise TableError(e.message, e.path, where=doc.where(("parameters", *e.path))) from None
     except RuleError as e:
         if e.rule is not None:
             where = doc.where(("rules", e.rule)) + (f", column {e.column}" if e.column else "")

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from hms.rules import ir, money
+from hms.rules import ir, money, tables
 
 
 class _Fail(Exception):
@@ -42,11 +42,20 @@ def _mod(a: float, b: float) -> float:
     return float(np.remainder(a, b))
 
 
-def _lookup(table: Mapping[Any, Any], name: str, key: Any) -> Any:
+def _lookup(table: tables.Table, keys: tuple[Any, ...]) -> Any:
     try:
-        return table[key]
+        return table.entries[keys]
     except (KeyError, TypeError):
-        raise _Fail(f"table {name!r} has no key {_show(key)}") from None
+        if table.has_default:
+            return table.default
+        raise _Fail(tables.missing_key(table.name, keys)) from None
+
+
+def _has(table: tables.Table, keys: tuple[Any, ...]) -> bool:
+    try:
+        return keys in table.entries
+    except TypeError:
+        return False
 
 
 def _round(x: float, digits: float = 0.0) -> float:
@@ -63,15 +72,12 @@ def _money(mode: str, x: float, unit: float) -> float:
     return money.round_value(mode, x, _unit(unit))
 
 
-def _show(key: Any) -> str:
-    return repr(int(key)) if isinstance(key, float) and key.is_integer() else repr(key)
-
-
 HELPERS = {
     "_div": _div,
     "_floordiv": _floordiv,
     "_mod": _mod,
     "_lookup": _lookup,
+    "_has": _has,
     "_round": _round,
     "_money": _money,
     "_floor": lambda x: float(math.floor(x)),
@@ -91,9 +97,10 @@ def source(node: ir.Node) -> str:
             return f"P[{name!r}]"
         case ir.Name(name=name):
             return f"v[{name!r}]"
-        case ir.Lookup(table=t, index=i):
-            idx = source(i)
-            return f"_lookup(T[{t!r}], {t!r}, {idx})"
+        case ir.Lookup(table=t, keys=ks):
+            return f"_lookup(T[{t!r}], ({''.join(source(k) + ', ' for k in ks)}))"
+        case ir.Has(table=t, keys=ks):
+            return f"_has(T[{t!r}], ({''.join(source(k) + ', ' for k in ks)}))"
         case ir.BinOp(op="/", left=a, right=b):
             return f"_div({source(a)}, {source(b)})"
         case ir.BinOp(op="//", left=a, right=b):
