@@ -9,7 +9,9 @@ comparisons) alike.
 from __future__ import annotations
 
 import decimal
+import re
 from decimal import ROUND_DOWN, ROUND_HALF_DOWN, ROUND_HALF_EVEN, ROUND_HALF_UP, ROUND_UP, Decimal
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -147,3 +149,13 @@ def test_rounding_an_overflowed_amount_is_the_overflow_error_in_both_backends():
 def test_a_constant_amount_is_rounded_for_every_row():
     rs = RuleSet(X, {}, {"r": "round_half_up(1.005, 0.01) + x"}, ["r"])
     assert rs.evaluate_columns({"x": np.zeros(3)})["r"].tolist() == [1.01, 1.01, 1.01]
+
+
+def test_every_example_in_the_readmes_rounding_table_is_what_the_function_gives():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("### Legal rounding") : readme.index("## Populations")]
+    examples = re.findall(r"`(round_\w+)\((−?-?[\d.]+), ([\d.]+)\)` = (−?[\d.]+)", section)
+    assert len(examples) == 10
+    for fn, x, unit, expected in examples:
+        value = float(x.replace("−", "-"))
+        assert money.round_value(fn, value, money.unit_of(float(unit))) == float(expected.replace("−", "-")), fn

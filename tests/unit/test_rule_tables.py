@@ -9,6 +9,7 @@ missing key is an error naming the table and the key, in both backends.
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -169,3 +170,13 @@ def test_a_string_input_indexing_a_tables_second_level_is_synthesized_from_that_
     rs = rules(r="standard[size, region]")
     values, how = string_domain(rs, "region")
     assert set(values) == {"north", "south"} and "keys of the table" in how
+
+
+def test_the_readmes_table_example_loads_and_decides():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("### Tables") : readme.index("### Legal rounding")]
+    example = yaml.safe_load(section.split("```yaml")[1].split("```")[0])
+    inputs = {"household_size": {"type": "integer"}, "region": {"type": "string"}, "county": {"type": "string"}}
+    rs = RuleSet(inputs, example["parameters"], {**example["rules"], "bonus": "hardship_bonus[county]"}, ["base"])
+    got = [rs.evaluate({"household_size": n, "region": "south", "county": c}) for n, c in ((2, "c07"), (3, "c99"))]
+    assert [(g["base"], g["bonus"]) for g in got] == [(492.0, 90.0), (0.0, 0.0)]
