@@ -104,8 +104,11 @@ class Table:
             r = lv.rank(np.asarray(ix))
             ok = ok & (r >= 0)
             code = code * n + np.maximum(r, 0)
-        pos = np.minimum(np.searchsorted(self.codes, code), len(self.codes) - 1)
-        ok = ok & (self.codes[pos] == code)
+        if len(self.levels) == 1:  # one key: its rank is its entry's position (codes are 0, 1, 2, …)
+            pos = code
+        else:
+            pos = np.minimum(np.searchsorted(self.codes, code), len(self.codes) - 1)
+            ok = ok & (self.codes[pos] == code)
         values = self.values[pos]
         if self.table.has_default:
             values = np.where(ok, values, self.table.default)
