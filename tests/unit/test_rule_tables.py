@@ -127,9 +127,16 @@ def test_entries_and_default_are_reserved_as_a_tables_top_level_keys():
     assert nested.evaluate(rec(0, "a"))["r"] == 1.0  # below the top level they are keys like any other
 
 
-def test_the_missing_key_message_names_the_period_once_parameters_are_dated():
-    assert tables.missing_key("fpl", (7.0,)).startswith("table 'fpl' has no key 7 (")
-    assert tables.missing_key("fpl", (7.0,), period="2027-01").startswith("table 'fpl' has no key 7 in period 2027-01")
+def test_the_missing_key_error_names_the_period_the_parameters_are_for_in_both_backends():
+    undated = rules(r="standard[size, region]")
+    with pytest.raises(EvaluationError, match=r"has no key \(3, 'south'\) \(give"):
+        undated.evaluate(rec(3, "south"))
+    dated = RuleSet(INPUTS, PARAMS, {"r": "standard[size, region]"}, ["r"], period="2027-01-01")
+    says = r"table 'standard' has no key \(3, 'south'\) in period 2027-01-01"
+    with pytest.raises(EvaluationError, match=says):
+        dated.evaluate(rec(3, "south"))
+    with pytest.raises(EvaluationError, match=says):
+        dated.evaluate_columns({"size": np.array([3]), "region": np.array(["south"]), "income": np.array([0.0])})
 
 
 def _sample_with(parameters: dict, rules_: dict) -> dict:

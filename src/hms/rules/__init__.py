@@ -50,13 +50,16 @@ class RuleSet:
         parameters: Mapping[str, Any],
         rules: Mapping[str, str],
         outputs: Iterable[str],
+        *,
+        period: str | None = None,
     ) -> None:
+        """``period``: what the parameters' values are for (dated parameters); missing-key errors name it."""
         self.inputs = {n: InputSpec.from_dict(n, d) for n, d in inputs.items()}
         self.params: dict[str, Any] = {}
         self.tables: dict[str, tables.Table] = {}
         for name, value in parameters.items():
             if isinstance(value, Mapping):
-                self.tables[name] = tables.parse(name, value)
+                self.tables[name] = tables.parse(name, value, period)
             else:
                 self.params[name] = _scalar(value)
         clash = set(self.params) & set(self.inputs) | set(self.tables) & set(self.inputs)

@@ -48,7 +48,7 @@ def _lookup(table: tables.Table, keys: tuple[Any, ...]) -> Any:
     except (KeyError, TypeError):
         if table.has_default:
             return table.default
-        raise _Fail(tables.missing_key(table.name, keys)) from None
+        raise _Fail(tables.missing_key(table.name, keys, table.period)) from None
 
 
 def _has(table: tables.Table, keys: tuple[Any, ...]) -> bool:

@@ -51,6 +51,7 @@ class Table:
     entries: dict[tuple[Any, ...], Any]
     has_default: bool = False
     default: Any = None
+    period: str | None = None  # the period these values are for, once parameters are dated
 
     @property
     def arity(self) -> int:
@@ -73,7 +74,7 @@ def scalar(v: Any) -> Any:
     return float(v) if scalar_type(v) == NUM else v
 
 
-def parse(name: str, value: Mapping[str, Any]) -> Table:
+def parse(name: str, value: Mapping[str, Any], period: str | None = None) -> Table:
     """Check one table parameter; ``TableError`` names the table and the place inside it."""
     body: Mapping[str, Any] = value
     has_default, default = False, None
@@ -120,6 +121,7 @@ def parse(name: str, value: Mapping[str, Any]) -> Table:
         entries,
         has_default,
         scalar(default) if has_default else None,
+        period,
     )
 
 

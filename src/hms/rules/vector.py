@@ -150,7 +150,8 @@ class Evaluator:
                 table = self.t[t]
                 values, ok = table.lookup(idx)
                 if miss:
-                    self.check(ok, mask, lambda r: tables.missing_key(table.name, tuple(ix[r] for ix in idx)))
+                    keys_at = lambda r: tuple(ix[r] for ix in idx)  # noqa: E731 (the failing row is known later)
+                    self.check(ok, mask, lambda r: tables.missing_key(table.name, keys_at(r), table.table.period))
                 return values
             case ir.Has(table=t, keys=ks):
                 return self.t[t].lookup([np.broadcast_to(self.ev(k, mask, track), (self.n,)) for k in ks])[1]
