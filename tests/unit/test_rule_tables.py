@@ -36,7 +36,7 @@ def rules(**rs: str) -> RuleSet:
 
 def both(rs: RuleSet, recs: list[dict]) -> tuple[list, list]:
     """The first rule's values record by record, and over the columns."""
-    name = rs.rules[-1].name if len(rs.rules) == 1 else rs.outputs[0]
+    name = rs.outputs[0]
     per = [rs.evaluate(r)[name] for r in recs]
     cols = {k: np.asarray([r[k] for r in recs]) for k in INPUTS}
     return per, rs.evaluate_columns(cols)[name].tolist()
