@@ -168,9 +168,18 @@ def test_a_bad_table_in_a_protocol_file_names_the_file_the_line_and_the_path(tmp
     assert e.value.where == f"{path}:{line} at $.parameters.supplement.2"  # the value unlike the first
 
 
-def test_the_schema_refuses_a_table_that_mixes_reserved_and_other_keys(tmp_path):
-    with pytest.raises(BadInput, match="unknown field 'north'; allowed: default, entries"):
-        protocol.from_data(_sample_with({"t": {"entries": {1: 2}, "north": 3}}, {}), "p.yml")
+@pytest.mark.parametrize(
+    ("table", "says", "where"),
+    [
+        ({"entries": {1: 2}, "north": 3}, "unknown field 'north'; allowed: default, entries", "$.parameters.t.north"),
+        ({"default": 0}, "'entries' is required", "$.parameters.t"),
+        ({"entries": {1: {}}}, "should be non-empty", "$.parameters.t.entries.1"),
+    ],
+)
+def test_the_schema_refuses_a_malformed_defaulted_table_naming_the_path(table, says, where):
+    with pytest.raises(BadInput, match=says) as e:
+        protocol.from_data(_sample_with({"t": table}, {}), "p.yml")
+    assert e.value.where == f"p.yml at {where}"
 
 
 def test_a_string_input_indexing_a_tables_second_level_is_synthesized_from_that_levels_keys():

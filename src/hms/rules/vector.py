@@ -84,17 +84,13 @@ class Table:
         self.table = table
         self.levels = [_Level(table.keys_at(i), t == ir.NUM) for i, t in enumerate(table.key_types)]
         self.radix = [len(lv.keys) for lv in self.levels]
-        entries = list(table.entries.items())
-        codes = np.asarray([self._code_of(k) for k, _ in entries], dtype=np.int64)
+        keys = list(table.entries)
+        codes = np.zeros(len(keys), dtype=np.int64)
+        for i, (lv, n) in enumerate(zip(self.levels, self.radix, strict=True)):
+            codes = codes * n + np.searchsorted(lv.keys, np.asarray([k[i] for k in keys], dtype=lv.keys.dtype))
         order = np.argsort(codes)
         self.codes = codes[order]
-        self.values = np.asarray([v for _, v in entries])[order]
-
-    def _code_of(self, keys: tuple[Any, ...]) -> int:
-        code = 0
-        for lv, n, k in zip(self.levels, self.radix, keys, strict=True):
-            code = code * n + int(np.searchsorted(lv.keys, k))
-        return code
+        self.values = np.asarray(list(table.entries.values()))[order]
 
     def lookup(self, index: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Values (the default where a key is missing, if the table has one) and a mask of rows found."""
