@@ -422,8 +422,14 @@ def string_domain(ruleset: RuleSet, name: str) -> tuple[tuple[str, ...], str]:
 
     def visit(node: ir.Node) -> None:
         match node:
-            case ir.Lookup(table=t, index=ir.Name(name=n, kind="input")) if n == name:
-                tables.append({str(k) for k in ruleset.tables[t]})
+            case ir.Lookup(table=t, keys=ks):
+                for level, k in enumerate(ks):
+                    if _is_input(k, name):
+                        tables.append({str(key) for key in ruleset.tables[t].keys_at(level)})
+            case ir.Has(table=t, keys=ks):  # both answers of has() are meant: its keys plus '(other)'
+                for level, k in enumerate(ks):
+                    if _is_input(k, name):
+                        literals.update(str(key) for key in ruleset.tables[t].keys_at(level))
             case ir.InTuple(operand=ir.Name(name=n, kind="input"), values=vs) if n == name:
                 literals.update(v for v in vs if isinstance(v, str))
             case ir.Compare(operands=ops):

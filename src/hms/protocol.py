@@ -28,6 +28,7 @@ from hms.column_synthesis import check_hints
 from hms.declarations import check_inputs
 from hms.errors import BadInput, RuleError
 from hms.rules import RuleSet
+from hms.rules.tables import TableError
 from hms.yamlsafe import Document, json_path, load_file, load_text
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "protocol.schema.json"
@@ -189,6 +190,8 @@ def from_document(doc: Document) -> Protocol:
         )
     try:
         ruleset = RuleSet(data["inputs"], data.get("parameters", {}), data["rules"], data["outputs"])
+    except TableError as e:
+        raise TableError(e.message, e.path, where=doc.where(("parameters", *e.path))) from None
     except RuleError as e:
         if e.rule is not None:
             where = doc.where(("rules", e.rule)) + (f", column {e.column}" if e.column else "")

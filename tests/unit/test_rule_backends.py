@@ -3,7 +3,8 @@
 The per-record backend answers citizens; the vectorized one decides the budget.
 If they ever disagreed, the simulation would approve a rule that behaves
 differently in production. Hypothesis generates expressions from the whole
-grammar (including division, lookups with missing keys and untaken branches)
+grammar (including division, lookups with missing keys, tables with two keys
+and with defaults, has(), the legal roundings on cent ties, and untaken branches)
 and records that hit the edge cases; values must be bit-identical and errors must
 occur on the same first row.
 """
@@ -18,16 +19,29 @@ from hypothesis import strategies as st
 from hms import protocol
 from hms.errors import EvaluationError
 from hms.rules import RuleSet
+from hms.rules.money import MODES as MONEY
 from tests.conftest import CHIP, WILDFIRE
 
-INPUTS = {"a": {"type": "number"}, "b": {"type": "number"}, "n": {"type": "integer"}, "flag": {"type": "boolean"}}
-PARAMS = {"k": 3, "t": {0: 1.5, 1: -2, 2: 0, 3: 7.25, 5: 100}}
+INPUTS = {
+    "a": {"type": "number"},
+    "b": {"type": "number"},
+    "n": {"type": "integer"},
+    "flag": {"type": "boolean"},
+    "s": {"type": "string"},
+}
+PARAMS = {
+    "k": 3,
+    "t": {0: 1.5, 1: -2, 2: 0, 3: 7.25, 5: 100},
+    "m": {0: {"x": 1.5, "y": 2}, 1: {"x": -3}, 3: {"z": 0.25, "y": 8}},  # two keys, no default: may miss
+    "d": {"entries": {0: 10, 2: 20, 4: 40}, "default": -1},
+    "g": {"entries": {"x": {0: 1, 1: 2}, "z": {2: 3}}, "default": 0.5},
+}
 
 nums = st.sampled_from(["0", "1", "2.5", "-3", "0.1", "1000", "k"])
 
 
 def num_expr(depth: int) -> st.SearchStrategy[str]:
-    leaf = st.one_of(nums, st.sampled_from(["a", "b", "n", "t[n]"]))
+    leaf = st.one_of(nums, st.sampled_from(["a", "b", "n", "t[n]", "m[n, s]", "d[n]", "g[s, n]"]))
     if depth <= 0:
         return leaf
     sub = num_expr(depth - 1)
@@ -38,13 +52,18 @@ def num_expr(depth: int) -> st.SearchStrategy[str]:
         st.tuples(st.sampled_from(["min", "max"]), sub, sub).map(lambda x: f"{x[0]}({x[1]}, {x[2]})"),
         st.tuples(st.sampled_from(["abs", "floor", "ceil", "round"]), sub).map(lambda x: f"{x[0]}({x[1]})"),
         sub.map(lambda x: f"round({x}, 2)"),
+        st.tuples(st.sampled_from(MONEY), sub, st.sampled_from(["0.01", "1", "10", "0.05"])).map(
+            lambda x: f"{x[0]}({x[1]}, {x[2]})"
+        ),
         st.tuples(bool_expr(depth - 1), sub, sub).map(lambda x: f"({x[1]} if {x[0]} else {x[2]})"),
         sub.map(lambda x: f"t[floor(abs({x})) % 6]"),
+        sub.map(lambda x: f"m[floor(abs({x})) % 4, s]"),
+        sub.map(lambda x: f"g[s, floor(abs({x})) % 3]"),
     )
 
 
 def bool_expr(depth: int) -> st.SearchStrategy[str]:
-    leaf = st.sampled_from(["flag", "True", "(n in (0, 2, 5))", "(n not in (1, 3))"])
+    leaf = st.sampled_from(["flag", "True", "(n in (0, 2, 5))", "(n not in (1, 3))", "has(m, n, s)", "has(d, n)"])
     if depth <= 0:
         return leaf
     sub_n = num_expr(depth - 1)
@@ -57,16 +76,22 @@ def bool_expr(depth: int) -> st.SearchStrategy[str]:
         st.tuples(sub_n, sub_n, sub_n).map(lambda x: f"({x[0]} < {x[1]} <= {x[2]})"),
         st.tuples(sub_b, st.sampled_from(["and", "or"]), sub_b).map(lambda x: f"({x[0]} {x[1]} {x[2]})"),
         sub_b.map(lambda x: f"(not {x})"),
+        sub_n.map(lambda x: f"has(m, floor(abs({x})) % 4, s)"),
     )
 
 
 records = st.lists(
     st.fixed_dictionaries(
         {
-            "a": st.one_of(st.sampled_from([0.0, 1.0, -1.0, 0.5]), st.floats(-1e6, 1e6, allow_nan=False)),
+            "a": st.one_of(
+                st.sampled_from([0.0, 1.0, -1.0, 0.5, 1.005, -2.5, 2.675]),
+                st.floats(-1e6, 1e6, allow_nan=False),
+                st.integers(-(10**6), 10**6).map(lambda m: m / 1000),  # ties at the cent for the legal roundings
+            ),
             "b": st.one_of(st.sampled_from([0.0, 2.0, 3.0]), st.floats(-1e3, 1e3, allow_nan=False)),
             "n": st.integers(0, 6),
             "flag": st.booleans(),
+            "s": st.sampled_from(["x", "y", "z", "w"]),
         }
     ),
     min_size=1,

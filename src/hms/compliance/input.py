@@ -35,7 +35,7 @@ def fields_read_by_rule(protocol: Protocol) -> dict[str, list[str]]:
 
 
 def lookups(protocol: Protocol) -> list[dict[str, Any]]:
-    """Every ``table[index]`` of every rule, with the input fields the index reads (through rules it uses).
+    """Every ``table[key, …]`` (and ``has``) of every rule, with the input fields the keys read (through rules it uses).
 
     The ethics rule set flags a table keyed by a location code (``rate[zip5]``): a location can stand
     in for race or national origin, so a reviewer should look at what the table encodes.
@@ -43,9 +43,9 @@ def lookups(protocol: Protocol) -> list[dict[str, Any]]:
     rs = protocol.ruleset
     out: dict[tuple[str, str], set[str]] = {}
     for rule in rs.rules:
-        for table, index in _lookups_in(rule.expr):
+        for table, key_nodes in _lookups_in(rule.expr):
             keys = out.setdefault((rule.name, table), set())
-            for node in _names_in(index):
+            for node in (name for k in key_nodes for name in _names_in(k)):
                 if node.kind == "input":
                     keys.add(node.name)
                 elif node.kind == "rule":
@@ -63,8 +63,9 @@ def _children(node: ir.Node) -> list[ir.Node]:
     return kids
 
 
-def _lookups_in(node: ir.Node) -> list[tuple[str, ir.Node]]:
-    found = [(node.table, node.index)] if isinstance(node, ir.Lookup) else []
+def _lookups_in(node: ir.Node) -> list[tuple[str, tuple[ir.Node, ...]]]:
+    """(table, key expressions) of every lookup and ``has`` test: both reveal what the keys select."""
+    found = [(node.table, node.keys)] if isinstance(node, ir.Lookup | ir.Has) else []
     for kid in _children(node):
         found.extend(_lookups_in(kid))
     return found

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import difflib
 import math
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,12 +17,11 @@ from typing import Any
 import numpy as np
 
 from hms.errors import BadInput, EvaluationError, RuleError
-from hms.rules import ir, record, vector
+from hms.rules import ir, record, tables, vector
 from hms.rules.check import Scope, check_rules
 from hms.rules.ir import BOOL, NUM, STR
 
 _TYPE = {"integer": NUM, "number": NUM, "boolean": BOOL, "string": STR}
-_INT_KEY = re.compile(r"^-?[0-9]{1,15}$")
 
 
 @dataclass(frozen=True)
@@ -40,16 +38,7 @@ class InputSpec:
         return cls(name, d["type"], d.get("minimum"), d.get("maximum"), enum)
 
 
-def _scalar_type(v: Any) -> str:
-    if isinstance(v, bool):
-        return BOOL
-    if isinstance(v, int | float):
-        return NUM
-    return STR
-
-
-def _scalar(v: Any) -> Any:
-    return float(v) if _scalar_type(v) == NUM else v
+_scalar_type, _scalar = tables.scalar_type, tables.scalar
 
 
 class RuleSet:
@@ -61,23 +50,18 @@ class RuleSet:
         parameters: Mapping[str, Any],
         rules: Mapping[str, str],
         outputs: Iterable[str],
+        *,
+        period: str | None = None,
     ) -> None:
+        """``period``: what the parameters' values are for (dated parameters); missing-key errors name it."""
         self._source = (inputs, parameters, rules, tuple(outputs))
+        self.period = period
         self.inputs = {n: InputSpec.from_dict(n, d) for n, d in inputs.items()}
         self.params: dict[str, Any] = {}
-        self.tables: dict[str, dict[Any, Any]] = {}
-        tables_types: dict[str, tuple[str, str]] = {}
+        self.tables: dict[str, tables.Table] = {}
         for name, value in parameters.items():
             if isinstance(value, Mapping):
-                keys = [str(k) for k in value]
-                numeric = all(_INT_KEY.match(k) for k in keys)
-                vtypes = {_scalar_type(v) for v in value.values()}
-                if len(vtypes) != 1:
-                    raise RuleError(f"values of table {name!r} must all be one type", where=f"parameters.{name}")
-                self.tables[name] = {
-                    (float(k) if numeric else str(k)): _scalar(v) for k, v in zip(keys, value.values(), strict=True)
-                }
-                tables_types[name] = (NUM if numeric else STR, vtypes.pop())
+                self.tables[name] = tables.parse(name, value, period)
             else:
                 self.params[name] = _scalar(value)
         clash = set(self.params) & set(self.inputs) | set(self.tables) & set(self.inputs)
@@ -87,7 +71,7 @@ class RuleSet:
         scope = Scope(
             {n: _TYPE[s.type] for n, s in self.inputs.items()},
             {n: _scalar_type(v) for n, v in self.params.items()},
-            tables_types,
+            self.tables,
             {},
         )
         self.rules: list[ir.Rule] = check_rules(rules, scope)
@@ -99,7 +83,7 @@ class RuleSet:
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 raise RuleError(f"output {o!r} is not a rule{hint}", where="outputs")
         self._record_fns = {r.name: record.compile_rule(r, self.params, self.tables) for r in self.rules}
-        self._vtables = {n: vector.Table(n, t) for n, t in self.tables.items()}
+        self._vtables = {n: vector.Table(t) for n, t in self.tables.items()}
 
     def with_case(self, parameters: Mapping[str, Any], pins: Mapping[str, Any]) -> RuleSet:
         """The same rules with some parameters replaced and some rules pinned to a value.
@@ -127,7 +111,7 @@ class RuleSet:
                 raise BadInput(f"rule {name!r} is a {want}; cannot pin it to {value!r}", where=f"pin.{name}")
             new_rules[name] = repr(_scalar(value)) if want == NUM else repr(value)
         try:
-            return RuleSet(inputs, {**params, **parameters}, new_rules, outputs)
+            return RuleSet(inputs, {**params, **parameters}, new_rules, outputs, period=self.period)
         except RuleError as e:
             raise BadInput(e.message, where=e.where) from None
 

@@ -13,10 +13,12 @@ import difflib
 from collections.abc import Mapping
 
 from hms.errors import RuleError
-from hms.rules import ir
+from hms.rules import ir, money
 from hms.rules.ir import BOOL, NUM, STR
+from hms.rules.tables import Table
 
-FUNCTIONS = {"min", "max", "abs", "round", "floor", "ceil"}
+FUNCTIONS = {"min", "max", "abs", "round", "floor", "ceil", "has", *money.MODES}
+_KEY_NAMES = ("a", "b", "c", "d")
 MAX_NODES = 500
 MAX_DEPTH = 40
 MAX_TUPLE = 200
@@ -49,12 +51,12 @@ class Scope:
         self,
         inputs: Mapping[str, str],
         scalars: Mapping[str, str],
-        tables: Mapping[str, tuple[str, str]],
+        tables: Mapping[str, Table],
         rules: Mapping[str, str],
     ) -> None:
         self.inputs = dict(inputs)  # field -> type
         self.scalars = dict(scalars)  # param -> type
-        self.tables = dict(tables)  # table -> (key type, value type)
+        self.tables = dict(tables)  # table -> its keys' and values' types
         self.rules = dict(rules)  # rule -> type (filled as rules are typed)
 
     def known(self) -> list[str]:
@@ -124,15 +126,9 @@ class _Checker:
             case ast.Name(id=name):
                 return self.name(node, name)
             case ast.Subscript(value=ast.Name(id=table), slice=index):
-                if table not in self.scope.tables:
-                    if table in self.scope.inputs or table in self.scope.scalars or table in self.scope.rules:
-                        raise self.fail(node, f"{table!r} is not a lookup table")
-                    raise self.unknown(node, table)
-                key_type, value_type = self.scope.tables[table]
-                idx = self.check(index, d)
-                self.expect(index, idx, key_type, f"index of table {table!r}")
-                self.params.add(table)
-                return ir.Lookup(value_type, table, idx)
+                t = self.table(node, table)
+                keys = self.keys(node, t, index.elts if isinstance(index, ast.Tuple) else [index], d, f"{table}[…]")
+                return ir.Lookup(t.value_type, table, keys, not t.has_default)
             case ast.Subscript():
                 raise self.fail(node, "only a parameter table can be indexed, as table[key]")
             case ast.BinOp(op=op, left=left, right=right):
@@ -193,6 +189,11 @@ class _Checker:
                 if b.type != e.type:
                     raise self.fail(node, f"both branches must have one type, got {_word(b.type)} and {_word(e.type)}")
                 return ir.IfExp(b.type, t, b, e)
+            case ast.Call(func=ast.Name(id="has"), args=args, keywords=kws):
+                if kws or not args or not isinstance(args[0], ast.Name):
+                    raise self.fail(node, "has() takes a table and its keys, e.g. has(rates, size) or has(t, a, b)")
+                t = self.table(args[0], args[0].id)
+                return ir.Has(BOOL, t.name, self.keys(node, t, args[1:], d, "has()"))
             case ast.Call(func=ast.Name(id=fn), args=args, keywords=kws):
                 if fn not in FUNCTIONS:
                     raise self.unknown(node, fn, functions_only=True)
@@ -201,6 +202,8 @@ class _Checker:
                 vs = tuple(self.check(a, d) for a in args)
                 for a, v in zip(args, vs, strict=True):
                     self.expect(a, v, NUM, f"argument of {fn}()")
+                if fn in money.MODES:
+                    return self.money(node, fn, vs)
                 lo, hi = {"min": (2, 50), "max": (2, 50), "round": (1, 2)}.get(fn, (1, 1))
                 if not lo <= len(vs) <= hi:
                     raise self.fail(node, f"{fn}() takes {lo}" + (f" to {hi}" if hi != lo else "") + " arguments")
@@ -208,11 +211,44 @@ class _Checker:
                     raise self.fail(node, "round()'s digits must be a literal integer")
                 return ir.Call(NUM, fn, vs)
             case ast.Call():
-                raise self.fail(node, "only min, max, abs, round, floor and ceil can be called")
+                raise self.fail(node, f"only {', '.join(sorted(FUNCTIONS))} can be called")
             case ast.Tuple():
                 raise self.fail(node, "tuples are only allowed after 'in'")
             case _:
                 raise self.fail(node, f"{type(node).__name__} is not allowed in rules")
+
+    def table(self, node: ast.AST, name: str) -> Table:
+        if name not in self.scope.tables:
+            if name in self.scope.inputs or name in self.scope.scalars or name in self.scope.rules:
+                raise self.fail(node, f"{name!r} is not a lookup table")
+            raise self.unknown(node, name)
+        self.params.add(name)
+        return self.scope.tables[name]
+
+    def keys(self, node: ast.AST, t: Table, srcs: list[ast.expr], depth: int, what: str) -> tuple[ir.Node, ...]:
+        """The keys of a lookup or a has(): as many as the table has levels, each of its level's type."""
+        if len(srcs) != t.arity:
+            form = f"{t.name}[{', '.join(_KEY_NAMES[: t.arity])}]"
+            plural = "s" if t.arity > 1 else ""
+            raise self.fail(node, f"table {t.name!r} takes {t.arity} key{plural} ({form}), {what} gives {len(srcs)}")
+        keys = tuple(self.check(k, depth) for k in srcs)
+        for i, (src, k) in enumerate(zip(srcs, keys, strict=True)):
+            which = f"key {i + 1} of table {t.name!r}" if t.arity > 1 else f"index of table {t.name!r}"
+            self.expect(src, k, t.key_types[i], which)
+        return keys
+
+    def money(self, node: ast.AST, fn: str, vs: tuple[ir.Node, ...]) -> ir.Node:
+        """``round_half_up(x, 0.01)``: the unit is a literal, checked here so a bad one fails at load."""
+        if len(vs) != 2:
+            raise self.fail(node, f"{fn}() takes 2 arguments, the amount and the unit, e.g. {fn}(x, 0.01)")
+        unit = vs[1]
+        if not isinstance(unit, ir.Const):
+            raise self.fail(node, f"{fn}()'s unit must be a literal number: 0.01 (cent), 1 (dollar), 10")
+        try:
+            money.unit_of(float(unit.value))
+        except ValueError as e:
+            raise self.fail(node, f"{fn}(): {e}") from None
+        return ir.Call(NUM, fn, vs)
 
     def name(self, node: ast.AST, name: str) -> ir.Node:
         s = self.scope

@@ -33,10 +33,19 @@ class Name(Node):
 
 @dataclass(frozen=True)
 class Lookup(Node):
-    """``table[index]``: a missing key is an error, never a default."""
+    """``table[k]`` or ``table[a, b]``: a missing key is the table's default if it has one, else an error."""
 
     table: str
-    index: Node
+    keys: tuple[Node, ...]
+    may_miss: bool  # False when the table has a default: the lookup itself cannot fail
+
+
+@dataclass(frozen=True)
+class Has(Node):
+    """``has(table, k)`` / ``has(table, a, b)``: the entries hold the key (a default does not count)."""
+
+    table: str
+    keys: tuple[Node, ...]
 
 
 @dataclass(frozen=True)
@@ -82,7 +91,7 @@ class IfExp(Node):
 
 @dataclass(frozen=True)
 class Call(Node):
-    func: str  # min max abs round floor ceil
+    func: str  # min max abs round floor ceil, and the legal roundings of hms.rules.money
     args: tuple[Node, ...]
 
 
@@ -104,8 +113,10 @@ def can_fail(node: Node) -> bool:
     if/and/or) inside subtrees that can fail, so ordinary rules pay nothing for it.
     """
     match node:
-        case Lookup():
-            return True
+        case Lookup(keys=ks, may_miss=miss):
+            return miss or any(can_fail(k) for k in ks)
+        case Has(keys=ks):
+            return any(can_fail(k) for k in ks)
         case BinOp(op=op, left=left, right=right):
             return op in ("/", "//", "%") or can_fail(left) or can_fail(right)
         case Unary(operand=o):

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from functools import cache
 from typing import Any
 
 import numpy as np
 
-from hms.rules import ir
+from hms.rules import ir, money, tables
 
 
 class _Fail(Exception):
@@ -41,19 +42,34 @@ def _mod(a: float, b: float) -> float:
     return float(np.remainder(a, b))
 
 
-def _lookup(table: Mapping[Any, Any], name: str, key: Any) -> Any:
+def _lookup(table: tables.Table, keys: tuple[Any, ...]) -> Any:
     try:
-        return table[key]
+        return table.entries[keys]
     except (KeyError, TypeError):
-        raise _Fail(f"table {name!r} has no key {_show(key)}") from None
+        if table.has_default:
+            return table.default
+        raise _Fail(tables.missing_key(table.name, keys, table.period)) from None
+
+
+def _has(table: tables.Table, keys: tuple[Any, ...]) -> bool:
+    try:
+        return keys in table.entries
+    except TypeError:
+        return False
 
 
 def _round(x: float, digits: float = 0.0) -> float:
     return float(np.round(np.float64(x), int(digits)))
 
 
-def _show(key: Any) -> str:
-    return repr(int(key)) if isinstance(key, float) and key.is_integer() else repr(key)
+@cache
+def _unit(value: float) -> money.Unit:
+    return money.unit_of(value)
+
+
+def _money(mode: str, x: float, unit: float) -> float:
+    """Legal rounding in decimal (hms.rules.money's reference implementation)."""
+    return money.round_value(mode, x, _unit(unit))
 
 
 HELPERS = {
@@ -61,7 +77,9 @@ HELPERS = {
     "_floordiv": _floordiv,
     "_mod": _mod,
     "_lookup": _lookup,
+    "_has": _has,
     "_round": _round,
+    "_money": _money,
     "_floor": lambda x: float(math.floor(x)),
     "_ceil": lambda x: float(math.ceil(x)),
     "min": min,
@@ -79,9 +97,10 @@ def source(node: ir.Node) -> str:
             return f"P[{name!r}]"
         case ir.Name(name=name):
             return f"v[{name!r}]"
-        case ir.Lookup(table=t, index=i):
-            idx = source(i)
-            return f"_lookup(T[{t!r}], {t!r}, {idx})"
+        case ir.Lookup(table=t, keys=ks):
+            return f"_lookup(T[{t!r}], ({''.join(source(k) + ', ' for k in ks)}))"
+        case ir.Has(table=t, keys=ks):
+            return f"_has(T[{t!r}], ({''.join(source(k) + ', ' for k in ks)}))"
         case ir.BinOp(op="/", left=a, right=b):
             return f"_div({source(a)}, {source(b)})"
         case ir.BinOp(op="//", left=a, right=b):
@@ -105,6 +124,8 @@ def source(node: ir.Node) -> str:
             return f"({source(o)} {'not in' if neg else 'in'} {tuple(vals)!r})"
         case ir.IfExp(test=t, body=b, orelse=e):
             return f"({source(b)} if {source(t)} else {source(e)})"
+        case ir.Call(func=fn, args=(x, ir.Const(value=unit))) if fn in money.MODES:
+            return f"_money({fn!r}, {source(x)}, {unit!r})"
         case ir.Call(func=fn, args=args):
             name = {"round": "_round", "floor": "_floor", "ceil": "_ceil"}.get(fn, fn)
             return f"{name}(" + ", ".join(source(a) for a in args) + ")"

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from hms.rules import ir
+from hms.rules import ir, money, tables
 
 Mask = np.ndarray | None  # None: every row is active
 
@@ -50,51 +50,65 @@ def first_failure(failures: list[Failure], n: int) -> tuple[Failure, int] | None
     raise AssertionError("unreachable")
 
 
-class Table:
-    """A lookup table prepared for vectorized access (dense array when keys are small integers)."""
+class _Level:
+    """One key level of a table: each row's key becomes its rank among the level's keys (-1: absent)."""
 
-    def __init__(self, name: str, mapping: Mapping[Any, Any]) -> None:
-        self.name = name
-        keys = list(mapping)
-        values = [mapping[k] for k in keys]
-        self.values = np.asarray(values)
-        self.numeric_keys = all(isinstance(k, float) for k in keys)
-        if self.numeric_keys:
-            ks = np.asarray(keys, dtype=np.float64)
-            order = np.argsort(ks)
-            self.keys, self.values = ks[order], self.values[order]
-            lo, hi = (ks.min(), ks.max()) if len(ks) else (0, -1)
-            self.dense = None
-            if len(ks) and hi - lo <= 4096 and all(float(k).is_integer() for k in ks):
-                self.lo = lo
-                self.dense = np.zeros(int(hi - lo) + 1, dtype=self.values.dtype)
-                self.present = np.zeros(int(hi - lo) + 1, dtype=bool)
-                self.dense[(ks - lo).astype(np.int64)] = [mapping[k] for k in ks]
-                self.present[(ks - lo).astype(np.int64)] = True
-        else:
-            self.keys = np.asarray(keys, dtype=str)
-            order = np.argsort(self.keys)
-            self.keys, self.values = self.keys[order], self.values[order]
-            self.dense = None
+    def __init__(self, keys: list[Any], numeric: bool) -> None:
+        self.keys = np.asarray(sorted(keys), dtype=np.float64 if numeric else str)
+        self.dense: np.ndarray | None = None
+        small = numeric and len(self.keys) and self.keys[-1] - self.keys[0] <= 4096
+        if small and all(float(k).is_integer() for k in self.keys):
+            self.lo = self.keys[0]
+            self.dense = np.full(int(self.keys[-1] - self.lo) + 1, -1, dtype=np.int64)
+            self.dense[(self.keys - self.lo).astype(np.int64)] = np.arange(len(self.keys))
 
-    def lookup(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Values and a mask of rows whose key exists."""
-        index = np.asarray(index)
+    def rank(self, index: np.ndarray) -> np.ndarray:
         if self.dense is not None:
             rel = index - self.lo
             ok = (rel >= 0) & (rel < len(self.dense)) & (rel == np.floor(rel))
-            pos = np.where(ok, rel, 0).astype(np.int64)
-            ok &= self.present[pos]
+            return np.where(ok, self.dense[np.where(ok, rel, 0).astype(np.int64)], -1)
+        pos = np.minimum(np.searchsorted(self.keys, index), len(self.keys) - 1)
+        return np.where(self.keys[pos] == index, pos, -1)
+
+
+class Table:
+    """A lookup table prepared for vectorized access.
+
+    One key: each row's rank on the level indexes the values directly. Several:
+    the ranks combine into one integer code per row (mixed radix), looked up
+    among the sorted codes of the entries.
+    """
+
+    def __init__(self, table: tables.Table) -> None:
+        self.name = table.name
+        self.table = table
+        self.levels = [_Level(table.keys_at(i), t == ir.NUM) for i, t in enumerate(table.key_types)]
+        self.radix = [len(lv.keys) for lv in self.levels]
+        keys = list(table.entries)
+        codes = np.zeros(len(keys), dtype=np.int64)
+        for i, (lv, n) in enumerate(zip(self.levels, self.radix, strict=True)):
+            codes = codes * n + np.searchsorted(lv.keys, np.asarray([k[i] for k in keys], dtype=lv.keys.dtype))
+        order = np.argsort(codes)
+        self.codes = codes[order]
+        self.values = np.asarray(list(table.entries.values()))[order]
+
+    def lookup(self, index: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Values (the default where a key is missing, if the table has one) and a mask of rows found."""
+        ok: Any = True
+        code: Any = 0
+        for lv, n, ix in zip(self.levels, self.radix, index, strict=True):
+            r = lv.rank(np.asarray(ix))
+            ok = ok & (r >= 0)
+            code = code * n + np.maximum(r, 0)
+        if len(self.levels) == 1:  # one key: its rank is its entry's position (codes are 0, 1, 2, …)
+            pos = code
         else:
-            pos = np.searchsorted(self.keys, index)
-            pos = np.minimum(pos, len(self.keys) - 1)
-            ok = self.keys[pos] == index
-        return (self.values[pos] if self.dense is None else self.dense[pos]), ok
-
-
-def _show(x: Any) -> str:
-    x = x.item() if hasattr(x, "item") else x
-    return repr(int(x)) if isinstance(x, float) and x.is_integer() else repr(x)
+            pos = np.minimum(np.searchsorted(self.codes, code), len(self.codes) - 1)
+            ok = ok & (self.codes[pos] == code)
+        values = self.values[pos]
+        if self.table.has_default:
+            values = np.where(ok, values, self.table.default)
+        return values, ok
 
 
 def _and(mask: Mask, cond: np.ndarray) -> np.ndarray:
@@ -126,14 +140,17 @@ class Evaluator:
                 return self.p[name]
             case ir.Name(name=name):
                 return self.v[name]
-            case ir.Lookup(table=t, index=i):
-                idx = self.ev(i, mask, track)
-                if np.ndim(idx) == 0:  # a constant key: give it rows so a failure names the first active row
-                    idx = np.full(self.n, idx)
+            case ir.Lookup(table=t, keys=ks, may_miss=miss):
+                # constant keys get rows too, so a failure names the first active row
+                idx = [np.broadcast_to(self.ev(k, mask, track), (self.n,)) for k in ks]
                 table = self.t[t]
                 values, ok = table.lookup(idx)
-                self.check(ok, mask, lambda r: f"table {table.name!r} has no key {_show(idx[r])}")
+                if miss:
+                    keys_at = lambda r: tuple(ix[r] for ix in idx)  # noqa: E731 (the failing row is known later)
+                    self.check(ok, mask, lambda r: tables.missing_key(table.name, keys_at(r), table.table.period))
                 return values
+            case ir.Has(table=t, keys=ks):
+                return self.t[t].lookup([np.broadcast_to(self.ev(k, mask, track), (self.n,)) for k in ks])[1]
             case ir.BinOp(op=op, left=a, right=b):
                 x, y = self.ev(a, mask, track), self.ev(b, mask, track)
                 if op == "+":
@@ -197,6 +214,8 @@ class Evaluator:
                     return np.floor(vs[0])
                 if fn == "ceil":
                     return np.ceil(vs[0])
+                if fn in money.MODES:
+                    return money.round_array(fn, np.broadcast_to(vs[0], (self.n,)), money.unit_of(float(vs[1])))
                 return np.round(vs[0], int(vs[1]) if len(vs) > 1 else 0)
         raise AssertionError(f"unhandled IR node {node!r}")
 
