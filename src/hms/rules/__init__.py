@@ -235,7 +235,6 @@ class RuleSet:
             raise EvaluationError(failure.text(row), rule=failure.rule, row=row, record=_row(values, self.inputs, row))
         return {r.name: values[r.name] for r in self.rules}
 
-
     # ---- entities --------------------------------------------------------------
     def entity_of(self, rule: str) -> str | None:
         """The entity a rule is about (None for a flat protocol)."""
@@ -293,7 +292,7 @@ class RuleSet:
         order = np.argsort(idx, kind="stable")
         sorted_p = {k: np.asarray(v)[order] for k, v in pcols.items()}
         seg = entity_vector.Segments(idx[order], n)
-        grouped, failures, gvalues, pvalues = entity_vector.evaluate(
+        grouped, failures, gvalues = entity_vector.evaluate(
             self.rules,
             {r.name: m.rule_entity[r.name] == m.group for r in self.rules},
             gcols,

@@ -96,7 +96,9 @@ def coerce_household(
     if raw is None:
         raise BadInput("missing field", where=f"{where}.{model.plural}")
     if not isinstance(raw, list):
-        raise BadInput(f"{model.plural} must be a list of objects, one per {model.person}", where=f"{where}.{model.plural}")
+        raise BadInput(
+            f"{model.plural} must be a list of objects, one per {model.person}", where=f"{where}.{model.plural}"
+        )
     if not raw:
         raise BadInput(f"a {model.group} has at least one member", where=f"{where}.{model.plural}")
     if len(raw) > MAX_MEMBERS:
@@ -156,9 +158,7 @@ def evaluate(
     return out
 
 
-def _one(
-    r: ir.Rule, fn: Callable, v: dict, members: list, hh: HouseholdRecord, model: EntityModel, who: str
-) -> Any:
+def _one(r: ir.Rule, fn: Callable, v: dict, members: list, hh: HouseholdRecord, model: EntityModel, who: str) -> Any:
     try:
         value = fn(v, members)
     except record._Fail as e:

@@ -141,7 +141,7 @@ def evaluate(
     seg: Segments,
     params: Mapping[str, Any],
     tables: Mapping[str, vector.Table],
-) -> tuple[Grouped, list[Failure], dict[str, Any], MemberValues]:
+) -> tuple[Grouped, list[Failure], dict[str, Any]]:
     """Every rule over sorted persons; failures are on household rows (see vector.first_failure)."""
     values = dict(group_columns)
     members = MemberValues(person_columns, values, seg)
@@ -166,7 +166,7 @@ def evaluate(
             if sub.failures:
                 ev.failures.append(member_failure(r.name, sub.failures, seg))
             members[r.name] = person_out[r.name] = out
-    return Grouped(group_out, person_out), ev.failures, values, members
+    return Grouped(group_out, person_out), ev.failures, values
 
 
 __all__ = ["Grouped", "Segments", "evaluate", "member_failure"]
