@@ -161,8 +161,12 @@ def from_document(doc: Document) -> Protocol:
             where=doc.where(("metadata", "effective_at")),
         )
     try:
-        ruleset = RuleSet(data["inputs"], data.get("parameters", {}), data["rules"], data["outputs"])
+        ruleset = RuleSet(
+            data["inputs"], data.get("parameters", {}), data["rules"], data["outputs"], entities=data.get("entities")
+        )
     except RuleError as e:
+        if e.rule is None and e.where and e.where.split(".", 1)[0] in ("entities", "inputs", "rules"):
+            raise RuleError(e.message, where=doc.where(_dotted(e.where))) from None
         if e.rule is not None:
             where = doc.where(("rules", e.rule)) + (f", column {e.column}" if e.column else "")
             raise RuleError(f"rule {e.rule!r}: {e.message}", rule=e.rule, column=e.column, where=where) from None
@@ -207,11 +211,11 @@ def _check_cases(data: dict[str, Any], ruleset: RuleSet, doc: Document) -> None:
             raise BadInput(f"duplicate test name {case['name']!r}", where=doc.where(("tests", i, "name")))
         names.add(case["name"])
         try:
-            ruleset.coerce_record(case["input"], where="input")
+            rec = ruleset.coerce_record(case["input"], where="input")
         except BadInput as e:
-            field_ = (e.where or "input").split(".", 1)[-1]
+            field_ = _dotted((e.where or "input").split(".", 1)[-1]) if "." in (e.where or "") else ()
             raise BadInput(
-                f"test {case['name']!r}: {e.message}", where=doc.where(("tests", i, "input", field_))
+                f"test {case['name']!r}: {e.message}", where=doc.where(("tests", i, "input", *field_))
             ) from None
         for key, want in case["expect"].items():
             if key not in ruleset.by_name:
@@ -220,6 +224,9 @@ def _check_cases(data: dict[str, Any], ruleset: RuleSet, doc: Document) -> None:
                     where=doc.where(("tests", i, "expect", key)),
                 )
             t = ruleset.type_of(key)
+            if ruleset.model is not None and ruleset.entity_of(key) == ruleset.model.person:
+                _check_member_expectation(case, key, want, t, len(rec.members), doc.where(("tests", i, "expect", key)))
+                continue
             ok = (
                 (t == "num" and isinstance(want, int | float) and not isinstance(want, bool))
                 or (t == "bool" and isinstance(want, bool))
@@ -230,6 +237,34 @@ def _check_cases(data: dict[str, Any], ruleset: RuleSet, doc: Document) -> None:
                     f"test {case['name']!r}: expected value for {key!r} must be a {t}, got {want!r}",
                     where=doc.where(("tests", i, "expect", key)),
                 )
+
+
+def _type_ok(t: str, want: Any) -> bool:
+    return (
+        (t == "num" and isinstance(want, int | float) and not isinstance(want, bool))
+        or (t == "bool" and isinstance(want, bool))
+        or (t == "str" and isinstance(want, str))
+    )
+
+
+def _check_member_expectation(case: dict[str, Any], key: str, want: Any, t: str, members: int, where: str) -> None:
+    """A person rule's expected value is a list, one value per member in order."""
+    if not isinstance(want, list) or len(want) != members:
+        raise BadInput(
+            f"test {case['name']!r}: {key!r} is a rule about each member: expect a list of {members} values, "
+            f"one per member, got {want!r}",
+            where=where,
+        )
+    for k, w in enumerate(want):
+        if not _type_ok(t, w):
+            raise BadInput(
+                f"test {case['name']!r}: expected value for {key!r} of member {k} must be a {t}, got {w!r}", where=where
+            )
+
+
+def _dotted(where: str) -> tuple[str | int, ...]:
+    """``members.1.age`` → ("members", 1, "age"): a path ``Document.where`` finds the line of."""
+    return tuple(int(p) if p.isdigit() else p for p in where.split("."))
 
 
 __all__ = ["Protocol", "canonical_json", "from_data", "json_path", "load", "loads", "schema"]

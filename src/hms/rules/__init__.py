@@ -70,7 +70,7 @@ class RuleSet:
         if entities is not None:
             self.model, rules = entity_rules.parse_model(entities, inputs, rules)
         else:
-            rules = entity_rules.flat_formulas(rules)
+            rules = entity_rules.flat_formulas(rules, inputs)
         self.params: dict[str, Any] = {}
         self.tables: dict[str, dict[Any, Any]] = {}
         tables_types: dict[str, tuple[str, str]] = {}

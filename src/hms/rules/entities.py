@@ -129,8 +129,14 @@ def parse_model(
     return model, formulas
 
 
-def flat_formulas(rules: Mapping[str, Any]) -> dict[str, str]:
+def flat_formulas(rules: Mapping[str, Any], inputs: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
     """A flat protocol's rules are strings; the entity form needs ``entities:``."""
+    for name, decl in inputs.items():
+        if "entity" in decl:
+            raise RuleError(
+                "an input with an entity needs the protocol to declare entities (entities: person, household)",
+                where=f"inputs.{name}.entity",
+            )
     for name, decl in rules.items():
         if not isinstance(decl, str):
             raise RuleError(
