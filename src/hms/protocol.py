@@ -179,6 +179,12 @@ def from_document(doc: Document) -> Protocol:
                 f"budget needs a numeric rule {amount!r} giving the cost per record (set budget.amount)",
                 where=doc.where(("budget",)),
             )
+        if ruleset.model is not None and ruleset.entity_of(amount) != ruleset.model.group:
+            raise BadInput(
+                f"budget.amount {amount!r} is a rule about each {ruleset.model.person}; the cost is per "
+                f"{ruleset.model.group}: aggregate it, e.g. a {ruleset.model.group} rule sum({amount})",
+                where=doc.where(("budget",)),
+            )
     return Protocol(data, doc.source, ruleset)
 
 
