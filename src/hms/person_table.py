@@ -54,7 +54,9 @@ class PersonTable:
 def link(household_ids: Any, columns: Mapping[str, Any], *, n: int, source: str) -> PersonTable:
     """Persons linked to household rows by ``household_id``; ``BadInput`` names the row that does not link."""
     if HOUSEHOLD_ID not in columns:
-        raise BadInput(f"the person table needs a {HOUSEHOLD_ID!r} column linking each person to a household", where=source)
+        raise BadInput(
+            f"the person table needs a {HOUSEHOLD_ID!r} column linking each person to a household", where=source
+        )
     if household_ids is None:
         raise BadInput(f"the household table needs a {HOUSEHOLD_ID!r} column for its person table", where=source)
     hids = np.asarray(household_ids)

@@ -330,7 +330,9 @@ def _complete_members(pop: Population, protocols: Sequence[Protocol]) -> Populat
             continue
         if pop.synthesis_seed is not None:
             before = pop.persons.synthesized if pop.persons is not None else ()
-            persons = synthesize_members(pop.columns.get(SIZE), pop.n, proto, pop.synthesis_seed, pop.source, pop.persons)
+            persons = synthesize_members(
+                pop.columns.get(SIZE), pop.n, proto, pop.synthesis_seed, pop.source, pop.persons
+            )
             pop = replace(pop, persons=persons, synthesized=(*pop.synthesized, *persons.synthesized[len(before) :]))
             continue
         if pop.persons is None:
