@@ -209,7 +209,7 @@ def test_a_case_with_a_bad_member_is_refused_at_load_naming_the_member_line(tmp_
 
 
 def test_an_unknown_entity_in_the_protocol_file_names_its_line(tmp_path: Path):
-    text = SAMPLE.read_text().replace("rent: {type: number,", "rent: {type: number, entity: flat,")
+    text = SAMPLE.read_text().replace("  rent:\n    type: number\n", "  rent:\n    type: number\n    entity: flat\n")
     path = tmp_path / "p.yml"
     path.write_text(text)
     with pytest.raises(RuleError) as e:
