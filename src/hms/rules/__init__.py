@@ -289,9 +289,10 @@ class RuleSet:
         counts = np.bincount(idx, minlength=n)
         if n and counts.min() == 0:
             raise BadInput(f"{m.group} row {int(np.argmin(counts))} has no members", where=where)
-        order = np.argsort(idx, kind="stable")
-        sorted_p = {k: np.asarray(v)[order] for k, v in pcols.items()}
-        seg = entity_vector.Segments(idx[order], n)
+        ordered = bool(np.all(idx[1:] >= idx[:-1]))  # a population's person table is kept sorted
+        order = np.arange(len(idx)) if ordered else np.argsort(idx, kind="stable")
+        sorted_p = dict(pcols) if ordered else {k: np.asarray(v)[order] for k, v in pcols.items()}
+        seg = entity_vector.Segments(idx if ordered else idx[order], n)
         grouped, failures, gvalues = entity_vector.evaluate(
             self.rules,
             {r.name: m.rule_entity[r.name] == m.group for r in self.rules},
@@ -310,6 +311,8 @@ class RuleSet:
                 m.plural: [_row(sorted_p, self.person_specs(), p) for p in range(members.start, members.stop)],
             }
             raise EvaluationError(failure.text(row), rule=failure.rule, row=row, record=record_)
+        if ordered:
+            return grouped
         inverse = np.empty_like(order)
         inverse[order] = np.arange(len(order))
         person = {k: v[inverse] for k, v in grouped.person.items()}

@@ -39,16 +39,19 @@ class Segments:
         return np.broadcast_to(np.asarray(values), (self.m,))
 
     def reduce(self, fn: str, values: Any) -> np.ndarray:
-        if fn in ("sum", "count", "any", "all"):
+        if fn == "sum":
             weights = self.members(values).astype(np.float64)
-            total = np.bincount(self.member_of, weights=weights, minlength=self.n)
-            if fn == "any":
-                return total > 0
-            if fn == "all":
-                return total == self.counts
-            return total
+            return np.bincount(self.member_of, weights=weights, minlength=self.n)
         if self.n == 0:
-            return np.zeros(0)
+            return np.zeros(0, dtype=bool if fn in ("any", "all") else np.float64)
+        # Every household has a member, so each segment [starts[i], starts[i + 1]) is non-empty.
+        if fn in ("count", "any", "all"):
+            x = np.ascontiguousarray(self.members(values), dtype=bool)
+            if fn == "any":
+                return np.logical_or.reduceat(x, self.starts)
+            if fn == "all":
+                return np.logical_and.reduceat(x, self.starts)
+            return np.add.reduceat(x.view(np.uint8), self.starts, dtype=np.int64).astype(np.float64)
         f = np.minimum if fn == "min" else np.maximum
         return f.reduceat(np.ascontiguousarray(self.members(values), dtype=np.float64), self.starts)
 
