@@ -88,6 +88,7 @@ def test_the_vectorized_backend_gives_the_same_answers_from_a_person_table_in_an
         ({"x": 'count(role == "chld")'}, "'chld' is not a role; roles: head, spouse, child; did you mean 'child'?", 7),
         ({"x": "sum + 1"}, "sum is an aggregation", 1),
         ({"x": "members + 1"}, "count them with count(person)", 1),
+        ({"x": "cuont(person)"}, "unknown function 'cuont'; did you mean 'count'?", 1),
         ({"x": {"entity": "person", "formula": "role"}, "y": "x == 'a'"}, "'x' is a person value", 1),
     ],
 )

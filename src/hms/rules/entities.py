@@ -212,6 +212,13 @@ class _EntityChecker(_Checker):
             )
         return out
 
+    def unknown(self, node: ast.AST, name: str, functions_only: bool = False) -> RuleError:
+        """The flat checker's "did you mean", with the aggregations among the candidates."""
+        pool = sorted(FUNCTIONS | set(AGGREGATIONS)) if functions_only else [*self.scope.known(), *AGGREGATIONS]
+        close = difflib.get_close_matches(name, pool, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return self.fail(node, f"unknown {'function' if functions_only else 'name'} {name!r}{hint}")
+
     def _check_role_literals(self, node: ast.AST, out: ir.Compare | ir.InTuple) -> None:
         """``role == "chld"`` is a typo, not a rule that is always false."""
         if not self.model.roles:

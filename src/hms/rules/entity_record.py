@@ -61,8 +61,14 @@ def _aggregate(fn: str, members: Iterable[dict[str, Any]], f: Callable[[dict[str
 
 
 def compile_rule(rule: ir.Rule, params: Mapping[str, Any], tables: Mapping[str, Any]) -> Callable[[dict, list], Any]:
+    """``fn(values, members)``: the flat backend's code and environment, plus the members and ``_aggregate``.
+
+    The environment is taken from the flat backend's compiled function (its globals), so whatever
+    helpers or tables record.compile_rule provides, entity rules get too.
+    """
+    env = dict(record.compile_rule(rule, params, tables).__globals__)
+    env["_aggregate"] = _aggregate
     code = compile(f"lambda v, M: {record.source(rule.expr)}", f"<rule {rule.name}>", "eval")
-    env = {"__builtins__": {}, "P": dict(params), "T": dict(tables), **record.HELPERS, "_aggregate": _aggregate}
     return eval(code, env)
 
 
