@@ -207,6 +207,13 @@ def _check_schema(data: dict[str, Any], doc: Document) -> None:
         message = f"{err.instance!r} is not a valid name (lowercase letters, digits, '_'; not starting with a digit)"
     elif err.validator == "required":
         message = err.message.replace("is a required property", "is required")
+    elif err.validator == "oneOf" and len(path) == 2 and path[0] == "rules":
+        message = "a rule is a formula (a string) or {entity, formula}"
+        if isinstance(err.instance, dict):
+            extra = sorted(k for k in err.instance if k not in ("entity", "formula", "description"))
+            if extra:
+                path = (*path, extra[0])
+                message = f"unknown field {extra[0]!r}; allowed: description, entity, formula"
     raise BadInput(message, where=doc.where(path))
 
 

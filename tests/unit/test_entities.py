@@ -255,3 +255,20 @@ def test_the_decision_service_refuses_a_bad_member_with_422_naming_it(food_servi
     r = food_service.post("/v1/protocols/household-food-benefit/decide", json=body)
     assert r.status_code == 422
     assert r.json()["detail"][0]["loc"] == ["body", "input", "members", 0, "earned_income"]
+
+
+@pytest.mark.parametrize(
+    ("rule", "where", "says"),
+    [
+        (5, "$.rules.size", "a rule is a formula (a string) or {entity, formula}"),
+        ({"formula": "1", "entiy": "person"}, "$.rules.size.entiy", "unknown field 'entiy'; allowed: description,"),
+        ({"entity": "person"}, "$.rules.size", "'formula' is required"),
+    ],
+)
+def test_a_malformed_rule_declaration_is_refused_naming_it(rule, where, says):
+    data = yaml.safe_load(SAMPLE.read_text())
+    data["rules"]["size"] = rule
+    with pytest.raises(BadInput) as e:
+        protocol.from_data(data)
+    assert says in e.value.message
+    assert e.value.where.endswith(f"at {where}")
