@@ -273,6 +273,8 @@ class RuleSet:
             raise BadInput("this protocol declares no entities: use evaluate_columns")
         read = self.fields_read()
         gcols, n_rows = _coerce_table(self.group_specs(), read, group_columns, f"{where} ({m.group} table)")
+        if n is not None and n_rows is not None and n != n_rows:
+            raise BadInput(f"the {m.group} table has {n_rows} rows, expected {n}", where=where)
         n = n_rows if n_rows is not None else n
         pcols, m_rows = _coerce_table(self.person_specs(), read, person_columns, f"{where} ({m.person} table)")
         idx = np.asarray(member_of)
