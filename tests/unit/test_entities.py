@@ -272,3 +272,11 @@ def test_a_malformed_rule_declaration_is_refused_naming_it(rule, where, says):
         protocol.from_data(data)
     assert says in e.value.message
     assert e.value.where.endswith(f"at {where}")
+
+
+def test_a_batch_of_households_is_answered_in_order(food_service):
+    cases = yaml.safe_load(SAMPLE.read_text())["tests"]
+    r = food_service.post("/v1/protocols/household-food-benefit/decide/batch",
+                          json={"inputs": [cases[0]["input"], cases[3]["input"]]})
+    assert r.status_code == 200, r.text
+    assert [x["outputs"]["member_share"] for x in r.json()["results"]] == [[292], [129, 129]]
