@@ -65,6 +65,14 @@ class CaseResult:
 
 
 def same_value(want: Any, got: Any, tolerance: Tolerance = EXACT) -> bool:
+    if isinstance(want, list):  # a rule about each member: one value per member, in order
+        if isinstance(got, np.ndarray):
+            got = list(got)
+        return (
+            isinstance(got, list)
+            and len(got) == len(want)
+            and all(same_value(w, g, tolerance) for w, g in zip(want, got, strict=True))
+        )
     if isinstance(want, bool) or isinstance(got, bool | np.bool_):
         return isinstance(got, bool | np.bool_) and bool(got) == want
     if isinstance(want, int | float):
@@ -90,6 +98,8 @@ def case_ruleset(ruleset: RuleSet, case: Mapping[str, Any]) -> RuleSet:
 
 
 def _show(x: Any) -> str:
+    if isinstance(x, list | np.ndarray):
+        return "[" + ", ".join(_show(v) for v in x) + "]"
     if isinstance(x, np.generic):
         x = x.item()
     if isinstance(x, float) and x.is_integer():
@@ -97,30 +107,45 @@ def _show(x: Any) -> str:
     return repr(x)
 
 
-def _vectorized(rs: RuleSet, records: list[dict[str, Any]]) -> list[dict[str, Any] | str]:
+def _vectorized(rs: RuleSet, records: list[Any]) -> list[dict[str, Any] | str]:
     """Each record's values from the vectorized backend, or the error of that record alone.
 
     A batch evaluation stops at the first failing row; then each record is evaluated on its own so the
     other cases still get the vectorized backend's answer.
     """
-
-    def run(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        columns = {name: np.asarray([r[name] for r in batch]) for name in rs.inputs}
-        out = rs.evaluate_columns(columns, validated=True, n=len(batch))
-        return [{k: v[i] for k, v in out.items()} for i in range(len(batch))]
-
+    run = _run_flat if rs.model is None else _run_households
     try:
-        return list(run(records))
+        return list(run(rs, records))
     except EvaluationError:
         if len(records) == 1:
             raise
     results: list[dict[str, Any] | str] = []
     for r in records:
         try:
-            results.append(run([r])[0])
+            results.append(run(rs, [r])[0])
         except EvaluationError as e:
             results.append(str(e))
     return results
+
+
+def _run_flat(rs: RuleSet, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    columns = {name: np.asarray([r[name] for r in batch]) for name in rs.inputs}
+    out = rs.evaluate_columns(columns, validated=True, n=len(batch))
+    return [{k: v[i] for k, v in out.items()} for i in range(len(batch))]
+
+
+def _run_households(rs: RuleSet, households: list[Any]) -> list[dict[str, Any]]:
+    """Entity protocols: the batch as a household table and a person table; person rules as member lists."""
+    sizes = [len(h.members) for h in households]
+    starts = np.cumsum([0, *sizes])
+    group = {name: np.asarray([h.group[name] for h in households]) for name in rs.group_specs()}
+    person = {name: np.asarray([m[name] for h in households for m in h.members]) for name in rs.person_specs()}
+    member_of = np.repeat(np.arange(len(households)), sizes)
+    out = rs.evaluate_groups(group, person, member_of, n=len(households))
+    return [
+        {k: v[i] for k, v in out.group.items()} | {k: list(v[starts[i] : starts[i + 1]]) for k, v in out.person.items()}
+        for i in range(len(households))
+    ]
 
 
 def run_cases(protocol: Protocol) -> list[CaseResult]:
@@ -142,7 +167,7 @@ def run_cases(protocol: Protocol) -> list[CaseResult]:
     return [r for r in results if r is not None]
 
 
-def _judge(case: Mapping[str, Any], rs: RuleSet, rec: dict[str, Any], vector: dict[str, Any] | str) -> CaseResult:
+def _judge(case: Mapping[str, Any], rs: RuleSet, rec: Any, vector: dict[str, Any] | str) -> CaseResult:
     res = CaseResult(case["name"], True)
     tol = Tolerance.of(case)
     within = f" (tolerance {tol.describe()})" if tol != EXACT else ""

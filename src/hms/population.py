@@ -41,6 +41,7 @@ import numpy as np
 
 from hms.column_synthesis import SynthesizedColumn, synthesize
 from hms.errors import BadInput
+from hms.person_table import HOUSEHOLD_ID, PersonTable, link, synthesize_members
 from hms.yamlsafe import json_path
 
 if TYPE_CHECKING:
@@ -93,6 +94,7 @@ class Population:
     empty: dict[str, int] = field(default_factory=dict)  # column -> first empty row (files)
     synthesis_seed: int | None = None  # synthetic populations only: they may synthesize missing columns
     synthesized: tuple[SynthesizedColumn, ...] = ()  # columns drawn from a protocol's declared inputs
+    persons: PersonTable | None = None  # the households' members (hms.person_table), for entity protocols
 
     @property
     def n(self) -> int:
@@ -316,7 +318,38 @@ def synthetic_from(
 
 
 def complete_for(pop: Population, protocols: Sequence[Protocol]) -> Population:
-    """``pop`` with every column the protocols' rules read (the first protocol declaring one wins).
+    """``pop`` with every column the protocols' rules read, households' and members' (see below)."""
+    return _complete_members(_complete_households(pop, protocols), protocols)
+
+
+def _complete_members(pop: Population, protocols: Sequence[Protocol]) -> Population:
+    """The person table an entity protocol reads: synthesized for a synthetic population, else required."""
+    for proto in protocols:
+        rs = proto.ruleset
+        if rs.model is None:
+            continue
+        if pop.synthesis_seed is not None:
+            before = pop.persons.synthesized if pop.persons is not None else ()
+            persons = synthesize_members(
+                pop.columns.get(SIZE), pop.n, proto, pop.synthesis_seed, pop.source, pop.persons
+            )
+            pop = replace(pop, persons=persons, synthesized=(*pop.synthesized, *persons.synthesized[len(before) :]))
+            continue
+        if pop.persons is None:
+            raise BadInput(
+                f"protocol {proto.id!r} reads its {rs.model.plural}' values, and this population has no "
+                f"{rs.model.person} table: give its catalog entry `persons: FILE` (linked by {HOUSEHOLD_ID!r}), "
+                "or simulate on a synthetic population, which makes its members",
+                where=pop.source,
+            )
+        missing = sorted(n for n in rs.fields_read() & set(rs.person_specs()) if n not in pop.persons.columns)
+        if missing:
+            raise BadInput(_missing_columns(missing), where=pop.persons.source)
+    return pop
+
+
+def _complete_households(pop: Population, protocols: Sequence[Protocol]) -> Population:
+    """``pop`` with every household column the protocols' rules read (the first protocol declaring one wins).
 
     A synthetic population synthesizes each column it lacks, or whose generator column the
     declaration refuses, from the declared inputs (hms.column_synthesis) and lists it in
@@ -325,7 +358,10 @@ def complete_for(pop: Population, protocols: Sequence[Protocol]) -> Population:
     """
     wanted: dict[str, Protocol] = {}
     for proto in protocols:
+        model = proto.ruleset.model
         for name in sorted(proto.ruleset.fields_read()):
+            if model is not None and model.is_person(name):
+                continue  # a member's column: the person table's (_complete_members)
             wanted.setdefault(name, proto)
     missing = [n for n in wanted if n not in pop.columns and n not in pop.attributes]
     if pop.synthesis_seed is None:
@@ -381,9 +417,23 @@ def _arrow_available() -> bool:
     return True
 
 
-def load_file(path: str | Path) -> Population:
-    """Read a CSV or Parquet population; ``weight`` defaults to 1 per row when the file has none."""
-    p = Path(path)
+def load_file(path: str | Path, persons: str | Path | None = None) -> Population:
+    """Read a CSV or Parquet population; ``weight`` defaults to 1 per row when the file has none.
+
+    ``persons``: a person table (CSV / Parquet) linked to the households by ``household_id``.
+    """
+    raw, empty = _read_table(Path(path))
+    pop = from_columns(raw, source=str(path), empty=empty)
+    if persons is not None:
+        praw, pempty = _read_table(Path(persons))
+        if pempty:
+            name, row = next(iter(pempty.items()))
+            raise BadInput(f"column {name!r}: row {row} is empty", where=str(persons))
+        pop.persons = link(pop.columns.get(HOUSEHOLD_ID), praw, n=pop.n, source=str(persons))
+    return pop
+
+
+def _read_table(p: Path) -> tuple[dict[str, Any], dict[str, int]]:
     where = str(p)
     if not p.is_file():
         raise BadInput("population file not found" if not p.exists() else "not a regular file", where=where)
@@ -396,7 +446,7 @@ def load_file(path: str | Path) -> Population:
         raw, empty = _read_csv_arrow(p) if _arrow_available() else _read_csv_plain(p)
     else:
         raise BadInput(f"unknown population file type {suffix or '(none)'!r}; use .csv or .parquet", where=where)
-    return from_columns(raw, source=where, empty=empty)
+    return raw, empty
 
 
 def from_columns(
@@ -554,9 +604,13 @@ def load_catalog(path: Path | None = None) -> dict[str, dict[str, Any]]:
         w = doc.where(("populations", name))
         if not isinstance(entry, dict) or not isinstance(entry.get("source"), str):
             raise BadInput("an entry needs a 'source' (synthetic:N[:SEED] or a file)", where=w)
-        extra = set(entry) - {"source", "description", "overrides"}
+        extra = set(entry) - {"source", "description", "overrides", "persons"}
         if extra:
-            raise BadInput(f"unknown field {sorted(extra)[0]!r}; allowed: description, overrides, source", where=w)
+            raise BadInput(
+                f"unknown field {sorted(extra)[0]!r}; allowed: description, overrides, persons, source", where=w
+            )
+        if "persons" in entry and (not isinstance(entry["persons"], str) or entry["source"].startswith("synthetic:")):
+            raise BadInput("persons is a file (CSV / Parquet) beside a file source", where=w)
         if not isinstance(entry.get("overrides", {}), dict):
             raise BadInput("overrides must be a mapping", where=w)
         out[str(name)] = {**entry, "_where": w, "_dir": str(Path(path).parent)}
@@ -588,7 +642,11 @@ def resolve(source: str, *, where: str | None = None) -> Population:
             if entry.get("overrides"):
                 raise BadInput("overrides apply to synthetic sources only", where=entry["_where"])
             p = Path(src)
-            pop = load_file(p if p.is_absolute() else Path(entry["_dir"]) / p)
+            pp = Path(entry["persons"]) if "persons" in entry else None
+            pop = load_file(
+                p if p.is_absolute() else Path(entry["_dir"]) / p,
+                persons=None if pp is None else (pp if pp.is_absolute() else Path(entry["_dir"]) / pp),
+            )
             pop.description = desc or pop.description
         pop.source = f"{source} ({pop.source})"
         return pop

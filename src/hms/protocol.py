@@ -189,10 +189,14 @@ def from_document(doc: Document) -> Protocol:
             where=doc.where(("metadata", "effective_at")),
         )
     try:
-        ruleset = RuleSet(data["inputs"], data.get("parameters", {}), data["rules"], data["outputs"])
+        ruleset = RuleSet(
+            data["inputs"], data.get("parameters", {}), data["rules"], data["outputs"], entities=data.get("entities")
+        )
     except TableError as e:
         raise TableError(e.message, e.path, where=doc.where(("parameters", *e.path))) from None
     except RuleError as e:
+        if e.rule is None and e.where and e.where.split(".", 1)[0] in ("entities", "inputs", "rules"):
+            raise RuleError(e.message, where=doc.where(_dotted(e.where))) from None
         if e.rule is not None:
             where = doc.where(("rules", e.rule)) + (f", column {e.column}" if e.column else "")
             raise RuleError(f"rule {e.rule!r}: {e.message}", rule=e.rule, column=e.column, where=where) from None
@@ -203,6 +207,12 @@ def from_document(doc: Document) -> Protocol:
         if amount not in ruleset.by_name or ruleset.type_of(amount) != "num":
             raise BadInput(
                 f"budget needs a numeric rule {amount!r} giving the cost per record (set budget.amount)",
+                where=doc.where(("budget",)),
+            )
+        if ruleset.model is not None and ruleset.entity_of(amount) != ruleset.model.group:
+            raise BadInput(
+                f"budget.amount {amount!r} is a rule about each {ruleset.model.person}; the cost is per "
+                f"{ruleset.model.group}: aggregate it, e.g. a {ruleset.model.group} rule sum({amount})",
                 where=doc.where(("budget",)),
             )
         _check_budget_outcomes(data["budget"], data["outputs"], ruleset, doc)
@@ -228,19 +238,30 @@ def _check_schema(data: dict[str, Any], doc: Document) -> None:
         message = f"{err.instance!r} is not a valid name (lowercase letters, digits, '_'; not starting with a digit)"
     elif err.validator == "required":
         message = err.message.replace("is a required property", "is required")
+    elif err.validator == "oneOf" and len(path) == 2 and path[0] == "rules":
+        message = "a rule is a formula (a string) or {entity, formula}"
+        if isinstance(err.instance, dict):
+            extra = sorted(k for k in err.instance if k not in ("entity", "formula", "description"))
+            if extra:
+                path = (*path, extra[0])
+                message = f"unknown field {extra[0]!r}; allowed: description, entity, formula"
     raise BadInput(message, where=doc.where(path))
 
 
 def boolean_outputs(ruleset: RuleSet, outputs: list[str]) -> list[str]:
-    return [o for o in outputs if ruleset.type_of(o) == "bool"]
+    """Boolean outputs with one value per record (for an entity protocol: the group's rules)."""
+    group = ruleset.model.group if ruleset.model is not None else None
+    return [o for o in outputs if ruleset.type_of(o) == "bool" and ruleset.entity_of(o) == group]
 
 
 def _check_budget_outcomes(budget: dict[str, Any], outputs: list[str], ruleset: RuleSet, doc: Document) -> None:
     """The figures a budget reports are computed on outcomes the protocol names: no silent choice."""
     named = budget.get("eligible")
     if named is not None:
-        if named not in ruleset.by_name or ruleset.type_of(named) != "bool":
-            raise BadInput(f"budget.eligible {named!r} must be a boolean rule", where=doc.where(("budget", "eligible")))
+        group = ruleset.model.group if ruleset.model is not None else None
+        if named not in ruleset.by_name or ruleset.type_of(named) != "bool" or ruleset.entity_of(named) != group:
+            what = f"a boolean {group} rule" if group else "a boolean rule"
+            raise BadInput(f"budget.eligible {named!r} must be {what}", where=doc.where(("budget", "eligible")))
     else:
         flags = boolean_outputs(ruleset, outputs)
         if len(flags) > 1:
@@ -272,11 +293,11 @@ def _check_cases(data: dict[str, Any], ruleset: RuleSet, doc: Document) -> None:
                 path = ("tests", i, section, *rest.split(".")) if rest else ("tests", i, section)
                 raise BadInput(f"test {case['name']!r}: {e.message}", where=doc.where(path)) from None
         try:
-            rs.coerce_record(case["input"], where="input")
+            rec = rs.coerce_record(case["input"], where="input")
         except BadInput as e:
-            field_ = (e.where or "input").split(".", 1)[-1]
+            field_ = _dotted((e.where or "input").split(".", 1)[-1]) if "." in (e.where or "") else ()
             raise BadInput(
-                f"test {case['name']!r}: {e.message}", where=doc.where(("tests", i, "input", field_))
+                f"test {case['name']!r}: {e.message}", where=doc.where(("tests", i, "input", *field_))
             ) from None
         for key, want in case["expect"].items():
             if key not in ruleset.by_name:
@@ -285,16 +306,42 @@ def _check_cases(data: dict[str, Any], ruleset: RuleSet, doc: Document) -> None:
                     where=doc.where(("tests", i, "expect", key)),
                 )
             t = rs.type_of(key)
-            ok = (
-                (t == "num" and isinstance(want, int | float) and not isinstance(want, bool))
-                or (t == "bool" and isinstance(want, bool))
-                or (t == "str" and isinstance(want, str))
-            )
-            if not ok:
+            if rs.model is not None and rs.entity_of(key) == rs.model.person:
+                _check_member_expectation(case, key, want, t, len(rec.members), doc.where(("tests", i, "expect", key)))
+                continue
+            if not _type_ok(t, want):
                 raise BadInput(
                     f"test {case['name']!r}: expected value for {key!r} must be a {t}, got {want!r}",
                     where=doc.where(("tests", i, "expect", key)),
                 )
+
+
+def _type_ok(t: str, want: Any) -> bool:
+    return (
+        (t == "num" and isinstance(want, int | float) and not isinstance(want, bool))
+        or (t == "bool" and isinstance(want, bool))
+        or (t == "str" and isinstance(want, str))
+    )
+
+
+def _check_member_expectation(case: dict[str, Any], key: str, want: Any, t: str, members: int, where: str) -> None:
+    """A person rule's expected value is a list, one value per member in order."""
+    if not isinstance(want, list) or len(want) != members:
+        raise BadInput(
+            f"test {case['name']!r}: {key!r} is a rule about each member: expect a list of {members} values, "
+            f"one per member, got {want!r}",
+            where=where,
+        )
+    for k, w in enumerate(want):
+        if not _type_ok(t, w):
+            raise BadInput(
+                f"test {case['name']!r}: expected value for {key!r} of member {k} must be a {t}, got {w!r}", where=where
+            )
+
+
+def _dotted(where: str) -> tuple[str | int, ...]:
+    """``members.1.age`` → ("members", 1, "age"): a path ``Document.where`` finds the line of."""
+    return tuple(int(p) if p.isdigit() else p for p in where.split("."))
 
 
 __all__ = ["Protocol", "canonical_json", "from_data", "json_path", "load", "loads", "schema"]

@@ -291,10 +291,16 @@ def periods_factor(amount_period: str, cap_period: str) -> int:
     return PERIODS_PER_YEAR[amount_period] // PERIODS_PER_YEAR[cap_period]
 
 
+def _per_household(proto: Protocol, rule: str) -> bool:
+    """A rule with one value per population row: any rule of a flat protocol, a group rule of an entity one."""
+    model = proto.ruleset.model
+    return model is None or model.rule_entity[rule] == model.group
+
+
 def amount_rule(proto: Protocol) -> str | None:
     name = proto.budget_amount
     rs = proto.ruleset
-    return name if name in rs.by_name and rs.type_of(name) == "num" else None
+    return name if name in rs.by_name and rs.type_of(name) == "num" and _per_household(proto, name) else None
 
 
 def population_for(proto: Protocol, population: Population | str | None) -> Population:
@@ -322,7 +328,12 @@ class _Side:
             raise BadInput(
                 "the protocol has neither a boolean output nor an amount rule to simulate", where=proto.source
             )
-        self.columns, self.n = pop.columns_for(proto.ruleset, role=role)
+        self.persons = None
+        if proto.ruleset.model is not None:  # households and their members (hms.person_table)
+            self.columns, self.n, self.persons = _household_tables(proto, pop, role)
+        else:
+            self.columns, self.n = pop.columns_for(proto.ruleset, role=role)
+        self.where = pop.source + (f" ({role})" if role else "")
 
     @property
     def outcome_name(self) -> str:
@@ -332,7 +343,17 @@ class _Side:
         """(selected, cents) for rows [start, stop)."""
         cols = {k: v[start:stop] for k, v in self.columns.items()}
         try:
-            values = self.proto.ruleset.evaluate_columns(cols, validated=True, n=stop - start)
+            if self.persons is None:
+                values = self.proto.ruleset.evaluate_columns(cols, validated=True, n=stop - start)
+            else:
+                lo, hi = self.persons.rows_for(start, stop)
+                values = self.proto.ruleset.evaluate_groups(
+                    cols,
+                    {k: v[lo:hi] for k, v in self.persons.columns.items()},
+                    self.persons.member_of[lo:hi] - start,
+                    n=stop - start,
+                    where=self.where,
+                ).group
         except EvaluationError as e:
             if start == 0 or e.row is None:
                 raise
@@ -341,6 +362,26 @@ class _Side:
         cents = to_cents(values[self.amount]) * self.factor if self.amount else np.zeros(stop - start)
         selected = values[self.outcome] if self.outcome else cents != 0
         return np.asarray(selected, dtype=bool), cents
+
+
+def _household_tables(proto: Protocol, pop: Population, role: str) -> tuple[dict[str, np.ndarray], int, Any]:
+    """An entity protocol's household columns (checked per chunk by evaluate_groups) and the person table."""
+    rs = proto.ruleset
+    assert rs.model is not None
+    if pop.persons is None:
+        raise BadInput(f"the population has no {rs.model.person} table for {proto.id!r}", where=pop.source)
+    where = pop.source + (f" ({role})" if role else "")
+    columns = {}
+    for name in sorted(rs.fields_read() & set(rs.group_specs())):
+        if name in pop.empty:
+            raise BadInput(f"column {name!r}: row {pop.empty[name]} is empty", where=where)
+        if name in pop.columns:
+            columns[name] = pop.columns[name]
+        elif name in pop.attributes:
+            columns[name] = pop.attributes[name].strings()
+        else:
+            raise BadInput(f"missing column {name!r} (read by the rules)", where=where)
+    return columns, pop.n, pop.persons
 
 
 def simulate(

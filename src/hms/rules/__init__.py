@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from hms.errors import BadInput, EvaluationError, RuleError
-from hms.rules import ir, record, tables, vector
+from hms.rules import entities as entity_rules
+from hms.rules import entity_record, entity_vector, ir, record, tables, vector
 from hms.rules.check import Scope, check_rules
 from hms.rules.ir import BOOL, NUM, STR
 
@@ -48,15 +49,22 @@ class RuleSet:
         self,
         inputs: Mapping[str, Mapping[str, Any]],
         parameters: Mapping[str, Any],
-        rules: Mapping[str, str],
+        rules: Mapping[str, Any],
         outputs: Iterable[str],
         *,
         period: str | None = None,
+        entities: Mapping[str, Any] | None = None,
     ) -> None:
         """``period``: what the parameters' values are for (dated parameters); missing-key errors name it."""
-        self._source = (inputs, parameters, rules, tuple(outputs))
+        self._source = (inputs, parameters, rules, tuple(outputs), entities)
         self.period = period
         self.inputs = {n: InputSpec.from_dict(n, d) for n, d in inputs.items()}
+        # Entities (hms.rules.entities): None for a flat protocol, whose rules are all strings.
+        self.model: entity_rules.EntityModel | None = None
+        if entities is not None:
+            self.model, rules = entity_rules.parse_model(entities, inputs, rules)
+        else:
+            rules = entity_rules.flat_formulas(rules, inputs)
         self.params: dict[str, Any] = {}
         self.tables: dict[str, tables.Table] = {}
         for name, value in parameters.items():
@@ -69,12 +77,15 @@ class RuleSet:
             n = sorted(clash)[0]
             raise RuleError(f"parameter {n!r} has the same name as an input", where=f"parameters.{n}")
         scope = Scope(
-            {n: _TYPE[s.type] for n, s in self.inputs.items()},
+            {n: _TYPE[s.type] for n, s in self.inputs.items()}
+            | ({entity_rules.ROLE: STR} if self.model is not None and self.model.roles else {}),
             {n: _scalar_type(v) for n, v in self.params.items()},
             self.tables,
             {},
         )
-        self.rules: list[ir.Rule] = check_rules(rules, scope)
+        self.rules: list[ir.Rule] = (
+            check_rules(rules, scope) if self.model is None else entity_rules.check_rules(rules, scope, self.model)
+        )
         self.by_name = {r.name: r for r in self.rules}
         self.outputs = list(outputs)
         for o in self.outputs:
@@ -82,7 +93,8 @@ class RuleSet:
                 close = difflib.get_close_matches(o, list(self.by_name), n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 raise RuleError(f"output {o!r} is not a rule{hint}", where="outputs")
-        self._record_fns = {r.name: record.compile_rule(r, self.params, self.tables) for r in self.rules}
+        compile_rule = record.compile_rule if self.model is None else entity_record.compile_rule
+        self._record_fns = {r.name: compile_rule(r, self.params, self.tables) for r in self.rules}
         self._vtables = {n: vector.Table(t) for n, t in self.tables.items()}
 
     def with_case(self, parameters: Mapping[str, Any], pins: Mapping[str, Any]) -> RuleSet:
@@ -93,7 +105,7 @@ class RuleSet:
         source keeps one definition of evaluation: a pinned rule becomes a constant, so both backends
         run it the way they run any rule.
         """
-        inputs, params, rules, outputs = self._source
+        inputs, params, rules, outputs, entities = self._source
         unknown = [n for n in parameters if n not in params]
         if unknown:
             name = unknown[0]
@@ -109,9 +121,11 @@ class RuleSet:
             want = self.type_of(name)
             if _scalar_type(value) != want:
                 raise BadInput(f"rule {name!r} is a {want}; cannot pin it to {value!r}", where=f"pin.{name}")
-            new_rules[name] = repr(_scalar(value)) if want == NUM else repr(value)
+            constant = repr(_scalar(value)) if want == NUM else repr(value)
+            old = rules[name]  # an entity protocol's rule may be {entity, formula}: it stays about its entity
+            new_rules[name] = {**old, "formula": constant} if isinstance(old, Mapping) else constant
         try:
-            return RuleSet(inputs, {**params, **parameters}, new_rules, outputs, period=self.period)
+            return RuleSet(inputs, {**params, **parameters}, new_rules, outputs, period=self.period, entities=entities)
         except RuleError as e:
             raise BadInput(e.message, where=e.where) from None
 
@@ -135,7 +149,14 @@ class RuleSet:
 
     # ---- per-record ----------------------------------------------------------
     def coerce_record(self, rec: Any, *, where: str = "input") -> dict[str, Any]:
-        """Check a record against the declared inputs; numbers become floats."""
+        """Check a record against the declared inputs; numbers become floats.
+
+        An entity protocol's record is a household, ``{household: {...}, members: [...]}``.
+        """
+        if self.model is not None:
+            return entity_record.coerce_household(  # type: ignore[return-value]
+                self.model, self.group_specs(), self.person_specs(), rec, _coerce_value, where
+            )
         if not isinstance(rec, Mapping):
             raise BadInput("input must be an object of field values", where=where)
         extra = [k for k in rec if k not in self.inputs]
@@ -151,7 +172,15 @@ class RuleSet:
         return out
 
     def evaluate(self, rec: Mapping[str, Any], *, validated: bool = False) -> dict[str, Any]:
-        """Every rule's value for one record (ordered); errors name rule and record."""
+        """Every rule's value for one record (ordered); errors name rule and record.
+
+        Entity protocols: a group rule's value is a scalar, a person rule's a list in member order.
+        """
+        if self.model is not None:
+            hh = entity_record.coerce_household(
+                self.model, self.group_specs(), self.person_specs(), rec, _coerce_value, "input"
+            )
+            return entity_record.evaluate(self.rules, self.model, self._record_fns, hh)
         v = dict(rec) if validated else self.coerce_record(rec)
         for r in self.rules:
             try:
@@ -197,6 +226,11 @@ class RuleSet:
         self, columns: Mapping[str, Any], *, validated: bool = False, n: int | None = None
     ) -> dict[str, np.ndarray]:
         """Every rule's values over a population (arrays of one row per record)."""
+        if self.model is not None:
+            raise BadInput(
+                f"this protocol declares {self.model.plural}: evaluate a {self.model.group} table with "
+                f"its {self.model.person} table (evaluate_groups)"
+            )
         if validated:
             values = dict(columns)
             if n is None:
@@ -217,6 +251,109 @@ class RuleSet:
             failure, row = found
             raise EvaluationError(failure.text(row), rule=failure.rule, row=row, record=_row(values, self.inputs, row))
         return {r.name: values[r.name] for r in self.rules}
+
+    # ---- entities --------------------------------------------------------------
+    def entity_of(self, rule: str) -> str | None:
+        """The entity a rule is about (None for a flat protocol)."""
+        return None if self.model is None else self.model.rule_entity[rule]
+
+    def group_specs(self) -> dict[str, InputSpec]:
+        m = self.model
+        return {} if m is None else {n: self.inputs[n] for n in m.group_inputs()}
+
+    def person_specs(self) -> dict[str, InputSpec]:
+        """Person inputs, and ``role`` when the person entity declares roles."""
+        m = self.model
+        if m is None:
+            return {}
+        specs = {n: self.inputs[n] for n in m.person_inputs()}
+        if m.roles:
+            specs[entity_rules.ROLE] = InputSpec(entity_rules.ROLE, "string", enum=m.roles)
+        return specs
+
+    def evaluate_groups(
+        self,
+        group_columns: Mapping[str, Any],
+        person_columns: Mapping[str, Any],
+        member_of: Any,
+        *,
+        n: int | None = None,
+        where: str = "population",
+    ) -> entity_vector.Grouped:
+        """Every rule over a household table and its person table (``member_of``: each person's household row).
+
+        Vectorized with segment reductions; values agree exactly with ``evaluate`` per household.
+        Persons may come in any order; within a household their order is the member order.
+        """
+        m = self.model
+        if m is None:
+            raise BadInput("this protocol declares no entities: use evaluate_columns")
+        read = self.fields_read()
+        gcols, n_rows = _coerce_table(self.group_specs(), read, group_columns, f"{where} ({m.group} table)")
+        if n is not None and n_rows is not None and n != n_rows:
+            raise BadInput(f"the {m.group} table has {n_rows} rows, expected {n}", where=where)
+        n = n_rows if n_rows is not None else n
+        pcols, m_rows = _coerce_table(self.person_specs(), read, person_columns, f"{where} ({m.person} table)")
+        idx = np.asarray(member_of)
+        if idx.dtype.kind not in "iu" and not (idx.dtype.kind == "f" and np.all(idx == np.floor(idx))):
+            raise BadInput(f"{m.group} index of the {m.person} table must be integers", where=where)
+        idx = idx.astype(np.int64)
+        if m_rows is not None and len(idx) != m_rows:
+            raise BadInput(f"{m.group} index has {len(idx)} rows, the {m.person} table {m_rows}", where=where)
+        if n is None:
+            n = int(idx.max()) + 1 if len(idx) else 0
+        if len(idx) and (idx.min() < 0 or idx.max() >= n):
+            r = int(np.argmax((idx < 0) | (idx >= n)))
+            raise BadInput(f"{m.person} row {r} belongs to {m.group} row {idx[r]}, which does not exist", where=where)
+        counts = np.bincount(idx, minlength=n)
+        if n and counts.min() == 0:
+            raise BadInput(f"{m.group} row {int(np.argmin(counts))} has no members", where=where)
+        ordered = bool(np.all(idx[1:] >= idx[:-1]))  # a population's person table is kept sorted
+        order = np.arange(len(idx)) if ordered else np.argsort(idx, kind="stable")
+        sorted_p = dict(pcols) if ordered else {k: np.asarray(v)[order] for k, v in pcols.items()}
+        seg = entity_vector.Segments(idx if ordered else idx[order], n)
+        grouped, failures, gvalues = entity_vector.evaluate(
+            self.rules,
+            {r.name: m.rule_entity[r.name] == m.group for r in self.rules},
+            gcols,
+            sorted_p,
+            seg,
+            self.params,
+            self._vtables,
+        )
+        found = vector.first_failure(failures, n)
+        if found is not None:
+            failure, row = found
+            members = slice(int(seg.starts[row]), int(seg.starts[row] + seg.counts[row]))
+            record_ = {
+                m.group: _row(gvalues, self.group_specs(), row),
+                m.plural: [_row(sorted_p, self.person_specs(), p) for p in range(members.start, members.stop)],
+            }
+            raise EvaluationError(failure.text(row), rule=failure.rule, row=row, record=record_)
+        if ordered:
+            return grouped
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(len(order))
+        person = {k: v[inverse] for k, v in grouped.person.items()}
+        return entity_vector.Grouped(dict(grouped.group), person)
+
+
+def _coerce_table(
+    specs: Mapping[str, InputSpec], read: set[str], columns: Mapping[str, Any], where: str
+) -> tuple[dict[str, np.ndarray], int | None]:
+    """The columns of one entity's table that the rules read, checked; and its row count (None: none read)."""
+    out: dict[str, np.ndarray] = {}
+    n = None
+    for name in sorted(read & set(specs)):
+        if name not in columns:
+            raise BadInput(f"missing column {name!r} (read by the rules)", where=where)
+        col = np.asarray(columns[name])
+        if n is None:
+            n = len(col)
+        elif len(col) != n:
+            raise BadInput(f"column {name!r} has {len(col)} rows, expected {n}", where=where)
+        out[name] = _coerce_column(specs[name], col, f"{where}: column {name!r}")
+    return out, n
 
 
 _DTYPE = {NUM: np.float64, BOOL: np.bool_, STR: np.str_}

@@ -96,6 +96,17 @@ class Call(Node):
 
 
 @dataclass(frozen=True)
+class Aggregate(Node):
+    """``sum/count/any/all/min/max(member_expr)`` in a group rule: ``arg`` is evaluated per member.
+
+    ``count(person)`` is ``Aggregate("count", Const(True))``. See hms.rules.entities.
+    """
+
+    func: str  # sum | count | any | all | min | max
+    arg: Node
+
+
+@dataclass(frozen=True)
 class Rule:
     name: str
     source: str
@@ -127,5 +138,7 @@ def can_fail(node: Node) -> bool:
             return can_fail(o)
         case IfExp(test=t, body=b, orelse=e):
             return can_fail(t) or can_fail(b) or can_fail(e)
+        case Aggregate(arg=a):
+            return can_fail(a)
         case _:
             return False

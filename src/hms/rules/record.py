@@ -129,6 +129,9 @@ def source(node: ir.Node) -> str:
         case ir.Call(func=fn, args=args):
             name = {"round": "_round", "floor": "_floor", "ceil": "_ceil"}.get(fn, fn)
             return f"{name}(" + ", ".join(source(a) for a in args) + ")"
+        case ir.Aggregate(func=fn, arg=a):
+            # Members are ``M`` (hms.rules.entity_record); inside, ``v`` is one member's values.
+            return f"_aggregate({fn!r}, M, lambda v: {source(a)})"
     raise AssertionError(f"unhandled IR node {node!r}")
 
 

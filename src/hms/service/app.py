@@ -188,8 +188,9 @@ def create_app(source: Source, *, poll_interval: float | None = None, stale_afte
         try:
             outputs = b.protocol.ruleset.decide(rec)
         except BadInput as e:
-            field = (e.where or "input").split(".", 1)[-1]
-            raise Refusal(422, e.message, [*loc, field] if field != "input" else loc) from None
+            # "input.members.1.age" (a household's member) → [..., "members", 1, "age"]
+            path = [int(p) if p.isdigit() else p for p in (e.where or "input").split(".")[1:]]
+            raise Refusal(422, e.message, [*loc, *path]) from None
         except EvaluationError as e:
             raise Refusal(422, f"the rule could not be evaluated for this input: {e.message}", loc) from None
         return {
@@ -226,7 +227,9 @@ def create_app(source: Source, *, poll_interval: float | None = None, stale_afte
 
 
 def _plain(v: Any) -> Any:
-    """JSON-friendly output: whole-number floats as integers (4000, not 4000.0)."""
+    """JSON-friendly output: whole-number floats as integers (4000, not 4000.0); a member rule's list likewise."""
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
     if isinstance(v, float) and v.is_integer() and abs(v) < 2**53:
         return int(v)
     return v

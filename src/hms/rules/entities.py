@@ -1,0 +1,278 @@
+"""Entities: people grouped into a household, declared by a protocol, and rules over them.
+
+Real benefit rules are written over the members of a unit ("any member is 60 or older",
+"the sum of the members' earned income", "the number of children"), as OpenFisca and
+PolicyEngine model them. A protocol may therefore declare one *person* entity and one
+*group* entity (``group_of: person``), give each input and rule an entity, and connect
+the two levels in exactly two ways:
+
+- **aggregation**, members → group: ``sum count any all min max`` with one argument, allowed
+  only in a group rule, over an expression evaluated per member (``count(person)`` counts the
+  members; ``min``/``max`` with two or more arguments stay the scalar ones);
+- **projection**, group → members: a person rule may read any group value, the same for
+  every member of the household.
+
+A group rule that reads a person value without aggregating it is refused at load, naming
+the rule and the column. ``role`` (one of the person entity's ``roles``) is a string every
+member carries. A household has at least one member: the request, test case or population
+row of a household without members is refused at input validation, so ``min``/``max`` are
+always defined and no aggregate has an empty case to invent.
+
+One group entity is supported; the declaration is a mapping so a second level (tax unit,
+benefit unit) can be added without changing protocols that use one.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from hms.errors import RuleError
+from hms.rules import ir
+from hms.rules.check import FUNCTIONS, MAX_DEPTH, Scope, _Checker, _word, dependencies, order, parse
+from hms.rules.ir import BOOL, NUM, STR
+
+AGGREGATIONS = ("sum", "count", "any", "all", "min", "max")
+ROLE = "role"
+DEFAULT_PLURAL = "members"
+_ARG_TYPE = {"sum": NUM, "min": NUM, "max": NUM, "count": BOOL, "any": BOOL, "all": BOOL}
+_RESULT_TYPE = {"sum": NUM, "min": NUM, "max": NUM, "count": NUM, "any": BOOL, "all": BOOL}
+
+
+@dataclass(frozen=True)
+class EntityModel:
+    """Who is who: the person entity, its group, and the entity of every input and rule."""
+
+    person: str  # e.g. "person"
+    plural: str  # the key of the members list in a request or test case, e.g. "members"
+    group: str  # e.g. "household"
+    roles: tuple[str, ...]  # values of ``role``; empty: members carry no role
+    input_entity: Mapping[str, str]  # input -> entity name
+    rule_entity: Mapping[str, str]  # rule -> entity name
+
+    def is_person(self, name: str) -> bool:
+        """True for a person-level input, rule or ``role``."""
+        if name == ROLE and self.roles:
+            return True
+        return self.input_entity.get(name, self.rule_entity.get(name)) == self.person
+
+    def person_inputs(self) -> list[str]:
+        return [n for n, e in self.input_entity.items() if e == self.person]
+
+    def group_inputs(self) -> list[str]:
+        return [n for n, e in self.input_entity.items() if e == self.group]
+
+    def reserved(self) -> set[str]:
+        names = {self.person, self.plural, self.group, *AGGREGATIONS}
+        return names | ({ROLE} if self.roles else set())
+
+
+def parse_model(
+    entities: Mapping[str, Any], inputs: Mapping[str, Mapping[str, Any]], rules: Mapping[str, Any]
+) -> tuple[EntityModel, dict[str, str]]:
+    """The model and each rule's formula; a mistake is a ``RuleError`` naming the field."""
+    if not isinstance(entities, Mapping) or not entities:
+        raise RuleError("entities must map entity names to their declarations", where="entities")
+    people = [n for n, d in entities.items() if "group_of" not in d]
+    groups = [n for n, d in entities.items() if "group_of" in d]
+    if len(people) != 1:
+        raise RuleError(
+            f"declare exactly one person entity (without group_of); found {len(people)}: {people}", where="entities"
+        )
+    if len(groups) != 1:
+        raise RuleError(
+            f"declare exactly one group entity (with group_of: {people[0]}); found {len(groups)}", where="entities"
+        )
+    person, group = people[0], groups[0]
+    pdecl, gdecl = entities[person], entities[group]
+    if gdecl["group_of"] != person:
+        raise RuleError(
+            f"group_of must name the person entity {person!r}, not {gdecl['group_of']!r}",
+            where=f"entities.{group}.group_of",
+        )
+    for key in ("plural", "roles"):
+        if key in gdecl:
+            raise RuleError(f"{key} belongs to the person entity {person!r}", where=f"entities.{group}.{key}")
+    plural = pdecl.get("plural", DEFAULT_PLURAL)
+    if plural in (person, group):
+        raise RuleError(f"plural {plural!r} must differ from the entity names", where=f"entities.{person}.plural")
+    roles = tuple(pdecl.get("roles", ()))
+    known = (person, group)
+    input_entity = {}
+    for name, decl in inputs.items():
+        e = decl.get("entity", group)
+        if e not in known:
+            raise RuleError(f"unknown entity {e!r}; declared: {person}, {group}", where=f"inputs.{name}.entity")
+        input_entity[name] = e
+    rule_entity, formulas = {}, {}
+    for name, decl in rules.items():
+        if isinstance(decl, str):
+            rule_entity[name], formulas[name] = group, decl
+            continue
+        e = decl.get("entity", group)
+        if e not in known:
+            raise RuleError(f"unknown entity {e!r}; declared: {person}, {group}", where=f"rules.{name}.entity")
+        rule_entity[name], formulas[name] = e, decl["formula"]
+    model = EntityModel(person, plural, group, roles, input_entity, rule_entity)
+    taken = model.reserved()
+    for kind, names in (("input", inputs), ("rule", rules)):
+        for name in names:
+            if name in taken:
+                raise RuleError(
+                    f"{kind} name {name!r} is reserved when entities are declared "
+                    f"(entity names, {plural!r}, {ROLE!r}, the aggregations)",
+                    where=f"{kind}s.{name}",
+                )
+    return model, formulas
+
+
+def flat_formulas(rules: Mapping[str, Any], inputs: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """A flat protocol's rules are strings; the entity form needs ``entities:``."""
+    for name, decl in inputs.items():
+        if "entity" in decl:
+            raise RuleError(
+                "an input with an entity needs the protocol to declare entities (entities: person, household)",
+                where=f"inputs.{name}.entity",
+            )
+    for name, decl in rules.items():
+        if not isinstance(decl, str):
+            raise RuleError(
+                "a rule with an entity needs the protocol to declare entities (entities: person, household)",
+                rule=name,
+            )
+    return dict(rules)
+
+
+class _EntityChecker(_Checker):
+    """The flat checker plus aggregation calls and the entity of every name."""
+
+    def __init__(self, rule: str, scope: Scope, model: EntityModel) -> None:
+        super().__init__(rule, scope)
+        self.model = model
+        self.entity = model.rule_entity[rule]  # the entity the expression being checked is about
+
+    def check(self, node: ast.expr, depth: int = 0) -> ir.Node:
+        match node:
+            case ast.Call(func=ast.Name(id=fn), args=args, keywords=kws) if fn in AGGREGATIONS and (
+                fn not in FUNCTIONS or len(args) == 1
+            ):
+                if depth > MAX_DEPTH:
+                    raise self.fail(node, f"expression nested deeper than {MAX_DEPTH}")
+                if kws or len(args) != 1:
+                    raise self.fail(node, f"{fn}() takes one expression over the members, e.g. {_example(fn)}")
+                return self.aggregate(node, fn, args[0], depth + 1)
+        out = super().check(node, depth)
+        if isinstance(out, ir.Compare | ir.InTuple):
+            self._check_role_literals(node, out)
+        return out
+
+    def aggregate(self, node: ast.expr, fn: str, arg: ast.expr, depth: int) -> ir.Node:
+        m = self.model
+        if self.entity != m.group:
+            where = "inside another aggregation" if self.entity == m.person and self._in_aggregate else ""
+            raise self.fail(
+                node,
+                f"{fn}() over the members is only allowed in a {m.group} rule"
+                + (f" ({where})" if where else f"; {self.rule!r} is a {m.person} rule"),
+            )
+        if fn == "count" and isinstance(arg, ast.Name) and arg.id in (m.person, m.plural):
+            return ir.Aggregate(NUM, "count", ir.Const(BOOL, True))
+        self.entity, self._in_aggregate = m.person, True
+        try:
+            value = self.check(arg, depth)
+        finally:
+            self.entity, self._in_aggregate = m.group, False
+        want = _ARG_TYPE[fn]
+        if value.type != want:
+            hint = f"; count the members with count({m.person})" if fn == "count" else ""
+            raise self.fail(arg, f"argument of {fn}() must be {_word(want)} per member, got {_word(value.type)}{hint}")
+        return ir.Aggregate(_RESULT_TYPE[fn], fn, value)
+
+    _in_aggregate = False
+
+    def name(self, node: ast.AST, name: str) -> ir.Node:
+        m = self.model
+        if name in (m.person, m.plural):
+            raise self.fail(node, f"{name!r} names the members: count them with count({m.person})")
+        if name == m.group:
+            raise self.fail(node, f"{name!r} is the group entity, not a value")
+        if name in AGGREGATIONS and name not in FUNCTIONS:
+            raise self.fail(node, f"{name} is an aggregation: call it over the members, e.g. {_example(name)}")
+        if name == ROLE and not m.roles:
+            raise self.fail(node, f"{ROLE!r} needs roles on the person entity (entities.{m.person}.roles)")
+        out = super().name(node, name)
+        if self.entity == m.group and m.is_person(name):
+            raise self.fail(
+                node,
+                f"{name!r} is a {m.person} value and {self.rule!r} is a {m.group} rule: "
+                f"aggregate it over the members, e.g. {_aggregate_hint(name, out.type)}",
+            )
+        return out
+
+    def unknown(self, node: ast.AST, name: str, functions_only: bool = False) -> RuleError:
+        """The flat checker's "did you mean", with the aggregations among the candidates."""
+        pool = sorted(FUNCTIONS | set(AGGREGATIONS)) if functions_only else [*self.scope.known(), *AGGREGATIONS]
+        close = difflib.get_close_matches(name, pool, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return self.fail(node, f"unknown {'function' if functions_only else 'name'} {name!r}{hint}")
+
+    def _check_role_literals(self, node: ast.AST, out: ir.Compare | ir.InTuple) -> None:
+        """``role == "chld"`` is a typo, not a rule that is always false."""
+        if not self.model.roles:
+            return
+        operands = out.operands if isinstance(out, ir.Compare) else (out.operand,)
+        literals = (
+            [o.value for o in out.operands if isinstance(o, ir.Const)] if isinstance(out, ir.Compare) else out.values
+        )
+        if not any(isinstance(o, ir.Name) and o.name == ROLE for o in operands):
+            return
+        for lit in literals:
+            if isinstance(lit, str) and lit not in self.model.roles:
+                close = difflib.get_close_matches(lit, self.model.roles, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise self.fail(node, f"{lit!r} is not a role; roles: {', '.join(self.model.roles)}{hint}")
+
+
+def _example(fn: str) -> str:
+    return {"count": "count(age >= 60)", "any": "any(disabled)", "all": "all(age < 18)"}.get(fn, f"{fn}(income)")
+
+
+def _aggregate_hint(name: str, t: str) -> str:
+    if t == BOOL:
+        return f"any({name}), all({name}) or count({name})"
+    if t == STR:
+        return f"count({name} == '…')"
+    return f"sum({name}), max({name}) or count({name} > 0)"
+
+
+def check_rules(formulas: Mapping[str, str], scope: Scope, model: EntityModel) -> list[ir.Rule]:
+    """Parse, order and type every rule of an entity protocol (one order over both levels)."""
+    clashes = (set(formulas) & (set(scope.inputs) | set(scope.scalars) | set(scope.tables))) | (
+        set(formulas) & FUNCTIONS
+    )
+    if clashes:
+        n = sorted(clashes)[0]
+        raise RuleError(f"rule name {n!r} clashes with an input, parameter or function", rule=n)
+    out = []
+    for name in order(dependencies(formulas)):
+        c = _EntityChecker(name, scope, model)
+        expr = c.check(parse(name, formulas[name]))
+        scope.rules[name] = expr.type
+        out.append(
+            ir.Rule(
+                name,
+                formulas[name],
+                expr,
+                frozenset(c.fields),
+                frozenset(c.rules),
+                frozenset(c.params),
+                ir.can_fail(expr),
+            )
+        )
+    return out
+
+
+__all__ = ["AGGREGATIONS", "ROLE", "EntityModel", "check_rules", "flat_formulas", "parse_model"]
