@@ -138,7 +138,7 @@ def _gunzip(raw: bytes, where: str) -> bytes:
     if not d.eof:
         raise BadInput("archive is truncated", where=where)
     if d.unused_data:  # NUL padding too: a bundle is exactly what `hms policy pack` wrote
-        raise BadInput(f"{len(d.unused_data)} unexpected bytes after the gzip stream", where=where)
+        raise BadInput(f"{_bytes(len(d.unused_data))} unexpected after the gzip stream", where=where)
     return out
 
 
@@ -243,13 +243,17 @@ def _check_canonical(
                    where=where)
 
 
+def _bytes(n: int) -> str:
+    return f"{n} byte" if n == 1 else f"{n} bytes"
+
+
 def _first_difference(a: bytes, b: bytes) -> int:
     return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
 
 
 def _tar_difference(actual: bytes, expected: bytes, members: dict[str, bytes]) -> str:
     if actual.startswith(expected):
-        return f"{len(actual) - len(expected)} bytes after the end of the tar archive"
+        return f"{_bytes(len(actual) - len(expected))} after the end of the tar archive"
     at = _first_difference(actual, expected)
     part, offset = "the end-of-archive blocks", 0
     for name in sorted(members):

@@ -421,8 +421,8 @@ def scan_json(text: str, source: str, max_depth: int, max_entries: int) -> Scan:
             if not short(t):
                 why = numbers.refusal(t)
                 if why is not None:
-                    raise BadInput(f"{why}, at {path()}", where=where(m.start()))
+                    raise BadInput(why, where=f"{where(m.start())} at {path()}")
         elif t.lstrip("-") in ("NaN", "Infinity"):
-            raise BadInput(f"{t} is not allowed: NaN and infinity are not numbers a protocol can use, at {path()}",
-                           where=where(m.start()))
+            raise BadInput(f"{t} is not allowed: NaN and infinity are not numbers a protocol can use",
+                           where=f"{where(m.start())} at {path()}")
     return Scan(deepest)

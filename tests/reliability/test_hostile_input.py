@@ -123,7 +123,7 @@ HOSTILE_BUNDLES = [  # each accepted by `hms policy verify` on main
     ("duplicate-rules-key.tgz", "protocol.json:1: duplicate key 'rules' in $"),
     ("manifest-disagrees.tgz", "manifest.json: manifest field 'author' is 'mallory' but the protocol says"),
     ("trailing-bytes.tgz", "511 bytes after the end of the tar archive"),
-    ("gzip-padding.tgz", "512 unexpected bytes after the gzip stream"),
+    ("gzip-padding.tgz", "512 bytes unexpected after the gzip stream"),
     ("reordered-members.tgz", "the tar archive is not the one `hms policy pack` writes"),
     ("non-canonical-json.tgz", "protocol.json is not the canonical JSON of its protocol"),
 ]
