@@ -127,7 +127,7 @@ def test_write_atomic_leaves_no_partial_file_on_failure(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def _repacked(manifest_edit=None, tar_edit=None) -> bytes:  # noqa: ANN001
+def _repacked(manifest_edit=None, tar_edit=None) -> bytes:
     """The wildfire bundle rebuilt with its manifest (parsed) or its tar bytes changed."""
     import gzip
     import json

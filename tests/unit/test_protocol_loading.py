@@ -161,8 +161,8 @@ _PIECES = ["- ", "-", "? ", ": ", ":", "a", "b: ", "key: ", "[", "]", "{", "}", 
 
 
 # Each once counted too shallow by a first version of the scan (found by this test with more examples).
-_FOUND = ["&x :\n- ", "!t :   \n- ", "{!t &x ]b: ", "[[?   ,]: \n", "- [- - !<a,'b> ]: {a: !<a,'b> \n]", "::{a:  \n  b: ",
-          "---\"?x]][a: \n  b: '? ", "!t {a: b: ]: x"]
+_FOUND = ["&x :\n- ", "!t :   \n- ", "{!t &x ]b: ", "[[?   ,]: \n", "- [- - !<a,'b> ]: {a: !<a,'b> \n]",
+          "::{a:  \n  b: ", "---\"?x]][a: \n  b: '? ", "!t {a: b: ]: x"]
 
 
 @settings(max_examples=600, deadline=None, derandomize=True)
@@ -202,7 +202,7 @@ def test_the_yaml_pre_scan_counts_dumped_documents_exactly(value, flow):
 def test_deep_yaml_is_refused_by_the_pre_scan_before_pyyaml_composes_it(tmp_path, monkeypatch, text):
     import yaml
 
-    def compose_all(*_a, **_k):  # noqa: ANN202
+    def compose_all(*_a, **_k):
         raise AssertionError("PyYAML's composer was reached")
 
     monkeypatch.setattr(yaml, "compose_all", compose_all)
@@ -306,7 +306,7 @@ def test_no_schema_allows_more_entries_than_a_mapping_or_list_may_hold():
 
     limits = []
 
-    def walk(node):  # noqa: ANN001, ANN202
+    def walk(node):
         if isinstance(node, dict):
             limits.extend(v for k, v in node.items() if k in ("maxItems", "maxProperties"))
             for v in node.values():
