@@ -117,7 +117,7 @@ HOSTILE_PROTOCOLS = [
 LARGE_PROTOCOLS = [
     ("huge-table-error.json", ":1", "more than 10000 entries in $.parameters.fpl"),  # echoed 949 KB
     ("deep-at-the-end-1mb.json", ":1", "nesting deeper than 64 levels"),
-    ("deep-at-the-end.yml", ":1521:", "nesting deeper than 64 levels"),
+    ("deep-at-the-end.yml", ":3522:", "nesting deeper than 64 levels"),
 ]
 HOSTILE_BUNDLES = [  # each accepted by `hms policy verify` on main
     ("duplicate-rules-key.tgz", "protocol.json:1: duplicate key 'rules' in $"),

@@ -75,12 +75,14 @@ def large_protocols() -> dict[str, str]:
     chip = json.loads(canonical(_load((ROOT / "include/protocols/chip-income-cap.yml").read_text())))
     huge = dict(chip, parameters={**chip["parameters"], "fpl": {str(i): 1 for i in range(80_000)}})
     wildfire = (ROOT / "include/protocols/wildfire-aid-2024.yml").read_text()
-    padding = "".join(f"# {'filler line ' * 6}{i}\n" for i in range(1_500))  # comments: the scan still reads them
+    # The worst place for the nesting is the end of the largest file allowed, after as many tokens as it holds.
+    tokens = dict(chip, padding=[list(range(100))] * 2_400)  # 0.95 MB, 480k tokens
+    flow_lines = "padding:\n" + "  - {name: case, input: {a: 1, b: [2, 3]}, expect: {ok: true}}\n" * 3_500  # 0.2 MB
     return {
         "huge-table-error.json": json.dumps(huge, separators=(",", ":")),  # 80k keys: the error echoed 949 KB
-        "deep-at-the-end-1mb.json": _deep_at_the_end(json.dumps(dict(chip, description="x" * 900_000)), 2_000),
-        "deep-at-the-end.yml": (padding + wildfire).replace(
-            "  max_payment: 5000\n", "  max_payment: " + "[" * 50_000 + "]" * 50_000 + "\n"
+        "deep-at-the-end-1mb.json": _deep_at_the_end(json.dumps(tokens), 2_000),
+        "deep-at-the-end.yml": flow_lines + wildfire.replace(
+            "  max_payment: 5000\n", "  max_payment: " + "[" * 10_000 + "]" * 10_000 + "\n"
         ),
     }
 
