@@ -47,8 +47,10 @@ def run() -> list[Row]:
         ("refuse deep-yaml.yml (23 KB, 10,000 levels; main: 30 s)", _refusal((BAD / "deep-yaml.yml").read_text(),
                                                                              "deep-yaml.yml"), 0.1),
         ("refuse 1 MB JSON nested 500,000 levels", _refusal(deep_json, "deep.json"), 0.1),
-        ("refuse 0.95 MB JSON nested at its end (480k tokens first)", _refusal(large["deep-at-the-end-1mb.json"], "end.json"), 0.5),
-        ("refuse 0.24 MB YAML nested at its end (3,500 flow lines first)", _refusal(large["deep-at-the-end.yml"], "end.yml"), 0.5),
+        ("refuse 0.95 MB JSON nested at its end (480k tokens first)",
+         _refusal(large["deep-at-the-end-1mb.json"], "end.json"), 0.5),
+        ("refuse 0.24 MB YAML nested at its end (3,500 flow lines first)",
+         _refusal(large["deep-at-the-end.yml"], "end.yml"), 0.5),
         ("refuse huge-table-error.json (80k keys, 0.8 MB)", _refusal(large["huge-table-error.json"], "t.json"), 0.5),
     ]
     out = [Row("hostile", what, f"{s * 1000:.1f} ms", f"< {target * 1000:.0f} ms", s < target)
