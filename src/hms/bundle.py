@@ -8,6 +8,14 @@ mtime/uid/gid/mode, no owner names, gzip header mtime 0 and no file name.
 Reading never touches the file system and refuses anything but the two regular
 members (absolute paths, ``..``, links, devices, oversize or extra members), and
 checks every member against the manifest before the protocol is used.
+
+A bundle is valid only if it is canonical: its bytes are exactly what ``build`` makes
+of the protocol inside it (under the ``tool`` its manifest names). So one sha256 means
+one reading: a protocol.json with a duplicate key (raw bytes saying one payment, the
+parser using another), a manifest whose title, author or effective time disagree with
+the protocol, bytes after the end of the tar or of the gzip stream, another member
+order or header — each is refused naming what differs, wherever a bundle is read
+(``hms policy verify``, push, the registry's reads, the decision service).
 """
 
 from __future__ import annotations
@@ -15,8 +23,8 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import json
 import os
+import re
 import tarfile
 import tempfile
 import zlib
@@ -25,14 +33,17 @@ from pathlib import Path
 from typing import Any
 
 from hms import __version__
-from hms.errors import BadInput
+from hms.errors import BadInput, shown
 from hms.protocol import Protocol, canonical_json, from_data
+from hms.yamlsafe import load_json
 
 FORMAT = "hms.bundle/v1"
 MEMBERS = ("manifest.json", "protocol.json")
 MAX_BUNDLE_BYTES = 5_000_000
 MAX_MEMBER_BYTES = 2_000_000
 MAX_UNPACKED_BYTES = 2 * MAX_MEMBER_BYTES + 64 * 1024
+TOOL = f"hms {__version__}"
+_TOOL = re.compile(r"hms [0-9A-Za-z.+-]{1,32}")  # the packer a manifest may name (its bytes are rebuilt with it)
 
 
 @dataclass(frozen=True)
@@ -53,7 +64,7 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def manifest_for(protocol: Protocol, protocol_bytes: bytes) -> dict[str, Any]:
+def manifest_for(protocol: Protocol, protocol_bytes: bytes, tool: str = TOOL) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "id": protocol.id,
@@ -61,15 +72,22 @@ def manifest_for(protocol: Protocol, protocol_bytes: bytes) -> dict[str, Any]:
         "title": protocol.title,
         "author": protocol.author,
         "effective_at": protocol.data["metadata"]["effective_at"],
-        "tool": f"hms {__version__}",
+        "tool": tool,
         "files": {"protocol.json": sha256_hex(protocol_bytes)},
     }
 
 
-def build(protocol: Protocol) -> bytes:
-    """The bundle bytes for a protocol: a pure function of its normalized data."""
+def build(protocol: Protocol, tool: str = TOOL) -> bytes:
+    """The bundle bytes for a protocol: a pure function of its normalized data (and the packer's name)."""
+    return _gzip(_tar(_members(protocol, tool)))
+
+
+def _members(protocol: Protocol, tool: str) -> dict[str, bytes]:
     body = protocol.canonical_json()
-    members = {"manifest.json": canonical_json(manifest_for(protocol, body)), "protocol.json": body}
+    return {"manifest.json": canonical_json(manifest_for(protocol, body, tool)), "protocol.json": body}
+
+
+def _tar(members: dict[str, bytes]) -> bytes:
     tar_buf = io.BytesIO()
     with tarfile.open(fileobj=tar_buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         for name in sorted(members):
@@ -82,9 +100,13 @@ def build(protocol: Protocol) -> bytes:
             info.uname = info.gname = ""
             info.type = tarfile.REGTYPE
             tar.addfile(info, io.BytesIO(data))
+    return tar_buf.getvalue()
+
+
+def _gzip(tar: bytes) -> bytes:
     gz_buf = io.BytesIO()
     with gzip.GzipFile(filename="", mode="wb", fileobj=gz_buf, compresslevel=9, mtime=0) as gz:
-        gz.write(tar_buf.getvalue())
+        gz.write(tar)
     return gz_buf.getvalue()
 
 
@@ -115,8 +137,8 @@ def _gunzip(raw: bytes, where: str) -> bytes:
         raise BadInput(f"archive unpacks to more than {MAX_UNPACKED_BYTES} bytes", where=where)
     if not d.eof:
         raise BadInput("archive is truncated", where=where)
-    if d.unused_data.strip(b"\0"):
-        raise BadInput("unexpected bytes after the gzip stream", where=where)
+    if d.unused_data:  # NUL padding too: a bundle is exactly what `hms policy pack` wrote
+        raise BadInput(f"{_bytes(len(d.unused_data))} unexpected after the gzip stream", where=where)
     return out
 
 
@@ -128,8 +150,9 @@ def read_bytes(raw: bytes, where: str = "<bundle>", expect_sha256: str | None = 
     if len(raw) > MAX_BUNDLE_BYTES:
         raise BadInput(f"bundle is larger than {MAX_BUNDLE_BYTES} bytes", where=where)
     files: dict[str, bytes] = {}
+    tar_bytes = _gunzip(raw, where)
     try:
-        with tarfile.open(fileobj=io.BytesIO(_gunzip(raw, where)), mode="r:") as tar:
+        with tarfile.open(fileobj=io.BytesIO(tar_bytes), mode="r:") as tar:
             for m in tar:
                 name = m.name
                 if name.startswith("/") or Path(name).is_absolute():
@@ -156,24 +179,94 @@ def read_bytes(raw: bytes, where: str = "<bundle>", expect_sha256: str | None = 
     missing = [n for n in MEMBERS if n not in files]
     if missing:
         raise BadInput(f"missing member {missing[0]!r}", where=where)
-    try:
-        manifest = json.loads(files["manifest.json"])
-        data = json.loads(files["protocol.json"])
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
-        raise BadInput(f"member is not valid JSON ({e})", where=where) from None
+    manifest = _json_member(files, "manifest.json", where)
+    data = _json_member(files, "protocol.json", where)
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise BadInput(f"manifest format is not {FORMAT}", where=f"{where}: manifest.json")
-    recorded = (manifest.get("files") or {}).get("protocol.json")
+    files_ = manifest.get("files")
+    recorded = files_.get("protocol.json") if isinstance(files_, dict) else None
     actual = sha256_hex(files["protocol.json"])
     if recorded != actual:
         raise BadInput(
-            f"protocol.json sha256 {actual} does not match the manifest ({recorded}): altered after packing",
+            f"protocol.json sha256 {actual} does not match the manifest ({shown(recorded)}): altered after packing",
             where=f"{where}: manifest.json",
         )
     protocol = from_data(data, source=f"{where}: protocol.json")
     if manifest.get("id") != protocol.id or manifest.get("version") != protocol.version:
         raise BadInput("manifest id/version do not match the protocol", where=f"{where}: manifest.json")
+    _check_canonical(raw, tar_bytes, files, manifest, protocol, where)
     return Bundle(digest, raw, manifest, protocol)
+
+
+def _json_member(files: dict[str, bytes], name: str, where: str) -> Any:
+    """A member parsed strictly: UTF-8, no duplicate keys, bounded depth and numbers (hms.yamlsafe.load_json)."""
+    try:
+        text = files[name].decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise BadInput(f"not UTF-8 (byte {e.start})", where=f"{where}: {name}") from None
+    return load_json(text, f"{where}: {name}")
+
+
+def _check_canonical(
+    raw: bytes, tar_bytes: bytes, files: dict[str, bytes], manifest: dict[str, Any], protocol: Protocol, where: str
+) -> None:
+    """Refuse a bundle whose bytes are not those ``build`` makes of its own protocol, naming the first difference."""
+    tool = manifest.get("tool")
+    if not isinstance(tool, str) or not _TOOL.fullmatch(tool):
+        raise BadInput(f"manifest field 'tool' is {shown(tool)}, not 'hms <version>'", where=f"{where}: manifest.json")
+    members = _members(protocol, tool)
+    if raw == _gzip(_tar(members)):
+        return
+    body = members["protocol.json"]
+    if files["protocol.json"] != body:
+        raise BadInput(
+            f"protocol.json is not the canonical JSON of its protocol (sorted keys, no spaces; first difference at "
+            f"byte {_first_difference(files['protocol.json'], body)}): pack it with `hms policy pack`",
+            where=f"{where}: protocol.json",
+        )
+    expected = manifest_for(protocol, body, tool)
+    for key in sorted(set(expected) | set(manifest)):
+        if key not in expected:
+            raise BadInput(f"manifest field {shown(key)} is not one `hms policy pack` writes",
+                           where=f"{where}: manifest.json")
+        if manifest.get(key) != expected[key] or type(manifest.get(key)) is not type(expected[key]):
+            raise BadInput(
+                f"manifest field {key!r} is {shown(manifest.get(key))} but the protocol says {shown(expected[key])}",
+                where=f"{where}: manifest.json",
+            )
+    if files["manifest.json"] != members["manifest.json"]:
+        raise BadInput("manifest.json is not canonical JSON (sorted keys, no spaces)", where=f"{where}: manifest.json")
+    tar_expected = _tar(members)
+    if tar_bytes != tar_expected:
+        raise BadInput(_tar_difference(tar_bytes, tar_expected, members), where=where)
+    raise BadInput("the gzip stream is not the one `hms policy pack` writes (header or compression differ)",
+                   where=where)
+
+
+def _bytes(n: int) -> str:
+    return f"{n} byte" if n == 1 else f"{n} bytes"
+
+
+def _first_difference(a: bytes, b: bytes) -> int:
+    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+
+
+def _tar_difference(actual: bytes, expected: bytes, members: dict[str, bytes]) -> str:
+    if actual.startswith(expected):
+        return f"{_bytes(len(actual) - len(expected))} after the end of the tar archive"
+    at = _first_difference(actual, expected)
+    part, offset = "the end-of-archive blocks", 0
+    for name in sorted(members):
+        size = 512 + -(-len(members[name]) // 512) * 512
+        if at < offset + 512:
+            part = f"the header of {name}"
+            break
+        if at < offset + size:
+            part = f"the content of {name}"
+            break
+        offset += size
+    return (f"the tar archive is not the one `hms policy pack` writes: it differs at byte {at}, in {part} "
+            "(member order, header fields or padding)")
 
 
 def read(path: str | Path, expect_sha256: str | None = None) -> Bundle:

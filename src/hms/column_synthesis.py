@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 
 from hms.errors import BadInput
+from hms.numbers import MAX_EXACT
 from hms.rules import RuleSet, ir
 
 # Where a problem sits: a path under the input's declaration, e.g. ("synthetic", "share_true").
@@ -63,7 +64,6 @@ DEFAULT_SPAN = {"integer": 100, "number": 10_000}
 OTHER = "(other)"
 PLACEHOLDERS = 5
 MAX_LISTED = 12  # values a description lists before it only counts them
-_EXACT_INT = 2**53
 _HINTS_FOR = {
     "boolean": ("share_true",),
     "enum": ("weights",),
@@ -331,7 +331,7 @@ def _numeric_plan(decl: Mapping[str, Any], hint: Mapping[str, Any], at: Locator)
     if integer and low is not None and high is not None and math.ceil(low) > math.floor(high):
         raise BadInput(f"no integer lies in [{_num(low)}, {_num(high)}]", where=at(()))
     for bound in (low, high):
-        if integer and bound is not None and abs(bound) > _EXACT_INT:
+        if integer and bound is not None and abs(bound) > MAX_EXACT:
             raise BadInput("integer bound beyond 2**53: draw it from a file population", where=at(()))
     params = {k: hint[k] for k in ("mean", "sd", "median", "sigma") if k in hint}
     distribution = hint.get("distribution")

@@ -9,6 +9,30 @@ user at the file, field or line to fix.
 
 from __future__ import annotations
 
+from typing import Any
+
+MAX_SHOWN = 200  # characters of a value an error message echoes
+MAX_MESSAGE = 2000  # backstop: no message is longer, whatever it quotes
+MAX_WHERE = 500  # nor the place it names
+
+
+def clip(text: str, limit: int = MAX_SHOWN) -> str:
+    """``text`` for an error message, cut to ``limit`` characters and saying how long it was: ``99999… (5000 chars)``.
+
+    The one helper every echoed value goes through: a hostile file must not flood stderr, a log or a
+    422 with its own bytes (an 80k-key table once came back as 949 KB of error).
+    """
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} chars)"
+
+
+def shown(value: Any, limit: int = MAX_SHOWN) -> str:
+    """``repr(value)`` clipped (see ``clip``); an integer too long to print is described, not printed."""
+    try:
+        text = repr(value)
+    except ValueError:  # int beyond sys.get_int_max_str_digits()
+        return f"<an integer of {value.bit_length()} bits>"
+    return clip(text, limit)
+
 
 class HmsError(Exception):
     """Base class: a message and the place (file, JSON path, line) it concerns."""
@@ -16,6 +40,8 @@ class HmsError(Exception):
     exit_code = 2
 
     def __init__(self, message: str, *, where: str | None = None) -> None:
+        message = clip(message, MAX_MESSAGE)
+        where = None if where is None else clip(where, MAX_WHERE)
         super().__init__(message)
         self.message = message
         self.where = where

@@ -23,10 +23,11 @@ from typing import Any
 import jsonschema
 from jsonschema.exceptions import best_match
 
+from hms import numbers
 from hms.cases import case_ruleset, own_rules
 from hms.column_synthesis import check_hints
 from hms.declarations import check_inputs
-from hms.errors import BadInput, RuleError
+from hms.errors import BadInput, RuleError, clip, shown
 from hms.rules import RuleSet
 from hms.rules.tables import TableError
 from hms.yamlsafe import Document, json_path, load_file, load_text
@@ -151,22 +152,45 @@ def from_data(data: Any, source: str = "<protocol>") -> Protocol:
 
 
 def _jsonify(x: Any, path: tuple, doc: Document) -> Any:
-    """JSON-compatible copy: mapping keys become strings; NaN/inf refused."""
+    """JSON-compatible copy: mapping keys become strings (two keys that become one string are refused,
+    e.g. ``1`` and ``"1"``); numbers within ``hms.numbers``' bound; NaN/inf and lone surrogates refused."""
     if isinstance(x, dict):
         out = {}
+        written: dict[str, Any] = {}
         for k, v in x.items():
-            key = str(k).lower() if isinstance(k, bool) else str(k)
+            if isinstance(k, int | float) and not isinstance(k, bool) and (why := numbers.check(k)):
+                raise BadInput(f"key {why}", where=doc.where(path))
+            key = str(k).lower() if isinstance(k, bool) else _text(str(k), path, doc)
             if key in out:
-                raise BadInput(f"key {key!r} appears twice (as {k!r})", where=doc.where(path))
+                raise BadInput(
+                    f"keys {shown(written[key])} and {shown(k)} in {json_path(path)} are the same key {shown(key)}",
+                    where=doc.where((*path, key)),
+                )
+            written[key] = k
             out[key] = _jsonify(v, (*path, key), doc)
         return out
     if isinstance(x, list):
         return [_jsonify(v, (*path, i), doc) for i, v in enumerate(x)]
     if isinstance(x, float) and not math.isfinite(x):
         raise BadInput("NaN and infinity are not allowed", where=doc.where(path))
-    if x is None or isinstance(x, bool | int | float | str):
+    if isinstance(x, int | float) and not isinstance(x, bool) and (why := numbers.check(x)):
+        raise BadInput(why, where=doc.where(path))
+    if isinstance(x, str):
+        return _text(x, path, doc)
+    if x is None or isinstance(x, bool | int | float):
         return x
     raise BadInput(f"unsupported value of type {type(x).__name__}", where=doc.where(path))
+
+
+def _text(s: str, path: tuple, doc: Document) -> str:
+    """A string that UTF-8 can hold: a lone surrogate ("\\ud800" in JSON or YAML) would fail the bundle's encoding."""
+    if not s.isascii():
+        try:
+            s.encode()
+        except UnicodeEncodeError as e:
+            raise BadInput(f"{shown(s[e.start:e.end])} is not a Unicode character (a lone surrogate)",
+                           where=doc.where(path)) from None
+    return s
 
 
 def from_document(doc: Document) -> Protocol:
@@ -225,17 +249,28 @@ def _check_schema(data: dict[str, Any], doc: Document) -> None:
         return
     path = tuple(err.absolute_path)
     message = err.message
+    shown_instance = repr(err.instance)
+    if len(shown_instance) > 200 and shown_instance in message:  # jsonschema quotes the whole value
+        message = message.replace(shown_instance, shown(err.instance))
+    if err.validator in ("maxProperties", "maxItems", "minProperties", "minItems") and hasattr(err.instance, "__len__"):
+        most = "at most" if err.validator.startswith("max") else "at least"
+        message = f"{len(err.instance)} entries; {most} {err.validator_value}"
+    elif err.validator in ("maxLength", "minLength") and isinstance(err.instance, str):
+        most = "at most" if err.validator == "maxLength" else "at least"
+        message = f"{shown(err.instance, 60)} has {len(err.instance)} characters; {most} {err.validator_value}"
     if err.validator == "additionalProperties" and isinstance(err.instance, dict):
         allowed = set(err.schema.get("properties", {}))
         extra = sorted(k for k in err.instance if k not in allowed)
         if extra:
             path = (*path, extra[0])
             hint = f"; allowed: {', '.join(sorted(allowed))}" if allowed else ""
-            message = f"unknown field {extra[0]!r}{hint}"
+            message = f"unknown field {shown(extra[0])}{clip(hint)}"
     elif err.validator in ("pattern", "maxLength") and path[-2:] == ("metadata", "id"):
-        message = f"metadata.id {err.instance!r} must be a DNS label: lowercase letters, digits and '-', at most 63"
+        message = (f"metadata.id {shown(err.instance)} must be a DNS label: lowercase letters, digits and '-', "
+                   "at most 63")
     elif err.validator == "pattern" and err.validator_value == "^[a-z_][a-z0-9_]{0,62}$":
-        message = f"{err.instance!r} is not a valid name (lowercase letters, digits, '_'; not starting with a digit)"
+        message = (f"{shown(err.instance)} is not a valid name (lowercase letters, digits, '_'; "
+                   "not starting with a digit)")
     elif err.validator == "required":
         message = err.message.replace("is a required property", "is required")
     elif err.validator == "oneOf" and len(path) == 2 and path[0] == "rules":
@@ -302,7 +337,7 @@ def _check_cases(data: dict[str, Any], ruleset: RuleSet, doc: Document) -> None:
         for key, want in case["expect"].items():
             if key not in ruleset.by_name:
                 raise BadInput(
-                    f"test {case['name']!r} expects {key!r}, which is not a rule",
+                    f"test {case['name']!r} expects {shown(key)}, which is not a rule",
                     where=doc.where(("tests", i, "expect", key)),
                 )
             t = rs.type_of(key)
@@ -311,7 +346,7 @@ def _check_cases(data: dict[str, Any], ruleset: RuleSet, doc: Document) -> None:
                 continue
             if not _type_ok(t, want):
                 raise BadInput(
-                    f"test {case['name']!r}: expected value for {key!r} must be a {t}, got {want!r}",
+                    f"test {case['name']!r}: expected value for {shown(key)} must be a {t}, got {shown(want)}",
                     where=doc.where(("tests", i, "expect", key)),
                 )
 

@@ -102,6 +102,80 @@ def test_the_hostile_protocol_files_in_tests_data_bad_are_refused_by_push(cli, n
     assert audit_entries(cli) == []
 
 
+# ---- protocol files and bundles built to break the parsers (issue 16, item 1) ----------------------------------
+# Each: the file, and what the one line on stderr must name (a line "file:N", a JSON path, the reason).
+HOSTILE_PROTOCOLS = [
+    ("deep-json.json", ":56:", "nesting deeper than 64 levels"),  # was a RecursionError traceback
+    ("deep-yaml.yml", ":21:", "nesting deeper than 64 levels"),  # was 30 s of CPU, then a RecursionError
+    ("deep-yaml-block.yml", ":22:", "nesting deeper than 64 levels"),
+    ("huge-number.yml", ":21 at $.parameters.max_payment", "(5000 chars) is too long"),  # was a ValueError
+    ("big-exponent.yml", ":21 at $.parameters.max_payment", "(401 chars) is too long"),  # was an OverflowError
+    ("colliding-table-keys.yml", ":34 at $.parameters.fpl.01", "keys '1' and '01', which are the same number"),
+    ("duplicate-key.json", ":60", "duplicate key 'rules' in $ (first on line 59)"),  # json kept the last one
+]
+# Generated (over 100 KB, not committed): tests/data/bad/make_bundles.py large_protocols().
+LARGE_PROTOCOLS = [
+    ("huge-table-error.json", ":1", "more than 10000 entries in $.parameters.fpl"),  # echoed 949 KB
+    ("deep-at-the-end-1mb.json", ":1", "nesting deeper than 64 levels"),
+    ("deep-at-the-end.yml", ":3522:", "nesting deeper than 64 levels"),
+]
+HOSTILE_BUNDLES = [  # each accepted by `hms policy verify` on main
+    ("duplicate-rules-key.tgz", "protocol.json:1: duplicate key 'rules' in $"),
+    ("manifest-disagrees.tgz", "manifest.json: manifest field 'author' is 'mallory' but the protocol says"),
+    ("trailing-bytes.tgz", "511 bytes after the end of the tar archive"),
+    ("gzip-padding.tgz", "512 bytes unexpected after the gzip stream"),
+    ("reordered-members.tgz", "the tar archive is not the one `hms policy pack` writes"),
+    ("non-canonical-json.tgz", "protocol.json is not the canonical JSON of its protocol"),
+]
+
+
+def _refused_cleanly(r: subprocess.CompletedProcess[str], name: str, *says: str) -> None:
+    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+    assert "Traceback" not in r.stderr and r.stderr.startswith("hms: error: "), r.stderr[-2000:]
+    assert len(r.stderr) < 1500 and r.stderr.count("\n") == 1, r.stderr[:300]  # one line; values clipped
+    for s in (name, *says):
+        assert s in r.stderr, (s, r.stderr)
+
+
+@pytest.fixture(scope="module")
+def large_protocols(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_bundles", BAD / "make_bundles.py")
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    out = tmp_path_factory.mktemp("large")
+    for name, text in module.large_protocols().items():
+        (out / name).write_text(text)
+    return out
+
+
+@pytest.mark.parametrize(("name", "where", "says"), HOSTILE_PROTOCOLS + LARGE_PROTOCOLS,
+                         ids=[n for n, *_ in HOSTILE_PROTOCOLS + LARGE_PROTOCOLS])
+def test_a_protocol_built_to_break_the_parser_is_refused_in_one_line_quickly_and_records_nothing(
+    sh, cli, tmp_path, large_protocols, name, where, says
+):
+    path = (BAD if (BAD / name).exists() else large_protocols) / name
+    out = tmp_path / "pkg.tgz"
+    t = time.monotonic()
+    r = sh("policy", "pack", str(path), "--out", str(out), check=False)
+    took = time.monotonic() - t
+    _refused_cleanly(r, name, where, says)
+    assert took < 5, f"{name}: {took:.1f} s"  # a hang guard (bench/bench_hostile.py measures the real time)
+    assert not out.exists()
+    assert audit_entries(cli) == []
+
+
+@pytest.mark.parametrize(("name", "says"), HOSTILE_BUNDLES, ids=[n for n, _ in HOSTILE_BUNDLES])
+def test_a_bundle_that_is_not_what_pack_writes_is_refused_by_verify_and_push_and_records_nothing(sh, cli, name, says):
+    for args in (["policy", "verify", str(BAD / name)], ["rule", "push", str(BAD / name)]):
+        t = time.monotonic()
+        r = sh(*args, check=False)
+        _refused_cleanly(r, name, says)
+        assert time.monotonic() - t < 5
+    assert audit_entries(cli) == []
+
+
 @pytest.mark.parametrize("evil", [*SHELL, *SQL, *LINES, "wildfire-aid-2024 prod"])
 def test_rollback_script_refuses_hostile_ids_and_environments_and_runs_nothing(env, tmp_path, evil):
     marker = Path("/tmp/hms-pwned")

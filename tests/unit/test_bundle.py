@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -82,6 +83,13 @@ def test_expected_hash_mismatch_is_refused():
         ("extra-member.tgz", "unexpected member 'run.sh'"),
         ("altered-after-packing.tgz", "altered after packing"),
         ("corrupted-bytes.tgz", "not a valid gzip"),
+        # Not canonical (issue 16): each was accepted before; a bundle is exactly what `hms policy pack` writes.
+        ("duplicate-rules-key.tgz", r"protocol\.json:1: duplicate key 'rules' in \$"),
+        ("manifest-disagrees.tgz", "manifest field 'author' is 'mallory' but the protocol says 'drafting-office'"),
+        ("trailing-bytes.tgz", "511 bytes after the end of the tar archive"),
+        ("gzip-padding.tgz", "512 bytes unexpected after the gzip stream"),
+        ("reordered-members.tgz", "differs at byte 0, in the header of manifest.json"),
+        ("non-canonical-json.tgz", "not the canonical JSON of its protocol"),
     ],
 )
 def test_hostile_bundles_are_refused(name, says):
@@ -117,3 +125,43 @@ def test_write_atomic_leaves_no_partial_file_on_failure(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         bundle.write_atomic(target, b"x" * 1000)
     assert list(tmp_path.iterdir()) == []
+
+
+def _repacked(manifest_edit=None, tar_edit=None) -> bytes:
+    """The wildfire bundle rebuilt with its manifest (parsed) or its tar bytes changed."""
+    import gzip
+    import json
+
+    proto = protocol.load(WILDFIRE)
+    members = bundle._members(proto, bundle.TOOL)
+    if manifest_edit:
+        m = json.loads(members["manifest.json"])
+        manifest_edit(m)
+        members["manifest.json"] = protocol.canonical_json(m)
+    tar = bundle._tar(members)
+    return gzip.compress(tar_edit(tar) if tar_edit else tar, mtime=0)
+
+
+@pytest.mark.parametrize(("edit", "says"), [
+    (lambda m: m.update(title="Another title"), "manifest field 'title' is 'Another title' but the protocol says"),
+    (lambda m: m.update(effective_at="2026-12-01T05:00:00Z"), "manifest field 'effective_at'"),
+    (lambda m: m.update(version=True), "manifest id/version do not match"),
+    (lambda m: m.update(signed_by="ops"), "manifest field 'signed_by' is not one `hms policy pack` writes"),
+    (lambda m: m.update(tool="make"), "manifest field 'tool' is 'make', not 'hms <version>'"),
+])
+def test_a_manifest_that_disagrees_with_its_protocol_is_refused_naming_the_field(edit, says):
+    with pytest.raises(BadInput, match=re.escape(says)):
+        bundle.read_bytes(_repacked(manifest_edit=edit), "b.tgz")
+
+
+def test_a_bundle_packed_by_another_hms_version_stays_valid():
+    raw = bundle.build(protocol.load(WILDFIRE), tool="hms 0.0.9")
+    assert raw != bundle.build(protocol.load(WILDFIRE))
+    assert bundle.read_bytes(raw).manifest["tool"] == "hms 0.0.9"
+
+
+def test_the_bundle_pack_writes_reads_back_as_canonical_and_one_byte_more_does_not():
+    raw = bundle.build(protocol.load(CHIP))
+    assert bundle.read_bytes(raw).sha256 == bundle.sha256_hex(raw)
+    with pytest.raises(BadInput, match="1 byte after the end of the tar archive"):
+        bundle.read_bytes(_repacked(tar_edit=lambda tar: tar + b"\0"), "b.tgz")

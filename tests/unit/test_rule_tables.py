@@ -173,7 +173,7 @@ def test_a_bad_table_in_a_protocol_file_names_the_file_the_line_and_the_path(tmp
     [
         ({"entries": {1: 2}, "north": 3}, "unknown field 'north'; allowed: default, entries", "$.parameters.t.north"),
         ({"default": 0}, "'entries' is required", "$.parameters.t"),
-        ({"entries": {1: {}}}, "should be non-empty", "$.parameters.t.entries.1"),
+        ({"entries": {1: {}}}, "0 entries; at least 1", "$.parameters.t.entries.1"),
     ],
 )
 def test_the_schema_refuses_a_malformed_defaulted_table_naming_the_path(table, says, where):
@@ -196,3 +196,19 @@ def test_the_readmes_table_example_loads_and_decides():
     rs = RuleSet(inputs, example["parameters"], {**example["rules"], "bonus": "hardship_bonus[county]"}, ["base"])
     got = [rs.evaluate({"household_size": n, "region": "south", "county": c}) for n, c in ((2, "c07"), (3, "c99"))]
     assert [(g["base"], g["bonus"]) for g in got] == [(492.0, 90.0), (0.0, 0.0)]
+
+
+def test_keys_that_are_the_same_number_on_any_level_of_a_table_are_refused_naming_both() -> None:
+    d = sample_data_for_collisions()
+    d["parameters"]["t"] = {"entries": {"1": {"a": 1}, "01": {"a": 2}}, "default": 0}
+    with pytest.raises(tables.TableError) as e:
+        protocol.from_data(d, "x.yml")
+    assert "table 't' has keys ('1', 'a') and ('01', 'a'), which are the same key (1, 'a')" in e.value.message
+
+
+def sample_data_for_collisions() -> dict:
+    from datetime import timedelta
+
+    from tests.dated_protocols import data
+
+    return data(3, offset=timedelta(days=1))

@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from hms.errors import BadInput, EvaluationError, RuleError
+from hms.errors import BadInput, EvaluationError, RuleError, shown
+from hms.numbers import MAX_EXACT
 from hms.rules import entities as entity_rules
 from hms.rules import entity_record, entity_vector, ir, record, tables, vector
 from hms.rules.check import Scope, check_rules
@@ -378,25 +379,25 @@ def _coerce_value(spec: InputSpec, x: Any, where: str) -> Any:
         if not isinstance(x, str):
             raise BadInput(f"expected a string, got {type(x).__name__}", where=where)
         if spec.enum is not None and x not in spec.enum:
-            raise BadInput(f"{x!r} is not one of {list(spec.enum)}", where=where)
+            raise BadInput(f"{shown(x)} is not one of {list(spec.enum)}", where=where)
         return x
     if isinstance(x, bool) or not isinstance(x, int | float):
         raise BadInput(
             f"expected {'an integer' if t == 'integer' else 'a number'}, got {type(x).__name__}", where=where
         )
-    if isinstance(x, int) and abs(x) > 2**53:
+    if isinstance(x, int) and abs(x) > MAX_EXACT:
         raise BadInput("integer too large to be exact (over 2**53)", where=where)
     f = float(x)
     if not math.isfinite(f):
         raise BadInput("expected a finite number", where=where)
     if t == "integer" and not f.is_integer():
-        raise BadInput(f"expected an integer, got {x!r}", where=where)
+        raise BadInput(f"expected an integer, got {shown(x)}", where=where)
     if spec.minimum is not None and f < spec.minimum:
-        raise BadInput(f"{x!r} is below the minimum {spec.minimum}", where=where)
+        raise BadInput(f"{shown(x)} is below the minimum {spec.minimum}", where=where)
     if spec.maximum is not None and f > spec.maximum:
-        raise BadInput(f"{x!r} is above the maximum {spec.maximum}", where=where)
+        raise BadInput(f"{shown(x)} is above the maximum {spec.maximum}", where=where)
     if spec.enum is not None and f not in spec.enum:
-        raise BadInput(f"{x!r} is not one of {list(spec.enum)}", where=where)
+        raise BadInput(f"{shown(x)} is not one of {list(spec.enum)}", where=where)
     return f
 
 
@@ -414,7 +415,7 @@ def _coerce_column(spec: InputSpec, col: np.ndarray, where: str) -> np.ndarray:
             bad = ~np.isin(col, np.asarray(spec.enum))
             if bad.any():
                 r = int(np.argmax(bad))
-                raise BadInput(f"row {r}: {col[r]!r} is not one of {list(spec.enum)}", where=where)
+                raise BadInput(f"row {r}: {shown(col[r])} is not one of {list(spec.enum)}", where=where)
         return col
     if col.dtype.kind not in "iuf":
         raise BadInput(f"expected numbers, got {col.dtype}", where=where)
@@ -429,7 +430,7 @@ def _coerce_column(spec: InputSpec, col: np.ndarray, where: str) -> np.ndarray:
     for ok, what in checks:
         if not ok.all():
             r = int(np.argmin(ok))
-            raise BadInput(f"row {r}: {f[r]!r} is {what}", where=where)
+            raise BadInput(f"row {r}: {shown(f[r])} is {what}", where=where)
     return f
 
 

@@ -13,6 +13,7 @@ import difflib
 from collections.abc import Mapping
 
 from hms.errors import RuleError
+from hms.numbers import MAX_EXACT
 from hms.rules import ir, money
 from hms.rules.ir import BOOL, NUM, STR
 from hms.rules.tables import Table
@@ -116,7 +117,7 @@ class _Checker:
             case ast.Constant(value=int() | float() as v):
                 if (isinstance(v, float) and v != v) or v in (float("inf"), float("-inf")):
                     raise self.fail(node, "non-finite constant")
-                if isinstance(v, int) and abs(v) > 2**53:
+                if isinstance(v, int) and abs(v) > MAX_EXACT:
                     raise self.fail(node, "integer constant larger than 2**53 cannot be exact")
                 return ir.Const(NUM, float(v))
             case ast.Constant(value=str() as v):

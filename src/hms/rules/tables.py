@@ -30,7 +30,7 @@ from hms.rules.ir import BOOL, NUM, STR
 RESERVED = ("entries", "default")
 MAX_KEYS = 4
 MAX_ENTRIES = 10_000
-_INT_KEY = re.compile(r"^-?[0-9]{1,15}$")
+INT_KEY = re.compile(r"^-?[0-9]{1,15}$")  # a key level indexed by number when every key on it matches
 
 
 class TableError(RuleError):
@@ -103,7 +103,7 @@ def parse(name: str, value: Mapping[str, Any], period: str | None = None) -> Tab
                 " every value needs the same number of keys",
                 (*prefix, *keys),
             )
-    numeric = [all(_INT_KEY.match(k[i]) for k, _ in leaves) for i in range(depth)]
+    numeric = [all(INT_KEY.match(k[i]) for k, _ in leaves) for i in range(depth)]
     vtypes = {scalar_type(v) for _, v in leaves}
     if len(vtypes) != 1:
         raise TableError(f"values of table {name!r} must all be one type", (name,))
@@ -113,7 +113,18 @@ def parse(name: str, value: Mapping[str, Any], period: str | None = None) -> Tab
             f"the default of table {name!r} must be {_word(vtype)} like its values, got {_word(scalar_type(default))}",
             (name, "default"),
         )
-    entries = {tuple(float(k) if numeric[i] else k for i, k in enumerate(keys)): scalar(v) for keys, v in leaves}
+    entries: dict[tuple[Any, ...], Any] = {}
+    written: dict[tuple[Any, ...], tuple[str, ...]] = {}
+    for keys, v in leaves:
+        key = tuple(float(k) if numeric[i] else k for i, k in enumerate(keys))
+        if key in entries:  # "1" and "01" (or "-0" and "0") index one number: the last written would silently win
+            a, b = written[key], keys
+            same = f"number {_show_key(key[0])}" if len(key) == 1 else f"key {_show_key(key)}"
+            raise TableError(
+                f"table {name!r} has keys {_written(a)} and {_written(b)}, which are the same {same}",
+                (*prefix, *keys),
+            )
+        entries[key], written[key] = scalar(v), keys
     return Table(
         name,
         tuple(NUM if n else STR for n in numeric),
@@ -166,3 +177,13 @@ def _word(t: str) -> str:
 
 
 __all__ = ["MAX_ENTRIES", "MAX_KEYS", "RESERVED", "Table", "TableError", "missing_key", "parse", "show_key"]
+
+
+def _written(keys: tuple[str, ...]) -> str:
+    return repr(keys[0]) if len(keys) == 1 else "(" + ", ".join(repr(k) for k in keys) + ")"
+
+
+def _show_key(key: Any) -> str:
+    if isinstance(key, tuple):
+        return "(" + ", ".join(_show_key(k) for k in key) + ")"
+    return str(int(key)) if isinstance(key, float) and key.is_integer() else repr(key)
