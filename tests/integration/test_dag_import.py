@@ -47,7 +47,8 @@ def _dagbag(tmp_path, repo=ROOT) -> dict:
 def test_one_dag_per_protocol_with_the_stages_in_order(tmp_path):
     bag = _dagbag(tmp_path)
     assert bag["errors"] == {}
-    assert set(bag["dags"]) == {"policy_wildfire-aid-2024", "policy_chip-income-cap", "hms_intake"}
+    assert set(bag["dags"]) == {"policy_wildfire-aid-2024", "policy_chip-income-cap", "policy_federal-eitc-2026",
+                                "policy_snap-texas-fy2026", "hms_intake"}
     assert bag["dags"]["hms_intake"]["upstream"] == {"find_new_bundles": [], "start_pipeline": ["find_new_bundles"]}
     d = bag["dags"]["policy_wildfire-aid-2024"]
     assert d["max_active_runs"] == 1 and "wildfire-aid-2024" in d["tags"]
