@@ -23,9 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hms.dated import combine
 from hms.errors import EvaluationError
 
 if TYPE_CHECKING:
+    from hms.periods import Period
     from hms.protocol import Protocol
     from hms.rules import RuleSet
 
@@ -152,27 +154,44 @@ def run_cases(protocol: Protocol) -> list[CaseResult]:
     cases = protocol.tests
     groups: dict[str, list[int]] = {}
     for i, case in enumerate(cases):
-        key = json.dumps([case.get("parameters") or {}, case.get("pin") or {}], sort_keys=True)
+        key = json.dumps([case.get("parameters") or {}, case.get("pin") or {}, case.get("period")], sort_keys=True)
         groups.setdefault(key, []).append(i)
     results: list[CaseResult | None] = [None] * len(cases)
     for indexes in groups.values():
-        rs = case_ruleset(protocol.ruleset, cases[indexes[0]])
-        records = [rs.coerce_record(cases[i]["input"]) for i in indexes]
-        try:
-            vector = _vectorized(rs, records)
-        except EvaluationError as e:
-            vector = [str(e)]
-        for i, rec, vec in zip(indexes, records, vector, strict=True):
-            results[i] = _judge(cases[i], rs, rec, vec)
+        first = cases[indexes[0]]
+        period = protocol.case_period(first)
+        rulesets = [case_ruleset(rs, first) for _, rs in protocol.plan(period)]  # one per month when summed
+        records = [rulesets[0].coerce_record(cases[i]["input"]) for i in indexes]
+        per_month = []
+        for rs in rulesets:
+            try:
+                per_month.append(_vectorized(rs, records))
+            except EvaluationError as e:
+                per_month.append([str(e)])
+        for k, (i, rec) in enumerate(zip(indexes, records, strict=True)):
+            vector = _months_combined([m[k] for m in per_month], period)
+            results[i] = _judge(cases[i], rulesets, rec, vector, period)
     return [r for r in results if r is not None]
 
 
-def _judge(case: Mapping[str, Any], rs: RuleSet, rec: Any, vector: dict[str, Any] | str) -> CaseResult:
+def _months_combined(values: list[dict[str, Any] | str], period: Period | None) -> dict[str, Any] | str:
+    failed = next((v for v in values if isinstance(v, str)), None)
+    if failed is not None:
+        return failed
+    try:
+        return combine([v for v in values if not isinstance(v, str)], period)
+    except EvaluationError as e:
+        return str(e)
+
+
+def _judge(
+    case: Mapping[str, Any], rulesets: list[RuleSet], rec: Any, vector: dict[str, Any] | str, period: Period | None
+) -> CaseResult:
     res = CaseResult(case["name"], True)
     tol = Tolerance.of(case)
     within = f" (tolerance {tol.describe()})" if tol != EXACT else ""
     try:
-        got = rs.evaluate(rec, validated=True)
+        got = combine([rs.evaluate(rec, validated=True) for rs in rulesets], period)
     except EvaluationError as e:
         return CaseResult(case["name"], False, [f"error: {e}"])
     for key, want in case["expect"].items():

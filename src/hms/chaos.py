@@ -55,6 +55,10 @@ class Golden:
     protocol_id: str
     name: str
     input: dict[str, Any]
+    period: str | None = None  # a protocol with periods: the case's, asked for explicitly
+
+    def request(self) -> dict[str, Any]:
+        return {"input": self.input, **({"period": self.period} if self.period else {})}
 
 
 class Oracle:
@@ -73,7 +77,8 @@ class Oracle:
             return f"{g.protocol_id}: answered with v{b.protocol.version}, not the version in force"
         case = next((c for c in b.protocol.service_cases if c["name"] == g.name and c["input"] == g.input), None)
         # Another version's case: the answer must equal this bundle's own evaluation.
-        expect = b.protocol.ruleset.decide(g.input) if case is None else case["expect"]
+        period = b.protocol.parse_period(g.period, where="period") if g.period else None
+        expect = b.protocol.decide(g.input, period) if case is None else case["expect"]
         got = body.get("outputs", {})
         for k, v in expect.items():
             if k not in b.protocol.outputs:  # cases may pin intermediate rules; the service answers outputs
@@ -407,7 +412,7 @@ class Experiment:
     def ask(self, g: Golden) -> Outcome:
         t0, m0 = clock.now(), time.monotonic()
         try:
-            r = self.balancer.post(f"/v1/protocols/{g.protocol_id}/decide", {"input": g.input})
+            r = self.balancer.post(f"/v1/protocols/{g.protocol_id}/decide", g.request())
         except httpx.HTTPError as e:
             return Outcome(False, None, time.monotonic() - m0, f"{type(e).__name__}: {e}")
         latency, t1 = time.monotonic() - m0, clock.now()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -26,10 +26,17 @@ from jsonschema.exceptions import best_match
 from hms import numbers
 from hms.cases import case_ruleset, own_rules
 from hms.column_synthesis import check_hints
+from hms.dated import DatedParameter, combine
+from hms.dated import changes_within as dated_changes
+from hms.dated import parse as parse_dated
+from hms.dated import values_for as dated_values
 from hms.declarations import check_inputs
 from hms.errors import BadInput, RuleError, clip, shown
+from hms.periods import Period, containing
+from hms.periods import parse as read_period
 from hms.rules import RuleSet
 from hms.rules.tables import TableError
+from hms.rules.tables import parse as parse_table
 from hms.yamlsafe import Document, json_path, load_file, load_text
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "protocol.schema.json"
@@ -55,7 +62,76 @@ class Protocol:
 
     data: dict[str, Any]
     source: str
-    ruleset: RuleSet = field(repr=False)
+    ruleset: RuleSet = field(repr=False)  # the rules with the parameters of the effective period
+    dated: dict[str, DatedParameter] = field(default_factory=dict, repr=False)
+    _by_period: dict[str, RuleSet] = field(default_factory=dict, repr=False, compare=False)
+
+    # ---- periods (hms.periods, hms.dated) -------------------------------------------------------
+    @property
+    def period_unit(self) -> str | None:
+        """``month`` or ``year`` when the protocol states a period, else None (one set of values, no period)."""
+        return (self.data.get("period") or {}).get("unit")
+
+    @property
+    def straddle(self) -> str:
+        return (self.data.get("period") or {}).get("straddle", "error")
+
+    def default_period(self, at: datetime | None = None) -> Period | None:
+        """The period holding ``at`` (default: the effective time), or None for a protocol without periods.
+
+        Read in the effective time's offset: the law's "March" is March where it is in force, not in UTC.
+        """
+        unit = self.period_unit
+        if unit is None:
+            return None
+        eff = self.effective_at
+        return containing((at or eff).astimezone(eff.tzinfo), unit)
+
+    def parse_period(self, text: object, *, where: str) -> Period:
+        unit = self.period_unit
+        if unit is None:
+            raise BadInput("this protocol states no period (period: {unit: month|year})", where=where)
+        return read_period(text, unit, where=where)
+
+    def ruleset_on(self, day: date, period: Period) -> RuleSet:
+        """The rules with every parameter's value in force on ``day`` (errors name ``period``)."""
+        key = day.isoformat()
+        rs = self._by_period.get(key)
+        if rs is None:
+            values = dated_values(self.data.get("parameters", {}), self.dated, period, day)
+            rs = self.ruleset.with_parameters(values, period=period.label)
+            self._by_period[key] = rs
+        return rs
+
+    def decide(self, rec: Any, period: Period | None = None) -> dict[str, Any]:
+        """The declared outputs for one record in ``period`` (default: the effective period)."""
+        period = period or self.default_period()
+        return combine([rs.decide(rec) for _, rs in self.plan(period)], period)
+
+    def case_period(self, case: dict[str, Any]) -> Period | None:
+        """The period a test case is for: its own ``period``, else the effective period (None: no periods)."""
+        if "period" in case:
+            return self.parse_period(case["period"], where="period")
+        return self.default_period()
+
+    def plan(self, period: Period | None) -> list[tuple[Period | None, RuleSet]]:
+        """The rule sets a period is evaluated with: one, or one per month when a value changes inside it
+        and ``period.straddle`` is ``sum_months``. A change with ``straddle: error`` is refused here."""
+        if period is None or not self.dated:
+            return [(period, self.ruleset if period is None else self.ruleset_on(period.start, period))]
+        changes = dated_changes(self.dated, period)
+        if not changes:
+            return [(period, self.ruleset_on(period.start, period))]
+        if self.straddle == "sum_months":
+            return [(m, self.ruleset_on(m.start, m)) for m in period.months()]
+        name, day = changes[0]
+        readers = sorted(r for r in self.ruleset.by_name if name in self.ruleset.by_name[r].reads_params)
+        raise BadInput(
+            f"parameter {name!r} changes on {day.isoformat()}, inside period {period}: rules "
+            f"{', '.join(readers) or '(none)'} have no single value for it; ask for a period within one value, "
+            "or set period.straddle: sum_months",
+            where=f"{self.source}: parameters.{name}",
+        )
 
     @property
     def id(self) -> str:
@@ -225,7 +301,14 @@ def from_document(doc: Document) -> Protocol:
             where = doc.where(("rules", e.rule)) + (f", column {e.column}" if e.column else "")
             raise RuleError(f"rule {e.rule!r}: {e.message}", rule=e.rule, column=e.column, where=where) from None
         raise RuleError(e.message, where=f"{doc.source}: {e.where}") from None
-    _check_cases(data, ruleset, doc)
+    dated = parse_dated(data.get("parameters", {}), lambda path: doc.where(("parameters", *path)))
+    if dated and "period" not in data:
+        first = next(iter(dated))
+        raise BadInput(
+            f"parameter {first!r} has dated values: the protocol must state the period its rules are for "
+            "(period: {unit: month} or {unit: year})",
+            where=doc.where(("parameters", first)),
+        )
     if "budget" in data:
         amount = data["budget"].get("amount", BUDGET_AMOUNT_DEFAULT)
         if amount not in ruleset.by_name or ruleset.type_of(amount) != "num":
@@ -240,7 +323,32 @@ def from_document(doc: Document) -> Protocol:
                 where=doc.where(("budget",)),
             )
         _check_budget_outcomes(data["budget"], data["outputs"], ruleset, doc)
-    return Protocol(data, doc.source, ruleset)
+    proto = Protocol(data, doc.source, ruleset, dated)
+    if dated:
+        proto = _with_effective_values(proto, doc)
+    _check_cases(data, proto, doc)
+    return proto
+
+
+def _with_effective_values(proto: Protocol, doc: Document) -> Protocol:
+    """The protocol whose ``ruleset`` holds the values of its effective period (checked against every value)."""
+    period = proto.default_period()
+    assert period is not None
+    try:
+        for p in proto.dated.values():  # every dated table is a valid table, not only the effective one's
+            for i, v in enumerate(p.values):
+                if isinstance(v.value, dict):
+                    try:
+                        parse_table(p.name, v.value)
+                    except TableError as e:
+                        path = ("parameters", p.name, "values", i, "value", *e.path[1:])
+                        raise TableError(e.message, e.path, where=doc.where(path)) from None
+        effective = proto.ruleset_on(period.start, period)
+    except BadInput as e:
+        raise BadInput(f"{e.message} (the effective period)", where=doc.where(_dotted(e.where or ""))) from None
+    except TableError as e:
+        raise TableError(e.message, e.path, where=doc.where(("parameters", *e.path))) from None
+    return Protocol(proto.data, proto.source, effective, proto.dated)
 
 
 def _check_schema(data: dict[str, Any], doc: Document) -> None:
@@ -313,16 +421,22 @@ def _check_budget_outcomes(budget: dict[str, Any], outputs: list[str], ruleset: 
         )
 
 
-def _check_cases(data: dict[str, Any], ruleset: RuleSet, doc: Document) -> None:
+def _check_cases(data: dict[str, Any], proto: Protocol, doc: Document) -> None:
     names = set()
     for i, case in enumerate(data["tests"]):
         if case["name"] in names:
             raise BadInput(f"duplicate test name {case['name']!r}", where=doc.where(("tests", i, "name")))
         names.add(case["name"])
-        rs = ruleset
+        ruleset = proto.ruleset
+        try:
+            period = proto.parse_period(case["period"], where="period") if "period" in case else proto.default_period()
+            plans = proto.plan(period)
+        except BadInput as e:
+            raise BadInput(f"test {case['name']!r}: {e.message}", where=doc.where(("tests", i, "period"))) from None
+        rs = plans[0][1]
         if own_rules(case):
             try:
-                rs = case_ruleset(ruleset, case)
+                rs = case_ruleset(rs, case)
             except BadInput as e:
                 section, _, rest = (e.where or "").partition(".")
                 path = ("tests", i, section, *rest.split(".")) if rest else ("tests", i, section)

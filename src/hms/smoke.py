@@ -48,6 +48,12 @@ def _compare(case: dict[str, Any], outputs: dict[str, Any]) -> list[str]:
     ]
 
 
+def _request(b: Bundle, case: dict[str, Any]) -> dict[str, Any]:
+    """The decision request for a case: a protocol with periods is asked for the case's period explicitly."""
+    period = b.protocol.case_period(case)
+    return {"input": case["input"], **({"period": period.label} if period is not None else {})}
+
+
 def check_environment(b: Bundle, env: str, config: PipelineConfig, timeout: float = 5.0) -> SmokeResult:
     urls = list(config.environment(env).urls)
     if urls:
@@ -65,7 +71,7 @@ def _check_http(b: Bundle, env: str, urls: list[str], timeout: float) -> SmokeRe
             for case in cases:
                 try:
                     r = client.post(
-                        f"{url.rstrip('/')}/v1/protocols/{b.protocol.id}/decide", json={"input": case["input"]}
+                        f"{url.rstrip('/')}/v1/protocols/{b.protocol.id}/decide", json=_request(b, case)
                     )
                 except httpx.HTTPError as e:
                     problems.append(f"{url}: {type(e).__name__}")
@@ -106,7 +112,7 @@ def _check_registry(b: Bundle, env: str) -> SmokeResult:
     served = snap.bundles[cur.sha256]
     wrong = []
     for case in b.protocol.service_cases:
-        w = _compare(case, served.protocol.ruleset.decide(case["input"]))
+        w = _compare(case, served.protocol.decide(case["input"], served.protocol.case_period(case)))
         if w:
             wrong.append(f"{case['name']!r}: {'; '.join(w)}")
     if wrong:

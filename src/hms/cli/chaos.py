@@ -127,7 +127,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             continue
         b = view.snap.bundles[e.sha256]
         tested.append(e.sha256)
-        goldens += [chaos.Golden(pid, c["name"], c["input"]) for c in b.protocol.service_cases]
+        goldens += [
+            chaos.Golden(pid, c["name"], c["input"], _label(b.protocol.case_period(c)))
+            for c in b.protocol.service_cases
+        ]
     if not goldens:
         what = f"{args.protocol} is" if args.protocol else "nothing is"
         raise BadInput(
@@ -194,3 +197,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         _record(args, tested, report)
     emit(args, report.to_dict(), report.lines())
     return 0 if report.ok else 1
+
+
+def _label(period: Any) -> str | None:
+    return None if period is None else period.label

@@ -98,6 +98,11 @@ class RuleSet:
         self._record_fns = {r.name: compile_rule(r, self.params, self.tables) for r in self.rules}
         self._vtables = {n: vector.Table(t) for n, t in self.tables.items()}
 
+    def with_parameters(self, parameters: Mapping[str, Any], *, period: str | None = None) -> RuleSet:
+        """The same rules over other parameter values of the same shapes (a dated parameter's value for a period)."""
+        inputs, _, rules, outputs, entities = self._source
+        return RuleSet(inputs, parameters, rules, outputs, period=period, entities=entities)
+
     def with_case(self, parameters: Mapping[str, Any], pins: Mapping[str, Any]) -> RuleSet:
         """The same rules with some parameters replaced and some rules pinned to a value.
 

@@ -25,7 +25,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from hms import clock
+from hms.dated import combine
 from hms.errors import BadInput, EvaluationError
+from hms.periods import Period
 from hms.service import body, refusal
 from hms.service.http import HeaderBounds
 from hms.service.limits import MAX_BATCH, MAX_BODY_BYTES  # noqa: F401  (MAX_BODY_BYTES: re-exported for tests)
@@ -184,9 +186,24 @@ def create_app(source: Source, *, poll_interval: float | None = None, stale_afte
             raise Refusal(404, f"no version of {quote(pid)} is in force at {at.isoformat()}", ["body", "as_of"])
         return entry, snap.bundles[entry.sha256]
 
-    def decide_one(entry: Entry, b: Any, rec: Any, loc: list[Any]) -> dict[str, Any]:
+    def period_of(b: Any, data: dict[str, Any], at: datetime) -> Period | None:
+        """The period asked for (``period``), else the one holding ``as_of``; None for a protocol without periods."""
+        if "period" not in data:
+            return b.protocol.default_period(at)
         try:
-            outputs = b.protocol.ruleset.decide(rec)
+            return b.protocol.parse_period(data["period"], where="period")
+        except BadInput as e:
+            raise Refusal(422, e.message, ["body", "period"]) from None
+
+    def plan_of(b: Any, period: Period | None) -> list[Any]:
+        try:
+            return [rs for _, rs in b.protocol.plan(period)]
+        except BadInput as e:  # a parameter changes inside the period and the protocol says that is an error
+            raise Refusal(422, e.message, ["body", "period"]) from None
+
+    def decide_one(entry: Entry, b: Any, rec: Any, loc: list[Any], period: Period | None) -> dict[str, Any]:
+        try:
+            outputs = combine([rs.decide(rec) for rs in plan_of(b, period)], period)
         except BadInput as e:
             # "input.members.1.age" (a household's member) → [..., "members", 1, "age"]
             path = [int(p) if p.isdigit() else p for p in (e.where or "input").split(".")[1:]]
@@ -195,6 +212,7 @@ def create_app(source: Source, *, poll_interval: float | None = None, stale_afte
             raise Refusal(422, f"the rule could not be evaluated for this input: {e.message}", loc) from None
         return {
             "outputs": {k: _plain(v) for k, v in outputs.items()},
+            **({"period": period.label} if period is not None else {}),
             "version": entry.version,
             "bundle_sha256": entry.sha256,
             "decision_id": str(uuid.uuid4()),
@@ -203,24 +221,25 @@ def create_app(source: Source, *, poll_interval: float | None = None, stale_afte
     @app.post("/v1/protocols/{pid}/decide")
     async def decide(pid: str, request: Request) -> dict[str, Any]:
         data = await body.read(request.headers.get("content-length"), request.stream())
-        at = _as_of(data, {"input", "as_of"})
+        at = _as_of(data, {"input", "as_of", "period"})
         if "input" not in data:
             raise Refusal(422, "missing field", ["body", "input"])
         entry, b = resolve(pid, at)
-        result = decide_one(entry, b, data["input"], ["body", "input"])
+        result = decide_one(entry, b, data["input"], ["body", "input"], period_of(b, data, at))
         return {"protocol": pid, "environment": source.environment, "as_of": at.isoformat(), **result}
 
     @app.post("/v1/protocols/{pid}/decide/batch")
     async def decide_batch(pid: str, request: Request) -> dict[str, Any]:
         data = await body.read(request.headers.get("content-length"), request.stream())
-        at = _as_of(data, {"inputs", "as_of"})
+        at = _as_of(data, {"inputs", "as_of", "period"})
         inputs = data.get("inputs")
         if not isinstance(inputs, list):
             raise Refusal(422, "inputs must be a list of input objects", ["body", "inputs"])
         if len(inputs) > MAX_BATCH:
             raise Refusal(413, f"at most {MAX_BATCH} inputs per batch", ["body", "inputs"])
         entry, b = resolve(pid, at)
-        results = [decide_one(entry, b, rec, ["body", "inputs", i]) for i, rec in enumerate(inputs)]
+        period = period_of(b, data, at)
+        results = [decide_one(entry, b, rec, ["body", "inputs", i], period) for i, rec in enumerate(inputs)]
         return {"protocol": pid, "environment": source.environment, "as_of": at.isoformat(), "results": results}
 
     return app
