@@ -288,9 +288,19 @@ def from_document(doc: Document) -> Protocol:
             "effective_at must carry a timezone, e.g. 2026-12-01T00:00:00-05:00",
             where=doc.where(("metadata", "effective_at")),
         )
+    dated = parse_dated(data.get("parameters", {}), lambda path: doc.where(("parameters", *path)))
+    if dated and "period" not in data:
+        first = next(iter(dated))
+        raise BadInput(
+            f"parameter {first!r} has dated values: the protocol must state the period its rules are for "
+            "(period: {unit: month} or {unit: year})",
+            where=doc.where(("parameters", first)),
+        )
+    parameters, period = _effective_parameters(data, dated, eff, doc)
     try:
         ruleset = RuleSet(
-            data["inputs"], data.get("parameters", {}), data["rules"], data["outputs"], entities=data.get("entities")
+            data["inputs"], parameters, data["rules"], data["outputs"], entities=data.get("entities"),
+            period=period.label if period is not None and dated else None,
         )
     except TableError as e:
         raise TableError(e.message, e.path, where=doc.where(("parameters", *e.path))) from None
@@ -301,14 +311,6 @@ def from_document(doc: Document) -> Protocol:
             where = doc.where(("rules", e.rule)) + (f", column {e.column}" if e.column else "")
             raise RuleError(f"rule {e.rule!r}: {e.message}", rule=e.rule, column=e.column, where=where) from None
         raise RuleError(e.message, where=f"{doc.source}: {e.where}") from None
-    dated = parse_dated(data.get("parameters", {}), lambda path: doc.where(("parameters", *path)))
-    if dated and "period" not in data:
-        first = next(iter(dated))
-        raise BadInput(
-            f"parameter {first!r} has dated values: the protocol must state the period its rules are for "
-            "(period: {unit: month} or {unit: year})",
-            where=doc.where(("parameters", first)),
-        )
     if "budget" in data:
         amount = data["budget"].get("amount", BUDGET_AMOUNT_DEFAULT)
         if amount not in ruleset.by_name or ruleset.type_of(amount) != "num":
@@ -324,32 +326,37 @@ def from_document(doc: Document) -> Protocol:
             )
         _check_budget_outcomes(data["budget"], data["outputs"], ruleset, doc)
     proto = Protocol(data, doc.source, ruleset, dated)
-    if dated:
-        proto = _with_effective_values(proto, doc)
     _check_cases(data, proto, doc)
     return proto
 
 
-def _with_effective_values(proto: Protocol, doc: Document) -> Protocol:
-    """The protocol whose ``ruleset`` holds the values of its effective period (checked against every value)."""
-    period = proto.default_period()
-    assert period is not None
-    try:
-        for p in proto.dated.values():  # every dated table is a valid table, not only the effective one's
-            for i, v in enumerate(p.values):
-                if isinstance(v.value, dict):
-                    try:
-                        parse_table(p.name, v.value)
-                    except TableError as e:
-                        path = ("parameters", p.name, "values", i, "value", *e.path[1:])
-                        raise TableError(e.message, e.path, where=doc.where(path)) from None
-        effective = proto.ruleset_on(period.start, period)
-    except BadInput as e:
-        raise BadInput(f"{e.message} (the effective period)", where=doc.where(_dotted(e.where or ""))) from None
-    except TableError as e:
-        raise TableError(e.message, e.path, where=doc.where(("parameters", *e.path))) from None
-    return Protocol(proto.data, proto.source, effective, proto.dated)
+def _effective_parameters(
+    data: dict[str, Any], dated: dict[str, DatedParameter], eff: datetime, doc: Document
+) -> tuple[dict[str, Any], Period | None]:
+    """The parameter values the rules are checked with: those of the effective period.
 
+    Every dated table value is checked as a table too, not only the effective one's: a later year's table
+    with colliding keys is refused at pack, not on the day it comes into force.
+    """
+    parameters = data.get("parameters", {})
+    unit = (data.get("period") or {}).get("unit")
+    if not dated or unit is None:
+        return parameters, None
+    for p in dated.values():
+        for i, v in enumerate(p.values):
+            if isinstance(v.value, dict):
+                try:
+                    parse_table(p.name, v.value)
+                except TableError as e:
+                    path = ("parameters", p.name, "values", i, "value", *e.path[1:])
+                    raise TableError(e.message, e.path, where=doc.where(path)) from None
+    period = containing(eff, unit)
+    try:
+        return dated_values(parameters, dated, period, period.start), period
+    except BadInput as e:
+        raise BadInput(
+            f"{e.message}, the period of metadata.effective_at", where=doc.where(_dotted(e.where or ""))
+        ) from None
 
 def _check_schema(data: dict[str, Any], doc: Document) -> None:
     err = best_match(_validator().iter_errors(data))

@@ -28,7 +28,9 @@ from typing import Any
 import numpy as np
 
 from hms.column_synthesis import SynthesizedColumn
+from hms.dated import combine
 from hms.errors import BadInput, EvaluationError
+from hms.periods import Period
 from hms.population import Population, complete_for, resolve
 from hms.protocol import Protocol, boolean_outputs
 
@@ -97,6 +99,7 @@ class SimulationResult:
     # The cap's period, and what one record's amount covers: every money figure is per ``period``.
     period: str = "year"
     amount_period: str = "year"
+    evaluated_period: str | None = None  # the period the rules were evaluated for (dated parameters), e.g. 2025-03
 
     @property
     def per_period(self) -> str:
@@ -150,6 +153,7 @@ class SimulationResult:
             "synthesized_columns": [c.to_dict() for c in self.synthesized_columns],
             "period": self.period,
             "amount_period": self.amount_period,
+            "evaluated_period": self.evaluated_period,
         }
 
     @classmethod
@@ -166,6 +170,7 @@ class SimulationResult:
             notes=list(d.get("notes") or ()),
             synthesized_columns=[SynthesizedColumn.from_dict(c) for c in d.get("synthesized_columns") or ()],
             period=d.get("period", "year"), amount_period=d.get("amount_period", "year"),
+            evaluated_period=d.get("evaluated_period"),
         )
 
     def synthesized_lines(self) -> list[str]:
@@ -190,6 +195,7 @@ class SimulationResult:
         out = [
             f"[simulate] {self.protocol_id} v{self.version} on {pop['source']}: "
             f"{pop['rows']:,} rows = {format_count(pop['households'])} households"
+            + (f", rules evaluated for {self.evaluated_period}" if self.evaluated_period else "")
         ]
         out.extend(self.synthesized_lines())
         eligible = f"{format_count(self.eligible)} {self.outcome} (weighted)"
@@ -319,8 +325,18 @@ def population_for(proto: Protocol, population: Population | str | None) -> Popu
 class _Side:
     """One protocol evaluated chunk by chunk: its selection and per-record cents."""
 
-    def __init__(self, proto: Protocol, pop: Population, role: str = "", cap_period: str | None = None) -> None:
+    def __init__(
+        self,
+        proto: Protocol,
+        pop: Population,
+        role: str = "",
+        cap_period: str | None = None,
+        period: Period | None = None,
+    ) -> None:
         self.proto = proto
+        self.period = period
+        # One rule set, or one per month when a dated value changes inside the period (straddle: sum_months).
+        self.rulesets = [rs for _, rs in proto.plan(period)]
         self.factor = periods_factor(proto.amount_period, cap_period or proto.budget_period)
         self.outcome = outcome_rule(proto)
         self.amount = amount_rule(proto)
@@ -344,16 +360,16 @@ class _Side:
         cols = {k: v[start:stop] for k, v in self.columns.items()}
         try:
             if self.persons is None:
-                values = self.proto.ruleset.evaluate_columns(cols, validated=True, n=stop - start)
+                months = [rs.evaluate_columns(cols, validated=True, n=stop - start) for rs in self.rulesets]
             else:
                 lo, hi = self.persons.rows_for(start, stop)
-                values = self.proto.ruleset.evaluate_groups(
-                    cols,
-                    {k: v[lo:hi] for k, v in self.persons.columns.items()},
-                    self.persons.member_of[lo:hi] - start,
-                    n=stop - start,
-                    where=self.where,
-                ).group
+                people = {k: v[lo:hi] for k, v in self.persons.columns.items()}
+                member_of = self.persons.member_of[lo:hi] - start
+                months = [
+                    rs.evaluate_groups(cols, people, member_of, n=stop - start, where=self.where).group
+                    for rs in self.rulesets
+                ]
+            values = combine(months, self.period)
         except EvaluationError as e:
             if start == 0 or e.row is None:
                 raise
@@ -393,6 +409,7 @@ def simulate(
     detail: bool | None = None,
     chunk_rows: int = CHUNK_ROWS,
     baseline_label: str | None = None,
+    period: Period | None = None,
 ) -> SimulationResult:
     """Simulate a Bundle or Protocol over a population (default: its ``budget.population``).
 
@@ -406,10 +423,13 @@ def simulate(
     proto, sha = _unwrap(subject, "subject")
     bproto, bsha = _unwrap(baseline, "baseline") if baseline is not None else (None, None)
     pop = complete_for(population_for(proto, population), [proto] if bproto is None else [proto, bproto])
-    main = _Side(proto, pop, role="")
+    period = period or proto.default_period()
+    main = _Side(proto, pop, role="", period=period)
     base = None
     if bproto is not None:
-        base = (_Side(bproto, pop, role="baseline", cap_period=proto.budget_period), bsha)
+        same_unit = period is not None and bproto.period_unit == proto.period_unit
+        bperiod = period if same_unit else bproto.default_period()
+        base = (_Side(bproto, pop, role="baseline", cap_period=proto.budget_period, period=bperiod), bsha)
     detail = (base is not None) if detail is None else detail
     n, w, integral = pop.n, pop.weight, pop.weight_integral
     acc = _Totals(pop, detail=detail, baseline=base is not None)
@@ -446,6 +466,7 @@ def simulate(
         fairness=acc.fairness(main.outcome_name, main.amount),
         period=proto.budget_period,
         amount_period=proto.amount_period,
+        evaluated_period=period.label if period is not None else None,
         groups=acc.groups(),
         seconds=0.0,
         notes=list(pop.notes),

@@ -44,6 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--population", help="catalog name, synthetic:N[:SEED] or a .csv/.parquet file (default: budget.population)"
     )
     sim.add_argument("--baseline", help="'live' (the version live in prod) or another bundle file to compare with")
+    sim.add_argument("--period", help="the period to evaluate the rules for (e.g. 2025-03 or 2025) when the protocol "
+                                      "has dated parameters; default: its effective period")
     sim.add_argument("--report", help="write a self-contained HTML report here")
     sim.add_argument("--json", action="store_true")
     sim.set_defaults(handler=cmd_simulate)
@@ -193,7 +195,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     b = open_bundle(args.bundle)
     base, label, lines = _baseline(args.baseline, b.protocol.id)
     detail = True if args.report else None  # the report draws the breakdowns
-    result = simulate(b, args.population, base, progress=_progress(args), baseline_label=label, detail=detail)
+    period = b.protocol.parse_period(args.period, where="--period") if args.period else None
+    result = simulate(
+        b, args.population, base, progress=_progress(args), baseline_label=label, detail=detail, period=period
+    )
     lines.extend(result.lines())
     payload = {**result.to_dict(), "sha256": b.sha256, "report": None}
     if args.baseline and base is None:
