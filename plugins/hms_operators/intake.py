@@ -43,9 +43,9 @@ class FindNewBundlesOperator(BaseOperator):
         from hms.gates import intake_candidates
 
         for path in self.files:
-            code, _ = run_hms(["rule", "push", path], context)
-            if code != 0:
-                self.log.error("intake: %s was not recorded (exit %s); see the lines above", path, code)
+            run = run_hms(["rule", "push", path], context)
+            if run.code != 0:
+                self.log.error("intake: %s was not recorded: %s", path, run.failure or f"exit {run.code}; see above")
         ti = context["ti"]
         rows = []
         for c in intake_candidates(self.dag_ids):

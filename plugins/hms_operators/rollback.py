@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,6 +10,8 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
+
+from hms_operators.relay import HmsStepFailed, relay_process
 
 
 class RollbackRunOperator(BaseOperator):
@@ -40,20 +41,17 @@ class RollbackRunOperator(BaseOperator):
         env = {**os.environ, "HMS_BIN": str(Path(sys.executable).with_name("hms")),
                **identity.pipeline_env(self.run_id)}
         env.pop("HMS_ACTOR", None)
-        proc = subprocess.run(
-            [self.script, "--run", self.run_id], env=env, capture_output=True, text=True, timeout=300, check=False
-        )
-        for line in (proc.stdout + proc.stderr).splitlines():
-            self.log.info("%s", line)
-        if proc.returncode != 0:
+        # Streamed, at its levels (hms_operators.relay): a rollback's ❌ lines are the ones ops must see first.
+        done = relay_process([self.script, "--run", self.run_id], self.log, env=env, timeout=300)
+        if done.returncode != 0:
             self.log.error(
                 "ROLLBACK FAILED for run %s (exit %s): environments may still serve this run's version",
                 self.run_id,
-                proc.returncode,
+                done.returncode,
             )
-            self._audit_failure(proc.returncode, (proc.stdout + proc.stderr)[-2000:])
-            raise AirflowFailException(f"rollback of run {self.run_id} failed (exit {proc.returncode})")
-        return proc.stdout.splitlines()
+            self._audit_failure(done.returncode, "\n".join(done.tail)[-2000:])
+            raise HmsStepFailed(f"rollback of run {self.run_id} failed (exit {done.returncode}): {done.reason}") from None
+        return list(done.tail)
 
     def _audit_failure(self, code: int, output: str) -> None:
         """Leave the failed rollback in the audit trail, where ops and auditors look, not only in a task log.

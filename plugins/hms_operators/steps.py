@@ -12,18 +12,16 @@ XCom in both modes (the pod's path is the one the xcom sidecar reads).
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import logging
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException
-
 from hms.pipeline_config import PipelineConfig
+from hms_operators.relay import HmsStepFailed, LineRelay, debugging
 
 log = logging.getLogger(__name__)
 
@@ -48,36 +46,61 @@ class HmsCommandOperator(BaseOperator):
         self.arguments = arguments
 
     def execute(self, context: Any) -> Any:
-        code, result = run_hms(self.arguments, context)
-        if code != 0:
-            kind = "check failed" if code == 1 else "bad input"
-            raise AirflowFailException(f"hms {' '.join(map(str, self.arguments))}: {kind} (exit {code})")
-        return result
+        run = run_hms(self.arguments, context)
+        if run.code != 0:
+            # One line: the command's own error (it says what and where), else which check failed. Raised from
+            # None, and after the relay logged every ❌ line at ERROR (see hms_operators.relay).
+            raise HmsStepFailed(run.failure_message(self.arguments)) from None
+        return run.result
 
 
-def run_hms(arguments: Sequence[object], context: Any = None) -> tuple[int, Any]:
-    """Run ``hms <arguments>`` in this process; its output goes to the task log. Returns (exit code, JSON result).
+class HmsRun(NamedTuple):
+    """One ``hms`` command's outcome: exit code, JSON result (--xcom-file) and its ``hms: error:`` line."""
+
+    code: int
+    result: Any
+    failure: str | None = None
+
+    def failure_message(self, arguments: Sequence[object]) -> str:
+        command = "hms " + " ".join(map(str, arguments))
+        if self.failure:
+            return f"{command}: {self.failure}"
+        kind = "check failed" if self.code == 1 else "bad input" if self.code == 2 else "failed"
+        return f"{command}: {kind} (exit {self.code}); the ❌ lines above say why"
+
+
+def run_hms(arguments: Sequence[object], context: Any = None) -> HmsRun:
+    """Run ``hms <arguments>`` in this process; its output goes to the task log as it is written.
 
     In-process because an interpreter start per step (NumPy, SQLAlchemy) costs more than the step itself. The
     command acts as the pipeline's principal for this run, on behalf of whoever triggered it (hms.identity):
-    this is the worker, so nothing needs presenting.
+    this is the worker, so nothing needs presenting. Every line is relayed once, at its level, the moment it
+    is complete (hms_operators.relay); the command's ``hms: error:`` line comes back as ``failure`` instead.
+    A bug in hms (an exception, not an exit code) is one ERROR line and exit 70, unless ``debugging()``:
+    then it propagates with its traceback.
     """
     from hms import identity
     from hms.cli import main
 
     with tempfile.TemporaryDirectory(prefix="hms-xcom-") as tmp:
         xcom = Path(tmp) / "return.json"
-        out = io.StringIO()
         argv = ["--xcom-file", str(xcom), *map(str, arguments)]
         log.info("hms %s", " ".join(argv[2:]))
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out), identity.acting_as(_pipeline(context)):
+        relay = LineRelay(log)
+        with contextlib.redirect_stdout(relay), contextlib.redirect_stderr(relay), identity.acting_as(_pipeline(context)):
             try:
                 code = main(argv)
             except SystemExit as e:  # argparse usage errors
                 code = int(e.code or 0)
-        for line in out.getvalue().splitlines():
-            log.info("%s", line)
-        return code, json.loads(xcom.read_text()) if xcom.exists() else None
+            except Exception as e:
+                if debugging(log):
+                    raise
+                relay.failure, code = f"internal error: {type(e).__name__}: {e} (HMS_DEBUG=1 for the traceback)", 70
+            finally:
+                relay.close()
+        if code == 0:
+            relay.release_failure()
+        return HmsRun(code, json.loads(xcom.read_text()) if xcom.exists() else None, relay.failure)
 
 
 def _pipeline(context: Any) -> Any:

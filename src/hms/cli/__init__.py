@@ -144,10 +144,21 @@ def _dispatch(parser: argparse.ArgumentParser, argv: list[str]) -> int:
         if getattr(args, "json", False):
             print(json.dumps({"ok": False, "error": e.message, "where": e.where, "exit_code": e.exit_code}))
         print(f"hms: error: {e}", file=sys.stderr)
+        if debugging():  # ops asked for the way there (HMS_DEBUG=1); people and the task log get one line
+            import traceback
+
+            traceback.print_exc(file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("hms: interrupted", file=sys.stderr)
         return 130
+
+
+def debugging() -> bool:
+    """Whether ``HMS_DEBUG`` asks for tracebacks of handled errors too (a bug's traceback is always shown)."""
+    import os
+
+    return os.environ.get("HMS_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def run() -> None:
