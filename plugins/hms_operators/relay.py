@@ -63,14 +63,14 @@ class LineRelay(io.TextIOBase):
 
     Writes from several threads are serialized; a partial line waits for its newline (or ``close``).
     ``failure`` is the last ``hms: error:`` line, without its prefix, which is not logged (see module doc);
-    ``errors`` the ERROR lines, ``tail`` the last lines (for an audit entry that must say what happened).
+    ``error_lines`` the ERROR lines, ``tail`` the last lines (for an audit entry that must say what happened).
     """
 
     def __init__(self, logger: Any) -> None:
         super().__init__()
         self.logger = logger
         self.failure: str | None = None
-        self.errors: list[str] = []
+        self.error_lines: list[str] = []
         self.tail: deque[str] = deque(maxlen=40)
         self._partial = ""
         self._lock = threading.Lock()
@@ -105,7 +105,7 @@ class LineRelay(io.TextIOBase):
             return
         level = level_of(line)
         if level == logging.ERROR:
-            self.errors.append(line)
+            self.error_lines.append(line)
         # By method name: an operator's ``self.log`` is a structlog logger, the steps' a stdlib one.
         getattr(self.logger, logging.getLevelName(level).lower())("%s", line)
 
@@ -165,4 +165,4 @@ def relay_process(
         relay.close()
     if code == 0:
         relay.release_failure()
-    return Finished(code, relay.failure, tuple(relay.errors), tuple(relay.tail), killed.is_set())
+    return Finished(code, relay.failure, tuple(relay.error_lines), tuple(relay.tail), killed.is_set())

@@ -50,7 +50,8 @@ class RollbackRunOperator(BaseOperator):
                 done.returncode,
             )
             self._audit_failure(done.returncode, "\n".join(done.tail)[-2000:])
-            raise HmsStepFailed(f"rollback of run {self.run_id} failed (exit {done.returncode}): {done.reason}") from None
+            why = f"rollback of run {self.run_id} failed (exit {done.returncode}): {done.reason}"
+            raise HmsStepFailed(why) from None
         return list(done.tail)
 
     def _audit_failure(self, code: int, output: str) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from airflow.sdk import BaseOperator
+
 from hms.pipeline_config import PipelineConfig
 from hms_operators.relay import HmsStepFailed, LineRelay, debugging
 
@@ -87,7 +88,8 @@ def run_hms(arguments: Sequence[object], context: Any = None) -> HmsRun:
         argv = ["--xcom-file", str(xcom), *map(str, arguments)]
         log.info("hms %s", " ".join(argv[2:]))
         relay = LineRelay(log)
-        with contextlib.redirect_stdout(relay), contextlib.redirect_stderr(relay), identity.acting_as(_pipeline(context)):
+        principal = identity.acting_as(_pipeline(context))
+        with contextlib.redirect_stdout(relay), contextlib.redirect_stderr(relay), principal:
             try:
                 code = main(argv)
             except SystemExit as e:  # argparse usage errors
