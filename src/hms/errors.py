@@ -89,3 +89,44 @@ class EvaluationError(HmsError):
         self.rule = rule
         self.record = record
         self.row = row
+
+
+class BadInputs(BadInput):
+    """Several refusals at once (``problems``), for a caller who fixes a form in one go, not one field a try.
+
+    The first problem is its message and place, so code that reports one error still reports what it did.
+    """
+
+    def __init__(self, problems: list[BadInput]) -> None:
+        super().__init__(problems[0].message, where=problems[0].where)
+        self.problems = tuple(problems)
+
+
+class Problems:
+    """Where a check puts what it refuses: raised at once (``collect=False``, the first-error API), or gathered
+    and raised together by ``raise_any`` (``collect=True``)."""
+
+    def __init__(self, collect: bool = False) -> None:
+        self.collect = collect
+        self.found: list[BadInput] = []
+
+    def add(self, problem: BadInput) -> None:
+        if not self.collect:
+            raise problem
+        self.found.extend(problem.problems if isinstance(problem, BadInputs) else [problem])
+
+    def check(self, fn: Any, *args: Any) -> Any:
+        """``fn(*args)``, its BadInput added instead of raised (when collecting); None then."""
+        try:
+            return fn(*args)
+        except BadInput as e:
+            if not self.collect:
+                raise
+            self.add(e)
+            return None
+
+    def raise_any(self) -> None:
+        if len(self.found) == 1:
+            raise self.found[0]
+        if self.found:
+            raise BadInputs(self.found)

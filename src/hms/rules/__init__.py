@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from hms.errors import BadInput, EvaluationError, RuleError, shown
+from hms.errors import BadInput, EvaluationError, Problems, RuleError, shown
 from hms.numbers import MAX_EXACT
 from hms.rules import entities as entity_rules
 from hms.rules import entity_record, entity_vector, ir, record, tables, vector
@@ -154,27 +154,33 @@ class RuleSet:
         return self.by_name[rule].expr.type
 
     # ---- per-record ----------------------------------------------------------
-    def coerce_record(self, rec: Any, *, where: str = "input") -> dict[str, Any]:
+    def coerce_record(self, rec: Any, *, where: str = "input", every_error: bool = False) -> dict[str, Any]:
         """Check a record against the declared inputs; numbers become floats.
 
-        An entity protocol's record is a household, ``{household: {...}, members: [...]}``.
+        An entity protocol's record is a household, ``{household: {...}, members: [...]}``. The first problem
+        is raised; with ``every_error`` each field's problem is found and raised together (``BadInputs``),
+        so a caller fixing a form sees every field at once (the decision service's 422).
         """
+        problems = Problems(every_error)
         if self.model is not None:
-            return entity_record.coerce_household(  # type: ignore[return-value]
-                self.model, self.group_specs(), self.person_specs(), rec, _coerce_value, where
+            hh = entity_record.coerce_household(
+                self.model, self.group_specs(), self.person_specs(), rec, _coerce_value, where, problems
             )
+            problems.raise_any()
+            return hh  # type: ignore[return-value]
         if not isinstance(rec, Mapping):
             raise BadInput("input must be an object of field values", where=where)
-        extra = [k for k in rec if k not in self.inputs]
-        if extra:
-            close = difflib.get_close_matches(str(extra[0]), list(self.inputs), n=1)
+        for key in (k for k in rec if k not in self.inputs):
+            close = difflib.get_close_matches(str(key), list(self.inputs), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise BadInput(f"unknown field {extra[0]!r}{hint}", where=f"{where}.{extra[0]}")
+            problems.add(BadInput(f"unknown field {key!r}{hint}", where=f"{where}.{key}"))
         out: dict[str, Any] = {}
         for name, spec in self.inputs.items():
             if name not in rec:
-                raise BadInput("missing field", where=f"{where}.{name}")
-            out[name] = _coerce_value(spec, rec[name], f"{where}.{name}")
+                problems.add(BadInput("missing field", where=f"{where}.{name}"))
+            else:
+                out[name] = problems.check(_coerce_value, spec, rec[name], f"{where}.{name}")
+        problems.raise_any()
         return out
 
     def evaluate(self, rec: Mapping[str, Any], *, validated: bool = False) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from hms.errors import BadInput, EvaluationError
+from hms.errors import BadInput, EvaluationError, Problems
 from hms.rules import ir, record
 from hms.rules.entities import EntityModel
 
@@ -79,8 +79,14 @@ def coerce_household(
     rec: Any,
     coerce_value: Callable[[Any, Any, str], Any],
     where: str = "input",
+    problems: Problems | None = None,
 ) -> HouseholdRecord:
-    """Check ``{household: {...}, members: [{...}, ...]}``; errors name the field (``input.members.1.age``)."""
+    """Check ``{household: {...}, members: [{...}, ...]}``; errors name the field (``input.members.1.age``).
+
+    The first problem is raised, unless ``problems`` collects: then each field's problem is added to it and
+    the caller raises them together. A wrong shape (not an object, members not a list) still stops at once.
+    """
+    problems = problems or Problems()
     if isinstance(rec, HouseholdRecord):
         return rec
     shape = f"{{{model.group}: {{…}}, {model.plural}: [{{…}}, …]}}"
@@ -94,23 +100,29 @@ def coerce_household(
                 hint = f"; {key!r} belongs in each of {model.plural!r}"
             else:
                 hint = ""
-            raise BadInput(f"unknown field {key!r}: input is {shape}{hint}", where=f"{where}.{key}")
+            problems.add(BadInput(f"unknown field {key!r}: input is {shape}{hint}", where=f"{where}.{key}"))
     if model.group not in rec and group_specs:
-        raise BadInput("missing field", where=f"{where}.{model.group}")
-    group = _fields(rec.get(model.group, {}), group_specs, person_specs, coerce_value, f"{where}.{model.group}")
+        problems.add(BadInput("missing field", where=f"{where}.{model.group}"))
+        group: dict[str, Any] = {}
+    else:
+        group = _fields(
+            rec.get(model.group, {}), group_specs, person_specs, coerce_value, f"{where}.{model.group}", problems
+        )
     raw = rec.get(model.plural)
     if raw is None:
-        raise BadInput("missing field", where=f"{where}.{model.plural}")
+        problems.add(BadInput("missing field", where=f"{where}.{model.plural}"))
+        return HouseholdRecord(group, ())
     if not isinstance(raw, list):
         raise BadInput(
             f"{model.plural} must be a list of objects, one per {model.person}", where=f"{where}.{model.plural}"
         )
     if not raw:
-        raise BadInput(f"a {model.group} has at least one member", where=f"{where}.{model.plural}")
+        problems.add(BadInput(f"a {model.group} has at least one member", where=f"{where}.{model.plural}"))
     if len(raw) > MAX_MEMBERS:
         raise BadInput(f"at most {MAX_MEMBERS} members per {model.group}", where=f"{where}.{model.plural}")
     members = tuple(
-        _fields(m, person_specs, group_specs, coerce_value, f"{where}.{model.plural}.{k}") for k, m in enumerate(raw)
+        _fields(m, person_specs, group_specs, coerce_value, f"{where}.{model.plural}.{k}", problems)
+        for k, m in enumerate(raw)
     )
     return HouseholdRecord(group, members)
 
@@ -121,9 +133,11 @@ def _fields(
     other: Mapping[str, Any],
     coerce_value: Callable[[Any, Any, str], Any],
     where: str,
+    problems: Problems,
 ) -> dict[str, Any]:
     if not isinstance(rec, Mapping):
-        raise BadInput("must be an object of field values", where=where)
+        problems.add(BadInput("must be an object of field values", where=where))
+        return {}
     for key in rec:
         if key not in specs:
             close = difflib.get_close_matches(str(key), list(specs), n=1)
@@ -131,12 +145,13 @@ def _fields(
                 hint = "; it is declared for the other entity"
             else:
                 hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise BadInput(f"unknown field {key!r}{hint}", where=f"{where}.{key}")
+            problems.add(BadInput(f"unknown field {key!r}{hint}", where=f"{where}.{key}"))
     out = {}
     for name, spec in specs.items():
         if name not in rec:
-            raise BadInput("missing field", where=f"{where}.{name}")
-        out[name] = coerce_value(spec, rec[name], f"{where}.{name}")
+            problems.add(BadInput("missing field", where=f"{where}.{name}"))
+        else:
+            out[name] = problems.check(coerce_value, spec, rec[name], f"{where}.{name}")
     return out
 
 

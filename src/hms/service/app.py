@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse, Response
 
 from hms import clock
 from hms.dated import combine
-from hms.errors import BadInput, EvaluationError
+from hms.errors import BadInput, BadInputs, EvaluationError
 from hms.periods import Period
 from hms.service import body, refusal
 from hms.service.http import HeaderBounds
@@ -130,7 +130,7 @@ def create_app(source: Source, *, poll_interval: float | None = None, stale_afte
 
     @app.exception_handler(Refusal)
     async def _refused(_: Request, exc: Refusal) -> Response:
-        return refusal.render(exc.status, exc.message, exc.loc)
+        return refusal.render(exc.status, exc.message, exc.loc, more=exc.more)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
@@ -202,12 +202,19 @@ def create_app(source: Source, *, poll_interval: float | None = None, stale_afte
             raise Refusal(422, e.message, ["body", "period"]) from None
 
     def decide_one(entry: Entry, b: Any, rec: Any, loc: list[Any], period: Period | None) -> dict[str, Any]:
-        try:
-            outputs = combine([rs.decide(rec) for rs in plan_of(b, period)], period)
-        except BadInput as e:
+        def place(e: BadInput) -> list[Any]:
             # "input.members.1.age" (a household's member) → [..., "members", 1, "age"]
-            path = [int(p) if p.isdigit() else p for p in (e.where or "input").split(".")[1:]]
-            raise Refusal(422, e.message, [*loc, *path]) from None
+            return [*loc, *(int(p) if p.isdigit() else p for p in (e.where or "input").split(".")[1:])]
+
+        plan = plan_of(b, period)
+        try:
+            plan[0].coerce_record(rec, where="input", every_error=True)  # every invalid field at once
+            outputs = combine([rs.decide(rec) for rs in plan], period)
+        except BadInputs as e:
+            first, *rest = e.problems
+            raise Refusal(422, first.message, place(first), more=[(p.message, place(p)) for p in rest]) from None
+        except BadInput as e:
+            raise Refusal(422, e.message, place(e)) from None
         except EvaluationError as e:
             raise Refusal(422, f"the rule could not be evaluated for this input: {e.message}", loc) from None
         return {
