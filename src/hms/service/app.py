@@ -28,7 +28,7 @@ from hms import clock
 from hms.dated import combine
 from hms.errors import BadInput, BadInputs, EvaluationError
 from hms.periods import Period
-from hms.service import body, refusal
+from hms.service import body, docs, refusal, schema
 from hms.service.http import HeaderBounds
 from hms.service.limits import MAX_BATCH, MAX_BODY_BYTES  # noqa: F401  (MAX_BODY_BYTES: re-exported for tests)
 from hms.service.refusal import Refusal, quote
@@ -123,7 +123,11 @@ def create_app(source: Source, *, poll_interval: float | None = None, stale_afte
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    app = FastAPI(title=f"HMS decision service ({source.environment})", version="1", lifespan=lifespan)
+    app = FastAPI(
+        title=f"HMS decision service ({source.environment})", version="1", lifespan=lifespan,
+        docs_url=None, redoc_url=None,  # served from local assets by docs.mount_docs, not a CDN
+    )
+    docs.mount_docs(app)
     app.state.hms = state
 
     app.add_middleware(HeaderBounds)
@@ -225,7 +229,10 @@ def create_app(source: Source, *, poll_interval: float | None = None, stale_afte
             "decision_id": str(uuid.uuid4()),
         }
 
-    @app.post("/v1/protocols/{pid}/decide")
+    @app.post(
+        "/v1/protocols/{pid}/decide", response_model=schema.Decision, response_model_exclude_unset=True,
+        openapi_extra=schema.request_body(schema.DecideRequest), responses=schema.REFUSALS,
+    )
     async def decide(pid: str, request: Request) -> dict[str, Any]:
         data = await body.read(request.headers.get("content-length"), request.stream())
         at = _as_of(data, {"input", "as_of", "period"})
@@ -235,7 +242,10 @@ def create_app(source: Source, *, poll_interval: float | None = None, stale_afte
         result = decide_one(entry, b, data["input"], ["body", "input"], period_of(b, data, at))
         return {"protocol": pid, "environment": source.environment, "as_of": at.isoformat(), **result}
 
-    @app.post("/v1/protocols/{pid}/decide/batch")
+    @app.post(
+        "/v1/protocols/{pid}/decide/batch", response_model=schema.BatchDecision, response_model_exclude_unset=True,
+        openapi_extra=schema.request_body(schema.BatchRequest), responses=schema.REFUSALS,
+    )
     async def decide_batch(pid: str, request: Request) -> dict[str, Any]:
         data = await body.read(request.headers.get("content-length"), request.stream())
         at = _as_of(data, {"inputs", "as_of", "period"})
