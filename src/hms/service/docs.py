@@ -38,6 +38,7 @@ def mount_docs(app: FastAPI) -> None:
             swagger_css_url=f"{ASSETS}/swagger-ui.css",
             swagger_favicon_url=f"{ASSETS}/favicon.png",
             oauth2_redirect_url=None,
+            swagger_ui_parameters={"validatorUrl": None},  # its default posts the spec to validator.swagger.io
         )
 
     @app.get("/redoc", include_in_schema=False)
