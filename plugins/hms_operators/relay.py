@@ -17,11 +17,12 @@ import io
 import logging
 import re
 import subprocess
+import sys
 import threading
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TextIO
 
 from airflow.sdk.exceptions import AirflowFailException
 
@@ -61,14 +62,18 @@ def level_of(line: str) -> int:
 class LineRelay(io.TextIOBase):
     """A text stream that logs each complete line as it is written (``redirect_stdout`` target).
 
-    Writes from several threads are serialized; a partial line waits for its newline (or ``close``).
+    Writes from several threads are serialized; a partial line waits for its newline (or ``close``). A write
+    made by the logging itself (a handler that prints to whatever ``sys.stderr`` is now, like logging's last
+    resort, while this stream is it) goes to ``fallback``, the stream of before: no loop, no deadlock.
     ``failure`` is the last ``hms: error:`` line, without its prefix, which is not logged (see module doc);
     ``error_lines`` the ERROR lines, ``tail`` the last lines (for an audit entry that must say what happened).
     """
 
-    def __init__(self, logger: Any) -> None:
+    def __init__(self, logger: Any, fallback: TextIO | None = None) -> None:
         super().__init__()
         self.logger = logger
+        self.fallback = fallback if fallback is not None else sys.__stderr__
+        self._emitting = threading.local()
         self.failure: str | None = None
         self.error_lines: list[str] = []
         self.tail: deque[str] = deque(maxlen=40)
@@ -79,6 +84,10 @@ class LineRelay(io.TextIOBase):
         return True
 
     def write(self, s: str) -> int:
+        if getattr(self._emitting, "on", False):
+            if self.fallback is not None:
+                self.fallback.write(s)
+            return len(s)
         with self._lock:
             self._partial += s
             *lines, self._partial = self._partial.split("\n")
@@ -100,19 +109,26 @@ class LineRelay(io.TextIOBase):
         self.tail.append(line)
         if line.startswith(FAILURE_PREFIX):
             if self.failure is not None:  # an earlier one was not the last: it is output like any other
-                self.logger.error("%s", FAILURE_PREFIX + self.failure)
+                self._log(logging.ERROR, FAILURE_PREFIX + self.failure)
             self.failure = line[len(FAILURE_PREFIX):]
             return
         level = level_of(line)
         if level == logging.ERROR:
             self.error_lines.append(line)
+        self._log(level, line)
+
+    def _log(self, level: int, line: str) -> None:
         # By method name: an operator's ``self.log`` is a structlog logger, the steps' a stdlib one.
-        getattr(self.logger, logging.getLevelName(level).lower())("%s", line)
+        self._emitting.on = True
+        try:
+            getattr(self.logger, logging.getLevelName(level).lower())("%s", line)
+        finally:
+            self._emitting.on = False
 
     def release_failure(self) -> None:
         """Log a held failure line after all (the command succeeded anyway, so no exception will carry it)."""
         if self.failure is not None:
-            self.logger.error("%s", FAILURE_PREFIX + self.failure)
+            self._log(logging.ERROR, FAILURE_PREFIX + self.failure)
             self.failure = None
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -87,7 +88,7 @@ def run_hms(arguments: Sequence[object], context: Any = None) -> HmsRun:
         xcom = Path(tmp) / "return.json"
         argv = ["--xcom-file", str(xcom), *map(str, arguments)]
         log.info("hms %s", " ".join(argv[2:]))
-        relay = LineRelay(log)
+        relay = LineRelay(log, fallback=sys.stderr)  # the stream of before, for the logging's own writes
         principal = identity.acting_as(_pipeline(context))
         with contextlib.redirect_stdout(relay), contextlib.redirect_stderr(relay), principal:
             try:

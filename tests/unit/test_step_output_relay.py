@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -182,3 +183,22 @@ def test_without_hms_debug_a_bug_in_hms_is_one_line_and_with_it_the_exception_it
     monkeypatch.setenv("HMS_DEBUG", "1")
     with pytest.raises(KeyError):
         run_hms(["policy", "test", "x"])
+
+
+def test_a_handler_that_writes_to_the_redirected_stderr_neither_loops_nor_deadlocks(tmp_path: Path):
+    import contextlib
+    import io
+
+    logger = logging.getLogger("test.relay.last_resort")
+    logger.propagate = False  # no handlers: logging's last resort prints to sys.stderr as it is at that moment
+    before = io.StringIO()
+    out = LineRelay(logger, fallback=before)
+    def write() -> None:
+        with contextlib.redirect_stderr(out):
+            out.write("[chaos] ❌ steady state after\n")
+
+    writer = threading.Thread(target=write, daemon=True)  # a deadlock fails the test instead of hanging it
+    writer.start()
+    writer.join(10)
+    assert not writer.is_alive(), "the relay deadlocked on its own logging"
+    assert before.getvalue() == "[chaos] ❌ steady state after\n"
