@@ -214,18 +214,7 @@ class RuleSet:
     # ---- vectorized ----------------------------------------------------------
     def coerce_columns(self, columns: Mapping[str, Any], *, where: str = "population") -> tuple[dict[str, Any], int]:
         """Check the columns the rules read; numbers become float64 arrays."""
-        needed = sorted(self.fields_read())
-        n = None
-        out: dict[str, Any] = {}
-        for name in needed:
-            if name not in columns:
-                raise BadInput(f"missing column {name!r} (read by the rules)", where=where)
-            col = np.asarray(columns[name])
-            if n is None:
-                n = len(col)
-            elif len(col) != n:
-                raise BadInput(f"column {name!r} has {len(col)} rows, expected {n}", where=where)
-            out[name] = _coerce_column(self.inputs[name], col, f"{where}: column {name!r}")
+        out, n = _coerce_table(self.inputs, self.fields_read(), columns, where)
         if n is None:
             n = len(next(iter(columns.values()))) if columns else 0
         return out, n
