@@ -3,31 +3,24 @@
 from __future__ import annotations
 
 import pytest
-from fastapi.testclient import TestClient
 
 from hms import protocol
 from hms.errors import BadInput, BadInputs
-from hms.service.app import create_app
-from hms.service.source import RegistrySource
 from tests.conftest import ROOT
-from tests.deploy_helpers import config, promote_all, ready, record, variant
+from tests.unit.test_decision_service import prod  # noqa: F401  (the fixture: one way to serve prod)
 
 FOOD = ROOT / "tests" / "data" / "protocols" / "household-food-benefit.yml"
 WRONG_EVERYWHERE = {"household_size": "four", "county_fire_declared": 1, "ssn": "123"}  # household_income missing
 
 
 @pytest.fixture
-def prod(hms_home):
-    cfg = config()
-    b = record(variant(3))
-    ready(b, cfg)
-    promote_all(b, cfg)
-    with TestClient(create_app(RegistrySource("prod"), poll_interval=0.02)) as client:
-        yield client
+def client(prod):  # noqa: F811
+    """A client on a prod replica serving wildfire v3 (test_decision_service's ``prod``)."""
+    return prod[0]
 
 
-def test_a_decision_request_with_several_invalid_fields_names_each_with_loc_msg_and_type(prod):
-    r = prod.post("/v1/protocols/wildfire-aid-2024/decide", json={"input": WRONG_EVERYWHERE})
+def test_a_decision_request_with_several_invalid_fields_names_each_with_loc_msg_and_type(client):
+    r = client.post("/v1/protocols/wildfire-aid-2024/decide", json={"input": WRONG_EVERYWHERE})
     assert r.status_code == 422, r.text
     detail = r.json()["detail"]
     assert detail[0]["loc"] == ["body", "input", "ssn"] and detail[0]["msg"].startswith("unknown field 'ssn'")
@@ -39,8 +32,8 @@ def test_a_decision_request_with_several_invalid_fields_names_each_with_loc_msg_
     assert {d["type"] for d in detail} == {"value_error"}
 
 
-def test_a_batch_names_every_invalid_field_of_its_first_invalid_input(prod):
-    r = prod.post("/v1/protocols/wildfire-aid-2024/decide/batch", json={"inputs": [WRONG_EVERYWHERE]})
+def test_a_batch_names_every_invalid_field_of_its_first_invalid_input(client):
+    r = client.post("/v1/protocols/wildfire-aid-2024/decide/batch", json={"inputs": [WRONG_EVERYWHERE]})
     assert r.status_code == 422
     assert len(r.json()["detail"]) == 4 and r.json()["detail"][0]["loc"][:3] == ["body", "inputs", 0]
 
