@@ -32,12 +32,36 @@ if [ -z "${ONLY_SHIFTED:-}" ]; then
   tier "integration + reliability" "$PYTEST" -q -p no:cacheprovider --durations=25 tests/integration tests/reliability
 fi
 if [ -n "$SHIFTS" ]; then
+  # The shifted tiers run side by side, one pytest per shift (each is one CPU-bound process and this machine
+  # has two cores; every test has its own HMS_HOME, temporary directories, free ports and, on PostgreSQL, its
+  # own database, so two sessions do not meet). Each tier's output is printed whole once both have ended.
+  t_all=$SECONDS
+  shifted_logs=()
   for shift in $SHIFTS; do
-    # Every Python process of the tier (pytest, each hms command, decision services, chaos replicas) moves its
-    # wall clock by $shift through tests/shifted_clock/sitecustomize.py (time-machine); see why there.
-    tier "shifted clock $shift" env HMS_TEST_CLOCK_SHIFT="${shift#+}" PYTHONPATH="$PWD/tests/shifted_clock${PYTHONPATH:+:$PYTHONPATH}" \
-      "$PYTEST" -q -p no:cacheprovider -m "not airflow and not browser and not slow" "${SHIFTED[@]}"
+    log=$(mktemp "${TMPDIR:-/tmp}/hms-shifted-${shift#+}.XXXXXX")
+    shifted_logs+=("$shift:$log")
+    (
+      t0=$SECONDS
+      # Every Python process of the tier (pytest, each hms command, decision services, chaos replicas) moves
+      # its wall clock by $shift through tests/shifted_clock/sitecustomize.py (time-machine); see why there.
+      env HMS_TEST_CLOCK_SHIFT="${shift#+}" PYTHONPATH="$PWD/tests/shifted_clock${PYTHONPATH:+:$PYTHONPATH}" \
+        "$PYTEST" -q -p no:cacheprovider -m "not airflow and not browser and not slow" "${SHIFTED[@]}" >"$log" 2>&1
+      echo "$? $((SECONDS - t0))" >"$log.rc"
+    ) &
   done
+  echo "[test] ── tiers: shifted clock ${SHIFTS} (side by side; output follows when both end) ──"
+  wait
+  for entry in "${shifted_logs[@]}"; do
+    shift=${entry%%:*}; log=${entry#*:}
+    echo "[test] ── tier: shifted clock $shift ──"
+    cat "$log"
+    read -r rc secs <"$log.rc" || { rc=1; secs=0; }
+    [ "$rc" -eq 5 ] && rc=0
+    rows+=("$(printf '%-34s %6ss  %s' "shifted clock $shift" "$secs" "$([ "$rc" -eq 0 ] && echo ok || echo "FAILED (exit $rc)")")")
+    [ "$rc" -ne 0 ] && [ $status -eq 0 ] && status=$rc
+    rm -f "$log" "$log.rc"
+  done
+  rows+=("$(printf '%-34s %6ss' "shifted tiers together (wall)" "$((SECONDS - t_all))")")
 fi
 echo
 echo "[test] tier                               time  result"
