@@ -34,5 +34,5 @@ class HmsReviewPlugin(AirflowPlugin):
         {"name": "Reviews", "href": f"{URL_PREFIX}/reviews", "url_route": "hms-reviews", "destination": "nav",
          "nav_top_level": True, "icon": f"{URL_PREFIX}/static/icon.svg"},
         {"name": "Deploys", "href": f"{URL_PREFIX}/ops", "url_route": "hms-ops", "destination": "nav",
-         "nav_top_level": True, "icon": f"{URL_PREFIX}/static/icon.svg"},
+         "nav_top_level": True, "icon": f"{URL_PREFIX}/static/ops.svg"},
     ]

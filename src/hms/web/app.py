@@ -91,6 +91,10 @@ def create_app(identify: Callable[..., Any], *, login_url: str | None = None) ->
     def icon() -> Response:
         return Response(pages.ICON, media_type="image/svg+xml")
 
+    @app.get("/static/ops.svg", include_in_schema=False)
+    def ops_icon() -> Response:
+        return Response(pages.OPS_ICON, media_type="image/svg+xml")
+
     @app.get("/reviews", response_class=HTMLResponse)
     def reviews_page(who: deps.CallerDep, cfg: deps.ConfigDep) -> HTMLResponse:
         with session_scope(read_only=True) as s:

@@ -51,7 +51,7 @@ def page(title: str, body: str, caller: Caller | None, *, active: str = "") -> s
            f'({esc(", ".join(caller.roles) or "no pipeline role")})</span>') if caller else ""
     links = "".join(
         f'<a href="{href}"{" aria-current=page" if key == active else ""}>{label}</a>'
-        for key, href, label in (("reviews", "reviews", "Reviews"), ("ops", "ops", "Environments"))
+        for key, href, label in (("reviews", "reviews", "Reviews"), ("ops", "ops", "Deploys"))
     )
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -243,7 +243,7 @@ def _diff(v: BundleView) -> str:
 def ops_page(overview: list[dict[str, Any]], caller: Caller, config: PipelineConfig) -> str:
     tz = config.tz
     can_move = SCHEDULER_ROLE in caller.roles
-    parts = ["<h1>Environments</h1>",
+    parts = ["<h1>Deploys</h1>",
              f'<p class="sub">What each environment serves per protocol; times in {esc(config.timezone)}.</p>']
     if not overview:
         parts.append('<section><p class="muted">No protocol has been pushed yet.</p></section>')
@@ -273,7 +273,7 @@ def ops_page(overview: list[dict[str, Any]], caller: Caller, config: PipelineCon
             '<table class="compact"><tr><th>env</th><th>version</th><th>state</th><th>activates at</th><th>ended</th>'
             "<th>by</th><th>run</th></tr>" + hist + "</table></section>"
         )
-    return page("Environments", "\n".join(parts), caller, active="ops")
+    return page("Deploys", "\n".join(parts), caller, active="ops")
 
 
 def _move_form(sha256: str, env: str) -> str:
@@ -288,6 +288,12 @@ ICON = (  # a scale of justice, for the Airflow navigation
     '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24" fill="none" stroke="#4b5563" stroke-width="1.8" '
     'stroke-linecap="round" stroke-linejoin="round"><path d="M12 3v18M5 21h14M4 7h16M7 7l-3 7a3 3 0 0 0 6 0z'
     'M17 7l-3 7a3 3 0 0 0 6 0z"/></svg>'
+)
+
+OPS_ICON = (  # a rocket on a launch line, for the Deploys entry: not the same picture as Reviews
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24" fill="none" stroke="#4b5563" stroke-width="1.8" '
+    'stroke-linecap="round" stroke-linejoin="round"><path d="M12 2c3 2 5 6 5 10l-2 4H9l-2-4c0-4 2-8 5-10z'
+    'M9 16l-3 3M15 16l3 3M12 9.5a1.5 1.5 0 1 0 0 .01M4 22h16"/></svg>'
 )
 
 # ---- the page script (served as a file: the CSP allows no inline script) ---------------
