@@ -44,3 +44,12 @@ def infer(
     raise BadInput(
         f"{user} could review as {' or '.join(choices)} ({still}): choose one with --role", where="--role"
     )
+
+
+def select_order(held: Sequence[str], missing: Sequence[str]) -> list[str]:
+    """The role select's order for a clerk: the roles they hold that the bundle still misses first.
+
+    carol holds legal and budget; legal is given already → ``[budget, legal]``, so the default is the role
+    that can still count. Otherwise the order held is kept (stable).
+    """
+    return [r for r in held if r in missing] + [r for r in held if r not in missing]

@@ -49,3 +49,10 @@ def test_without_a_users_section_only_a_single_missing_role_is_inferred():
     assert infer("anyone", policy=POLICY, missing=["budget"], user_roles=None) == "budget"
     with pytest.raises(BadInput, match="anyone could review as legal or budget"):
         infer("anyone", policy=POLICY, missing=["legal", "budget"], user_roles=None)
+
+
+def test_the_role_select_puts_the_held_role_still_missing_first():
+    from hms.review_role import select_order
+
+    assert select_order(["legal", "budget"], ["budget"]) == ["budget", "legal"]
+    assert select_order(["legal", "budget"], []) == ["legal", "budget"]

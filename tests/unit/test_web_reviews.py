@@ -324,7 +324,9 @@ def test_moving_an_activation_whose_preprod_was_rolled_back_is_a_conflict_and_ch
 # ---- the typed contract: every /api answer is a model, and the models are what the core builds ----------------
 
 # The only values that are genuinely free-form: what a Kubernetes target reports (its own document).
-FREE_FORM = {"AbortOut.kubernetes", "DeployOut.kubernetes", "RollbackOut.kubernetes", "RunRollbackOut.kubernetes"}
+# A protocol change's old/new value is whatever the protocol holds there (number, text, table, test case).
+FREE_FORM = {"AbortOut.kubernetes", "DeployOut.kubernetes", "RollbackOut.kubernetes", "RunRollbackOut.kubernetes",
+             "ProtocolChangeOut.old", "ProtocolChangeOut.new"}
 
 
 def _free_form_values(doc: dict, name: str, seen: set[str]) -> set[str]:

@@ -280,6 +280,35 @@ class AbsentPlaceOut(_Model):
 BundlePlaceOut = Annotated[LivePlaceOut | PendingPlaceOut | AbsentPlaceOut, Field(discriminator="state")]
 
 
+class ProtocolChangeOut(_Model):
+    """One change between two protocol versions (``hms.protocol_diff.Change``)."""
+
+    section: str
+    kind: str
+    path: str
+    old: Any = None
+    new: Any = None
+    date: str | None = None
+    key: str | None = None
+    sentence: str
+
+
+class CostOut(_Model):
+    """This bundle's simulated cost against prod's (``hms.cost_baseline.CostComparison``), in cents."""
+
+    currency: str
+    cost_cents: float
+    cap_cents: float | None
+    baseline_cents: float | None
+    baseline_version: int | None
+    same_run: bool
+    delta_cents: float | None
+    delta_pct: float | None
+    axis_max_cents: float
+    per_period: str
+    sentence: str
+
+
 class BundleCardOut(_Model):
     """One bundle as a clerk sees it (``hms.web.reviews.BundleView``); checks by kind (test, scan, chaos)."""
 
@@ -296,6 +325,10 @@ class BundleCardOut(_Model):
     checks: dict[str, CheckStampOut]
     live_in_prod: int | None = Field(..., description="the version in force in the last environment")
     environments: list[BundlePlaceOut]
+    changes_vs_prod: list[ProtocolChangeOut] = Field(..., description="hms.protocol_diff against the version in prod")
+    previous_version: int | None = Field(..., description="the protocol's previous recorded version")
+    changes_vs_previous: list[ProtocolChangeOut] = Field(..., description="hms.protocol_diff against previous_version")
+    cost: CostOut | None = Field(..., description="the simulated cost against prod's (None: none recorded)")
 
 
 class ReviewBoardOut(_Model):

@@ -23,12 +23,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hms import approvals, clock, deployments
+from hms import protocol_diff as semantic_diff
 from hms.bundle import Bundle
+from hms.cost_baseline import CostComparison, compare
 from hms.errors import BadInput, CheckFailed
 from hms.pipeline_config import PipelineConfig, effective_approval_policy, in_freeze
 from hms.registry import audit, store
 from hms.registry.models import Approval, Deployment
+from hms.review_role import select_order
 from hms.schedule import parse_schedule
+from hms.simulate import SimulationResult
 from hms.web.errors import WebError, from_core
 
 SCHEDULER_ROLE = "scheduler"
@@ -218,6 +222,11 @@ class BundleView:
     diff: list[str]
     roles_for_caller: list[str] = field(default_factory=list)
     environments: list[dict[str, Any]] = field(default_factory=list)
+    # The typed changes (hms.protocol_diff) against prod and against the previous version; ``diff`` stays the text
+    changes_vs_prod: list[semantic_diff.Change] = field(default_factory=list)
+    previous_version: int | None = None
+    changes_vs_previous: list[semantic_diff.Change] = field(default_factory=list)
+    cost: CostComparison | None = None  # this bundle's simulated cost against prod's (None: no simulation recorded)
 
     @property
     def state(self) -> str:
@@ -240,6 +249,10 @@ class BundleView:
             "checks": {k: {"ok": c.ok, "at": c.at.isoformat()} for k, c in self.checks.items()},
             "live_in_prod": self.live_version,
             "environments": self.environments,
+            "changes_vs_prod": [c.to_dict() for c in self.changes_vs_prod],
+            "previous_version": self.previous_version,
+            "changes_vs_previous": [c.to_dict() for c in self.changes_vs_previous],
+            "cost": self.cost.to_dict() if self.cost else None,
         }
 
 
@@ -260,16 +273,39 @@ def _view(s: Session, b: Bundle, caller: Caller, config: PipelineConfig) -> Bund
     live = deployments.load_bundle(s, cur.bundle_sha256) if cur else None
     checks = {k: CheckView(k, c.ok, c.at, json.loads(c.summary)) for k, c in store.latest_checks(s, b.sha256).items()}
     policy = effective_approval_policy(config, b.protocol)
+    status = deployments.approval_status(s, b, config)
+    prev_row = next((r for r in store.find_bundles(s, b.protocol.id) if r.version < b.protocol.version), None)
+    prev = deployments.load_bundle(s, prev_row.sha256) if prev_row else None
     return BundleView(
         bundle=b,
-        status=deployments.approval_status(s, b, config),
+        status=status,
         reviews=deployments.reviews_for(s, b.sha256, config),
         checks=checks,
         live_version=live.protocol.version if live else None,
         diff=protocol_diff(b, live) if live is None or live.sha256 != b.sha256 else [],
-        roles_for_caller=caller.review_roles(policy),
+        roles_for_caller=select_order(caller.review_roles(policy), status.missing_roles),
         environments=bundle_environments(s, b, config),
+        changes_vs_prod=semantic_diff.diff(live.protocol if live else None, b.protocol),
+        previous_version=prev.protocol.version if prev else None,
+        changes_vs_previous=semantic_diff.diff(prev.protocol if prev else None, b.protocol),
+        cost=_cost(s, b, live),
     )
+
+
+def _simulation(s: Session, sha256: str) -> SimulationResult | None:
+    """The simulation the bundle's newest ``test`` check recorded, if any."""
+    test = store.latest_checks(s, sha256).get("test")
+    sim = json.loads(test.summary).get("simulation") if test else None
+    return SimulationResult.from_dict(sim) if sim and "protocol" in sim else None
+
+
+def _cost(s: Session, b: Bundle, live: Bundle | None) -> CostComparison | None:
+    this = _simulation(s, b.sha256)
+    if this is None:
+        return None
+    prod = _simulation(s, live.sha256) if live is not None and live.sha256 != b.sha256 else None
+    return compare(this, prod, prod_sha256=live.sha256 if live else None,
+                   prod_version=live.protocol.version if live else None)
 
 
 def _late_note(d: Deployment, config: PipelineConfig) -> str | None:
