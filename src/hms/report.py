@@ -316,8 +316,16 @@ def synthesized_columns(r: SimulationResult) -> str:
 
 def _amounts(r: SimulationResult) -> str:
     a = r.amounts
-    if not a or not a.get("households"):
-        return _missing("No household is paid anything (or the breakdown was not computed).")
+    # Eligible and paid are different counts: a household can meet the selection rule and still be owed 0
+    # (e.g. income above the amount's phase-out). The sentence says which case it is, so it never sits
+    # beside "N households eligible" as a contradiction.
+    if not a:
+        return _missing("The amount breakdown was not computed for this simulation.")
+    if not a.get("households"):
+        if r.eligible > 0:
+            return _missing(f"{format_count(r.eligible)} households (weighted) meet the selection rule "
+                            f"({r.outcome}), but the amount rule pays each of them 0: none is paid anything.")
+        return _missing("No household is eligible, so no household is paid anything.")
     money = lambda v: format_money(v * 100, r.currency)  # noqa: E731
     if "values" in a:
         labels = [money(v) for v in a["values"]]

@@ -8,6 +8,7 @@ import shutil
 import struct
 import subprocess
 import zlib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -163,3 +164,16 @@ def test_report_renders_in_headless_chromium_with_its_charts(tmp_path):
     # The chart colours are on screen: the green cost bar, the blue bars and the grey baseline bar.
     for rgb in ((0x16, 0xA3, 0x4A), (0x25, 0x63, 0xEB), (0x9C, 0xA3, 0xAF)):
         assert np.any(np.all(px == rgb, axis=-1)), rgb
+
+
+def test_eligible_households_paid_nothing_are_named_eligible_and_unpaid_never_a_contradiction() -> None:
+    """Issue 18: "285,370 households eligible" sat beside "No household is paid anything" on one report."""
+    base = simulate(protocol.load(WILDFIRE), "synthetic:1000:1")
+    unpaid = replace(base, eligible=285370.0, amounts={"households": 0})
+    html_text = report._amounts(unpaid)
+    assert "285,370 households (weighted) meet the selection rule" in html_text
+    assert "pays each of them 0" in html_text
+    none = report._amounts(replace(base, eligible=0.0, amounts={"households": 0}))
+    assert "No household is eligible" in none
+    missing = report._amounts(replace(base, amounts=None))
+    assert "not computed" in missing
