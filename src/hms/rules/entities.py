@@ -18,8 +18,14 @@ member carries. A household has at least one member: the request, test case or p
 row of a household without members is refused at input validation, so ``min``/``max`` are
 always defined and no aggregate has an empty case to invent.
 
-One group entity is supported; the declaration is a mapping so a second level (tax unit,
-benefit unit) can be added without changing protocols that use one.
+Several group entities may be declared, OpenFisca-style: every person belongs to exactly one
+entity of each group kind. One of them is the *record* (``record: true``, else the first declared):
+the decision request, the test case, the population row with the weights (a household). The others
+are *sub-groups* of the record (a household's tax units): each member names its sub-group by id
+(``tax_unit: 1``) and a sub-group is inside one record. A sub-group rule aggregates over its own
+members and reads record values (projection); a person rule reads the values of its record and of
+each of its sub-groups. A record rule does not aggregate over sub-groups: summing a tax unit's
+value over the household's members would count it once per member, so it is refused at load.
 """
 
 from __future__ import annotations
@@ -52,6 +58,20 @@ class EntityModel:
     roles: tuple[str, ...]  # values of ``role``; empty: members carry no role
     input_entity: Mapping[str, str]  # input -> entity name
     rule_entity: Mapping[str, str]  # rule -> entity name
+    subgroups: tuple[str, ...] = ()  # group entities other than the record (e.g. "tax_unit"), in declared order
+    sub_plural: Mapping[str, str] | None = None  # sub-group -> the key of its inputs list in a request
+
+    def entity(self, name: str) -> str | None:
+        """The entity of an input, rule or ``role`` (None: a parameter or unknown)."""
+        if name == ROLE and self.roles:
+            return self.person
+        return self.input_entity.get(name, self.rule_entity.get(name))
+
+    def plural_of(self, sub: str) -> str:
+        return (self.sub_plural or {}).get(sub, f"{sub}s")
+
+    def sub_inputs(self, sub: str) -> list[str]:
+        return [n for n, e in self.input_entity.items() if e == sub]
 
     def is_person(self, name: str) -> bool:
         """True for a person-level input, rule or ``role``."""
@@ -67,6 +87,7 @@ class EntityModel:
 
     def reserved(self) -> set[str]:
         names = {self.person, self.plural, self.group, *AGGREGATIONS}
+        names |= set(self.subgroups) | {self.plural_of(g) for g in self.subgroups}
         return names | ({ROLE} if self.roles else set())
 
 
@@ -82,30 +103,53 @@ def parse_model(
         raise RuleError(
             f"declare exactly one person entity (without group_of); found {len(people)}: {people}", where="entities"
         )
-    if len(groups) != 1:
+    if not groups:
         raise RuleError(
             f"declare exactly one group entity (with group_of: {people[0]}); found {len(groups)}", where="entities"
         )
-    person, group = people[0], groups[0]
-    pdecl, gdecl = entities[person], entities[group]
-    if gdecl["group_of"] != person:
+    person = people[0]
+    pdecl = entities[person]
+    if "record" in pdecl:
+        raise RuleError("record belongs to a group entity", where=f"entities.{person}.record")
+    marked = [g for g in groups if entities[g].get("record") is True]
+    if len(marked) > 1:
         raise RuleError(
-            f"group_of must name the person entity {person!r}, not {gdecl['group_of']!r}",
-            where=f"entities.{group}.group_of",
+            f"one group entity is the record (record: true); found {len(marked)}: {marked}",
+            where=f"entities.{marked[1]}.record",
         )
+    group = marked[0] if marked else groups[0]
+    subgroups = tuple(g for g in groups if g != group)
+    for g in groups:
+        if entities[g]["group_of"] != person:
+            raise RuleError(
+                f"group_of must name the person entity {person!r}, not {entities[g]['group_of']!r}",
+                where=f"entities.{g}.group_of",
+            )
+    gdecl = entities[group]
     for key in ("plural", "roles"):
         if key in gdecl:
             raise RuleError(f"{key} belongs to the person entity {person!r}", where=f"entities.{group}.{key}")
+    sub_plural = {}
+    for g in subgroups:
+        if "roles" in entities[g]:
+            raise RuleError(f"roles belongs to the person entity {person!r}", where=f"entities.{g}.roles")
+        sub_plural[g] = entities[g].get("plural", f"{g}s")
     plural = pdecl.get("plural", DEFAULT_PLURAL)
-    if plural in (person, group):
+    if plural in (person, *groups):
         raise RuleError(f"plural {plural!r} must differ from the entity names", where=f"entities.{person}.plural")
+    for g, pl in sub_plural.items():
+        if pl in (person, plural, *groups) or list(sub_plural.values()).count(pl) > 1:
+            raise RuleError(
+                f"plural {pl!r} must differ from the entity names and the other plurals", where=f"entities.{g}.plural"
+            )
     roles = tuple(pdecl.get("roles", ()))
-    known = (person, group)
+    known = (person, group, *subgroups)
+    declared = ", ".join(known)
     input_entity = {}
     for name, decl in inputs.items():
         e = decl.get("entity", group)
         if e not in known:
-            raise RuleError(f"unknown entity {e!r}; declared: {person}, {group}", where=f"inputs.{name}.entity")
+            raise RuleError(f"unknown entity {e!r}; declared: {declared}", where=f"inputs.{name}.entity")
         input_entity[name] = e
     rule_entity, formulas = {}, {}
     for name, decl in rules.items():
@@ -114,16 +158,17 @@ def parse_model(
             continue
         e = decl.get("entity", group)
         if e not in known:
-            raise RuleError(f"unknown entity {e!r}; declared: {person}, {group}", where=f"rules.{name}.entity")
+            raise RuleError(f"unknown entity {e!r}; declared: {declared}", where=f"rules.{name}.entity")
         rule_entity[name], formulas[name] = e, decl["formula"]
-    model = EntityModel(person, plural, group, roles, input_entity, rule_entity)
+    model = EntityModel(person, plural, group, roles, input_entity, rule_entity, subgroups, sub_plural)
     taken = model.reserved()
     for kind, names in (("input", inputs), ("rule", rules)):
         for name in names:
             if name in taken:
                 raise RuleError(
                     f"{kind} name {name!r} is reserved when entities are declared "
-                    f"(entity names, {plural!r}, {ROLE!r}, the aggregations)",
+                    f"(entity names, {', '.join(repr(p) for p in (plural, *sub_plural.values()))}, {ROLE!r}, "
+                    "the aggregations)",
                     where=f"{kind}s.{name}",
                 )
     return model, formulas
@@ -171,20 +216,22 @@ class _EntityChecker(_Checker):
 
     def aggregate(self, node: ast.expr, fn: str, arg: ast.expr, depth: int) -> ir.Node:
         m = self.model
-        if self.entity != m.group:
-            where = "inside another aggregation" if self.entity == m.person and self._in_aggregate else ""
+        if self.entity == m.person:
+            where = "inside another aggregation" if self._in_aggregate else ""
+            groups = " or ".join((m.group, *m.subgroups))
             raise self.fail(
                 node,
-                f"{fn}() over the members is only allowed in a {m.group} rule"
+                f"{fn}() over the members is only allowed in a {groups} rule"
                 + (f" ({where})" if where else f"; {self.rule!r} is a {m.person} rule"),
             )
         if fn == "count" and isinstance(arg, ast.Name) and arg.id in (m.person, m.plural):
             return ir.Aggregate(NUM, "count", ir.Const(BOOL, True))
-        self.entity, self._in_aggregate = m.person, True
+        over = self.entity  # the group whose members are aggregated (the rule's own entity)
+        self.entity, self._in_aggregate, self._over = m.person, True, over
         try:
             value = self.check(arg, depth)
         finally:
-            self.entity, self._in_aggregate = m.group, False
+            self.entity, self._in_aggregate, self._over = over, False, None
         want = _ARG_TYPE[fn]
         if value.type != want:
             hint = f"; count the members with count({m.person})" if fn == "count" else ""
@@ -192,6 +239,7 @@ class _EntityChecker(_Checker):
         return ir.Aggregate(_RESULT_TYPE[fn], fn, value)
 
     _in_aggregate = False
+    _over: str | None = None
 
     def name(self, node: ast.AST, name: str) -> ir.Node:
         m = self.model
@@ -199,18 +247,48 @@ class _EntityChecker(_Checker):
             raise self.fail(node, f"{name!r} names the members: count them with count({m.person})")
         if name == m.group:
             raise self.fail(node, f"{name!r} is the group entity, not a value")
+        if name in m.subgroups or name in [m.plural_of(g) for g in m.subgroups]:
+            raise self.fail(
+                node,
+                f"{name!r} names a sub-group entity, not a value; a {m.group} rule cannot count or aggregate "
+                f"its sub-groups (declare a {m.group} input or aggregate member values instead)",
+            )
         if name in AGGREGATIONS and name not in FUNCTIONS:
             raise self.fail(node, f"{name} is an aggregation: call it over the members, e.g. {_example(name)}")
         if name == ROLE and not m.roles:
             raise self.fail(node, f"{ROLE!r} needs roles on the person entity (entities.{m.person}.roles)")
         out = super().name(node, name)
-        if self.entity == m.group and m.is_person(name):
+        ent = m.entity(name)
+        if self.entity != m.person and ent == m.person:
             raise self.fail(
                 node,
-                f"{name!r} is a {m.person} value and {self.rule!r} is a {m.group} rule: "
+                f"{name!r} is a {m.person} value and {self.rule!r} is a {self.entity} rule: "
                 f"aggregate it over the members, e.g. {_aggregate_hint(name, out.type)}",
             )
+        if ent in m.subgroups:
+            self._check_subgroup_read(node, name, ent)
         return out
+
+    def _check_subgroup_read(self, node: ast.AST, name: str, ent: str) -> None:
+        """A sub-group value is defined for its own members, its own rules and person rules, nowhere else."""
+        m = self.model
+        if self.entity == m.person and not self._in_aggregate:
+            return  # a person rule: each member has one entity of each kind
+        if self.entity == ent or self._over == ent:
+            return  # the sub-group's own rule, or a member expression aggregated over it
+        here = self._over or self.entity
+        if here == m.group:
+            raise self.fail(
+                node,
+                f"{name!r} is a {ent} value and {self.rule!r} is a {m.group} rule: aggregating it over the "
+                f"{m.plural} would count it once per member of the {ent}; a {m.group} rule over its {ent}s "
+                "is not supported (aggregate the member values instead)",
+            )
+        raise self.fail(
+            node,
+            f"{name!r} is a {ent} value and {self.rule!r} is a {here} rule: a {here} does not read another "
+            f"sub-group's values (a person rule may read both)",
+        )
 
     def unknown(self, node: ast.AST, name: str, functions_only: bool = False) -> RuleError:
         """The flat checker's "did you mean", with the aggregations among the candidates."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -27,24 +27,61 @@ MAX_MEMBERS = 100
 
 
 @dataclass(frozen=True)
+class SubGroup:
+    """One sub-group of a record (a tax unit of a household): its id, input values and member numbers."""
+
+    id: Any  # int or str, as the request gave it
+    values: dict[str, Any]
+    members: tuple[int, ...]  # indexes into HouseholdRecord.members, in member order
+
+
+@dataclass(frozen=True)
 class HouseholdRecord:
-    """A validated household: the group's input values and each member's (numbers as floats)."""
+    """A validated household: the group's input values and each member's (numbers as floats).
+
+    ``subs``: each sub-group entity's groups in order of first appearance among the members.
+    """
 
     group: dict[str, Any]
     members: tuple[dict[str, Any], ...]
+    subs: Mapping[str, tuple[SubGroup, ...]] = field(default_factory=dict)
 
     def nested(self, model: EntityModel) -> dict[str, Any]:
         """The request form, for error messages."""
-        return {model.group: dict(self.group), model.plural: [dict(m) for m in self.members]}
+        members = [dict(m) for m in self.members]
+        out: dict[str, Any] = {model.group: dict(self.group), model.plural: members}
+        for sub, groups in self.subs.items():
+            for g in groups:
+                for k in g.members:
+                    members[k][sub] = g.id
+            if model.sub_inputs(sub):
+                out[model.plural_of(sub)] = [{"id": g.id, **g.values} for g in groups]
+        return out
+
+
+def label(group_id: Any) -> str:
+    """A sub-group id as messages show it (``1`` for 1 and 1.0, ``a`` for "a"): the same in both backends."""
+    if isinstance(group_id, np.generic):
+        group_id = group_id.item()
+    if isinstance(group_id, float) and group_id.is_integer():
+        return str(int(group_id))
+    return str(group_id)
+
+
+class _Members(list):
+    """A sub-group's members, with their numbers in the household (for ``(member k)``)."""
+
+    numbers: tuple[int, ...] = ()
 
 
 def _aggregate(fn: str, members: Iterable[dict[str, Any]], f: Callable[[dict[str, Any]], Any]) -> Any:
     values = []
+    numbers = getattr(members, "numbers", None)
     for k, m in enumerate(members):
         try:
             values.append(f(m))
         except record._Fail as e:
-            raise record._Fail(f"{e} (member {k})") from None
+            raise record._Fail(f"{e} (member {numbers[k] if numbers else k})") from None
     if fn == "sum":
         acc = 0.0
         for x in values:
@@ -80,6 +117,7 @@ def coerce_household(
     coerce_value: Callable[[Any, Any, str], Any],
     where: str = "input",
     problems: Problems | None = None,
+    sub_specs: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> HouseholdRecord:
     """Check ``{household: {...}, members: [{...}, ...]}``; errors name the field (``input.members.1.age``).
 
@@ -92,8 +130,10 @@ def coerce_household(
     shape = f"{{{model.group}: {{…}}, {model.plural}: [{{…}}, …]}}"
     if not isinstance(rec, Mapping):
         raise BadInput(f"input must be an object {shape}", where=where)
+    sub_specs = sub_specs or {}
+    sub_lists = {model.plural_of(g): g for g in model.subgroups}
     for key in rec:
-        if key not in (model.group, model.plural):
+        if key not in (model.group, model.plural, *sub_lists):
             if key in group_specs:
                 hint = f"; {key!r} belongs in {model.group!r}"
             elif key in person_specs:
@@ -120,11 +160,82 @@ def coerce_household(
         problems.add(BadInput(f"a {model.group} has at least one member", where=f"{where}.{model.plural}"))
     if len(raw) > MAX_MEMBERS:
         raise BadInput(f"at most {MAX_MEMBERS} members per {model.group}", where=f"{where}.{model.plural}")
-    members = tuple(
-        _fields(m, person_specs, group_specs, coerce_value, f"{where}.{model.plural}.{k}", problems)
-        for k, m in enumerate(raw)
-    )
-    return HouseholdRecord(group, members)
+    ids: dict[str, list[Any]] = {g: [] for g in model.subgroups}
+    members_l = []
+    for k, m in enumerate(raw):
+        at = f"{where}.{model.plural}.{k}"
+        if model.subgroups and isinstance(m, Mapping):
+            for g in model.subgroups:
+                if g not in m:
+                    problems.add(BadInput(f"missing field: the id of this member's {g}", where=f"{at}.{g}"))
+                    ids[g].append(None)
+                else:
+                    ids[g].append(problems.check(_group_id, g, m[g], f"{at}.{g}"))
+            m = {key: x for key, x in m.items() if key not in model.subgroups}
+        members_l.append(_fields(m, person_specs, group_specs, coerce_value, at, problems))
+    members = tuple(members_l)
+    subs = {
+        g: _subgroups(
+            model, g, ids[g], rec.get(model.plural_of(g)), sub_specs.get(g, {}), coerce_value, where, problems
+        )
+        for g in model.subgroups
+    }
+    return HouseholdRecord(group, members, subs)
+
+
+def _group_id(sub: str, value: Any, where: str) -> Any:
+    """A sub-group id: an integer or a non-empty string (``tax_unit: 1``)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int | str) or value == "":
+        raise BadInput(f"the id of a {sub} must be an integer or a non-empty string, got {value!r}", where=where)
+    return value
+
+
+def _subgroups(
+    model: EntityModel,
+    sub: str,
+    ids: list[Any],
+    listed: Any,
+    specs: Mapping[str, Any],
+    coerce_value: Callable[[Any, Any, str], Any],
+    where: str,
+    problems: Problems,
+) -> tuple[SubGroup, ...]:
+    """The sub-groups named by the members, in order of first appearance, with the inputs the record lists."""
+    plural = model.plural_of(sub)
+    order: dict[Any, list[int]] = {}
+    for k, i in enumerate(ids):
+        if i is not None:
+            order.setdefault(i, []).append(k)
+    values: dict[Any, dict[str, Any]] = {i: {} for i in order}
+    if listed is None:
+        if specs:
+            problems.add(BadInput(f"missing field: the {plural} with their inputs", where=f"{where}.{plural}"))
+    elif not isinstance(listed, list):
+        raise BadInput(f"{plural} must be a list of objects {{id, …inputs}}, one per {sub}", where=f"{where}.{plural}")
+    else:
+        seen = set()
+        for j, item in enumerate(listed):
+            at = f"{where}.{plural}.{j}"
+            if not isinstance(item, Mapping) or "id" not in item:
+                problems.add(BadInput(f"a {sub} is an object with its id and inputs", where=f"{at}.id"))
+                continue
+            gid = problems.check(_group_id, sub, item["id"], f"{at}.id")
+            if gid in seen:
+                problems.add(BadInput(f"{sub} {gid!r} is listed twice", where=f"{at}.id"))
+            elif gid is not None and gid not in order:
+                problems.add(BadInput(f"{sub} {gid!r} has no members (no member names it)", where=f"{at}.id"))
+            seen.add(gid)
+            rest = {key: x for key, x in item.items() if key != "id"}
+            values[gid] = _fields(rest, specs, {}, coerce_value, at, problems)
+        if specs:
+            for gid, ks in order.items():
+                if gid not in seen:
+                    problems.add(
+                        BadInput(f"no {sub} with id {gid!r} in {plural}", where=f"{where}.{model.plural}.{ks[0]}.{sub}")
+                    )
+    return tuple(SubGroup(gid, values.get(gid, {}), tuple(ks)) for gid, ks in order.items())
 
 
 def _fields(
@@ -158,18 +269,41 @@ def _fields(
 def evaluate(
     rules: list[ir.Rule], model: EntityModel, fns: Mapping[str, Callable[[dict, list], Any]], hh: HouseholdRecord
 ) -> dict[str, Any]:
-    """Every rule's value: a scalar for a group rule, a list in member order for a person rule."""
+    """Every rule's value: a scalar for a record rule, a list in member order for a person rule, a list in
+    sub-group order (first appearance among the members) for a sub-group rule."""
     g = dict(hh.group)
     members = [{**m, **g} for m in hh.members]
+    subs: dict[str, list[tuple[SubGroup, dict[str, Any], _Members]]] = {}
+    for name, groups in hh.subs.items():
+        subs[name] = []
+        for sg in groups:
+            v = {**sg.values, **g}
+            ms = _Members(members[k] for k in sg.members)
+            ms.numbers = sg.members
+            for m in ms:
+                m.update(sg.values)
+            subs[name].append((sg, v, ms))
     out: dict[str, Any] = {}
     for r in rules:
         fn = fns[r.name]
-        if model.rule_entity[r.name] == model.group:
+        entity = model.rule_entity[r.name]
+        if entity == model.group:
             value = _one(r, fn, g, members, hh, model, "")
             g[r.name] = value
             for m in members:
                 m[r.name] = value
+            for groups in subs.values():
+                for _, v, _ in groups:
+                    v[r.name] = value
             out[r.name] = value
+        elif entity in subs:
+            values = []
+            for sg, v, ms in subs[entity]:
+                v[r.name] = _one(r, fn, v, ms, hh, model, f" ({entity} {label(sg.id)})")
+                for m in ms:
+                    m[r.name] = v[r.name]
+                values.append(v[r.name])
+            out[r.name] = values
         else:
             values = []
             for k, m in enumerate(members):
@@ -191,4 +325,4 @@ def _one(r: ir.Rule, fn: Callable, v: dict, members: list, hh: HouseholdRecord, 
     return value
 
 
-__all__ = ["MAX_MEMBERS", "HouseholdRecord", "coerce_household", "compile_rule", "evaluate"]
+__all__ = ["MAX_MEMBERS", "HouseholdRecord", "SubGroup", "coerce_household", "compile_rule", "evaluate", "label"]
