@@ -187,6 +187,7 @@ def test_two_clerks_approve_from_the_airflow_ui_the_run_moves_on_and_a_scheduler
     form = until("the move form of prod's pending activation", lambda: _reload_until(
         browser, f"form.move-form[data-sha='{sha}'][data-env='prod']"), 60)
     form.find_element(By.NAME, "effective_at").send_keys("+15s")
+    form.find_element(By.NAME, "reason").send_keys("Gazette publication moved to today")
     form.find_element(By.CSS_SELECTOR, "button.move").click()
     until("the move recorded", lambda: form.find_element(By.CSS_SELECTOR, ".msg").text == "recorded", 30, 0.2)
     browser.switch_to.default_content()
@@ -198,6 +199,8 @@ def test_two_clerks_approve_from_the_airflow_ui_the_run_moves_on_and_a_scheduler
         r.text for r in browser.find_elements(By.CSS_SELECTOR, "section[data-protocol='wildfire-aid-2024'] "
                                                                "tr[data-env='prod']") if "v3" in r.text], 30)
     assert sha[:12] in prod[0]
+    history = browser.find_element(By.CSS_SELECTOR, "section[data-protocol='wildfire-aid-2024'] table.compact").text
+    assert "moved" in history and "by dana: Gazette publication moved to today" in history, history
     browser.switch_to.default_content()
     browser.save_screenshot(str(ARTIFACTS / "clerk-5-prod-live.png"))
 

@@ -28,6 +28,8 @@ from hms.registry.db import session_scope
 from tests.conftest import ROOT, WILDFIRE
 from tests.deploy_helpers import record, record_checks, write_config
 
+WHY = {"reason": "gazette date moved"}  # a move states why (issue 18)
+
 pytestmark = pytest.mark.airflow
 HMS = str(Path(sys.executable).parent / "hms")
 
@@ -254,15 +256,15 @@ def test_a_scheduler_moves_the_effective_time_clerks_may_not_and_bad_times_are_4
     first = _weekday_noon(40)
     _staged(b, first, run_id="manual__api-move")
     url = f"/api/activations/{b.sha256}/move"
-    r = call(stack, "POST", url, token=stack.token("alice"), json={"effective_at": "+1h"})
+    r = call(stack, "POST", url, token=stack.token("alice"), json={"effective_at": "+1h", **WHY})
     assert (r.status_code, r.json()["field"]) == (403, "user")
-    r = call(stack, "POST", url, token=stack.token("dana"), json={"effective_at": "noon-ish"})
+    r = call(stack, "POST", url, token=stack.token("dana"), json={"effective_at": "noon-ish", **WHY})
     assert (r.status_code, r.json()["field"]) == (422, "effective_at")
     frozen = (_weekday_noon(50) + timedelta(hours=1)).isoformat()  # inside the stack's test freeze
-    r = call(stack, "POST", url, token=stack.token("dana"), json={"effective_at": frozen})
+    r = call(stack, "POST", url, token=stack.token("dana"), json={"effective_at": frozen, **WHY})
     assert (r.status_code, r.json()["field"]) == (422, "effective_at") and "freeze" in r.json()["detail"]
     later = _weekday_noon(60)
-    r = call(stack, "POST", url, token=stack.token("dana"), json={"effective_at": later.isoformat()})
+    r = call(stack, "POST", url, token=stack.token("dana"), json={"effective_at": later.isoformat(), **WHY})
     assert r.status_code == 200, r.text
     from hms.gates import activation_time
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import json
 from datetime import datetime, timedelta
 
 import pytest
@@ -24,6 +25,8 @@ from hms.registry.db import session_scope
 from hms.web import WebError, create_app
 from tests.conftest import CHIP, WILDFIRE
 from tests.deploy_helpers import record, record_checks, write_config
+
+WHY = {"reason": "gazette date moved"}  # a move states why (issue 18)
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 
@@ -193,7 +196,7 @@ def test_a_scheduler_moves_a_pending_activation_and_the_run_keeps_following_it(c
     _staged(b, first)
     later = first + timedelta(days=7, hours=1)
     r = client.post(f"/api/activations/{b.sha256}/move", headers=as_("dana"),
-                    json={"effective_at": later.isoformat()})
+                    json={"effective_at": later.isoformat(), **WHY})
     assert r.status_code == 200, r.json()
     assert datetime.fromisoformat(r.json()["activate_at"]) == later
     from hms.gates import activation_time
@@ -205,6 +208,27 @@ def test_a_scheduler_moves_a_pending_activation_and_the_run_keeps_following_it(c
     prod = next(e for e in ops["environments"] if e["environment"] == "prod")
     assert [p["activate_at"] for p in prod["pending"]] == [later.isoformat()]
     assert {h["state"] for h in ops["history"]} >= {"cancelled", "pending", "live"}
+    moved = [h for h in ops["history"] if h["move"]]
+    assert {h["state"] for h in moved} == {"cancelled", "pending"}  # the row it ended and the row it made
+    assert all(h["move"]["by"] == "dana" and h["move"]["reason"] == "gazette date moved" for h in moved)
+    assert all(h["move"]["sentence"].startswith("moved from ") and " by dana: gazette date moved" in
+               h["move"]["sentence"] for h in moved)
+    page = client.get("/ops", headers=as_("dana")).text
+    assert "moved <span" in page and "by dana: gazette date moved" in page
+
+
+@pytest.mark.parametrize("reason", [None, "", "   "], ids=["absent", "empty", "blank"])
+def test_a_move_without_a_reason_is_422_naming_reason_and_changes_nothing(client, reason):
+    b = bundle_of()
+    first = _monday_noon()
+    _staged(b, first)
+    body = {"effective_at": (first + timedelta(days=7)).isoformat()}
+    if reason is not None:
+        body["reason"] = reason
+    r = client.post(f"/api/activations/{b.sha256}/move", headers=as_("dana"), json=body)
+    assert r.status_code == 422 and "reason" in json.dumps(r.json()), r.json()
+    with session_scope() as s:
+        assert [d.activate_at for d in deployments.pending(s, "prod", b.protocol.id)] == [first]
 
 
 @pytest.mark.parametrize(
@@ -223,7 +247,7 @@ def test_a_move_the_rules_refuse_changes_nothing(client, user, when, status, fie
     first = _monday_noon()
     _staged(b, first)
     when = when() if callable(when) else when
-    r = client.post(f"/api/activations/{b.sha256}/move", headers=as_(user), json={"effective_at": when})
+    r = client.post(f"/api/activations/{b.sha256}/move", headers=as_(user), json={"effective_at": when, **WHY})
     assert (r.status_code, r.json()["field"]) == (status, field), r.json()
     with session_scope() as s:
         assert [d.activate_at for d in deployments.pending(s, "prod", b.protocol.id)] == [first]
@@ -231,7 +255,7 @@ def test_a_move_the_rules_refuse_changes_nothing(client, user, when, status, fie
 
 def test_moving_a_bundle_without_a_pending_activation_is_a_conflict(client):
     b = bundle_of()
-    r = client.post(f"/api/activations/{b.sha256}/move", headers=as_("dana"), json={"effective_at": "+1h"})
+    r = client.post(f"/api/activations/{b.sha256}/move", headers=as_("dana"), json={"effective_at": "+1h", **WHY})
     assert (r.status_code, r.json()["field"]) == (409, "sha256")
 
 
@@ -315,7 +339,7 @@ def test_moving_an_activation_whose_preprod_was_rolled_back_is_a_conflict_and_ch
     with session_scope() as s:
         deployments.rollback(s, b.protocol.id, "preprod", actor="ops", config=load_pipeline_config())
     r = client.post(f"/api/activations/{b.sha256}/move", headers=as_("dana"),
-                    json={"effective_at": (first + timedelta(days=7)).isoformat()})
+                    json={"effective_at": (first + timedelta(days=7)).isoformat(), **WHY})
     assert (r.status_code, r.json()["field"]) == (409, "sha256") and "preprod" in r.json()["detail"]
     with session_scope() as s:
         assert [d.activate_at for d in deployments.pending(s, "prod", b.protocol.id)] == [first]
@@ -420,7 +444,7 @@ def test_the_typed_answers_of_the_clerk_page_and_ops_view_are_exactly_what_the_c
     with session_scope() as s:
         moved = reviews.move_activation(s, staged.sha256, reviews.Caller.of("dana", cfg),
                                         effective_at=(first + timedelta(days=7)).isoformat(), environment=None,
-                                        config=cfg)
+                                        reason="gazette date moved", config=cfg)
         same(models.MoveOut, moved)
         assert list(models.MoveOut.model_validate(moved).model_dump()) == list(moved)  # the same order, too
     with session_scope() as s:

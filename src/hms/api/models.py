@@ -361,6 +361,17 @@ class EnvironmentOpsOut(_Model):
     pending: list[PendingActivationOut]
 
 
+class MoveRecordOut(_Model):
+    """A scheduler's move that ended this row (state cancelled) or made it: from → to, who, when, why."""
+
+    moved_from: str
+    moved_to: str
+    by: str
+    at: str
+    reason: str | None = Field(..., description="null for a move recorded before reasons were required")
+    sentence: str = Field(..., description="the history line, times in the pipeline's zone")
+
+
 class DeploymentRowOut(_Model):
     """One deployment row, newest first."""
 
@@ -374,6 +385,7 @@ class DeploymentRowOut(_Model):
     created_by: str
     run_id: str | None
     note: str | None
+    move: MoveRecordOut | None = Field(None, description="the scheduler's move behind this row, if any")
 
 
 class ProtocolOpsOut(_Model):
@@ -395,6 +407,8 @@ class MoveIn(_In):
     effective_at: str = Field(..., min_length=1, max_length=100,
                               description="read like --schedule: HH:MM in the pipeline's zone, ISO, now, +Ns")
     environment: str | None = Field(None, max_length=63, description="default: the last environment")
+    reason: str = Field(..., min_length=1, max_length=500,
+                        description="why the legal effective time moves (audited; shown in the history)")
 
 
 class _MovedFrom(_Model):

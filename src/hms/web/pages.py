@@ -256,12 +256,12 @@ def ops_page(overview: list[dict[str, Any]], caller: Caller, config: PipelineCon
             pend = "".join(
                 f'<div class="pending" data-sha="{esc(p["sha256"])}">v{esc(p["version"])} at '
                 f'<b>{esc(_local(p["activate_at"], tz))}</b>{_note(p.get("note"))}'
-                + (_move_form(p["sha256"], e["environment"]) if can_move else "") + "</div>"
+                + (_move_form(p["sha256"], e["environment"], config.timezone) if can_move else "") + "</div>"
                 for p in e["pending"]) or "—"
             rows.append(f'<tr data-env="{esc(e["environment"])}"><td>{esc(e["environment"])}</td><td>{live_txt}</td>'
                         f"<td>{pend}</td></tr>")
         hist = "".join(
-            f"<tr><td>{esc(h['environment'])}</td><td>v{esc(h['version'])}</td><td>{esc(h['state'])}{_note(h['note'])}</td>"
+            f"<tr><td>{esc(h['environment'])}</td><td>v{esc(h['version'])}</td><td>{_state(h)}{_note(h['note'])}</td>"
             f"<td>{esc(_local(h['activate_at'], tz))}</td><td>{esc(_local(h['ended_at'], tz))}</td>"
             f"<td>{esc(h['created_by'])}</td><td><code>{esc(h['run_id'] or '')}</code></td></tr>"
             for h in proto["history"])
@@ -276,10 +276,24 @@ def ops_page(overview: list[dict[str, Any]], caller: Caller, config: PipelineCon
     return page("Deploys", "\n".join(parts), caller, active="ops")
 
 
-def _move_form(sha256: str, env: str) -> str:
+def _state(h: dict[str, Any]) -> str:
+    """A row a scheduler's move ended reads "moved", with from → to, who and why (one line, not a bare
+    "cancelled"); the row it made says where it came from."""
+    m = h.get("move")
+    if m is None:
+        return esc(h["state"])
+    if h["state"] == "cancelled":
+        return f'moved <span class="note">({esc(m["sentence"])})</span>'
+    return f'{esc(h["state"])} <span class="note">({esc(m["sentence"])})</span>'
+
+
+def _move_form(sha256: str, env: str, zone: str) -> str:
     return (
         f'<form class="move-form row" data-sha="{esc(sha256)}" data-env="{esc(env)}">'
-        '<input name="effective_at" placeholder="00:00, ISO with offset, +30s" size="26">'
+        f'<label>new time ({esc(zone)}) <input name="effective_at" placeholder="00:00, ISO with offset, +30s" '
+        'size="26"></label>'
+        '<label>reason <input name="reason" required maxlength="500" placeholder="required: why it moves" '
+        'size="30"></label>'
         '<button type="button" class="move">Move</button><span class="msg" role="status"></span></form>'
     )
 
@@ -329,7 +343,8 @@ document.addEventListener("click", async (ev) => {
   const mv = ev.target.closest("button.move");
   if (mv) {
     const form = mv.closest("form.move-form");
-    const body = {effective_at: form.elements.effective_at.value, environment: form.dataset.env};
+    const body = {effective_at: form.elements.effective_at.value, reason: form.elements.reason.value,
+                  environment: form.dataset.env};
     const url = "api/activations/" + encodeURIComponent(form.dataset.sha) + "/move";
     if (await hmsPost(url, body, form.querySelector(".msg"))) { setTimeout(() => location.reload(), 400); }
   }

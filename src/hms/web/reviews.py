@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import yaml
 from sqlalchemy import select
@@ -156,6 +157,7 @@ def move_activation(
     *,
     effective_at: str,
     environment: str | None,
+    reason: str,
     config: PipelineConfig,
 ) -> dict[str, Any]:
     """Move the pending activation of a bundle to a new time (schedulers only); audited.
@@ -168,6 +170,9 @@ def move_activation(
     if SCHEDULER_ROLE not in caller.roles:
         raise WebError(403, f"moving an effective time needs the role {SCHEDULER_ROLE!r}; {caller.user} holds: "
                        f"{', '.join(caller.roles) or 'none'}", field="user")
+    reason = reason.strip()
+    if not reason:  # a legal effective time does not move without a stated reason: the history shows it
+        raise WebError(422, "a move needs a reason (why the effective time changes)", field="reason")
     env = environment or config.environment_names[-1]
     if env not in config.environment_names:
         raise WebError(422, f"unknown environment {env!r} (known: {', '.join(config.environment_names)})",
@@ -195,7 +200,7 @@ def move_activation(
         raise from_core(e, field="effective_at") from None
     audit.append(s, actor=caller.user, action="activation.moved", subject=b.sha256,
                  details={"environment": env, "from": before.activate_at.isoformat(),
-                          "to": change.activate_at.isoformat(), "run_id": before.run_id})
+                          "to": change.activate_at.isoformat(), "run_id": before.run_id, "reason": reason})
     return {"moved_from": before.activate_at.isoformat(), **change.to_dict()}
 
 
@@ -359,6 +364,7 @@ def ops_overview(s: Session, config: PipelineConfig, *, history: int = 8) -> lis
             })
         rows = s.scalars(select(Deployment).where(Deployment.protocol_id == pid)
                          .order_by(Deployment.id.desc()).limit(history)).all()
+        moves = _moves(s, {d.bundle_sha256 for d in rows})
         out.append({
             "protocol_id": pid,
             "environments": envs,
@@ -366,7 +372,66 @@ def ops_overview(s: Session, config: PipelineConfig, *, history: int = 8) -> lis
                          "state": d.state, "activate_at": d.activate_at.isoformat(),
                          "ended_at": d.ended_at.isoformat() if d.ended_at else None,
                          "created_at": d.created_at.isoformat(), "created_by": d.created_by, "run_id": d.run_id,
-                         "note": _late_note(d, config)}
+                         "note": _late_note(d, config),
+                         "move": _move_out(_move_of(d, moves), config.tz)}
                         for d in rows],
         })
     return out
+
+
+@dataclass(frozen=True)
+class MoveEntry:
+    """One scheduler's move of a pending activation, as the audit recorded it: the history shows it as
+    one line, from → to with who and why, instead of a bare "cancelled" row beside a new "pending" one."""
+
+    environment: str
+    sha256: str
+    run_id: str | None
+    moved_from: datetime
+    moved_to: datetime
+    by: str
+    at: datetime
+    reason: str | None
+
+    def sentence(self, tz: ZoneInfo) -> str:
+        def local(t: datetime) -> str:
+            return t.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
+        why = f": {self.reason}" if self.reason else " (no reason recorded)"
+        return f"moved from {local(self.moved_from)} to {local(self.moved_to)} by {self.by}{why}"
+
+
+def _moves(s: Session, shas: set[str]) -> list[MoveEntry]:
+    out = []
+    for sha in shas:
+        for e in audit.entries(s, subject=sha, limit=200):
+            if e.action != "activation.moved":
+                continue
+            d = json.loads(e.details)
+            out.append(MoveEntry(environment=d["environment"], sha256=sha, run_id=d.get("run_id"),
+                                 moved_from=datetime.fromisoformat(d["from"]), moved_to=datetime.fromisoformat(d["to"]),
+                                 by=e.actor, at=e.at, reason=d.get("reason")))
+    return out
+
+
+def _move_of(d: Deployment, moves: list[MoveEntry]) -> MoveEntry | None:
+    """The move that ended this row (cancelled, moved away) or made it (its new time)."""
+    for m in moves:
+        if m.environment != d.environment or m.sha256 != d.bundle_sha256 or m.run_id != d.run_id:
+            continue
+        if d.state == "cancelled" and _same(d.activate_at, m.moved_from):
+            return m
+        if d.state != "cancelled" and _same(d.activate_at, m.moved_to):
+            return m
+    return None
+
+
+def _same(a: datetime, b: datetime) -> bool:
+    return abs((a - b).total_seconds()) < 1e-3
+
+
+def _move_out(m: MoveEntry | None, tz: ZoneInfo) -> dict[str, Any] | None:
+    if m is None:
+        return None
+    return {"moved_from": m.moved_from.isoformat(), "moved_to": m.moved_to.isoformat(), "by": m.by,
+            "at": m.at.isoformat(), "reason": m.reason, "sentence": m.sentence(tz)}
+
