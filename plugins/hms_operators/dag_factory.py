@@ -65,7 +65,8 @@ def build_broken_dag(path: Path, error: Exception) -> DAG:
             f"### `{path.name}` does not load\n\n```\n{error}\n```\nFix the file; this DAG then becomes the pipeline."
         ),
     ) as dag:
-        FailRunOperator(task_id="protocol_does_not_load", doc_md=str(error))
+        FailRunOperator(task_id="protocol_does_not_load", doc_md=str(error),
+                        message=f"{path.name} does not load: {error}")
     return dag
 
 
@@ -191,5 +192,5 @@ def build_policy_dag(p: Protocol, path: Path, config: PipelineConfig, rollback_s
         rollback = RollbackRunOperator(
             task_id="rollback", script=str(rollback_script), run_id="{{ run_id }}", trigger_rule=TriggerRule.ONE_FAILED
         )
-        deploy_tasks >> rollback >> FailRunOperator(task_id="fail_run")
+        deploy_tasks >> rollback >> FailRunOperator(task_id="fail_run", run_id="{{ run_id }}")
     return dag

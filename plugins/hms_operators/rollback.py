@@ -76,9 +76,33 @@ class RollbackRunOperator(BaseOperator):
 
 
 class FailRunOperator(BaseOperator):
-    """Ends the run as failed after a successful rollback (a green rollback leaf would paint it green)."""
+    """Ends the run as failed after a successful rollback (a green rollback leaf would paint it green).
 
+    Its message is what the registry says the rollback left (hms.abort.rollback_summary): "every environment
+    was rolled back" on a run that deployed nowhere sent ops looking for a rollback that never happened.
+    With ``message`` (a DAG whose protocol does not load) it says that instead.
+
+    :param run_id: the pipeline run (templated); unset: ``message`` only
+    :param message: what to fail with when there is no run to describe
+    """
+
+    template_fields: Sequence[str] = ("run_id",)
     ui_color = "#f4b6b2"
 
+    def __init__(self, *, run_id: str | None = None, message: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.run_id = run_id
+        self.message = message
+
     def execute(self, context: Any) -> Any:
-        raise AirflowFailException("a pipeline step failed; every environment this run touched was rolled back")
+        if self.run_id is None:
+            raise AirflowFailException(self.message or "this pipeline cannot run")
+        try:
+            from hms.abort import rollback_summary
+            from hms.registry.db import session_scope
+
+            with session_scope() as s:
+                what = rollback_summary(s, self.run_id)
+        except Exception as e:  # the registry is what broke: say so, do not guess what was undone
+            what = f"what the rollback left could not be read from the registry ({type(e).__name__}: {e})"
+        raise AirflowFailException(f"a pipeline step failed; {what}")

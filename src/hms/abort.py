@@ -118,3 +118,40 @@ def abort_run(s: Session, run_id: str, *, by: Principal, reason: str, config: Pi
                      "again": already, "environments": touched, "undone": [c.to_dict() for c in undone]},
         )
     return result
+
+
+UNDONE_STATES = ("rolled_back", "cancelled")
+
+
+def rollback_summary(s: Session, run_id: str) -> str:
+    """What a failed run's rollback left, environment by environment, in one sentence for the run's last task.
+
+    Read from the registry after the rollback ran, so it never claims an undo that did not happen: a run that
+    failed before its first deploy touched nothing, and says so.
+    """
+    rows = s.scalars(select(Deployment).where(Deployment.run_id == run_id).order_by(Deployment.id)).all()
+    if not rows:
+        return "this run deployed to no environment, so nothing needed rolling back"
+    made: dict[str, Deployment] = {}  # the first row per environment is the run's deploy; later ones its undo
+    restored: dict[str, Deployment] = {}
+    for d in rows:
+        if d.environment in made:
+            restored[d.environment] = d
+        else:
+            made[d.environment] = d
+    undone, left = [], []
+    for e, d in made.items():
+        if d.state == "cancelled":
+            undone.append(f"{e} (v{d.version} cancelled before it came into force)")
+        elif d.state == "rolled_back":
+            back = restored.get(e)
+            undone.append(f"{e} (v{d.version} rolled back" + (f" to v{back.version})" if back else ")"))
+        else:
+            left.append(f"{e} (v{d.version} {d.state})")
+    parts = []
+    if undone:
+        parts.append("undone: " + ", ".join(undone))
+    if left:
+        parts.append("NOT undone: " + ", ".join(left) + " — check `hms rule status` and roll back by hand")
+    return "; ".join(parts)
+

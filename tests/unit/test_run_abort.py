@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import func, select
 
 from hms import clock, deployments, gates, run_state
-from hms.abort import abort_run
+from hms.abort import abort_run, rollback_summary
 from hms.errors import BadInput, CheckFailed
 from hms.identity import Principal
 from hms.registry import audit
@@ -195,3 +195,20 @@ def test_the_airflow_listener_aborts_a_failed_policy_run_through_the_same_core_c
     with session_scope() as s:
         entry = s.scalar(select(AuditEntry).where(AuditEntry.action == "run.aborted"))
         assert entry.actor == "airflow" and "manually set to `failed`" in json.loads(entry.details)["reason"]
+
+
+def test_the_failed_runs_last_message_names_what_was_undone_and_a_run_that_deployed_nowhere_says_so(registry_url):
+    """Issue 18: fail_run said "every environment this run touched was rolled back" when it touched none."""
+    cfg = config()
+    mid_flip(cfg)
+    with session_scope() as s:
+        assert rollback_summary(s, "run-never-deployed") == (
+            "this run deployed to no environment, so nothing needed rolling back")
+        before = rollback_summary(s, "run-b")
+    assert before.startswith("NOT undone: staging (v4 live), preprod (v4 live), prod (v4 pending)"), before
+    with session_scope() as s:
+        abort_run(s, "run-b", by=OPS, reason="wrong poverty table", config=cfg)
+    with session_scope() as s:
+        after = rollback_summary(s, "run-b")
+    assert after == ("undone: staging (v4 rolled back to v3), preprod (v4 rolled back to v3), "
+                     "prod (v4 cancelled before it came into force)"), after
