@@ -120,9 +120,6 @@ def abort_run(s: Session, run_id: str, *, by: Principal, reason: str, config: Pi
     return result
 
 
-UNDONE_STATES = ("rolled_back", "cancelled")
-
-
 def rollback_summary(s: Session, run_id: str) -> str:
     """What a failed run's rollback left, environment by environment, in one sentence for the run's last task.
 
@@ -132,13 +129,14 @@ def rollback_summary(s: Session, run_id: str) -> str:
     rows = s.scalars(select(Deployment).where(Deployment.run_id == run_id).order_by(Deployment.id)).all()
     if not rows:
         return "this run deployed to no environment, so nothing needed rolling back"
-    made: dict[str, Deployment] = {}  # the first row per environment is the run's deploy; later ones its undo
+    # The run deploys one bundle; its rollback writes rows of the versions it restored, under the same run id.
+    # Per environment, the run's last row of its own bundle says what became of it (a scheduler's move leaves
+    # a cancelled row and a newer one), and the last row of another bundle is what was put back.
+    sha = rows[0].bundle_sha256
+    made: dict[str, Deployment] = {}
     restored: dict[str, Deployment] = {}
     for d in rows:
-        if d.environment in made:
-            restored[d.environment] = d
-        else:
-            made[d.environment] = d
+        (made if d.bundle_sha256 == sha else restored)[d.environment] = d
     undone, left = [], []
     for e, d in made.items():
         if d.state == "cancelled":
