@@ -293,22 +293,25 @@ def _view(s: Session, b: Bundle, caller: Caller, config: PipelineConfig) -> Bund
         changes_vs_prod=semantic_diff.diff(live.protocol if live else None, b.protocol),
         previous_version=prev.protocol.version if prev else None,
         changes_vs_previous=semantic_diff.diff(prev.protocol if prev else None, b.protocol),
-        cost=_cost(s, b, live),
+        cost=_cost(s, checks, live, b.sha256),
     )
 
 
-def _simulation(s: Session, sha256: str) -> SimulationResult | None:
-    """The simulation the bundle's newest ``test`` check recorded, if any."""
-    test = store.latest_checks(s, sha256).get("test")
-    sim = json.loads(test.summary).get("simulation") if test else None
+def _simulation(test_summary: dict[str, Any] | None) -> SimulationResult | None:
+    """The simulation a ``test`` check's summary recorded, if any."""
+    sim = test_summary.get("simulation") if test_summary else None
     return SimulationResult.from_dict(sim) if sim and "protocol" in sim else None
 
 
-def _cost(s: Session, b: Bundle, live: Bundle | None) -> CostComparison | None:
-    this = _simulation(s, b.sha256)
+def _cost(s: Session, checks: dict[str, CheckView], live: Bundle | None, sha256: str) -> CostComparison | None:
+    """This bundle's cost (from the checks its card already read) against prod's (from prod's own test check)."""
+    this = _simulation(checks["test"].summary if "test" in checks else None)
     if this is None:
         return None
-    prod = _simulation(s, live.sha256) if live is not None and live.sha256 != b.sha256 else None
+    prod = None
+    if live is not None and live.sha256 != sha256:
+        prod_test = store.latest_checks(s, live.sha256).get("test")
+        prod = _simulation(json.loads(prod_test.summary) if prod_test else None)
     return compare(this, prod, prod_sha256=live.sha256 if live else None,
                    prod_version=live.protocol.version if live else None)
 
