@@ -12,6 +12,12 @@ supervisor that restarts killed ones, and a client-side balancer with retries â€
 a Kubernetes Service plus a ReplicaSet give. Kubernetes mode deletes pods by label
 selector and probes the Service (``KubernetesFleet``). Whatever the experiment
 started is stopped when it ends, also on Ctrl-C, SIGTERM or an error.
+
+A kill is made only into a whole fleet (every replica ready again), as a PodDisruptionBudget
+admits a disruption only while enough pods are ready: otherwise a machine slow to restart a
+replica (a loaded CI host) lets the schedule kill the last ready one, and the experiment measures
+the host's start-up time instead of the fleet's failover. A kill that falls due while the fleet is
+still healing waits for it, and the report counts those waits.
 """
 
 from __future__ import annotations
@@ -144,6 +150,10 @@ class Fleet(Protocol):
 
     def wait_ready(self, timeout: float) -> bool: ...
 
+    def whole(self) -> bool:
+        """Every replica is ready now (one quick probe each; never waits)."""
+        ...
+
     def stop(self) -> None: ...
 
 
@@ -226,6 +236,16 @@ class LocalFleet:
                     time.sleep(0.05)
         return True
 
+    def whole(self) -> bool:
+        with httpx.Client(timeout=0.5) as c:
+            for url in self.urls():
+                try:
+                    if c.get(url + "/readyz").status_code != 200:
+                        return False
+                except httpx.HTTPError:
+                    return False
+        return True
+
     def stop(self) -> None:
         self._stopping.set()
         if self._supervisor.is_alive():
@@ -260,6 +280,7 @@ class KubernetesFleet:
         self.kills = 0
         self.restarts = 0
         self._seen: set[str] = set(self._running())
+        self._size = len(self._seen)
         self._killed: set[str] = set()
 
     def _running(self) -> list[str]:
@@ -300,6 +321,19 @@ class KubernetesFleet:
                 time.sleep(0.2)
         return False
 
+    def whole(self) -> bool:
+        """As many ready pods as the fleet had when the experiment began (a pod without status
+        conditions, as the API emulator serves them, counts as ready once running)."""
+        pods = self.api.list_namespaced_pod(self.namespace, label_selector=self.selector).items
+        ready = 0
+        for p in pods:
+            if p.metadata.deletion_timestamp:
+                continue
+            conditions = getattr(getattr(p, "status", None), "conditions", None) or []
+            if not conditions or any(c.type == "Ready" and c.status == "True" for c in conditions):
+                ready += 1
+        return ready >= self._size
+
     def stop(self) -> None:  # the cluster keeps its pods; nothing was started here
         return None
 
@@ -315,6 +349,7 @@ class Report:
     wrong: int = 0
     kills: int = 0
     restarts: int = 0
+    kills_waited: int = 0
     latencies: list[float] = field(default_factory=list)
     before_ok: bool = False
     after_ok: bool = False
@@ -355,6 +390,7 @@ class Report:
             "wrong_answers": self.wrong,
             "kills": self.kills,
             "restarts": self.restarts,
+            "kills_waited_for_a_whole_fleet": self.kills_waited,
             "p99_ms": round(self.p99_ms, 2),
             "health": self.health,
             "min_health": self.min_health,
@@ -369,6 +405,11 @@ class Report:
             f"{self.wrong}, kills {self.kills}, restarts {self.restarts}, p99 {self.p99_ms:.1f} ms, "
             f"health {100 * self.health:.2f}%"
         ]
+        if self.kills_waited:
+            out.append(
+                f"[chaos] {self.kills_waited} kill(s) waited for every replica to be ready again "
+                "(replicas restart slower than the kill interval)"
+            )
         if self.ok:
             out.append("[chaos] âœ… survived faults")
             return out
@@ -467,11 +508,17 @@ class Experiment:
             t.start()
         interval = max(1.0, rep.window / 5)
         next_kill = start + min(interval, rep.window / 2)
+        waiting = False
         while time.monotonic() < until:
             if time.monotonic() >= next_kill:
-                killed = self.fleet.kill(self.kill_fraction, self.rng)
-                self.say(f"[chaos] killed {', '.join(killed) or 'nothing'}")
-                next_kill += interval
+                if self.fleet.whole():
+                    killed = self.fleet.kill(self.kill_fraction, self.rng)
+                    self.say(f"[chaos] killed {', '.join(killed) or 'nothing'}")
+                    next_kill = time.monotonic() + interval
+                    waiting = False
+                elif not waiting:
+                    rep.kills_waited += 1
+                    waiting = True
             time.sleep(0.02)
         for t in threads:
             t.join()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from datetime import UTC, datetime
 
+import httpx
 import kmock
 import pytest
 from kubernetes import client
@@ -82,3 +84,79 @@ async def test_kubernetes_fleet_deletes_the_fraction_of_matching_pods_only():
     assert len(killed) == 2 and fleet.kills == 2
     assert all(k.startswith("hms-api-") for k in killed)
     assert "postgres-0" in remaining and not set(killed) & set(remaining)
+
+
+class _SlowHealingFleet:
+    """A fleet whose killed replica needs `heal` seconds to be ready again (a loaded host's restart)."""
+
+    def __init__(self, heal: float) -> None:
+        self.heal, self.kills, self.restarts, self.killed_at = heal, 0, 0, []
+
+    def urls(self):
+        return ["http://replica"]
+
+    def kill(self, fraction, rng):
+        self.kills += 1
+        self.killed_at.append(time.monotonic())
+        return ["replica-0"]
+
+    def whole(self):
+        return not self.killed_at or time.monotonic() - self.killed_at[-1] >= self.heal
+
+    def wait_ready(self, timeout):
+        return True
+
+    def stop(self):
+        return None
+
+
+class _AlwaysRight:
+    def __init__(self, b) -> None:
+        self.b = b
+
+    def post(self, path, body):
+        return httpx.Response(200, json={"bundle_sha256": self.b.sha256,
+                                         "outputs": {"eligible": True, "amount": 4000}})
+
+
+def test_a_kill_waits_until_every_replica_is_ready_again_and_the_report_says_so():
+    b, oracle = _oracle()
+    case = b.protocol.tests[0]
+    goldens = [chaos.Golden(b.protocol.id, case["name"], case["input"])]
+    fleet = _SlowHealingFleet(heal=2.5)
+    report = chaos.Report("staging", 1, 3.0)
+    chaos.Experiment(fleet, _AlwaysRight(b), goldens, oracle, report, kill_fraction=0.1, seed=1).run()
+    # Due every 1 s from 1 s on; the first kill's replica is not whole until 3.5 s, after the window.
+    assert fleet.kills == 1 and report.kills_waited == 1
+    assert any("waited for every replica" in line for line in report.lines())
+    assert report.to_dict()["kills_waited_for_a_whole_fleet"] == 1
+
+
+def _ready_pod(name: str, ready: str | None) -> dict:
+    pod = _pod(name, "hms-api")
+    if ready is not None:
+        pod["status"] = {"conditions": [{"type": "Ready", "status": ready}]}
+    return pod
+
+
+@pytest.mark.asyncio
+async def test_a_kubernetes_fleet_is_whole_only_with_as_many_ready_pods_as_it_began_with():
+    emulator = kmock.KubernetesEmulator()
+    async with emulator, kmock.Server(emulator) as server:
+        for i in range(3):
+            emulator.objects[PODS, "hms-preprod", f"hms-api-{i}"] = _ready_pod(f"hms-api-{i}", "True")
+        api = client.CoreV1Api(client.ApiClient(client.Configuration(host=str(server.url).rstrip("/"))))
+
+        def run():
+            fleet = chaos.KubernetesFleet("hms-preprod", ["http://svc"], api)
+            before = fleet.whole()
+            killed = fleet.kill(0.1, random.Random(1))[0]
+            after_kill = fleet.whole()
+            emulator.objects[PODS, "hms-preprod", "hms-api-new"] = _ready_pod("hms-api-new", "False")
+            starting = fleet.whole()
+            emulator.objects[PODS, "hms-preprod", "hms-api-new"] = _ready_pod("hms-api-new", "True")
+            return before, killed, after_kill, starting, fleet.whole()
+
+        before, killed, after_kill, starting, healed = await asyncio.to_thread(run)
+    assert before and killed.startswith("hms-api-")
+    assert not after_kill and not starting and healed
