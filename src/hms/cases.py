@@ -25,6 +25,7 @@ import numpy as np
 
 from hms.dated import combine
 from hms.errors import EvaluationError
+from hms.rules import SubgroupTable
 
 if TYPE_CHECKING:
     from hms.periods import Period
@@ -137,17 +138,33 @@ def _run_flat(rs: RuleSet, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _run_households(rs: RuleSet, households: list[Any]) -> list[dict[str, Any]]:
-    """Entity protocols: the batch as a household table and a person table; person rules as member lists."""
+    """Entity protocols: the batch as a household table, a person table and a table per sub-group entity;
+    person and sub-group rules as lists (member order; sub-groups in order of first appearance)."""
     sizes = [len(h.members) for h in households]
     starts = np.cumsum([0, *sizes])
     group = {name: np.asarray([h.group[name] for h in households]) for name in rs.group_specs()}
     person = {name: np.asarray([m[name] for h in households for m in h.members]) for name in rs.person_specs()}
     member_of = np.repeat(np.arange(len(households)), sizes)
-    out = rs.evaluate_groups(group, person, member_of, n=len(households))
-    return [
-        {k: v[i] for k, v in out.group.items()} | {k: list(v[starts[i] : starts[i + 1]]) for k, v in out.person.items()}
-        for i in range(len(households))
-    ]
+    tables, sub_starts = {}, {}
+    for g, specs in rs.sub_specs().items():
+        rows = [(i, sg) for i, h in enumerate(households) for sg in h.subs.get(g, ())]
+        of_person = np.zeros(int(starts[-1]), dtype=np.int64)
+        for j, (i, sg) in enumerate(rows):
+            of_person[[starts[i] + k for k in sg.members]] = j
+        columns = {name: np.asarray([sg.values[name] for _, sg in rows]) for name in specs}
+        ids = np.asarray([sg.id for _, sg in rows], dtype=object)
+        tables[g] = SubgroupTable(columns, of_person, ids)
+        sub_starts[g] = np.cumsum([0, *(len(h.subs.get(g, ())) for h in households)])
+    out = rs.evaluate_groups(group, person, member_of, n=len(households), subgroups=tables)
+    results = []
+    for i in range(len(households)):
+        values = {k: v[i] for k, v in out.group.items()}
+        values |= {k: list(v[starts[i] : starts[i + 1]]) for k, v in out.person.items()}
+        for g, cols in out.sub.items():
+            a, b = sub_starts[g][i], sub_starts[g][i + 1]
+            values |= {k: list(v[a:b]) for k, v in cols.items()}
+        results.append(values)
+    return results
 
 
 def run_cases(protocol: Protocol) -> list[CaseResult]:

@@ -27,6 +27,19 @@ _TYPE = {"integer": NUM, "number": NUM, "boolean": BOOL, "string": STR}
 
 
 @dataclass(frozen=True)
+class SubgroupTable:
+    """A sub-group entity's table for ``evaluate_groups`` (a household's tax units, one row each).
+
+    ``of_person``: each person's row in this table, in the person table's order. ``ids``: each row's
+    id, as messages name it (default: the row number). Every row has members, all in one household.
+    """
+
+    columns: Mapping[str, Any]
+    of_person: Any
+    ids: Any = None
+
+
+@dataclass(frozen=True)
 class InputSpec:
     name: str
     type: str  # integer | number | boolean | string
@@ -298,30 +311,24 @@ class RuleSet:
         *,
         n: int | None = None,
         where: str = "population",
+        subgroups: Mapping[str, SubgroupTable] | None = None,
     ) -> entity_vector.Grouped:
         """Every rule over a household table and its person table (``member_of``: each person's household row).
 
         Vectorized with segment reductions; values agree exactly with ``evaluate`` per household.
         Persons may come in any order; within a household their order is the member order.
+        ``subgroups``: each sub-group entity's table (a household's tax units) and each person's row in it.
         """
         m = self.model
         if m is None:
             raise BadInput("this protocol declares no entities: use evaluate_columns")
-        if m.subgroups:  # work in progress: the per-record backend (decision service) handles sub-groups
-            raise BadInput(
-                f"vectorized evaluation of sub-group entities ({', '.join(m.subgroups)}) is not implemented yet",
-                where=where,
-            )
         read = self.fields_read()
         gcols, n_rows = _coerce_table(self.group_specs(), read, group_columns, f"{where} ({m.group} table)")
         if n is not None and n_rows is not None and n != n_rows:
             raise BadInput(f"the {m.group} table has {n_rows} rows, expected {n}", where=where)
         n = n_rows if n_rows is not None else n
         pcols, m_rows = _coerce_table(self.person_specs(), read, person_columns, f"{where} ({m.person} table)")
-        idx = np.asarray(member_of)
-        if idx.dtype.kind not in "iu" and not (idx.dtype.kind == "f" and np.all(idx == np.floor(idx))):
-            raise BadInput(f"{m.group} index of the {m.person} table must be integers", where=where)
-        idx = idx.astype(np.int64)
+        idx = _row_index(member_of, f"{m.group} index of the {m.person} table", where)
         if m_rows is not None and len(idx) != m_rows:
             raise BadInput(f"{m.group} index has {len(idx)} rows, the {m.person} table {m_rows}", where=where)
         if n is None:
@@ -332,34 +339,100 @@ class RuleSet:
         counts = np.bincount(idx, minlength=n)
         if n and counts.min() == 0:
             raise BadInput(f"{m.group} row {int(np.argmin(counts))} has no members", where=where)
+        subs_raw = self._subgroup_tables(subgroups, idx, read, where)
         ordered = bool(np.all(idx[1:] >= idx[:-1]))  # a population's person table is kept sorted
         order = np.arange(len(idx)) if ordered else np.argsort(idx, kind="stable")
         sorted_p = dict(pcols) if ordered else {k: np.asarray(v)[order] for k, v in pcols.items()}
         seg = entity_vector.Segments(idx if ordered else idx[order], n)
+        subs = {}
+        for g, (cols, of_person, record_of, ids) in subs_raw.items():
+            of_sorted = of_person if ordered else of_person[order]
+            first = np.full(len(record_of), len(idx), dtype=np.int64)
+            np.minimum.at(first, of_sorted, np.arange(len(idx)))
+            subs[g] = entity_vector.SubInput(cols, of_sorted, record_of, first, ids)
+        entity_of = {
+            r.name: "group" if (e := m.rule_entity[r.name]) == m.group else e if e in m.subgroups else "person"
+            for r in self.rules
+        }
         grouped, failures, gvalues = entity_vector.evaluate(
-            self.rules,
-            {r.name: m.rule_entity[r.name] == m.group for r in self.rules},
-            gcols,
-            sorted_p,
-            seg,
-            self.params,
-            self._vtables,
+            self.rules, entity_of, gcols, sorted_p, seg, self.params, self._vtables, subs
         )
         found = vector.first_failure(failures, n)
         if found is not None:
             failure, row = found
-            members = slice(int(seg.starts[row]), int(seg.starts[row] + seg.counts[row]))
-            record_ = {
-                m.group: _row(gvalues, self.group_specs(), row),
-                m.plural: [_row(sorted_p, self.person_specs(), p) for p in range(members.start, members.stop)],
-            }
+            members = range(int(seg.starts[row]), int(seg.starts[row] + seg.counts[row]))
+            people = [_row(sorted_p, self.person_specs(), p) for p in members]
+            record_: dict[str, Any] = {m.group: _row(gvalues, self.group_specs(), row), m.plural: people}
+            for g, sub in subs.items():
+                for k, p in enumerate(members):
+                    people[k][g] = entity_record.label(sub.ids[sub.of_person[p]])
+                rows = sorted(
+                    set(sub.of_person[members.start : members.stop].tolist()), key=lambda j: sub.first_person[j]
+                )
+                if self.sub_specs()[g]:
+                    record_[m.plural_of(g)] = [
+                        {"id": entity_record.label(sub.ids[j]), **_row(sub.columns, self.sub_specs()[g], j)}
+                        for j in rows
+                    ]
             raise EvaluationError(failure.text(row), rule=failure.rule, row=row, record=record_)
         if ordered:
             return grouped
         inverse = np.empty_like(order)
         inverse[order] = np.arange(len(order))
         person = {k: v[inverse] for k, v in grouped.person.items()}
-        return entity_vector.Grouped(dict(grouped.group), person)
+        return entity_vector.Grouped(dict(grouped.group), person, grouped.sub)
+
+    def _subgroup_tables(
+        self, tables_: Mapping[str, SubgroupTable] | None, idx: np.ndarray, read: set[str], where: str
+    ) -> dict[str, tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, Any]]:
+        """Each sub-group table checked against the persons (person order as given): its columns, each
+        person's row, each row's household row, and the row ids."""
+        m = self.model
+        assert m is not None
+        tables_ = tables_ or {}
+        for g in tables_:
+            if g not in m.subgroups:
+                known = ", ".join(m.subgroups) or "none"
+                raise BadInput(f"{g!r} is not a sub-group entity of this protocol (sub-groups: {known})", where=where)
+        out = {}
+        for g in m.subgroups:
+            if g not in tables_:
+                raise BadInput(f"missing the {g} table and each {m.person}'s {g} (sub-group entity)", where=where)
+            t = tables_[g]
+            at = f"{where} ({g} table)"
+            cols, n_rows = _coerce_table(self.sub_specs()[g], read, t.columns, at)
+            of = _row_index(t.of_person, f"{g} index of the {m.person} table", where)
+            if len(of) != len(idx):
+                raise BadInput(f"{g} index has {len(of)} rows, the {m.person} table {len(idx)}", where=where)
+            n_g = n_rows if n_rows is not None else len(t.ids) if t.ids is not None else int(of.max(initial=-1)) + 1
+            if t.ids is not None and len(t.ids) != n_g:
+                raise BadInput(f"the {g} table has {n_g} rows and {len(t.ids)} ids", where=at)
+            if len(of) and (of.min() < 0 or of.max() >= n_g):
+                r = int(np.argmax((of < 0) | (of >= n_g)))
+                raise BadInput(f"{m.person} row {r} belongs to {g} row {of[r]}, which does not exist", where=where)
+            counts = np.bincount(of, minlength=n_g)
+            if n_g and counts.min() == 0:
+                raise BadInput(f"{g} row {int(np.argmin(counts))} has no members", where=at)
+            record_of = np.empty(n_g, dtype=np.int64)
+            record_of[of] = idx
+            mixed = record_of[of] != idx
+            if mixed.any():
+                r = int(np.argmax(mixed))
+                raise BadInput(
+                    f"{m.person} row {r} is in {m.group} row {idx[r]} but its {g} (row {of[r]}) is in "
+                    f"{m.group} row {record_of[of[r]]}: a {g} is inside one {m.group}",
+                    where=where,
+                )
+            ids = np.asarray(t.ids) if t.ids is not None else np.arange(n_g)
+            out[g] = (cols, of, record_of, ids)
+        return out
+
+
+def _row_index(values: Any, what: str, where: str) -> np.ndarray:
+    idx = np.asarray(values)
+    if idx.dtype.kind not in "iu" and not (idx.dtype.kind == "f" and np.all(idx == np.floor(idx))):
+        raise BadInput(f"{what} must be integers", where=where)
+    return idx.astype(np.int64)
 
 
 def _coerce_table(
@@ -457,4 +530,4 @@ def _coerce_column(spec: InputSpec, col: np.ndarray, where: str) -> np.ndarray:
     return f
 
 
-__all__ = ["InputSpec", "RuleError", "RuleSet"]
+__all__ = ["InputSpec", "RuleError", "RuleSet", "SubgroupTable"]

@@ -7,17 +7,25 @@ segment's values left to right from 0.0, as the per-record backend does), ``redu
 ``min``/``max`` — never a Python loop per household. Failures inside member expressions are
 found on person rows and reported on the household's row with the first failing member,
 exactly as per-record evaluation meets them (hms.rules.entity_record).
+
+Sub-groups (a household's tax units) are a second segmentation of the same persons: each
+person names its row in the sub-group's table. Their members are not contiguous among
+persons sorted by household, so a sub-group's reductions go through one stable permutation
+(``Scattered``); within a sub-group the member order stays the household's. A failure in a
+sub-group rule is reported on the household's row with its first failing sub-group, in the
+order the per-record backend visits them (first appearance among the members).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from hms.rules import ir, vector
+from hms.rules.entity_record import label
 from hms.rules.vector import Failure, Mask
 
 
@@ -32,10 +40,11 @@ class Segments:
         self.starts = np.cumsum(self.counts) - self.counts
 
     def project(self, values: Any) -> Any:
-        """A group value for each member (scalars stay scalars)."""
+        """A group value for each member, in person order (scalars stay scalars)."""
         return np.asarray(values)[self.member_of] if np.ndim(values) else values
 
     def members(self, values: Any) -> np.ndarray:
+        """Person values in segment order (for this class, person order)."""
         return np.broadcast_to(np.asarray(values), (self.m,))
 
     def reduce(self, fn: str, values: Any) -> np.ndarray:
@@ -56,11 +65,45 @@ class Segments:
         return f.reduceat(np.ascontiguousarray(self.members(values), dtype=np.float64), self.starts)
 
     def any_member(self, bad: np.ndarray) -> np.ndarray:
+        """Groups with a member for which ``bad`` (person order) holds."""
         return np.bincount(self.member_of, weights=bad.astype(np.float64), minlength=self.n) > 0
 
     def first_member(self, bad: np.ndarray, row: int) -> int:
+        """The person (index in person order) of group ``row`` first in member order with ``bad``."""
         start = int(self.starts[row])
         return start + int(np.argmax(bad[start : start + int(self.counts[row])]))
+
+    def number(self, p: int) -> int:
+        """Person ``p``'s member number in its record, as the per-record backend counts it."""
+        return p - int(self.starts[self.member_of[p]])
+
+
+class Scattered(Segments):
+    """A sub-group's members: ``group_of`` (person order) need not be sorted; ``member_no`` numbers
+    each person within its record."""
+
+    def __init__(self, group_of: np.ndarray, n: int, member_no: np.ndarray) -> None:
+        self.perm = np.argsort(group_of, kind="stable")
+        super().__init__(group_of[self.perm], n)
+        self.group_of = group_of
+        self.member_no = member_no
+
+    def project(self, values: Any) -> Any:
+        return np.asarray(values)[self.group_of] if np.ndim(values) else values
+
+    def members(self, values: Any) -> np.ndarray:
+        return np.broadcast_to(np.asarray(values), (self.m,))[self.perm]
+
+    def any_member(self, bad: np.ndarray) -> np.ndarray:
+        return np.bincount(self.group_of, weights=bad.astype(np.float64), minlength=self.n) > 0
+
+    def first_member(self, bad: np.ndarray, row: int) -> int:
+        start = int(self.starts[row])
+        k = int(np.argmax(bad[self.perm[start : start + int(self.counts[row])]]))
+        return int(self.perm[start + k])
+
+    def number(self, p: int) -> int:
+        return int(self.member_no[p])
 
 
 def member_failure(rule: str, failures: list[Failure], seg: Segments) -> Failure:
@@ -76,21 +119,75 @@ def member_failure(rule: str, failures: list[Failure], seg: Segments) -> Failure
     def message(row: int) -> str:
         p = seg.first_member(bad, row)
         f = next(f for f, b in zip(failures, bads, strict=True) if b[p])
-        return f"{f.text(p)} (member {p - int(seg.starts[row])})"
+        return f"{f.text(p)} (member {seg.number(p)})"
 
     return Failure(rule, seg.any_member(bad), message)
 
 
-class MemberValues(dict):
-    """Person columns; a group value read by a member expression is projected on first use."""
+@dataclass(frozen=True)
+class SubInput:
+    """One sub-group entity's table, checked: its input columns, each person's row in it (person order),
+    each row's record row, first member (person index) and id (for messages)."""
 
-    def __init__(self, columns: Mapping[str, Any], group: Mapping[str, Any], seg: Segments) -> None:
+    columns: dict[str, Any]
+    of_person: np.ndarray
+    record_of: np.ndarray
+    first_person: np.ndarray
+    ids: Any
+
+
+def subgroup_failure(rule: str, entity: str, failures: list[Failure], sub: SubInput, n: int) -> Failure:
+    """Failures on sub-group rows as one failure on record rows: a record's first failing sub-group in
+    the order the per-record backend visits them (first appearance among its members)."""
+    n_sub = len(sub.record_of)
+    bads = [np.broadcast_to(f.bad, (n_sub,)) for f in failures]
+    bad = np.logical_or.reduce(bads) if len(bads) > 1 else bads[0]
+
+    def message(row: int) -> str:
+        rows = np.nonzero(bad & (sub.record_of == row))[0]
+        j = int(rows[np.argmin(sub.first_person[rows])])
+        f = next(f for f, b in zip(failures, bads, strict=True) if b[j])
+        return f"{f.text(j)} ({entity} {label(sub.ids[j])})"
+
+    return Failure(rule, np.bincount(sub.record_of, weights=bad.astype(np.float64), minlength=n) > 0, message)
+
+
+class MemberValues(dict):
+    """Person columns; a record or sub-group value read by a member expression is projected on first use."""
+
+    def __init__(
+        self,
+        columns: Mapping[str, Any],
+        group: Mapping[str, Any],
+        seg: Segments,
+        subs: tuple[tuple[Mapping[str, Any], Segments], ...] = (),
+    ) -> None:
         super().__init__(columns)
         self.group = group
         self.seg = seg
+        self.subs = subs
 
     def __missing__(self, key: str) -> Any:
-        value = self.seg.project(self.group[key])
+        if key in self.group:
+            value = self.seg.project(self.group[key])
+        else:
+            values, seg = next((v, s) for v, s in self.subs if key in v)
+            value = seg.project(values[key])
+        self[key] = value
+        return value
+
+
+class SubValues(dict):
+    """A sub-group table's columns; a record value read by a sub-group rule is projected on first use."""
+
+    def __init__(self, columns: Mapping[str, Any], record: Mapping[str, Any], record_of: np.ndarray) -> None:
+        super().__init__(columns)
+        self.record = record
+        self.record_of = record_of
+
+    def __missing__(self, key: str) -> Any:
+        x = self.record[key]
+        value = np.asarray(x)[self.record_of] if np.ndim(x) else x
         self[key] = value
         return value
 
@@ -113,7 +210,7 @@ class GroupEvaluator(vector.Evaluator):
     def ev(self, node: ir.Node, mask: Mask, track: bool) -> Any:
         if isinstance(node, ir.Aggregate):
             sub = self.member_evaluator()
-            x = sub.ev(node.arg, None if mask is None else mask[self.seg.member_of], track)
+            x = sub.ev(node.arg, None if mask is None else self.seg.project(mask), track)
             if sub.failures:
                 self.failures.append(member_failure(self.rule, sub.failures, self.seg))
             return self.seg.reduce(node.func, x)
@@ -127,10 +224,12 @@ class GroupEvaluator(vector.Evaluator):
 
 @dataclass(frozen=True)
 class Grouped:
-    """Rule values of a vectorized entity evaluation: group rules per household, person rules per person."""
+    """Rule values of a vectorized entity evaluation: record rules per household, person rules per person,
+    sub-group rules per row of each sub-group's table."""
 
     group: dict[str, np.ndarray]
     person: dict[str, np.ndarray]
+    sub: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
 
 _DTYPE = {ir.NUM: np.float64, ir.BOOL: np.bool_, ir.STR: np.str_}
@@ -138,27 +237,49 @@ _DTYPE = {ir.NUM: np.float64, ir.BOOL: np.bool_, ir.STR: np.str_}
 
 def evaluate(
     rules: list[ir.Rule],
-    group_of_rule: Mapping[str, bool],
+    entity_of: Mapping[str, str],
     group_columns: dict[str, Any],
     person_columns: dict[str, Any],
     seg: Segments,
     params: Mapping[str, Any],
     tables: Mapping[str, vector.Table],
+    subs: Mapping[str, SubInput] | None = None,
 ) -> tuple[Grouped, list[Failure], dict[str, Any]]:
-    """Every rule over sorted persons; failures are on household rows (see vector.first_failure)."""
+    """Every rule over sorted persons; failures are on household rows (see vector.first_failure).
+
+    ``entity_of``: each rule's entity, ``"group"`` for the record, ``"person"``, or a sub-group's name.
+    """
+    subs = subs or {}
     values = dict(group_columns)
-    members = MemberValues(person_columns, values, seg)
+    member_no = np.arange(seg.m) - seg.starts[seg.member_of] if subs else None
+    sub_values = {g: SubValues(s.columns, values, s.record_of) for g, s in subs.items()}
+    sub_segs = {g: Scattered(s.of_person, len(s.record_of), member_no) for g, s in subs.items()}
+    members = MemberValues(person_columns, values, seg, tuple((sub_values[g], sub_segs[g]) for g in subs))
     ev = GroupEvaluator(values, members, params, tables, seg)
-    group_out, person_out = {}, {}
+    group_out: dict[str, np.ndarray] = {}
+    person_out: dict[str, np.ndarray] = {}
+    sub_out: dict[str, dict[str, np.ndarray]] = {g: {} for g in subs}
     for r in rules:
         ev.rule = r.name
-        if group_of_rule[r.name]:
+        entity = entity_of[r.name]
+        if entity == "group":
             with np.errstate(all="ignore"):
                 out = ev.ev(r.expr, None, r.can_fail)
             out = np.broadcast_to(np.asarray(out, dtype=_DTYPE[r.expr.type]), (seg.n,))
             if r.expr.type == ir.NUM:
                 ev.check(np.isfinite(out), None, "result is not a finite number (overflow)")
             values[r.name] = group_out[r.name] = out
+        elif entity in subs:
+            sev = GroupEvaluator(sub_values[entity], members, params, tables, sub_segs[entity])
+            sev.rule = r.name
+            with np.errstate(all="ignore"):
+                out = sev.ev(r.expr, None, r.can_fail)
+            out = np.broadcast_to(np.asarray(out, dtype=_DTYPE[r.expr.type]), (sev.n,))
+            if r.expr.type == ir.NUM:
+                sev.check(np.isfinite(out), None, "result is not a finite number (overflow)")
+            if sev.failures:
+                ev.failures.append(subgroup_failure(r.name, entity, sev.failures, subs[entity], seg.n))
+            sub_values[entity][r.name] = sub_out[entity][r.name] = out
         else:
             sub = ev.member_evaluator()
             with np.errstate(all="ignore"):
@@ -169,7 +290,7 @@ def evaluate(
             if sub.failures:
                 ev.failures.append(member_failure(r.name, sub.failures, seg))
             members[r.name] = person_out[r.name] = out
-    return Grouped(group_out, person_out), ev.failures, values
+    return Grouped(group_out, person_out, sub_out), ev.failures, values
 
 
-__all__ = ["Grouped", "Segments", "evaluate", "member_failure"]
+__all__ = ["Grouped", "Scattered", "Segments", "SubInput", "evaluate", "member_failure", "subgroup_failure"]
