@@ -26,7 +26,12 @@ def clip(text: str, limit: int = MAX_SHOWN) -> str:
 
 
 def shown(value: Any, limit: int = MAX_SHOWN) -> str:
-    """``repr(value)`` clipped (see ``clip``); an integer too long to print is described, not printed."""
+    """``repr(value)`` clipped (see ``clip``); an integer too long to print is described, not printed.
+
+    A NumPy scalar shows as the Python value it holds (``'married'``, not ``np.str_('married')``).
+    """
+    if type(value).__module__ == "numpy" and hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        value = value.item()
     try:
         text = repr(value)
     except ValueError:  # int beyond sys.get_int_max_str_digits()

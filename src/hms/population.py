@@ -41,7 +41,7 @@ import numpy as np
 
 from hms.column_synthesis import SynthesizedColumn, synthesize
 from hms.errors import BadInput
-from hms.person_table import HOUSEHOLD_ID, PersonTable, link, synthesize_members
+from hms.person_table import HOUSEHOLD_ID, PersonTable, SubFile, link, synthesize_members, with_subgroups
 from hms.yamlsafe import json_path
 
 if TYPE_CHECKING:
@@ -345,6 +345,8 @@ def _complete_members(pop: Population, protocols: Sequence[Protocol]) -> Populat
         missing = sorted(n for n in rs.fields_read() & set(rs.person_specs()) if n not in pop.persons.columns)
         if missing:
             raise BadInput(_missing_columns(missing), where=pop.persons.source)
+        if rs.model.subgroups:
+            pop = replace(pop, persons=with_subgroups(pop.persons, proto, pop.columns.get(HOUSEHOLD_ID)))
     return pop
 
 
@@ -360,8 +362,8 @@ def _complete_households(pop: Population, protocols: Sequence[Protocol]) -> Popu
     for proto in protocols:
         model = proto.ruleset.model
         for name in sorted(proto.ruleset.fields_read()):
-            if model is not None and model.is_person(name):
-                continue  # a member's column: the person table's (_complete_members)
+            if model is not None and (model.is_person(name) or model.input_entity.get(name) in model.subgroups):
+                continue  # a member's or a sub-group's column: the person table's (_complete_members)
             wanted.setdefault(name, proto)
     missing = [n for n in wanted if n not in pop.columns and n not in pop.attributes]
     if pop.synthesis_seed is None:
@@ -417,20 +419,33 @@ def _arrow_available() -> bool:
     return True
 
 
-def load_file(path: str | Path, persons: str | Path | None = None) -> Population:
+def load_file(
+    path: str | Path, persons: str | Path | None = None, subgroups: Mapping[str, str | Path] | None = None
+) -> Population:
     """Read a CSV or Parquet population; ``weight`` defaults to 1 per row when the file has none.
 
     ``persons``: a person table (CSV / Parquet) linked to the households by ``household_id``.
+    ``subgroups``: a table per sub-group entity (a household's tax units), linked by ``household_id``
+    and the sub-group's id, which each person names in the column of the entity's name.
     """
     raw, empty = _read_table(Path(path))
     pop = from_columns(raw, source=str(path), empty=empty)
+    if subgroups and persons is None:
+        raise BadInput("sub-group tables need a person table (persons) naming each person's sub-group", where=str(path))
     if persons is not None:
-        praw, pempty = _read_table(Path(persons))
-        if pempty:
-            name, row = next(iter(pempty.items()))
-            raise BadInput(f"column {name!r}: row {row} is empty", where=str(persons))
-        pop.persons = link(pop.columns.get(HOUSEHOLD_ID), praw, n=pop.n, source=str(persons))
+        table = link(pop.columns.get(HOUSEHOLD_ID), _read_full(Path(persons)), n=pop.n, source=str(persons))
+        files = {g: SubFile(_read_full(Path(f)), str(f)) for g, f in (subgroups or {}).items()}
+        pop.persons = replace(table, sub_files=files)
     return pop
+
+
+def _read_full(p: Path) -> dict[str, Any]:
+    """A table every cell of which must be present (person and sub-group tables)."""
+    raw, empty = _read_table(p)
+    if empty:
+        name, row = next(iter(empty.items()))
+        raise BadInput(f"column {name!r}: row {row} is empty", where=str(p))
+    return raw
 
 
 def _read_table(p: Path) -> tuple[dict[str, Any], dict[str, int]]:
@@ -604,13 +619,19 @@ def load_catalog(path: Path | None = None) -> dict[str, dict[str, Any]]:
         w = doc.where(("populations", name))
         if not isinstance(entry, dict) or not isinstance(entry.get("source"), str):
             raise BadInput("an entry needs a 'source' (synthetic:N[:SEED] or a file)", where=w)
-        extra = set(entry) - {"source", "description", "overrides", "persons"}
+        extra = set(entry) - {"source", "description", "overrides", "persons", "subgroups"}
         if extra:
             raise BadInput(
-                f"unknown field {sorted(extra)[0]!r}; allowed: description, overrides, persons, source", where=w
+                f"unknown field {sorted(extra)[0]!r}; allowed: description, overrides, persons, source, subgroups",
+                where=w,
             )
         if "persons" in entry and (not isinstance(entry["persons"], str) or entry["source"].startswith("synthetic:")):
             raise BadInput("persons is a file (CSV / Parquet) beside a file source", where=w)
+        subs = entry.get("subgroups", {})
+        if not isinstance(subs, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in subs.items()):
+            raise BadInput("subgroups maps each sub-group entity to its file (CSV / Parquet)", where=w)
+        if subs and "persons" not in entry:
+            raise BadInput("subgroups need a persons file naming each person's sub-group", where=w)
         if not isinstance(entry.get("overrides", {}), dict):
             raise BadInput("overrides must be a mapping", where=w)
         out[str(name)] = {**entry, "_where": w, "_dir": str(Path(path).parent)}
@@ -641,11 +662,14 @@ def resolve(source: str, *, where: str | None = None) -> Population:
         else:
             if entry.get("overrides"):
                 raise BadInput("overrides apply to synthetic sources only", where=entry["_where"])
-            p = Path(src)
-            pp = Path(entry["persons"]) if "persons" in entry else None
+
+            def at(f: str) -> Path:
+                return Path(f) if Path(f).is_absolute() else Path(entry["_dir"]) / f
+
             pop = load_file(
-                p if p.is_absolute() else Path(entry["_dir"]) / p,
-                persons=None if pp is None else (pp if pp.is_absolute() else Path(entry["_dir"]) / pp),
+                at(src),
+                persons=at(entry["persons"]) if "persons" in entry else None,
+                subgroups={g: at(f) for g, f in entry.get("subgroups", {}).items()},
             )
             pop.description = desc or pop.description
         pop.source = f"{source} ({pop.source})"

@@ -264,8 +264,9 @@ def _text(s: str, path: tuple, doc: Document) -> str:
         try:
             s.encode()
         except UnicodeEncodeError as e:
-            raise BadInput(f"{shown(s[e.start:e.end])} is not a Unicode character (a lone surrogate)",
-                           where=doc.where(path)) from None
+            raise BadInput(
+                f"{shown(s[e.start : e.end])} is not a Unicode character (a lone surrogate)", where=doc.where(path)
+            ) from None
     return s
 
 
@@ -299,7 +300,11 @@ def from_document(doc: Document) -> Protocol:
     parameters, period = _effective_parameters(data, dated, eff, doc)
     try:
         ruleset = RuleSet(
-            data["inputs"], parameters, data["rules"], data["outputs"], entities=data.get("entities"),
+            data["inputs"],
+            parameters,
+            data["rules"],
+            data["outputs"],
+            entities=data.get("entities"),
             period=period.label if period is not None and dated else None,
         )
     except TableError as e:
@@ -358,6 +363,7 @@ def _effective_parameters(
             f"{e.message}, the period of metadata.effective_at", where=doc.where(_dotted(e.where or ""))
         ) from None
 
+
 def _check_schema(data: dict[str, Any], doc: Document) -> None:
     err = best_match(_validator().iter_errors(data))
     if err is None:
@@ -381,11 +387,13 @@ def _check_schema(data: dict[str, Any], doc: Document) -> None:
             hint = f"; allowed: {', '.join(sorted(allowed))}" if allowed else ""
             message = f"unknown field {shown(extra[0])}{clip(hint)}"
     elif err.validator in ("pattern", "maxLength") and path[-2:] == ("metadata", "id"):
-        message = (f"metadata.id {shown(err.instance)} must be a DNS label: lowercase letters, digits and '-', "
-                   "at most 63")
+        message = (
+            f"metadata.id {shown(err.instance)} must be a DNS label: lowercase letters, digits and '-', at most 63"
+        )
     elif err.validator == "pattern" and err.validator_value == "^[a-z_][a-z0-9_]{0,62}$":
-        message = (f"{shown(err.instance)} is not a valid name (lowercase letters, digits, '_'; "
-                   "not starting with a digit)")
+        message = (
+            f"{shown(err.instance)} is not a valid name (lowercase letters, digits, '_'; not starting with a digit)"
+        )
     elif err.validator == "required":
         message = err.message.replace("is a required property", "is required")
     elif err.validator == "oneOf" and len(path) == 2 and path[0] == "rules":
@@ -462,8 +470,15 @@ def _check_cases(data: dict[str, Any], proto: Protocol, doc: Document) -> None:
                     where=doc.where(("tests", i, "expect", key)),
                 )
             t = rs.type_of(key)
-            if rs.model is not None and rs.entity_of(key) == rs.model.person:
-                _check_member_expectation(case, key, want, t, len(rec.members), doc.where(("tests", i, "expect", key)))
+            entity = rs.entity_of(key) if rs.model is not None else None
+            if rs.model is not None and entity == rs.model.person:
+                _check_list_expectation(
+                    case, key, want, t, len(rec.members), "member", doc.where(("tests", i, "expect", key))
+                )
+                continue
+            if rs.model is not None and entity in rs.model.subgroups:
+                count = len(rec.subs.get(entity, ()))
+                _check_list_expectation(case, key, want, t, count, entity, doc.where(("tests", i, "expect", key)))
                 continue
             if not _type_ok(t, want):
                 raise BadInput(
@@ -480,18 +495,22 @@ def _type_ok(t: str, want: Any) -> bool:
     )
 
 
-def _check_member_expectation(case: dict[str, Any], key: str, want: Any, t: str, members: int, where: str) -> None:
-    """A person rule's expected value is a list, one value per member in order."""
-    if not isinstance(want, list) or len(want) != members:
+def _check_list_expectation(
+    case: dict[str, Any], key: str, want: Any, t: str, count: int, entity: str, where: str
+) -> None:
+    """A person or sub-group rule's expected value is a list, one value per member (or sub-group) in order."""
+    if not isinstance(want, list) or len(want) != count:
+        order = "" if entity == "member" else ", in the order their members first appear"
         raise BadInput(
-            f"test {case['name']!r}: {key!r} is a rule about each member: expect a list of {members} values, "
-            f"one per member, got {want!r}",
+            f"test {case['name']!r}: {key!r} is a rule about each {entity}: expect a list of {count} values, "
+            f"one per {entity}{order}, got {want!r}",
             where=where,
         )
     for k, w in enumerate(want):
         if not _type_ok(t, w):
             raise BadInput(
-                f"test {case['name']!r}: expected value for {key!r} of member {k} must be a {t}, got {w!r}", where=where
+                f"test {case['name']!r}: expected value for {key!r} of {entity} {k} must be a {t}, got {w!r}",
+                where=where,
             )
 
 

@@ -161,15 +161,29 @@ class SimulationResult:
         """The inverse of ``to_dict``: the clerk page redraws the report from the result the test step recorded."""
         p = d["protocol"]
         return cls(
-            protocol_id=p["id"], version=p["version"], title=p["title"], sha256=p.get("sha256"),
-            population=d["population"], outcome=d["outcome"], amount_rule=d.get("amount_rule"),
-            currency=d["currency"], cap=d.get("cap"), cost_cents=d["cost_cents"], eligible=d["eligible"],
-            eligible_rows=d["eligible_rows"], fairness=d.get("fairness") or {}, groups=d.get("groups") or {},
-            seconds=d.get("seconds", 0.0), by_household_size=d.get("by_household_size"),
-            by_income_decile=d.get("by_income_decile"), amounts=d.get("amounts"), baseline=d.get("baseline"),
+            protocol_id=p["id"],
+            version=p["version"],
+            title=p["title"],
+            sha256=p.get("sha256"),
+            population=d["population"],
+            outcome=d["outcome"],
+            amount_rule=d.get("amount_rule"),
+            currency=d["currency"],
+            cap=d.get("cap"),
+            cost_cents=d["cost_cents"],
+            eligible=d["eligible"],
+            eligible_rows=d["eligible_rows"],
+            fairness=d.get("fairness") or {},
+            groups=d.get("groups") or {},
+            seconds=d.get("seconds", 0.0),
+            by_household_size=d.get("by_household_size"),
+            by_income_decile=d.get("by_income_decile"),
+            amounts=d.get("amounts"),
+            baseline=d.get("baseline"),
             notes=list(d.get("notes") or ()),
             synthesized_columns=[SynthesizedColumn.from_dict(c) for c in d.get("synthesized_columns") or ()],
-            period=d.get("period", "year"), amount_period=d.get("amount_period", "year"),
+            period=d.get("period", "year"),
+            amount_period=d.get("amount_period", "year"),
             evaluated_period=d.get("evaluated_period"),
         )
 
@@ -345,6 +359,7 @@ class _Side:
                 "the protocol has neither a boolean output nor an amount rule to simulate", where=proto.source
             )
         self.persons = None
+        self.subgroups = proto.ruleset.model.subgroups if proto.ruleset.model is not None else ()
         if proto.ruleset.model is not None:  # households and their members (hms.person_table)
             self.columns, self.n, self.persons = _household_tables(proto, pop, role)
         else:
@@ -365,8 +380,9 @@ class _Side:
                 lo, hi = self.persons.rows_for(start, stop)
                 people = {k: v[lo:hi] for k, v in self.persons.columns.items()}
                 member_of = self.persons.member_of[lo:hi] - start
+                subs = {g: self.persons.subs[g].chunk(start, stop, lo, hi) for g in self.subgroups}
                 months = [
-                    rs.evaluate_groups(cols, people, member_of, n=stop - start, where=self.where).group
+                    rs.evaluate_groups(cols, people, member_of, n=stop - start, where=self.where, subgroups=subs).group
                     for rs in self.rulesets
                 ]
             values = combine(months, self.period)
@@ -397,6 +413,11 @@ def _household_tables(proto: Protocol, pop: Population, role: str) -> tuple[dict
             columns[name] = pop.attributes[name].strings()
         else:
             raise BadInput(f"missing column {name!r} (read by the rules)", where=where)
+    for g in rs.model.subgroups:
+        if g not in pop.persons.subs:
+            raise BadInput(
+                f"the population's {rs.model.person} table has no {g} sub-groups for {proto.id!r}", where=where
+            )
     return columns, pop.n, pop.persons
 
 
