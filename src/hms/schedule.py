@@ -5,6 +5,9 @@ timezone (e.g. midnight in America/New_York), computed with zoneinfo so it is
 right across DST changes; a wall time that does not exist that day (the spring
 gap) is refused rather than silently shifted. Also accepted: an ISO 8601
 date-time with an offset, ``now``, and ``+N[s|m|h]`` for tests and demos.
+A date-time picker sends a wall time without offset (``2027-01-01T00:00``) with the zone it showed:
+``parse_wall_time`` reads it in that zone, refusing a time the spring gap skips and one the autumn
+fold makes ambiguous, since "00:30 on the night clocks go back" names two instants.
 ``effective`` (or nothing) asks for no particular time: the deployment takes its
 protocol's own effective time, or now once that has passed (hms.effective_time).
 """
@@ -70,3 +73,28 @@ def _exists(local: datetime, tz: ZoneInfo) -> bool:
     """False for wall times skipped by a DST jump (they do not survive a round trip through UTC)."""
     back = local.astimezone(UTC).astimezone(tz)
     return (back.hour, back.minute) == (local.hour, local.minute)
+
+
+_WALL = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?$")
+
+
+def parse_wall_time(text: str, zone: str) -> datetime:
+    """A picker's ``YYYY-MM-DDTHH:MM[:SS]`` as the wall time it is in the IANA zone ``zone`` (UTC out)."""
+    try:
+        tz = ZoneInfo(zone)
+    except (ValueError, KeyError):  # ZoneInfoNotFoundError is a KeyError
+        raise BadInput(f"unknown time zone {zone!r} (an IANA name, e.g. America/New_York)", where="zone") from None
+    t = text.strip()
+    if not _WALL.match(t):
+        raise BadInput(f"{text!r} is not a date and time like 2027-01-01T00:00", where="effective_at")
+    try:
+        naive = datetime.fromisoformat(t)
+    except ValueError:
+        raise BadInput(f"{text!r} is not a calendar date and time", where="effective_at") from None
+    early, late = naive.replace(tzinfo=tz, fold=0), naive.replace(tzinfo=tz, fold=1)
+    if not _exists(early, tz):
+        raise BadInput(f"{t} does not exist in {zone} (clocks jump forward); pick another time", where="effective_at")
+    if early.utcoffset() != late.utcoffset():
+        raise BadInput(f"{t} happens twice in {zone} (clocks go back); pick another time or give an offset",
+                       where="effective_at")
+    return early.astimezone(UTC)

@@ -462,3 +462,47 @@ def test_the_clerk_page_lists_the_scans_warnings_for_review(client):
     html = client.get("/reviews", headers=as_("bob")).text
     assert "For review:" in html and "<code>inputs.age.exemption</code>" in html
     assert "the legal role must approve" in html
+
+
+def test_a_scheduler_moves_an_activation_with_the_pickers_wall_time_in_the_pipelines_zone(client):
+    from zoneinfo import ZoneInfo
+
+    b = bundle_of()
+    first = _monday_noon()
+    _staged(b, first)
+    ny = ZoneInfo("America/New_York")
+    later = (first + timedelta(days=7)).astimezone(ny).replace(hour=0, minute=0)
+    r = client.post(f"/api/activations/{b.sha256}/move", headers=as_("dana"),
+                    json={"effective_at": later.strftime("%Y-%m-%dT%H:%M"), "zone": "America/New_York", **WHY})
+    assert r.status_code == 200, r.json()
+    assert datetime.fromisoformat(r.json()["activate_at"]) == later
+
+
+@pytest.mark.parametrize(
+    ("when", "zone", "field", "says"),
+    [
+        ("{year}-03-14T02:30", "America/New_York", "effective_at", "does not exist in America/New_York"),
+        ("{year}-11-07T01:30", "America/New_York", "effective_at", "happens twice in America/New_York"),
+        ("{year}-01-05T00:00", "Mars/Olympus", "zone", "unknown time zone 'Mars/Olympus'"),
+        ("next tuesday", "America/New_York", "effective_at", "is not a date and time like"),
+    ],
+    ids=["spring-gap", "autumn-fold", "unknown-zone", "not-a-date"],
+)
+def test_a_pickers_wall_time_that_names_no_single_instant_is_refused_naming_the_field(client, when, zone, field,
+                                                                                        says):
+    b = bundle_of()
+    first = _monday_noon()
+    _staged(b, first)
+    year = first.year + 1
+    if "03-14" in when or "11-07" in when:  # the DST days of that year in New York (2nd Sunday of March, 1st of Nov)
+        from calendar import SUNDAY, monthcalendar
+
+        march = [w[SUNDAY] for w in monthcalendar(year, 3) if w[SUNDAY]][1]
+        nov = next(w[SUNDAY] for w in monthcalendar(year, 11) if w[SUNDAY])
+        when = when.replace("03-14", f"03-{march:02d}").replace("11-07", f"11-{nov:02d}")
+    r = client.post(f"/api/activations/{b.sha256}/move", headers=as_("dana"),
+                    json={"effective_at": when.format(year=year), "zone": zone, **WHY})
+    assert (r.status_code, r.json()["field"]) == (422, field), r.json()
+    assert says in r.json()["detail"]
+    with session_scope() as s:
+        assert [d.activate_at for d in deployments.pending(s, "prod", b.protocol.id)] == [first]

@@ -309,6 +309,21 @@ class CostOut(_Model):
     sentence: str
 
 
+class LifeEventOut(_Model):
+    """One thing that happened to a bundle (``hms.web.bundle_life.LifeEvent``)."""
+
+    at: str
+    kind: Literal["pushed", "check", "review", "deploy", "activation", "move", "superseded", "rollback", "run",
+                  "published"]
+    sentence: str = Field(..., description="plain words; times in the pipeline's zone, the zone named")
+    actor: str
+    environment: str | None
+    run_id: str | None
+    stage: str | None = Field(..., description="the pipeline step it came from (hms.web.bundle_life.STAGES)")
+    ok: bool | None
+    reason: str | None
+
+
 class BundleCardOut(_Model):
     """One bundle as a clerk sees it (``hms.web.reviews.BundleView``); checks by kind (test, scan, chaos)."""
 
@@ -329,6 +344,10 @@ class BundleCardOut(_Model):
     previous_version: int | None = Field(..., description="the protocol's previous recorded version")
     changes_vs_previous: list[ProtocolChangeOut] = Field(..., description="hms.protocol_diff against previous_version")
     cost: CostOut | None = Field(..., description="the simulated cost against prod's (None: none recorded)")
+    life: list[LifeEventOut] = Field(..., description="everything that happened to the bundle, oldest first")
+    waiting_since: str | None = Field(..., description="when its review began (its tests and scan passed)")
+    review_deadline: str | None = Field(..., description="when the run stops waiting for the review")
+    run_stopped: LifeEventOut | None = Field(..., description="its newest run's abort, before any decision")
 
 
 class ReviewBoardOut(_Model):
@@ -405,7 +424,10 @@ class MoveIn(_In):
     """``POST /api/activations/{sha256}/move``: a new time for a pending activation (schedulers)."""
 
     effective_at: str = Field(..., min_length=1, max_length=100,
-                              description="read like --schedule: HH:MM in the pipeline's zone, ISO, now, +Ns")
+                              description="read like --schedule: HH:MM in the pipeline's zone, ISO, now, +Ns; "
+                                          "with zone: a date-time picker's YYYY-MM-DDTHH:MM in that zone")
+    zone: str | None = Field(None, max_length=64,
+                             description="the IANA zone a picker's wall time (no offset) is read in")
     environment: str | None = Field(None, max_length=63, description="default: the last environment")
     reason: str = Field(..., min_length=1, max_length=500,
                         description="why the legal effective time moves (audited; shown in the history)")

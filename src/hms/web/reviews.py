@@ -15,7 +15,7 @@ import difflib
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -32,8 +32,9 @@ from hms.pipeline_config import PipelineConfig, effective_approval_policy, in_fr
 from hms.registry import audit, store
 from hms.registry.models import Approval, Deployment
 from hms.review_role import select_order
-from hms.schedule import parse_schedule
+from hms.schedule import parse_schedule, parse_wall_time
 from hms.simulate import SimulationResult
+from hms.web.bundle_life import LifeEvent, life
 from hms.web.errors import WebError, from_core
 
 SCHEDULER_ROLE = "scheduler"
@@ -159,13 +160,16 @@ def move_activation(
     environment: str | None,
     reason: str,
     config: PipelineConfig,
+    zone: str | None = None,
 ) -> dict[str, Any]:
     """Move the pending activation of a bundle to a new time (schedulers only); audited.
 
-    The new time is read like ``--schedule`` (HH:MM in the pipeline's zone, ISO with offset, ``now``, +Ns); in the
-    past, or before the protocol's own effective time, it is refused by ``deployments.deploy`` (hms.effective_time)
-    as a 422 naming ``effective_at``. The move is ``deployments.deploy`` again with the pending row's run id, so the
-    waiting flip task follows it, and the freeze windows and the approval gate are checked as for any deploy.
+    With ``zone``, ``effective_at`` is a date-time picker's wall time in that zone (hms.schedule.parse_wall_time).
+    Otherwise the new time is read like ``--schedule`` (HH:MM in the pipeline's zone, ISO with offset, ``now``,
+    +Ns). In the past, or before the protocol's own effective time, it is refused by ``deployments.deploy``
+    (hms.effective_time) as a 422 naming ``effective_at``. The move is ``deployments.deploy`` again with the
+    pending row's run id, so the waiting flip task follows it, and the freeze windows and the approval gate are
+    checked as for any deploy.
     """
     if SCHEDULER_ROLE not in caller.roles:
         raise WebError(403, f"moving an effective time needs the role {SCHEDULER_ROLE!r}; {caller.user} holds: "
@@ -179,9 +183,9 @@ def move_activation(
                        field="environment")
     now = clock.now()
     try:
-        at = parse_schedule(effective_at, config.tz, now=now)
+        at = parse_wall_time(effective_at, zone) if zone else parse_schedule(effective_at, config.tz, now=now)
     except BadInput as e:
-        raise WebError(422, e.message, field="effective_at") from None
+        raise WebError(422, e.message, field=e.where if e.where == "zone" else "effective_at") from None
     b = bundle_for(s, sha256)
     waiting = [d for d in deployments.pending(s, env, b.protocol.id, now) if d.bundle_sha256 == b.sha256]
     if not waiting:
@@ -232,6 +236,19 @@ class BundleView:
     previous_version: int | None = None
     changes_vs_previous: list[semantic_diff.Change] = field(default_factory=list)
     cost: CostComparison | None = None  # this bundle's simulated cost against prod's (None: no simulation recorded)
+    life: list[LifeEvent] = field(default_factory=list)  # everything that happened to it (hms.web.bundle_life)
+    waiting_since: datetime | None = None  # when its review began (its checks passed); None: not reviewable yet
+    review_deadline: datetime | None = None  # waiting_since + the review timeout: the run gives up then
+
+    @property
+    def run_stopped(self) -> LifeEvent | None:
+        """The abort of its newest run, when that run ended before this bundle was decided: a card must not
+        read "waiting for approval" for a run nobody is waiting on any more."""
+        runs = [e for e in self.life if e.run_id]
+        if not runs or self.status.satisfied or self.status.rejected:
+            return None
+        newest = runs[-1].run_id
+        return next((e for e in reversed(self.life) if e.kind == "run" and e.run_id == newest), None)
 
     @property
     def state(self) -> str:
@@ -258,6 +275,10 @@ class BundleView:
             "previous_version": self.previous_version,
             "changes_vs_previous": [c.to_dict() for c in self.changes_vs_previous],
             "cost": self.cost.to_dict() if self.cost else None,
+            "life": [e.to_dict() for e in self.life],
+            "waiting_since": self.waiting_since.isoformat() if self.waiting_since else None,
+            "review_deadline": self.review_deadline.isoformat() if self.review_deadline else None,
+            "run_stopped": self.run_stopped.to_dict() if self.run_stopped else None,
         }
 
 
@@ -294,7 +315,19 @@ def _view(s: Session, b: Bundle, caller: Caller, config: PipelineConfig) -> Bund
         previous_version=prev.protocol.version if prev else None,
         changes_vs_previous=semantic_diff.diff(prev.protocol if prev else None, b.protocol),
         cost=_cost(s, checks, live, b.sha256),
+        life=life(s, b.sha256, config.tz, last_environment=last),
+        waiting_since=(since := _review_began(checks, config)),
+        review_deadline=since + timedelta(hours=config.approvals.timeout_hours) if since else None,
     )
+
+
+def _review_began(checks: dict[str, CheckView], config: PipelineConfig) -> datetime | None:
+    """The review waits on the checks before it (tests, then the compliance scan): it began when the last of
+    them passed; a failed or missing one means no review is under way."""
+    needed = [checks.get(k) for k in ("test", "scan")]
+    if any(c is None or not c.ok for c in needed):
+        return None
+    return max(c.at for c in needed if c is not None)
 
 
 def _simulation(test_summary: dict[str, Any] | None) -> SimulationResult | None:

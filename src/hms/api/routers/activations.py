@@ -22,4 +22,4 @@ def move(sha256: str, body: MoveIn, who: CallerDep, cfg: ConfigDep) -> dict[str,
     """409: no pending activation of this bundle there, or promotion order / approvals no longer hold."""
     with session_scope() as s:
         return reviews.move_activation(s, sha256, who, effective_at=body.effective_at,
-                                       environment=body.environment, reason=body.reason, config=cfg)
+                                       zone=body.zone, environment=body.environment, reason=body.reason, config=cfg)
