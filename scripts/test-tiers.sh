@@ -33,7 +33,14 @@ tier() {
 }
 if [ -z "${ONLY_SHIFTED:-}" ]; then
   tier "unit" "$PYTEST" -q -p no:cacheprovider tests/unit
-  tier "integration + reliability" "$PYTEST" -q -p no:cacheprovider --durations=25 tests/integration tests/reliability
+  # The image built for real and run (tests/docker); skipped, saying why, where no Docker engine starts.
+  if bash scripts/docker-engine.sh; then
+    tier "docker" "$PYTEST" -q -p no:cacheprovider -m docker tests/docker
+  else
+    echo "[test] ── tier: docker skipped: no Docker engine (see the line above) ──"
+    rows+=("$(printf '%-34s %6s   %s' "docker" "-" "skipped: no Docker engine")")
+  fi
+  tier "integration + reliability" "$PYTEST" -q -p no:cacheprovider --durations=40 tests/integration tests/reliability
 fi
 if [ -n "$SHIFTS" ]; then
   # The shifted tiers run side by side, one pytest per shift (each is one CPU-bound process and this machine

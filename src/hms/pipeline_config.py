@@ -262,7 +262,15 @@ class PipelineConfig:
 
 
 def config_path(path: str | Path | None = None) -> Path:
-    return Path(path or os.environ.get("HMS_PIPELINE_CONFIG") or DEFAULT_PATH)
+    """The path given, else ``$HMS_PIPELINE_CONFIG``, else the source checkout's, else the working directory's.
+
+    An installed hms (the image: site-packages, include/ and .hms-ci/ copied to its working directory
+    /opt/hms) has no checkout above its code, as ``policy_dir`` and the population catalog also allow.
+    """
+    if path or os.environ.get("HMS_PIPELINE_CONFIG"):
+        return Path(path or os.environ["HMS_PIPELINE_CONFIG"])
+    here = Path.cwd() / ".hms-ci" / "policy-pipeline.yml"
+    return DEFAULT_PATH if DEFAULT_PATH.is_file() or not here.is_file() else here
 
 
 def load_pipeline_config(path: str | Path | None = None) -> PipelineConfig:

