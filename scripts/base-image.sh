@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A Debian bookworm base image made from Debian's own packages, for machines that reach no image registry
 # (docker.io/python:3.11-slim-bookworm is the default base where one is reachable; `make image` picks).
-#   scripts/base-image.sh [NAME]   → prints the image reference it made or found, e.g. hms-base:bookworm-1a2b3c4d
+#   scripts/base-image.sh [NAME [PACKAGES]]   → prints the image reference it made or found, e.g.
+#   hms-base:bookworm-1a2b3c4d (PACKAGES: a comma-separated Debian package list, default the hms base's)
 # mmdebstrap builds the root filesystem (~90 s, from the apt mirror) and `docker import` makes it an image.
 # The tag carries a hash of what goes in (suite, variant, packages), so a second call finds it and returns at
 # once, and a change of the package list builds a new one. Python is Debian's python3.11 (3.11.2 in bookworm);
@@ -10,7 +11,7 @@ set -euo pipefail
 NAME=${1:-hms-base}
 SUITE=bookworm
 VARIANT=minbase
-PACKAGES=python3.11,python3.11-venv,ca-certificates,passwd
+PACKAGES=${2:-python3.11,python3.11-venv,ca-certificates,passwd}
 tag="$SUITE-$(printf '%s|%s|%s' "$SUITE" "$VARIANT" "$PACKAGES" | sha256sum | cut -c1-8)"
 ref="$NAME:$tag"
 if docker image inspect "$ref" >/dev/null 2>&1; then

@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import subprocess
 import tarfile
 import time
@@ -22,35 +21,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
+from tests.docker.conftest import docker
 
 pytestmark = pytest.mark.docker
 
-IMAGE = os.environ.get("HMS_TEST_IMAGE", "hms:0.1.0")
 HOST_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
-
-
-def docker(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
-    r = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
-    if check and r.returncode != 0:
-        raise AssertionError(f"docker {' '.join(args)} failed ({r.returncode}): {r.stderr[-2000:]}")
-    return r
-
-
-@pytest.fixture(scope="session")
-def image() -> str:
-    if shutil.which("docker") is None or docker("info", check=False, timeout=30).returncode != 0:
-        pytest.skip("no Docker engine answers (apt-get install docker.io; scripts/docker-engine.sh starts dockerd)")
-    build = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "build-image.sh")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        env={**os.environ, "IMAGE": IMAGE},
-    )
-    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
-    print(build.stdout)
-    return IMAGE
 
 
 def run_in(image: str, script: str) -> str:
