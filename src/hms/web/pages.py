@@ -13,6 +13,7 @@ Every time is a ``Moment``: shown in the pipeline's zone with the zone named, it
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,6 +28,7 @@ from hms.protocol_diff import SECTION_ORDER, Change, show
 from hms.simulate import SimulationResult
 from hms.web.reviews import SCHEDULER_ROLE, BundleView, Caller
 
+UTC_ZONE = ZoneInfo("UTC")
 PAGE_NAMES = {"reviews": "Reviews", "ops": "Deploys"}  # the sidebar entry, the <title> and the <h1> alike
 
 
@@ -93,8 +95,8 @@ class ChangeLine:
 
     kind: str
     what: str
-    old: str | None = None
-    new: str | None = None
+    old: str | Moment | None = None  # a Moment for a time (metadata.effective_at), shown like every other time
+    new: str | Moment | None = None
     text: str = ""
 
 
@@ -123,7 +125,20 @@ def _short(path: str, section: str) -> str:
     return path.removeprefix(f"{section}.")
 
 
-def change_line(c: Change) -> ChangeLine:
+#: Changes whose values are instants: shown in the pipeline's zone, not as the file's ISO text.
+TIME_PATHS = frozenset({"metadata.effective_at"})
+
+
+def _value(c: Change, v: object, tz: ZoneInfo) -> str | Moment:
+    if c.path in TIME_PATHS and isinstance(v, str):
+        with contextlib.suppress(ValueError):
+            m = moment(v, tz)
+            if m is not None:
+                return m
+    return show(v)
+
+
+def change_line(c: Change, tz: ZoneInfo) -> ChangeLine:
     """A ``hms.protocol_diff.Change`` as a clerk reads it: old → new where there is one of each."""
     where = _short(c.path, c.section)
     arrow = {
@@ -135,20 +150,21 @@ def change_line(c: Change) -> ChangeLine:
         "case_changed": f"test case {c.key!r}: {_short(c.path, 'tests')}",
     }
     if c.kind in arrow:
-        return ChangeLine(c.kind, arrow[c.kind], show(c.old), show(c.new))
+        return ChangeLine(c.kind, arrow[c.kind], _value(c, c.old, tz), _value(c, c.new, tz))
     return ChangeLine(c.kind, where, text=c.sentence.removeprefix(f"{c.section}."))
 
 
-def change_list(key: str, heading: str, changes: list[Change], empty: str) -> ChangeList:
+def change_list(key: str, heading: str, changes: list[Change], empty: str, tz: ZoneInfo = UTC_ZONE) -> ChangeList:
+    """The changes grouped by section in review order (parameters, rules, inputs, tests, everything else)."""
     groups = []
     for section in SECTION_ORDER:
-        lines = [change_line(c) for c in changes if c.section == section]
+        lines = [change_line(c, tz) for c in changes if c.section == section]
         if lines:
             groups.append(ChangeGroup(section, SECTION_LABELS[section], lines))
     return ChangeList(key, heading, groups, None if groups else empty)
 
 
-def changes_vs_prod(v: BundleView) -> ChangeList:
+def changes_vs_prod(v: BundleView, tz: ZoneInfo = UTC_ZONE) -> ChangeList:
     if v.live_version is None:
         return change_list(
             "prod", "Against prod", [], "Nothing is in force in prod yet: this is the first version to go there."
@@ -160,10 +176,11 @@ def changes_vs_prod(v: BundleView) -> ChangeList:
         f"Against prod (v{v.live_version})",
         v.changes_vs_prod,
         "No change a clerk reviews: the documents differ only in form.",
+        tz,
     )
 
 
-def changes_vs_previous(v: BundleView) -> ChangeList:
+def changes_vs_previous(v: BundleView, tz: ZoneInfo = UTC_ZONE) -> ChangeList:
     if v.previous_version is None:
         return change_list("previous", "Against the previous version", [], "This is the protocol's first version.")
     heading = f"Against the previous version (v{v.previous_version})"
@@ -172,7 +189,7 @@ def changes_vs_previous(v: BundleView) -> ChangeList:
             "previous", heading, [], f"v{v.previous_version} is the version in prod: the same changes as against prod."
         )
     return change_list(
-        "previous", heading, v.changes_vs_previous, "No change a clerk reviews: the documents differ only in form."
+        "previous", heading, v.changes_vs_previous, "No change a clerk reviews: the documents differ only in form.", tz
     )
 
 
@@ -364,8 +381,8 @@ def card(v: BundleView, caller: Caller, tz: ZoneInfo) -> CardView:
         authority=p.authority or "—",
         effective=moment(p.data["metadata"]["effective_at"], tz),
         late=_late(v),
-        vs_prod=changes_vs_prod(v),
-        vs_previous=changes_vs_previous(v),
+        vs_prod=changes_vs_prod(v, tz),
+        vs_previous=changes_vs_previous(v, tz),
         cost=cost_view(v.cost, p.version) if v.cost else None,
         reviews=[(r.user, r.role, r.decision, r.comment) for r in v.reviews],
         summary=v.status.summary(),
