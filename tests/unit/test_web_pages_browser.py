@@ -7,9 +7,10 @@ test (a real simulation against v2) and scan recorded and one approval — the c
 
 Headless Chromium (selenium) checks what a clerk sees in the first screen, the light and the dark theme
 (``prefers-color-scheme`` emulated over the DevTools protocol, and the Airflow page around the iframe
-switching its own ``class="dark"``), and that the full report opens in a new tab. Screenshots:
+switching its own ``class="dark"``), that the full report opens in a new tab, and that a scheduler reads
+every time on the Deploys page — the API's refusal included — in the pipeline's zone. Screenshots:
 tests/artifacts/web-card-light.png, web-card-dark.png, web-card-airflow-dark.png, web-report-light.png,
-web-report-dark.png.
+web-report-dark.png, web-deploys-dark.png.
 """
 
 from __future__ import annotations
@@ -259,3 +260,31 @@ def test_a_clerk_reads_the_changes_and_the_cost_against_prod_first_in_light_and_
         until("the framed page turning dark", lambda: dark(background(browser)))
         browser.switch_to.default_content()
         browser.save_screenshot(str(ARTIFACTS / "web-card-airflow-dark.png"))
+
+
+def test_a_scheduler_reads_every_time_in_the_pipelines_zone_on_the_deploys_page_even_in_the_apis_refusal(browser):
+    """The API states instants in UTC ISO; hms.js shows those in a refusal as the page does its own times."""
+    from selenium.webdriver.common.by import By
+
+    from tests.unit.test_web_reviews import _monday_noon, _staged, bundle_of
+
+    b = bundle_of()
+    _staged(b, _monday_noon())  # live in staging and preprod, pending in prod
+    with served() as url:
+        browser.get(f"{url}/hms/static/base.css")
+        browser.add_cookie({"name": "hms-test-user", "value": "dana"})
+        scheme(browser, "dark")
+        browser.get(f"{url}/hms/ops")
+        assert browser.title == "Deploys" and browser.find_element(By.TAG_NAME, "h1").text == "Deploys"
+        pending = browser.find_element(By.CSS_SELECTOR, f"tr[data-env='prod'] .pending[data-sha='{b.sha256}'] time")
+        assert pending.text.endswith((" EST", " EDT")) and pending.get_attribute("title").endswith(" UTC")
+        form = browser.find_element(By.CSS_SELECTOR, f"form.move-form[data-sha='{b.sha256}'][data-env='prod']")
+        form.find_element(By.NAME, "effective_at").send_keys((clock.now() - timedelta(days=1)).isoformat())
+        form.find_element(By.NAME, "reason").send_keys("a time in the past, refused")
+        form.find_element(By.CSS_SELECTOR, "button.move").click()
+        msg = until("the refusal", lambda: form.find_elements(By.CSS_SELECTOR, ".msg.err time"))
+        assert "422" in form.find_element(By.CSS_SELECTOR, ".msg").text
+        assert "+00:00" not in form.find_element(By.CSS_SELECTOR, ".msg").text
+        assert all(t.text.endswith((" EST", " EDT")) and t.get_attribute("title").endswith(" UTC") for t in msg)
+        assert dark(background(browser))
+        browser.save_screenshot(str(ARTIFACTS / "web-deploys-dark.png"))
