@@ -29,10 +29,13 @@ class HmsReviewPlugin(AirflowPlugin):
     ]
     # nav_top_level: an entry of its own in the sidebar (the UI reads it; the response model allows extras),
     # instead of one more item behind "Plugins" — clerks should not have to hunt for their page. Short names:
-    # the sidebar cuts labels at about ten characters.
+    # the sidebar cuts labels at about ten characters; each name is also its page's <title> and <h1>
+    # (hms.web.pages.PAGE_NAMES). Two pictures (a scale, a rocket), each with a light stroke for the dark theme.
     external_views: ClassVar[list[dict[str, Any]]] = [
         {"name": "Reviews", "href": f"{URL_PREFIX}/reviews", "url_route": "hms-reviews", "destination": "nav",
-         "nav_top_level": True, "icon": f"{URL_PREFIX}/static/icon.svg"},
+         "nav_top_level": True, "icon": f"{URL_PREFIX}/static/reviews.svg",
+         "icon_dark_mode": f"{URL_PREFIX}/static/reviews-dark.svg"},
         {"name": "Deploys", "href": f"{URL_PREFIX}/ops", "url_route": "hms-ops", "destination": "nav",
-         "nav_top_level": True, "icon": f"{URL_PREFIX}/static/ops.svg"},
+         "nav_top_level": True, "icon": f"{URL_PREFIX}/static/deploys.svg",
+         "icon_dark_mode": f"{URL_PREFIX}/static/deploys-dark.svg"},
     ]

@@ -41,7 +41,7 @@ def _result_with_baseline():
 def test_report_escapes_protocol_text():
     page = report.render(simulate(_hostile_protocol(), "synthetic:2000:1", detail=True))
     assert "<script" not in page and "<img" not in page
-    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &lt;img" in page
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; &lt;img" in page  # Jinja2's autoescape
 
 
 def test_report_is_self_contained():
@@ -170,10 +170,10 @@ def test_eligible_households_paid_nothing_are_named_eligible_and_unpaid_never_a_
     """Issue 18: "285,370 households eligible" sat beside "No household is paid anything" on one report."""
     base = simulate(protocol.load(WILDFIRE), "synthetic:1000:1")
     unpaid = replace(base, eligible=285370.0, amounts={"households": 0})
-    html_text = report._amounts(unpaid)
+    html_text = report.amounts_missing(unpaid)
     assert "285,370 households (weighted) meet the selection rule" in html_text
     assert "pays each of them 0" in html_text
-    none = report._amounts(replace(base, eligible=0.0, amounts={"households": 0}))
+    none = report.amounts_missing(replace(base, eligible=0.0, amounts={"households": 0}))
     assert "No household is eligible" in none
-    missing = report._amounts(replace(base, amounts=None))
+    missing = report.amounts_missing(replace(base, amounts=None))
     assert "not computed" in missing

@@ -52,15 +52,24 @@ def as_(user: str) -> dict[str, str]:
 def pipeline_config(tmp_path, monkeypatch):
     """The repository's settings with a freeze window of this test's own, five weeks from the clock."""
     start = _monday_noon() + timedelta(days=14)
-    window = {"reason": "test change freeze", "start": start.isoformat(),
-              "end": (start + timedelta(days=2)).isoformat(), "environments": ["prod"]}
+    window = {
+        "reason": "test change freeze",
+        "start": start.isoformat(),
+        "end": (start + timedelta(days=2)).isoformat(),
+        "environments": ["prod"],
+    }
     path = write_config(tmp_path / "pipeline.yml", freeze_windows=[window])
     monkeypatch.setenv("HMS_PIPELINE_CONFIG", str(path))
     return start
 
 
-def bundle_of(pid: str = "wildfire-aid-2024", version: int = 3, author: str | None = None,
-              effective_at: datetime | None = None, **params):
+def bundle_of(
+    pid: str = "wildfire-aid-2024",
+    version: int = 3,
+    author: str | None = None,
+    effective_at: datetime | None = None,
+    **params,
+):
     data = copy.deepcopy(protocol.load(WILDFIRE).data)
     data["metadata"].update(id=pid, version=version)
     if effective_at is not None:
@@ -78,11 +87,14 @@ def with_checks(b) -> None:
         hms_main(["scan", f"sha256:{b.sha256}", "--record"])
 
 
-
 def test_every_route_refuses_a_caller_the_host_did_not_identify(client):
     b = bundle_of()
-    for method, path in (("get", "/api/reviews"), ("post", f"/api/reviews/{b.sha256}/approve"),
-                         ("get", "/api/protocols"), ("post", f"/api/activations/{b.sha256}/move")):
+    for method, path in (
+        ("get", "/api/reviews"),
+        ("post", f"/api/reviews/{b.sha256}/approve"),
+        ("get", "/api/protocols"),
+        ("post", f"/api/activations/{b.sha256}/move"),
+    ):
         r = client.request(method, path, json={})
         assert r.status_code == 401, path
         assert r.json()["field"] == "x-user"
@@ -164,8 +176,11 @@ def test_unknown_malformed_superseded_and_repeated_reviews_get_their_own_codes(c
 
 def test_an_oversized_body_is_refused_before_it_is_read(client):
     b = bundle_of()
-    r = client.post(f"/api/reviews/{b.sha256}/approve", headers={**as_("alice"), "content-type": "application/json"},
-                    content=b'{"comment": "' + b"x" * 70_000 + b'"}')
+    r = client.post(
+        f"/api/reviews/{b.sha256}/approve",
+        headers={**as_("alice"), "content-type": "application/json"},
+        content=b'{"comment": "' + b"x" * 70_000 + b'"}',
+    )
     assert r.status_code == 413
 
 
@@ -195,8 +210,9 @@ def test_a_scheduler_moves_a_pending_activation_and_the_run_keeps_following_it(c
     first = _monday_noon()
     _staged(b, first)
     later = first + timedelta(days=7, hours=1)
-    r = client.post(f"/api/activations/{b.sha256}/move", headers=as_("dana"),
-                    json={"effective_at": later.isoformat(), **WHY})
+    r = client.post(
+        f"/api/activations/{b.sha256}/move", headers=as_("dana"), json={"effective_at": later.isoformat(), **WHY}
+    )
     assert r.status_code == 200, r.json()
     assert datetime.fromisoformat(r.json()["activate_at"]) == later
     from hms.gates import activation_time
@@ -211,8 +227,10 @@ def test_a_scheduler_moves_a_pending_activation_and_the_run_keeps_following_it(c
     moved = [h for h in ops["history"] if h["move"]]
     assert {h["state"] for h in moved} == {"cancelled", "pending"}  # the row it ended and the row it made
     assert all(h["move"]["by"] == "dana" and h["move"]["reason"] == "gazette date moved" for h in moved)
-    assert all(h["move"]["sentence"].startswith("moved from ") and " by dana: gazette date moved" in
-               h["move"]["sentence"] for h in moved)
+    assert all(
+        h["move"]["sentence"].startswith("moved from ") and " by dana: gazette date moved" in h["move"]["sentence"]
+        for h in moved
+    )
     page = client.get("/ops", headers=as_("dana")).text
     assert "moved <span" in page and "by dana: gazette date moved" in page
 
@@ -274,13 +292,19 @@ def test_the_clerk_page_shows_checks_chart_diff_and_approvers_and_renders_a_host
     assert f'data-sha="{b.sha256}"' in html
     # v4 lowers the cap, so three of the protocol's own cases fail: the clerk sees which, and why
     assert 'Tests <span class="badge bad">failed</span> 6 of 9 cases pass' in html
-    assert "household of nine is capped at 5000: [&#x27;amount: expected 5000, got 4500&#x27;]" in html
-    assert 'aria-label="cost vs cap"' in html and f'href="reports/{b.sha256}"' in html
+    assert "household of nine is capped at 5000: [&#39;amount: expected 5000, got 4500&#39;]" in html
+    assert 'aria-label="cost vs cap"' in html and f'href="reports/{b.sha256}" target="_blank" rel="noopener"' in html
     assert "privacy(0) ethics(0) legal(0)" in html
-    assert "Prod serves v3" in html and '<span class="del">-  max_payment: 5000</span>' in html
-    assert '<span class="add">+  max_payment: 4500</span>' in html
+    # the change in plain words first; the YAML text diff only behind a <details>
+    assert (
+        '<span class="what">max_payment</span>: <span class="old">5000</span> → <span class="new">4500</span>' in html
+    )
+    raw = html[html.index('<details class="raw-diff">') :]
+    assert "Raw YAML diff against prod (v3)" in raw and '<span class="del">-  max_payment: 5000</span>' in raw
+    assert '<span class="add">+  max_payment: 4500</span>' in raw
+    assert html.index('class="change-set"') < html.index("<h3>Approvals so far</h3>") < html.index("raw-diff")
     assert "<b>alice</b> (legal) approved" in html
-    assert HOSTILE not in html and "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in html
+    assert HOSTILE not in html and "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in html
     assert "<script>" not in html  # the only script is the app's own file
     assert "script-src 'self'" in r.headers["content-security-policy"]
     assert 'data-decision="approve"' in html  # bob may still decide
@@ -310,8 +334,11 @@ def test_a_late_activation_says_plainly_it_is_not_retroactive_on_the_card_and_th
     for path in ("/ops", "/reviews"):
         html = client.get(path, headers=as_("alice")).text
         assert "passed; in force from" in html and "not retroactive" in html, path
-    prod = next(e for e in client.get("/api/protocols", headers=as_("alice")).json()["protocols"][0]["environments"]
-                if e["environment"] == "prod")
+    prod = next(
+        e
+        for e in client.get("/api/protocols", headers=as_("alice")).json()["protocols"][0]["environments"]
+        if e["environment"] == "prod"
+    )
     assert prod["live"]["note"].endswith("not retroactive")
 
 
@@ -329,7 +356,7 @@ def test_hostile_protocol_text_is_escaped_on_every_page(client):
 def test_the_page_script_is_served_by_the_app_and_uses_no_foreign_origin(client):
     r = client.get("/static/hms.js")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/javascript")
-    assert "http://" not in r.text and "https://" not in r.text and 'fetch(url' in r.text
+    assert "http://" not in r.text and "https://" not in r.text and "fetch(url" in r.text
 
 
 def test_moving_an_activation_whose_preprod_was_rolled_back_is_a_conflict_and_changes_nothing(client):
@@ -338,8 +365,11 @@ def test_moving_an_activation_whose_preprod_was_rolled_back_is_a_conflict_and_ch
     _staged(b, first)
     with session_scope() as s:
         deployments.rollback(s, b.protocol.id, "preprod", actor="ops", config=load_pipeline_config())
-    r = client.post(f"/api/activations/{b.sha256}/move", headers=as_("dana"),
-                    json={"effective_at": (first + timedelta(days=7)).isoformat(), **WHY})
+    r = client.post(
+        f"/api/activations/{b.sha256}/move",
+        headers=as_("dana"),
+        json={"effective_at": (first + timedelta(days=7)).isoformat(), **WHY},
+    )
     assert (r.status_code, r.json()["field"]) == (409, "sha256") and "preprod" in r.json()["detail"]
     with session_scope() as s:
         assert [d.activate_at for d in deployments.pending(s, "prod", b.protocol.id)] == [first]
@@ -349,8 +379,14 @@ def test_moving_an_activation_whose_preprod_was_rolled_back_is_a_conflict_and_ch
 
 # The only values that are genuinely free-form: what a Kubernetes target reports (its own document).
 # A protocol change's old/new value is whatever the protocol holds there (number, text, table, test case).
-FREE_FORM = {"AbortOut.kubernetes", "DeployOut.kubernetes", "RollbackOut.kubernetes", "RunRollbackOut.kubernetes",
-             "ProtocolChangeOut.old", "ProtocolChangeOut.new"}
+FREE_FORM = {
+    "AbortOut.kubernetes",
+    "DeployOut.kubernetes",
+    "RollbackOut.kubernetes",
+    "RunRollbackOut.kubernetes",
+    "ProtocolChangeOut.old",
+    "ProtocolChangeOut.new",
+}
 
 
 def _free_form_values(doc: dict, name: str, seen: set[str]) -> set[str]:
@@ -367,8 +403,11 @@ def _free_form_values(doc: dict, name: str, seen: set[str]) -> set[str]:
         parts = [*node.get("anyOf", ()), *node.get("oneOf", ()), *node.get("allOf", ())]
         if not parts and "type" not in node and "const" not in node and "enum" not in node:
             found.add(where)  # Any
-        if node.get("type") == "object" and "properties" not in node and node.get("additionalProperties") in (
-                None, True, {}):
+        if (
+            node.get("type") == "object"
+            and "properties" not in node
+            and node.get("additionalProperties") in (None, True, {})
+        ):
             found.add(where)  # dict[str, Any]
         for part in parts:
             walk(part, where)
@@ -387,8 +426,9 @@ def test_every_api_route_takes_a_request_model_and_answers_a_typed_model_in_the_
 
     doc = client.get("/api/openapi.json").json()
     api_routes = [r for r in client.app.routes if isinstance(r, APIRoute) and r.path.startswith("/api/")]
-    assert {"/api/reviews", "/api/reviews/{sha256}/{decision}", "/api/protocols",
-            "/api/activations/{sha256}/move"} <= {r.path for r in api_routes}
+    assert {"/api/reviews", "/api/reviews/{sha256}/{decision}", "/api/protocols", "/api/activations/{sha256}/move"} <= {
+        r.path for r in api_routes
+    }
     free: set[str] = set()
     for route in api_routes:
         assert route.include_in_schema and route.response_model is not None, route.path
@@ -404,8 +444,10 @@ def test_every_api_route_takes_a_request_model_and_answers_a_typed_model_in_the_
             assert set(answer) == {"$ref"}, f"{where} answers an untyped {answer}"
             free |= _free_form_values(doc, answer["$ref"].rsplit("/", 1)[-1], set())
             for status in ("401", "409", "422"):
-                assert op["responses"][status]["content"]["application/json"]["schema"]["$ref"].endswith(
-                    "/ErrorOut"), (where, status)
+                assert op["responses"][status]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorOut"), (
+                    where,
+                    status,
+                )
     assert free == FREE_FORM
 
 
@@ -427,10 +469,24 @@ def test_the_typed_answers_of_the_clerk_page_and_ops_view_are_exactly_what_the_c
         assert model.model_validate(raw).model_dump(mode="json") == raw
 
     with session_scope() as s:
-        same(models.DecisionOut, reviews.review(s, other.sha256, reviews.Caller.of("alice", cfg), decision="approve",
-                                                comment="ok", role=None, config=cfg))
-        same(models.DecisionOut, reviews.review(s, other.sha256, reviews.Caller.of("bob", cfg), decision="reject",
-                                                comment="no", role=None, config=cfg))
+        same(
+            models.DecisionOut,
+            reviews.review(
+                s,
+                other.sha256,
+                reviews.Caller.of("alice", cfg),
+                decision="approve",
+                comment="ok",
+                role=None,
+                config=cfg,
+            ),
+        )
+        same(
+            models.DecisionOut,
+            reviews.review(
+                s, other.sha256, reviews.Caller.of("bob", cfg), decision="reject", comment="no", role=None, config=cfg
+            ),
+        )
     with session_scope() as s:
         alice = reviews.Caller.of("alice", cfg)
         pending, decided = reviews.review_board(s, alice, cfg)
@@ -438,13 +494,25 @@ def test_the_typed_answers_of_the_clerk_page_and_ops_view_are_exactly_what_the_c
         assert {c["state"] for c in cards} == {"waiting", "approved", "rejected"}
         assert {e["state"] for c in cards for e in c["environments"]} == {"live", "pending", "absent"}
         assert any(c["checks"] for c in cards) and any(c["reviews"] for c in cards)
-        same(models.ReviewBoardOut, {"user": alice.user, "roles": list(alice.roles),
-                                     "pending": [v.to_dict() for v in pending],
-                                     "decided": [v.to_dict() for v in decided]})
+        same(
+            models.ReviewBoardOut,
+            {
+                "user": alice.user,
+                "roles": list(alice.roles),
+                "pending": [v.to_dict() for v in pending],
+                "decided": [v.to_dict() for v in decided],
+            },
+        )
     with session_scope() as s:
-        moved = reviews.move_activation(s, staged.sha256, reviews.Caller.of("dana", cfg),
-                                        effective_at=(first + timedelta(days=7)).isoformat(), environment=None,
-                                        reason="gazette date moved", config=cfg)
+        moved = reviews.move_activation(
+            s,
+            staged.sha256,
+            reviews.Caller.of("dana", cfg),
+            effective_at=(first + timedelta(days=7)).isoformat(),
+            environment=None,
+            reason="gazette date moved",
+            config=cfg,
+        )
         same(models.MoveOut, moved)
         assert list(models.MoveOut.model_validate(moved).model_dump()) == list(moved)  # the same order, too
     with session_scope() as s:
@@ -472,8 +540,11 @@ def test_a_scheduler_moves_an_activation_with_the_pickers_wall_time_in_the_pipel
     _staged(b, first)
     ny = ZoneInfo("America/New_York")
     later = (first + timedelta(days=7)).astimezone(ny).replace(hour=0, minute=0)
-    r = client.post(f"/api/activations/{b.sha256}/move", headers=as_("dana"),
-                    json={"effective_at": later.strftime("%Y-%m-%dT%H:%M"), "zone": "America/New_York", **WHY})
+    r = client.post(
+        f"/api/activations/{b.sha256}/move",
+        headers=as_("dana"),
+        json={"effective_at": later.strftime("%Y-%m-%dT%H:%M"), "zone": "America/New_York", **WHY},
+    )
     assert r.status_code == 200, r.json()
     assert datetime.fromisoformat(r.json()["activate_at"]) == later
 
@@ -488,8 +559,7 @@ def test_a_scheduler_moves_an_activation_with_the_pickers_wall_time_in_the_pipel
     ],
     ids=["spring-gap", "autumn-fold", "unknown-zone", "not-a-date"],
 )
-def test_a_pickers_wall_time_that_names_no_single_instant_is_refused_naming_the_field(client, when, zone, field,
-                                                                                        says):
+def test_a_pickers_wall_time_that_names_no_single_instant_is_refused_naming_the_field(client, when, zone, field, says):
     b = bundle_of()
     first = _monday_noon()
     _staged(b, first)
@@ -500,8 +570,11 @@ def test_a_pickers_wall_time_that_names_no_single_instant_is_refused_naming_the_
         march = [w[SUNDAY] for w in monthcalendar(year, 3) if w[SUNDAY]][1]
         nov = next(w[SUNDAY] for w in monthcalendar(year, 11) if w[SUNDAY])
         when = when.replace("03-14", f"03-{march:02d}").replace("11-07", f"11-{nov:02d}")
-    r = client.post(f"/api/activations/{b.sha256}/move", headers=as_("dana"),
-                    json={"effective_at": when.format(year=year), "zone": zone, **WHY})
+    r = client.post(
+        f"/api/activations/{b.sha256}/move",
+        headers=as_("dana"),
+        json={"effective_at": when.format(year=year), "zone": zone, **WHY},
+    )
     assert (r.status_code, r.json()["field"]) == (422, field), r.json()
     assert says in r.json()["detail"]
     with session_scope() as s:

@@ -6,7 +6,8 @@ plugin (plugins/hms_operators/plugin.py) passes a dependency that validates the 
 mounts this app under ``/hms``. Roles come from the pipeline config's ``users:`` (``Caller.of``).
 
 Routes (relative to the mount point):
-  GET  /reviews, /ops, /reports/{sha256}          pages (HTML)
+  GET  /reviews, /ops, /reports/{sha256}          pages (HTML, templates/web and templates/report)
+  GET  /static/{name}                             their stylesheets, script and icons (pages.STATIC)
   /api/me, /api/bundles, /api/reviews, /api/deployments, /api/rollbacks[/run], /api/runs/{id}/abort,
   /api/policy                                     the HMS API (hms.api.routers; the CLI's client mode)
   GET  /api/reviews                               pending and recently decided bundles (the clerk page)
@@ -18,6 +19,7 @@ described by /api/openapi.json. Errors are ``{"detail", "field", "status"}`` wit
 """
 
 from collections.abc import Callable
+from importlib import resources
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -35,8 +37,11 @@ from hms.web.errors import WebError
 MAX_BODY = 64 * 1024
 # A pushed bundle travels as base64 in JSON, a policy as JSON-escaped text: their routes take more.
 MAX_BODY_FOR = {"/api/bundles": MAX_BUNDLE_BYTES * 4 // 3 + 4096, "/api/policy": 2 * 1024 * 1024}
-CSP = ("default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; img-src 'self' data:; "
-       "connect-src 'self'; form-action 'self'; frame-ancestors 'self'; base-uri 'none'")
+# No inline script and no inline style: the pages' look and code are the app's own files (/static/*).
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'self'; base-uri 'none'"
+)
 
 
 def create_app(identify: Callable[..., Any], *, login_url: str | None = None) -> FastAPI:
@@ -54,8 +59,11 @@ def create_app(identify: Callable[..., Any], *, login_url: str | None = None) ->
             return _error(request, WebError(413, f"request body over {limit} bytes", field="body"), login_url)
         if length is None and request.headers.get("transfer-encoding"):  # a stream of unknown size: FastAPI
             # would buffer all of it before any limit applies (tests/reliability/test_hostile_input.py)
-            return _error(request, WebError(411, f"declare the body's Content-Length (at most {limit} bytes)",
-                                            field="body"), login_url)
+            return _error(
+                request,
+                WebError(411, f"declare the body's Content-Length (at most {limit} bytes)", field="body"),
+                login_url,
+            )
         response = await call_next(request)
         response.headers["Content-Security-Policy"] = CSP
         response.headers["X-Content-Type-Options"] = "nosniff"
@@ -83,17 +91,13 @@ def create_app(identify: Callable[..., Any], *, login_url: str | None = None) ->
     def index() -> RedirectResponse:
         return RedirectResponse("reviews")
 
-    @app.get("/static/hms.js", include_in_schema=False)
-    def script() -> Response:
-        return Response(pages.SCRIPT, media_type="text/javascript")
-
-    @app.get("/static/icon.svg", include_in_schema=False)
-    def icon() -> Response:
-        return Response(pages.ICON, media_type="image/svg+xml")
-
-    @app.get("/static/ops.svg", include_in_schema=False)
-    def ops_icon() -> Response:
-        return Response(pages.OPS_ICON, media_type="image/svg+xml")
+    @app.get("/static/{name}", include_in_schema=False)
+    def static(name: str) -> Response:
+        """The pages' stylesheets, script and icons: a fixed list (pages.STATIC), nothing else on disk."""
+        if name not in pages.STATIC:
+            raise WebError(404, f"no static file {name[:80]!r}", field="name")
+        package, path, media_type = pages.STATIC[name]
+        return Response(resources.files(package).joinpath(path).read_bytes(), media_type=media_type)
 
     @app.get("/reviews", response_class=HTMLResponse)
     def reviews_page(who: deps.CallerDep, cfg: deps.ConfigDep) -> HTMLResponse:
@@ -120,7 +124,10 @@ def create_app(identify: Callable[..., Any], *, login_url: str | None = None) ->
         sim = json.loads(test.summary).get("simulation") if test else None
         if not sim or "protocol" not in sim:
             raise WebError(404, f"no simulation recorded for sha256:{b.sha256}", field="sha256")
-        return HTMLResponse(report.render(SimulationResult.from_dict(sim)))
+        # Served with the app's stylesheet and theme script (the CSP allows no inline style); the CLI's file
+        # inlines them instead (hms.report.render without assets).
+        assets = report.Assets(stylesheet="../static/base.css", script="../static/hms.js")
+        return HTMLResponse(report.render(SimulationResult.from_dict(sim), assets=assets))
 
     return app
 
@@ -130,6 +137,10 @@ def _error(request: Request, e: WebError, login_url: str | None) -> Response:
     headers = {"WWW-Authenticate": "Bearer"} if e.status == 401 else None
     wants_html = "/api/" not in request.url.path and "text/html" in request.headers.get("accept", "")
     if wants_html:
-        return HTMLResponse(pages.error_page(e.status, e.message, e.field, login_url), status_code=e.status,
-                            headers=headers)
+        depth = request.url.path.removeprefix(request.scope.get("root_path", "")).count("/") - 1
+        return HTMLResponse(
+            pages.error_page(e.status, e.message, e.field, login_url, base="../" * max(depth, 0)),
+            status_code=e.status,
+            headers=headers,
+        )
     return JSONResponse(e.body(), status_code=e.status, headers=headers)

@@ -1,352 +1,555 @@
-"""HTML of the clerk page and the ops view: server-rendered, escaped, no external assets.
+"""The clerk page ("Reviews"), the ops view ("Deploys") and the error page: typed view data for templates.
 
-Every value that comes from a protocol, a comment or a user name goes through ``esc`` (the report's
-escaper); the only script is ``static/hms.js`` from this app (the pages send a Content-Security-Policy
-that forbids inline and foreign scripts), so a ``<script>`` typed into a comment stays text. Charts are
-the simulation report's own SVG (hms.report), drawn from the result the test step recorded.
+The markup is ``templates/web/`` (Jinja2, autoescaped: a ``<script>`` typed into a comment or a protocol
+title stays text), the look ``static/base.css`` + ``web/static/hms.css`` and the only script
+``web/static/hms.js``, served by the app (its CSP forbids inline and foreign scripts and styles). This
+module turns the read models of ``hms.web.reviews`` into what a card shows, in the order a clerk reads it:
+what changed (in plain words, against prod and against the previous version), what it costs against prod,
+then approvals, checks, and the raw YAML diff only on request.
+
+Every time is a ``Moment``: shown in the pipeline's zone with the zone named, its UTC form on hover
+(``<time datetime=… title="… UTC">``) — also the times inside sentences the core wrote for the pages.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+import contextlib
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from hms import clock, report
+from hms import charts, clock, templating
+from hms.charts import Chart
+from hms.cost_baseline import CostComparison
 from hms.pipeline_config import PipelineConfig
+from hms.protocol_diff import SECTION_ORDER, Change, show
+from hms.simulate import SimulationResult
 from hms.web.reviews import SCHEDULER_ROLE, BundleView, Caller
 
-if TYPE_CHECKING:
-    from hms.simulate import SimulationResult
-
-esc = report.esc
-
-CSS = report.CSS + """
-nav.top{display:flex;gap:16px;align-items:center;margin-bottom:12px}nav.top a{color:#2563eb;text-decoration:none}
-nav.top .me{margin-left:auto;color:#4b5563}pre.diff{background:#0f172a;color:#e2e8f0;padding:10px;border-radius:8px;
-overflow-x:auto;font-size:12px;max-height:420px}pre.diff .add{color:#86efac}pre.diff .del{color:#fca5a5}
-pre.diff .hunk{color:#93c5fd}.row{display:flex;gap:8px;align-items:center;flex-wrap:wrap}
-textarea{width:100%;min-height:60px;font:inherit}button{font:inherit;padding:6px 16px;border-radius:6px;border:0;
-cursor:pointer;color:#fff}button.approve{background:#16a34a}button.reject{background:#dc2626}
-button.move{background:#2563eb}
-.msg{margin-top:6px;font-weight:600}.msg.err{color:#dc2626}.msg.okm{color:#16a34a}
-ul.plain{margin:4px 0;padding-left:18px}
-.env{display:inline-block;padding:2px 10px;border-radius:999px;background:#e5e7eb;margin-right:6px;font-size:13px}
-.env.live{background:#dcfce7}.env.pending{background:#fef3c7}
-.note.late{color:#92400e;font-size:.85em}
-"""
-
-BADGE = {True: '<span class="badge ok">passed</span>', False: '<span class="badge bad">failed</span>'}
+UTC_ZONE = ZoneInfo("UTC")
+PAGE_NAMES = {"reviews": "Reviews", "ops": "Deploys"}  # the sidebar entry, the <title> and the <h1> alike
 
 
-def _local(iso: str | datetime | None, tz: ZoneInfo) -> str:
-    if iso is None:
-        return "—"
-    dt = datetime.fromisoformat(iso) if isinstance(iso, str) else iso
-    return dt.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z")
+# ---- times ------------------------------------------------------------------------------------
 
 
-def page(title: str, body: str, caller: Caller | None, *, active: str = "") -> str:
-    who = (f'<span class="me">signed in as <b>{esc(caller.user)}</b> '
-           f'({esc(", ".join(caller.roles) or "no pipeline role")})</span>') if caller else ""
-    links = "".join(
-        f'<a href="{href}"{" aria-current=page" if key == active else ""}>{label}</a>'
-        for key, href, label in (("reviews", "reviews", "Reviews"), ("ops", "ops", "Deploys"))
+@dataclass(frozen=True)
+class Moment:
+    """An instant as the pages show it: ``local`` in the pipeline's zone (named), ``utc`` on hover."""
+
+    iso: str
+    local: str
+    utc: str
+
+
+def moment(t: datetime | str | None, tz: ZoneInfo) -> Moment | None:
+    if t is None:
+        return None
+    dt = datetime.fromisoformat(t) if isinstance(t, str) else t
+    return Moment(
+        dt.astimezone(UTC).isoformat(),
+        dt.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z"),
+        dt.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     )
+
+
+# How hms.effective_time.local writes an instant into a sentence: wall time in the pipeline's zone + its
+# abbreviation (which says, in the autumn fold, which of the two wall times it was).
+_LOCAL_TIME = re.compile(r"(\d{4}-\d{2}-\d{2} \d{2}:\d{2}(?::\d{2})?) ([A-Z][A-Za-z0-9+-]{0,5})")
+
+
+def timed(text: str | None, tz: ZoneInfo) -> list[str | Moment]:
+    """A sentence of the core's (a late-activation note) split into text and ``Moment`` s, so its times get
+    the same hover as every other time on the page."""
+    if not text:
+        return []
+    out: list[str | Moment] = []
+    last = 0
+    for m in _LOCAL_TIME.finditer(text):
+        wall = datetime.fromisoformat(m.group(1))
+        at = next((c for c in (wall.replace(tzinfo=tz, fold=f) for f in (0, 1)) if c.tzname() == m.group(2)), None)
+        if at is None:
+            continue
+        out += [text[last : m.start()], moment(at, tz)]  # type: ignore[list-item]
+        last = m.end()
+    out.append(text[last:])
+    return [p for p in out if p != ""]
+
+
+# ---- the card -----------------------------------------------------------------------------------
+
+SECTION_LABELS = {
+    "parameters": "Parameters",
+    "rules": "Rules",
+    "inputs": "Inputs",
+    "tests": "Tests",
+    "other": "Everything else",
+}
+
+
+@dataclass(frozen=True)
+class ChangeLine:
+    """One change in plain words: ``what`` changed from ``old`` to ``new`` (both None: ``text`` says it)."""
+
+    kind: str
+    what: str
+    old: str | Moment | None = None  # a Moment for a time (metadata.effective_at), shown like every other time
+    new: str | Moment | None = None
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class ChangeGroup:
+    section: str
+    label: str
+    lines: list[ChangeLine]
+
+
+@dataclass(frozen=True)
+class ChangeList:
+    """The changes against one other version (prod's, or the previous one), grouped parameters first."""
+
+    key: str  # prod | previous
+    heading: str  # "Against prod (v2)"
+    groups: list[ChangeGroup]
+    empty: str | None = None  # why there is no list (identical, nothing to compare with, the same as prod's)
+
+    @property
+    def count(self) -> int:
+        return sum(len(g.lines) for g in self.groups)
+
+
+def _short(path: str, section: str) -> str:
+    return path.removeprefix(f"{section}.")
+
+
+#: Changes whose values are instants: shown in the pipeline's zone, not as the file's ISO text.
+TIME_PATHS = frozenset({"metadata.effective_at"})
+
+
+def _value(c: Change, v: object, tz: ZoneInfo) -> str | Moment:
+    if c.path in TIME_PATHS and isinstance(v, str):
+        with contextlib.suppress(ValueError):
+            m = moment(v, tz)
+            if m is not None:
+                return m
+    return show(v)
+
+
+def change_line(c: Change, tz: ZoneInfo) -> ChangeLine:
+    """A ``hms.protocol_diff.Change`` as a clerk reads it: old → new where there is one of each."""
+    where = _short(c.path, c.section)
+    arrow = {
+        "changed": where,
+        "formula": f"rule {c.path}",
+        "dated_changed": f"{where} from {c.date}",
+        "entry_changed": f"{where}[{c.key}]",
+        "expect_changed": f"test case {c.key!r} expects",
+        "case_changed": f"test case {c.key!r}: {_short(c.path, 'tests')}",
+    }
+    if c.kind in arrow:
+        return ChangeLine(c.kind, arrow[c.kind], _value(c, c.old, tz), _value(c, c.new, tz))
+    return ChangeLine(c.kind, where, text=c.sentence.removeprefix(f"{c.section}."))
+
+
+def change_list(key: str, heading: str, changes: list[Change], empty: str, tz: ZoneInfo = UTC_ZONE) -> ChangeList:
+    """The changes grouped by section in review order (parameters, rules, inputs, tests, everything else)."""
+    groups = []
+    for section in SECTION_ORDER:
+        lines = [change_line(c, tz) for c in changes if c.section == section]
+        if lines:
+            groups.append(ChangeGroup(section, SECTION_LABELS[section], lines))
+    return ChangeList(key, heading, groups, None if groups else empty)
+
+
+def changes_vs_prod(v: BundleView, tz: ZoneInfo = UTC_ZONE) -> ChangeList:
+    if v.live_version is None:
+        return change_list(
+            "prod", "Against prod", [], "Nothing is in force in prod yet: this is the first version to go there."
+        )
+    if not v.diff:
+        return change_list("prod", f"Against prod (v{v.live_version})", [], "Prod serves this very bundle.")
+    return change_list(
+        "prod",
+        f"Against prod (v{v.live_version})",
+        v.changes_vs_prod,
+        "No change a clerk reviews: the documents differ only in form.",
+        tz,
+    )
+
+
+def changes_vs_previous(v: BundleView, tz: ZoneInfo = UTC_ZONE) -> ChangeList:
+    if v.previous_version is None:
+        return change_list("previous", "Against the previous version", [], "This is the protocol's first version.")
+    heading = f"Against the previous version (v{v.previous_version})"
+    if v.previous_version == v.live_version:
+        return change_list(
+            "previous", heading, [], f"v{v.previous_version} is the version in prod: the same changes as against prod."
+        )
+    return change_list(
+        "previous", heading, v.changes_vs_previous, "No change a clerk reviews: the documents differ only in form.", tz
+    )
+
+
+@dataclass(frozen=True)
+class CostView:
+    """``prod (v2) costs $X; this costs $Y, +$Z (+N %)`` and the chart of both against the cap."""
+
+    sentence: str
+    two_runs: bool  # the figures come from two simulations (possibly two populations)
+    chart: Chart
+
+
+def cost_view(c: CostComparison, version: int) -> CostView:
+    bars = []
+    if c.baseline_cents is not None:
+        label = f"prod v{c.baseline_version}" if c.baseline_version is not None else "prod"
+        bars.append(charts.CostBar(label, c.baseline_cents, charts.GREY))
+    bars.append(charts.CostBar(f"v{version}", c.cost_cents, charts.cost_fill(c.cost_cents, c.cap_cents)))
+    return CostView(
+        c.sentence, c.baseline_cents is not None and not c.same_run, charts.cost_chart(bars, c.cap_cents, c.currency)
+    )
+
+
+@dataclass(frozen=True)
+class TestsView:
+    ok: bool
+    passed: int
+    total: int
+    failing: list[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class Finding:
+    rule_set: str
+    path: str
+    message: str
+
+
+@dataclass(frozen=True)
+class ScanView:
+    ok: bool
+    counts: str  # privacy(0) ethics(0) legal(0)
+    findings: list[Finding]
+    warnings: list[Finding]
+
+
+@dataclass(frozen=True)
+class SimulationView:
+    """The recorded simulation: ``error`` when it failed to run, else its cost line and the report link."""
+
+    ok: bool
+    cost: str = ""
+    share: str = ""
+    source: str = ""
+    error: str | None = None
+    report_href: str = ""
+    synthesized: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class EnvChip:
+    name: str
+    state: str  # live | pending | absent
+    at: Moment | None
+    note: list[str | Moment]
+
+
+@dataclass(frozen=True)
+class DecisionForm:
+    state: str  # open | decided | no-role
+    roles: list[str]
+
+
+@dataclass(frozen=True)
+class CardView:
+    """One bundle's card; ``waiting`` cards carry the decision form, decided ones where the bundle is now."""
+
+    sha256: str
+    state: str
+    title: str
+    protocol_id: str
+    version: int
+    author: str
+    authority: str
+    effective: Moment | None
+    late: str | None
+    vs_prod: ChangeList
+    vs_previous: ChangeList
+    cost: CostView | None
+    reviews: list[tuple[str, str, str, str]]  # user, role, decision, comment
+    summary: str
+    tests: TestsView | None
+    scan: ScanView | None
+    simulation: SimulationView | None
+    raw_diff: list[tuple[str, str]]  # (css class, line)
+    prod_label: str
+    environments: list[EnvChip]
+    form: DecisionForm
+
+
+def _late(v: BundleView) -> str | None:
+    """A protocol approved after its effective date: say plainly it will not apply to the time before."""
+    if v.bundle.protocol.effective_at > clock.now():
+        return None
+    live = any(e["state"] == "live" and e.get("note") for e in v.environments)
     return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{esc(title)}</title><style>{CSS}</style>"
-        '<script src="static/hms.js" defer></script></head><body><main>'
-        f'<nav class="top">{links}{who}</nav>{body}</main></body></html>\n'
+        "effective date passed; in force from when it goes live in prod; not retroactive"
+        if not live
+        else "effective date passed; not retroactive"
     )
 
 
-def error_page(status: int, message: str, field: str | None, login_url: str | None) -> str:
-    login = f'<p><a href="{esc(login_url)}">Log in to Airflow</a></p>' if status == 401 and login_url else ""
-    where = f" (<code>{esc(field)}</code>)" if field else ""
-    return page(f"{status}", f"<h1>{status}</h1><p>{esc(message)}{where}</p>{login}", None)
+def _tests(v: BundleView) -> TestsView | None:
+    test = v.checks.get("test")
+    if test is None:
+        return None
+    t = test.summary
+    total = int(t.get("total", 0))
+    failing = [(str(c.get("name")), str(c.get("mismatches"))) for c in t.get("cases", []) if not c.get("ok")]
+    return TestsView(bool(test.ok), total - int(t.get("failed", 0)), total, failing)
 
 
-# ---- clerk page ---------------------------------------------------------------------
+def _scan(v: BundleView) -> ScanView | None:
+    scan = v.checks.get("scan")
+    if scan is None:
+        return None
+    sc = scan.summary
+    counts_by_set = sc.get("counts") or {}
+    order = sc.get("rule_sets") or sorted(counts_by_set)  # the registry keeps JSON with sorted keys
+
+    def findings(key: str) -> list[Finding]:
+        return [Finding(str(f.get("rule_set")), str(f.get("path")), str(f.get("message"))) for f in sc.get(key) or []]
+
+    return ScanView(
+        bool(scan.ok),
+        " ".join(f"{k}({counts_by_set.get(k, 0)})" for k in order),
+        findings("findings"),
+        findings("warnings"),
+    )
+
+
+def _simulation(v: BundleView) -> SimulationView | None:
+    test = v.checks.get("test")
+    sim = test.summary.get("simulation") if test else None
+    if not sim:
+        return None
+    if "protocol" not in sim:
+        return SimulationView(False, error=f"{sim.get('where')}: {sim.get('error')}")
+    r = SimulationResult.from_dict(sim)
+    share = f" ({100 * r.share_of_cap:.1f} % of the cap)" if r.share_of_cap is not None else ""
+    return SimulationView(
+        r.ok,
+        r.money(r.cost_cents),
+        share,
+        str(r.population.get("source")),
+        report_href=f"reports/{v.bundle.sha256}",
+        synthesized=[(c.name, c.how) for c in r.synthesized_columns],
+    )
+
+
+def _raw_diff(v: BundleView) -> list[tuple[str, str]]:
+    cls = {"+": "add", "-": "del", "@": "hunk"}
+    return [("" if line.startswith(("+++", "---")) else cls.get(line[:1], ""), line) for line in v.diff]
+
+
+def _form(v: BundleView, caller: Caller) -> DecisionForm:
+    if caller.user in {r.user for r in v.reviews}:
+        return DecisionForm("decided", [])
+    if not v.roles_for_caller:
+        return DecisionForm("no-role", [])
+    return DecisionForm("open", list(v.roles_for_caller))
+
+
+def card(v: BundleView, caller: Caller, tz: ZoneInfo) -> CardView:
+    b, p = v.bundle, v.bundle.protocol
+    envs = [
+        EnvChip(
+            e["environment"], e["state"], moment(e.get("activate_at") or e.get("since"), tz), timed(e.get("note"), tz)
+        )
+        for e in v.environments
+    ]
+    return CardView(
+        sha256=b.sha256,
+        state=v.state,
+        title=p.title,
+        protocol_id=p.id,
+        version=p.version,
+        author=p.author,
+        authority=p.authority or "—",
+        effective=moment(p.data["metadata"]["effective_at"], tz),
+        late=_late(v),
+        vs_prod=changes_vs_prod(v, tz),
+        vs_previous=changes_vs_previous(v, tz),
+        cost=cost_view(v.cost, p.version) if v.cost else None,
+        reviews=[(r.user, r.role, r.decision, r.comment) for r in v.reviews],
+        summary=v.status.summary(),
+        tests=_tests(v),
+        scan=_scan(v),
+        simulation=_simulation(v),
+        raw_diff=_raw_diff(v),
+        prod_label=f"v{v.live_version}" if v.live_version is not None else "nothing (first version)",
+        environments=envs,
+        form=_form(v, caller),
+    )
+
+
+# ---- pages --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PageView:
+    """What every page has: its one name, who is signed in, and the pipeline's zone (for hms.js)."""
+
+    key: str
+    name: str
+    timezone: str
+    user: str | None = None
+    roles: str = ""
+    base: str = ""  # the relative path to the app's root ("../" for a page one level down, e.g. an error there)
+
+    @property
+    def nav(self) -> list[tuple[str, str, str]]:
+        return [(k, f"{self.base}{k}", n) for k, n in PAGE_NAMES.items()]
+
+
+def _page(key: str, caller: Caller | None, config: PipelineConfig | None) -> PageView:
+    return PageView(
+        key,
+        PAGE_NAMES.get(key, key),
+        config.timezone if config else "UTC",
+        caller.user if caller else None,
+        (", ".join(caller.roles) or "no pipeline role") if caller else "",
+    )
 
 
 def reviews_page(waiting: list[BundleView], decided: list[BundleView], caller: Caller, config: PipelineConfig) -> str:
     tz = config.tz
-    parts = ["<h1>Policy reviews</h1>",
-             f'<p class="sub">Bundles waiting for approval ({len(waiting)}). Each decision is final and bound to the '
-             "exact bundle hash shown.</p>"]
-    if not waiting:
-        parts.append('<section class="empty"><p class="muted">Nothing is waiting for review.</p></section>')
-    parts += [_review_card(v, caller, tz) for v in waiting]
-    if decided:
-        parts.append("<h2>Recently decided — where each bundle is now</h2>")
-        parts += [_decided_card(v, tz) for v in decided]
-    return page("Policy reviews", "\n".join(parts), caller, active="reviews")
-
-
-def _head(v: BundleView, tz: ZoneInfo) -> str:
-    b = v.bundle
-    p = b.protocol
-    return (
-        f"<h2>{esc(p.title)} — <code>{esc(p.id)}</code> v{esc(p.version)}</h2>"
-        f'<p class="sub">bundle <code class="sha">{esc(b.sha256)}</code><br>author <b>{esc(p.author)}</b> · '
-        f"authority {esc(p.authority or '—')} · effective {esc(_local(p.data['metadata']['effective_at'], tz))}"
-        + _effective_passed(v) + "</p>"
+    return templating.render(
+        "web/reviews.html",
+        page=_page("reviews", caller, config),
+        waiting=[card(v, caller, tz) for v in waiting],
+        decided=[card(v, caller, tz) for v in decided],
     )
 
 
-def _effective_passed(v: BundleView) -> str:
-    """A protocol approved after its effective date: say plainly it will not apply to the time before."""
-    if v.bundle.protocol.effective_at > clock.now():
-        return ""
-    live = any(e["state"] == "live" and e.get("note") for e in v.environments)
-    words = ("effective date passed; in force from when it goes live in prod; not retroactive" if not live
-             else "effective date passed; not retroactive")
-    return f' <span class="note late">({esc(words)})</span>'
-
-
-def _note(text: str | None) -> str:
-    return f'<div class="note late">{esc(text)}</div>' if text else ""
-
-
-def _reviews_so_far(v: BundleView) -> str:
-    if not v.reviews:
-        return '<p class="muted">No review yet.</p>'
-    items = "".join(
-        f'<li class="review {esc(r.decision)}"><b>{esc(r.user)}</b> ({esc(r.role)}) {esc(r.decision)}d'
-        + (f': <q class="comment">{esc(r.comment)}</q>' if r.comment else "") + "</li>"
-        for r in v.reviews
+def error_page(status: int, message: str, field: str | None, login_url: str | None, *, base: str = "") -> str:
+    return templating.render(
+        "web/error.html",
+        page=PageView("error", str(status), "UTC", base=base),
+        status=status,
+        message=message,
+        field=field,
+        login_url=login_url if status == 401 else None,
     )
-    return f'<ul class="plain reviews">{items}</ul><p class="summary">{esc(v.status.summary())}</p>'
 
 
-def _review_card(v: BundleView, caller: Caller, tz: ZoneInfo) -> str:
-    b = v.bundle
-    mine = {r.user for r in v.reviews}
-    if caller.user in mine:
-        form = '<p class="muted">You have recorded your decision on this bundle.</p>'
-    elif not v.roles_for_caller:
-        form = '<p class="muted">You hold no review role for this bundle.</p>'
-    else:
-        roles = "".join(f'<option value="{esc(r)}">{esc(r)}</option>' for r in v.roles_for_caller)
-        form = (
-            f'<form class="review-form" data-sha="{esc(b.sha256)}">'
-            f'<label>Comment<textarea name="comment" maxlength="2000"></textarea></label>'
-            f'<div class="row"><label>as <select name="role">{roles}</select></label>'
-            '<button type="button" class="approve" data-decision="approve">Approve</button>'
-            '<button type="button" class="reject" data-decision="reject">Reject</button></div>'
-            '<div class="msg" role="status"></div></form>'
+# ---- ops view -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Served:
+    version: int
+    sha256: str
+    at: Moment | None
+    note: list[str | Moment]
+
+
+@dataclass(frozen=True)
+class MoveLine:
+    """A scheduler's move as one line: from → to, who and why."""
+
+    moved_from: Moment | None
+    moved_to: Moment | None
+    by: str
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    environment: str
+    version: int
+    state: str  # as shown: a row a move ended reads "moved"
+    move: MoveLine | None
+    note: list[str | Moment]
+    activate_at: Moment | None
+    ended_at: Moment | None
+    created_by: str
+    run_id: str
+
+
+@dataclass(frozen=True)
+class EnvRow:
+    environment: str
+    live: Served | None
+    pending: list[Served]
+
+
+@dataclass(frozen=True)
+class ProtocolOps:
+    protocol_id: str
+    environments: list[EnvRow]
+    history: list[HistoryRow]
+
+
+def _served(d: dict[str, Any], at_key: str, tz: ZoneInfo) -> Served:
+    return Served(d["version"], d["sha256"], moment(d[at_key], tz), timed(d.get("note"), tz))
+
+
+def _history(h: dict[str, Any], tz: ZoneInfo) -> HistoryRow:
+    m = h.get("move")
+    move = MoveLine(moment(m["moved_from"], tz), moment(m["moved_to"], tz), m["by"], m["reason"]) if m else None
+    return HistoryRow(
+        h["environment"],
+        h["version"],
+        "moved" if m and h["state"] == "cancelled" else h["state"],
+        move,
+        timed(h.get("note"), tz),
+        moment(h["activate_at"], tz),
+        moment(h["ended_at"], tz),
+        h["created_by"],
+        h["run_id"] or "",
+    )
+
+
+def ops_view(overview: list[dict[str, Any]], tz: ZoneInfo) -> list[ProtocolOps]:
+    return [
+        ProtocolOps(
+            p["protocol_id"],
+            [
+                EnvRow(
+                    e["environment"],
+                    _served(e["live"], "since", tz) if e["live"] else None,
+                    [_served(d, "activate_at", tz) for d in e["pending"]],
+                )
+                for e in p["environments"]
+            ],
+            [_history(h, tz) for h in p["history"]],
         )
-    return (
-        f'<section class="bundle" data-sha="{esc(b.sha256)}" data-state="{esc(v.state)}">{_head(v, tz)}'
-        f"<h3>Approvals so far</h3>{_reviews_so_far(v)}"
-        f"{_checks(v)}<h3>Changes against prod</h3>{_diff(v)}<h3>Your decision</h3>{form}</section>"
-    )
-
-
-def _decided_card(v: BundleView, tz: ZoneInfo) -> str:
-    badge = ('<span class="badge ok">approved</span>' if v.state == "approved"
-             else '<span class="badge bad">rejected</span>')
-    envs = "".join(_env_chip(e, tz) for e in v.environments)
-    return (
-        f'<section class="bundle decided" data-sha="{esc(v.bundle.sha256)}" data-state="{esc(v.state)}">'
-        f"{_head(v, tz)}<p>{badge}</p>{_reviews_so_far(v)}<p class=\"envs\">{envs}</p></section>"
-    )
-
-
-def _env_chip(e: dict[str, Any], tz: ZoneInfo) -> str:
-    name, state = e["environment"], e["state"]
-    text = {"live": "live ✓", "pending": f"scheduled {_local(e.get('activate_at'), tz)}", "absent": "—"}[state]
-    return (f'<span class="env {esc(state)}" data-env="{esc(name)}" data-state="{esc(state)}">'
-            f"{esc(name)}: {esc(text)}</span>{_note(e.get('note'))}")
-
-
-def _checks(v: BundleView) -> str:
-    out = ["<h3>Checks</h3>"]
-    test = v.checks.get("test")
-    scan = v.checks.get("scan")
-    if test is None:
-        out.append('<p class="muted">Tests: not run yet for this bundle.</p>')
-    else:
-        t = test.summary
-        out.append(f'<p class="check test">Tests {BADGE[bool(test.ok)]} {esc(t.get("total", 0) - t.get("failed", 0))} '
-                   f'of {esc(t.get("total", 0))} cases pass (both backends)</p>')
-        failing = [c for c in t.get("cases", []) if not c.get("ok")]
-        if failing:
-            out.append('<ul class="plain">' + "".join(f"<li>{esc(c.get('name'))}: {esc(c.get('mismatches'))}</li>"
-                                                      for c in failing) + "</ul>")
-        out.append(_simulation(v.bundle.sha256, t.get("simulation")))
-    if scan is None:
-        out.append('<p class="muted">Compliance scan: not run yet for this bundle.</p>')
-    else:
-        sc = scan.summary
-        counts_by_set = sc.get("counts") or {}
-        order = sc.get("rule_sets") or sorted(counts_by_set)  # the registry keeps JSON with sorted keys
-        counts = " ".join(f"{esc(k)}({esc(counts_by_set.get(k, 0))})" for k in order)
-        out.append(f'<p class="check scan">Compliance (OPA) {BADGE[bool(scan.ok)]} {counts}</p>')
-        findings = sc.get("findings") or []
-        if findings:
-            out.append('<ul class="plain">' + "".join(
-                f"<li>{esc(f.get('rule_set'))}: <code>{esc(f.get('path'))}</code> {esc(f.get('message'))}</li>"
-                for f in findings) + "</ul>")
-        warnings = sc.get("warnings") or []  # for the reviewer: a possible proxy, an exemption legal approves
-        if warnings:
-            out.append('<p class="check scan-review">For review:</p><ul class="plain">' + "".join(
-                f"<li>⚠ {esc(f.get('rule_set'))}: <code>{esc(f.get('path'))}</code> {esc(f.get('message'))}</li>"
-                for f in warnings) + "</ul>")
-    return "".join(out)
-
-
-def _simulation(sha256: str, sim: dict[str, Any] | None) -> str:
-    if not sim:
-        return '<p class="muted">Simulation: none recorded (the protocol has no budget).</p>'
-    if "protocol" not in sim:
-        return (f'<p class="check simulation">Simulation {BADGE[False]} '
-                f'{esc(sim.get("where"))}: {esc(sim.get("error"))}</p>')
-    from hms.simulate import SimulationResult
-
-    r = SimulationResult.from_dict(sim)
-    share = f" ({100 * r.share_of_cap:.1f} % of the cap)" if r.share_of_cap is not None else ""
-    return (
-        f'<p class="check simulation">Simulation {BADGE[r.ok]} cost {esc(r.money(r.cost_cents))}{esc(share)} on '
-        f"{esc(r.population.get('source'))} · <a href=\"reports/{esc(sha256)}\">full report</a></p>"
-        f"{_synthesized(r)}"
-        f'<div class="chart">{report.cost_vs_cap(r)}</div>'
-    )
-
-
-def _synthesized(r: SimulationResult) -> str:
-    """The columns the simulation invented (from the recorded result), so a clerk does not take them for data."""
-    if not r.synthesized_columns:
-        return ""
-    items = "".join(f"<li><code>{esc(c.name)}</code>: {esc(c.how)}</li>" for c in r.synthesized_columns)
-    return ('<p class="check synthesized"><span class="badge warn">synthesized data</span> the population lacks '
-            f'these columns; they were drawn from the declared inputs:</p><ul class="plain synthesized">{items}</ul>')
-
-
-def _diff(v: BundleView) -> str:
-    if not v.diff:
-        return '<p class="muted">Identical to the version in force in prod.</p>'
-    cls = {"+": "add", "-": "del", "@": "hunk"}
-    lines = []
-    for line in v.diff:
-        c = "" if line.startswith(("+++", "---")) else cls.get(line[:1], "")
-        lines.append(f'<span class="{c}">{esc(line)}</span>' if c else esc(line))
-    base = f"v{v.live_version}" if v.live_version is not None else "nothing (first version)"
-    return f'<p class="muted">Prod serves {esc(base)}.</p><pre class="diff">' + "\n".join(lines) + "</pre>"
-
-
-# ---- ops view -------------------------------------------------------------------------
+        for p in overview
+    ]
 
 
 def ops_page(overview: list[dict[str, Any]], caller: Caller, config: PipelineConfig) -> str:
-    tz = config.tz
-    can_move = SCHEDULER_ROLE in caller.roles
-    parts = ["<h1>Deploys</h1>",
-             f'<p class="sub">What each environment serves per protocol; times in {esc(config.timezone)}.</p>']
-    if not overview:
-        parts.append('<section><p class="muted">No protocol has been pushed yet.</p></section>')
-    for proto in overview:
-        rows = []
-        for e in proto["environments"]:
-            live = e["live"]
-            live_txt = (f"v{esc(live['version'])} <code>{esc(live['sha256'][:12])}</code> since "
-                        f"{esc(_local(live['since'], tz))}{_note(live.get('note'))}") if live else "—"
-            pend = "".join(
-                f'<div class="pending" data-sha="{esc(p["sha256"])}">v{esc(p["version"])} at '
-                f'<b>{esc(_local(p["activate_at"], tz))}</b>{_note(p.get("note"))}'
-                + (_move_form(p["sha256"], e["environment"], config.timezone) if can_move else "") + "</div>"
-                for p in e["pending"]) or "—"
-            rows.append(f'<tr data-env="{esc(e["environment"])}"><td>{esc(e["environment"])}</td><td>{live_txt}</td>'
-                        f"<td>{pend}</td></tr>")
-        hist = "".join(
-            f"<tr><td>{esc(h['environment'])}</td><td>v{esc(h['version'])}</td><td>{_state(h)}{_note(h['note'])}</td>"
-            f"<td>{esc(_local(h['activate_at'], tz))}</td><td>{esc(_local(h['ended_at'], tz))}</td>"
-            f"<td>{esc(h['created_by'])}</td><td><code>{esc(h['run_id'] or '')}</code></td></tr>"
-            for h in proto["history"])
-        parts.append(
-            f'<section class="protocol" data-protocol="{esc(proto["protocol_id"])}">'
-            f"<h2><code>{esc(proto['protocol_id'])}</code></h2>"
-            "<table><tr><th>environment</th><th>in force</th><th>pending activation</th></tr>"
-            + "".join(rows) + "</table><h3>Last deployments and rollbacks</h3>"
-            '<table class="compact"><tr><th>env</th><th>version</th><th>state</th><th>activates at</th><th>ended</th>'
-            "<th>by</th><th>run</th></tr>" + hist + "</table></section>"
-        )
-    return page("Deploys", "\n".join(parts), caller, active="ops")
-
-
-def _state(h: dict[str, Any]) -> str:
-    """A row a scheduler's move ended reads "moved", with from → to, who and why (one line, not a bare
-    "cancelled"); the row it made says where it came from."""
-    m = h.get("move")
-    if m is None:
-        return esc(h["state"])
-    if h["state"] == "cancelled":
-        return f'moved <span class="note">({esc(m["sentence"])})</span>'
-    return f'{esc(h["state"])} <span class="note">({esc(m["sentence"])})</span>'
-
-
-def _move_form(sha256: str, env: str, zone: str) -> str:
-    return (
-        f'<form class="move-form row" data-sha="{esc(sha256)}" data-env="{esc(env)}">'
-        f'<label>new time ({esc(zone)}) <input name="effective_at" placeholder="00:00, ISO with offset, +30s" '
-        'size="26"></label>'
-        '<label>reason <input name="reason" required maxlength="500" placeholder="required: why it moves" '
-        'size="30"></label>'
-        '<button type="button" class="move">Move</button><span class="msg" role="status"></span></form>'
+    return templating.render(
+        "web/ops.html",
+        page=_page("ops", caller, config),
+        protocols=ops_view(overview, config.tz),
+        can_move=SCHEDULER_ROLE in caller.roles,
     )
 
 
-ICON = (  # a scale of justice, for the Airflow navigation
-    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24" fill="none" stroke="#4b5563" stroke-width="1.8" '
-    'stroke-linecap="round" stroke-linejoin="round"><path d="M12 3v18M5 21h14M4 7h16M7 7l-3 7a3 3 0 0 0 6 0z'
-    'M17 7l-3 7a3 3 0 0 0 6 0z"/></svg>'
-)
+# ---- static files (served by hms.web.app; the CSP allows no inline script or style) ---------------
 
-OPS_ICON = (  # a rocket on a launch line, for the Deploys entry: not the same picture as Reviews
-    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24" fill="none" stroke="#4b5563" stroke-width="1.8" '
-    'stroke-linecap="round" stroke-linejoin="round"><path d="M12 2c3 2 5 6 5 10l-2 4H9l-2-4c0-4 2-8 5-10z'
-    'M9 16l-3 3M15 16l3 3M12 9.5a1.5 1.5 0 1 0 0 .01M4 22h16"/></svg>'
-)
-
-# ---- the page script (served as a file: the CSP allows no inline script) ---------------
-
-SCRIPT = """
-"use strict";
-// Buttons call the same REST API as any client. The Airflow UI keeps its token in an httpOnly cookie that
-// the browser sends with these same-origin requests; the JSON content type keeps other sites out (no
-// cross-site form can send it without a CORS preflight, which this app never grants).
-async function hmsPost(url, body, msg) {
-  msg.className = "msg"; msg.textContent = "…";
-  const r = await fetch(url, {method: "POST", credentials: "same-origin",
-    headers: {"Content-Type": "application/json", "Accept": "application/json"}, body: JSON.stringify(body)});
-  let data = {};
-  try { data = await r.json(); } catch (e) { data = {detail: r.statusText}; }
-  if (!r.ok) {
-    msg.className = "msg err";
-    msg.textContent = r.status + ": " + (data.detail || "refused") + (data.field ? " (" + data.field + ")" : "");
-    return false;
-  }
-  msg.className = "msg okm"; msg.textContent = "recorded";
-  return true;
+#: name → (package, path in it, media type)
+STATIC: dict[str, tuple[str, str, str]] = {
+    "base.css": ("hms", "static/base.css", "text/css"),
+    "hms.css": ("hms.web", "static/hms.css", "text/css"),
+    "hms.js": ("hms.web", "static/hms.js", "text/javascript"),
+    "reviews.svg": ("hms.web", "static/reviews.svg", "image/svg+xml"),
+    "reviews-dark.svg": ("hms.web", "static/reviews-dark.svg", "image/svg+xml"),
+    "deploys.svg": ("hms.web", "static/deploys.svg", "image/svg+xml"),
+    "deploys-dark.svg": ("hms.web", "static/deploys-dark.svg", "image/svg+xml"),
 }
-document.addEventListener("click", async (ev) => {
-  const btn = ev.target.closest("button[data-decision]");
-  if (btn) {
-    const form = btn.closest("form.review-form");
-    const body = {comment: form.elements.comment.value, role: form.elements.role.value};
-    const url = "api/reviews/" + encodeURIComponent(form.dataset.sha) + "/" + btn.dataset.decision;
-    if (await hmsPost(url, body, form.querySelector(".msg"))) { setTimeout(() => location.reload(), 400); }
-    return;
-  }
-  const mv = ev.target.closest("button.move");
-  if (mv) {
-    const form = mv.closest("form.move-form");
-    const body = {effective_at: form.elements.effective_at.value, reason: form.elements.reason.value,
-                  environment: form.dataset.env};
-    const url = "api/activations/" + encodeURIComponent(form.dataset.sha) + "/move";
-    if (await hmsPost(url, body, form.querySelector(".msg"))) { setTimeout(() => location.reload(), 400); }
-  }
-});
-"""

@@ -1,0 +1,290 @@
+"""The clerk's card as a browser shows it: plain-words changes, prod's cost as baseline, Airflow's themes.
+
+hms.web served by a real uvicorn on 127.0.0.1 (no Airflow: the host's identity is a cookie here; the JWT
+is proven in tests/integration/test_review_api.py) over a registry this test fills with the core's own
+calls: wildfire v2 approved and live in every environment, v3 pushed and never deployed, v4 pushed with its
+test (a real simulation against v2) and scan recorded and one approval — the card a second clerk reviews.
+
+Headless Chromium (selenium) checks what a clerk sees in the first screen, the light and the dark theme
+(``prefers-color-scheme`` emulated over the DevTools protocol, and the Airflow page around the iframe
+switching its own ``class="dark"``), that the full report opens in a new tab, and that a scheduler reads
+every time on the Deploys page — the API's refusal included — in the pipeline's zone. Screenshots:
+tests/artifacts/web-card-light.png, web-card-dark.png, web-card-airflow-dark.png, web-report-light.png,
+web-report-dark.png, web-deploys-dark.png.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+
+from hms import clock, deployments, protocol
+from hms.pipeline_config import load_pipeline_config
+from hms.registry import store
+from hms.registry.db import session_scope
+from hms.simulate import simulate
+from hms.web import WebError, create_app
+from tests.conftest import ROOT, WILDFIRE
+from tests.deploy_helpers import record, record_checks
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+ARTIFACTS = ROOT / "tests" / "artifacts"
+POPULATION = "synthetic:3000:7"
+COMMENT = "Legal basis checked <script>window.hmsPwned = 1</script>"
+# Airflow's UI keeps its mode as a class on its own <html> (next-themes, attribute "class"); this stand-in
+# frames the page the way Airflow's plugin route does.
+AIRFLOW_LIKE = (
+    '<!DOCTYPE html><html class="light"><body><iframe src="/hms/reviews" width="1380" height="960">'
+    "</iframe></body></html>"
+)
+
+
+def identify(request: Request) -> str:
+    user = request.cookies.get("hms-test-user")
+    if not user:
+        raise WebError(401, "no user", field="hms-test-user")
+    return user
+
+
+def wildfire(version: int, effective_in: timedelta, **params: float) -> protocol.Protocol:
+    data = copy.deepcopy(protocol.load(WILDFIRE).data)
+    data["metadata"]["version"] = version
+    data["metadata"]["effective_at"] = (clock.now() + effective_in).isoformat()
+    data["parameters"].update(params)
+    data["budget"]["population"] = POPULATION
+    return protocol.from_data(data, f"wildfire v{version}")
+
+
+def record_test(b: Any, baseline: Any = None) -> None:
+    """A passing test check carrying a real simulation, as ``hms policy test --record`` stores it; with
+    ``baseline`` (prod's bundle) the simulation compares against it in the same run."""
+    sim = simulate(b, POPULATION, baseline=baseline, detail=True).to_dict()
+    summary = {"ok": True, "total": 9, "failed": 0, "cases": [], "simulation": sim}
+    with session_scope() as s:
+        store.record_check(s, sha256=b.sha256, kind="test", ok=True, summary=summary, actor="tester")
+
+
+@pytest.fixture
+def registry() -> dict[str, Any]:
+    cfg = load_pipeline_config()
+    prod = record(wildfire(2, -timedelta(days=10), per_member=800, max_payment=4000))
+    record_test(prod)
+    record_checks(prod, ("scan", "chaos"))
+    with session_scope() as s:
+        deployments.record_review(s, prod, user="alice", role="legal", decision="approve", comment="", config=cfg)
+        deployments.record_review(s, prod, user="bob", role="budget", decision="approve", comment="", config=cfg)
+        for env in cfg.environment_names:
+            deployments.deploy(s, prod, env, activate_at=None, actor="ops", config=cfg, run_id="manual__v2")
+    record(wildfire(3, timedelta(days=20), per_member=1000, max_payment=5000))
+    v4 = record(wildfire(4, timedelta(days=30), per_member=1100, max_payment=5000))
+    record_test(v4, baseline=prod)
+    record_checks(v4, ("scan",))
+    with session_scope() as s:
+        deployments.record_review(s, v4, user="alice", role="legal", decision="approve", comment=COMMENT, config=cfg)
+    return {"sha": v4.sha256}
+
+
+@contextlib.contextmanager
+def served() -> Iterator[str]:
+    """The app mounted under /hms as the Airflow plugin mounts it, beside a stand-in of Airflow's page."""
+    import uvicorn
+    from fastapi import FastAPI
+
+    app = FastAPI()
+
+    @app.get("/airflow-like", response_class=HTMLResponse)
+    def airflow_like() -> HTMLResponse:
+        return HTMLResponse(AIRFLOW_LIKE)
+
+    app.mount("/hms", create_app(identify))
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the web app did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
+        pytest.skip("Debian chromium + chromedriver are not installed (scripts/system-deps.sh)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def scheme(driver: Any, value: str) -> None:
+    driver.execute_cdp_cmd(
+        "Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": value}]}
+    )
+
+
+def background(driver: Any) -> tuple[int, ...]:
+    """The page's background as sRGB bytes (the stylesheet's oklch, resolved by the browser on a canvas)."""
+    return tuple(
+        driver.execute_script("""
+        const c = document.createElement('canvas').getContext('2d');
+        c.fillStyle = getComputedStyle(document.body).backgroundColor; c.fillRect(0, 0, 1, 1);
+        return Array.from(c.getImageData(0, 0, 1, 1).data.slice(0, 3));""")
+    )
+
+
+def dark(rgb: tuple[int, ...]) -> bool:
+    return sum(rgb) / 3 < 60
+
+
+def until(what: str, check: Any, timeout: float = 10) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = check()
+        if got:
+            return got
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_clerk_reads_the_changes_and_the_cost_against_prod_first_in_light_and_dark_and_the_report_in_a_new_tab(
+    registry, browser
+):
+    from selenium.webdriver.common.by import By
+
+    sha = registry["sha"]
+    with served() as url:
+        browser.get(f"{url}/hms/static/base.css")  # the cookie's origin first
+        browser.add_cookie({"name": "hms-test-user", "value": "bob"})
+        scheme(browser, "light")
+        browser.get(f"{url}/hms/reviews")
+        assert browser.title == "Reviews" and browser.find_element(By.TAG_NAME, "h1").text == "Reviews"
+        card = browser.find_element(By.CSS_SELECTOR, f"section.bundle[data-sha='{sha}'][data-state='waiting']")
+
+        # what changed, in plain words, against prod (v2) and against the previous version (v3), on the first screen
+        vs_prod = card.find_element(By.CSS_SELECTOR, ".change-set[data-against='prod']").text
+        assert "Against prod (v2)" in vs_prod
+        assert "per_member: 800 → 1100" in vs_prod and "max_payment: 4000 → 5000" in vs_prod
+        vs_prev = card.find_element(By.CSS_SELECTOR, ".change-set[data-against='previous']").text
+        assert "Against the previous version (v3)" in vs_prev and "per_member: 1000 → 1100" in vs_prev
+        assert "max_payment" not in vs_prev
+        first = card.find_element(By.CSS_SELECTOR, ".change-set[data-against='prod'] li.change")
+        assert first.location["y"] + first.size["height"] < 1000 and first.is_displayed()
+        # the YAML diff is there only on request
+        assert not card.find_element(By.CSS_SELECTOR, "details.raw-diff pre.diff").is_displayed()
+
+        # the cost against prod's, with the delta, and a chart whose axis fits cap and costs
+        sentence = card.find_element(By.CSS_SELECTOR, ".cost-sentence").text
+        assert sentence.startswith("prod (v2) costs $") and "; this costs $" in sentence and "%)" in sentence
+        assert not card.find_elements(By.CSS_SELECTOR, ".cost-two-runs")  # one run: the report's own baseline
+        ticks = [t.text for t in card.find_elements(By.CSS_SELECTOR, "svg[aria-label='cost vs cap'] text.tick")]
+        assert ticks[-1] == "$1.2B", ticks  # a $1B cap: the axis ends at $1.2B, not $2B
+        labels = [t.text for t in card.find_elements(By.CSS_SELECTOR, "svg[aria-label='cost vs cap'] text.lab")]
+        assert "prod v2" in labels and "v4" in labels
+
+        # times in the pipeline's zone, named, with UTC on hover; the hostile comment is text
+        eff = card.find_element(By.CSS_SELECTOR, "p.sub time")
+        assert eff.text.endswith((" EST", " EDT")) and eff.get_attribute("title").endswith(" UTC")
+        assert [q.text for q in card.find_elements(By.CSS_SELECTOR, "q.comment")] == [COMMENT]
+        assert browser.execute_script("return window.hmsPwned === undefined")
+
+        assert browser.execute_script("return document.documentElement.dataset.theme") == "light"
+        assert not dark(background(browser))
+        browser.save_screenshot(str(ARTIFACTS / "web-card-light.png"))
+        scheme(browser, "dark")  # the system's choice is followed live, without a reload
+        until(
+            "the dark theme", lambda: browser.execute_script("return document.documentElement.dataset.theme") == "dark"
+        )
+        assert dark(background(browser))
+        browser.save_screenshot(str(ARTIFACTS / "web-card-dark.png"))
+
+        # the report link opens a new tab, and the report there agrees with the card
+        link = card.find_element(By.CSS_SELECTOR, "a.report")
+        assert (link.get_attribute("target"), link.get_attribute("rel")) == ("_blank", "noopener")
+        before = set(browser.window_handles)
+        link.click()
+        tab = until("the report's tab", lambda: set(browser.window_handles) - before).pop()
+        browser.switch_to.window(tab)
+        until("the report", lambda: browser.find_elements(By.CSS_SELECTOR, "svg[aria-label='cost vs cap']"))
+        report_sentence = browser.find_element(By.CSS_SELECTOR, ".cost-sentence").text
+        assert report_sentence == sentence.replace("prod (v2)", "the baseline (v2)", 1)
+        scheme(browser, "dark")  # emulation is per tab: the new one starts from the system's light
+        until("the dark report", lambda: dark(background(browser)))
+        browser.save_screenshot(str(ARTIFACTS / "web-report-dark.png"))
+        scheme(browser, "light")
+        until("the light report", lambda: not dark(background(browser)))
+        browser.save_screenshot(str(ARTIFACTS / "web-report-light.png"))
+        browser.close()
+        browser.switch_to.window(next(iter(before)))
+
+        # inside Airflow: the page follows the mode of the page around the iframe, not the system's
+        scheme(browser, "light")
+        browser.get(f"{url}/airflow-like")
+        frame = browser.find_element(By.TAG_NAME, "iframe")
+        browser.switch_to.frame(frame)
+        until("the framed card", lambda: browser.find_elements(By.CSS_SELECTOR, f"section.bundle[data-sha='{sha}']"))
+        assert browser.execute_script("return document.documentElement.dataset.theme") == "light"
+        browser.switch_to.default_content()
+        browser.execute_script("document.documentElement.className = 'dark'")  # Airflow's theme toggle
+        browser.switch_to.frame(frame)
+        until("the framed page turning dark", lambda: dark(background(browser)))
+        browser.switch_to.default_content()
+        browser.save_screenshot(str(ARTIFACTS / "web-card-airflow-dark.png"))
+
+
+def test_a_scheduler_reads_every_time_in_the_pipelines_zone_on_the_deploys_page_even_in_the_apis_refusal(browser):
+    """The API states instants in UTC ISO; hms.js shows those in a refusal as the page does its own times."""
+    from selenium.webdriver.common.by import By
+
+    from tests.unit.test_web_reviews import _monday_noon, _staged, bundle_of
+
+    b = bundle_of()
+    _staged(b, _monday_noon())  # live in staging and preprod, pending in prod
+    with served() as url:
+        browser.get(f"{url}/hms/static/base.css")
+        browser.add_cookie({"name": "hms-test-user", "value": "dana"})
+        scheme(browser, "dark")
+        browser.get(f"{url}/hms/ops")
+        assert browser.title == "Deploys" and browser.find_element(By.TAG_NAME, "h1").text == "Deploys"
+        pending = browser.find_element(By.CSS_SELECTOR, f"tr[data-env='prod'] .pending[data-sha='{b.sha256}'] time")
+        assert pending.text.endswith((" EST", " EDT")) and pending.get_attribute("title").endswith(" UTC")
+        form = browser.find_element(By.CSS_SELECTOR, f"form.move-form[data-sha='{b.sha256}'][data-env='prod']")
+        form.find_element(By.NAME, "effective_at").send_keys((clock.now() - timedelta(days=1)).isoformat())
+        form.find_element(By.NAME, "reason").send_keys("a time in the past, refused")
+        form.find_element(By.CSS_SELECTOR, "button.move").click()
+        msg = until("the refusal", lambda: form.find_elements(By.CSS_SELECTOR, ".msg.err time"))
+        assert "422" in form.find_element(By.CSS_SELECTOR, ".msg").text
+        assert "+00:00" not in form.find_element(By.CSS_SELECTOR, ".msg").text
+        assert all(t.text.endswith((" EST", " EDT")) and t.get_attribute("title").endswith(" UTC") for t in msg)
+        assert dark(background(browser))
+        browser.save_screenshot(str(ARTIFACTS / "web-deploys-dark.png"))
