@@ -14,6 +14,7 @@ from airflow.plugins_manager import AirflowPlugin
 
 from hms.web import create_app
 from hms_operators import run_listener
+from hms_operators.run_links import AirflowRunLinks
 from hms_operators.web_auth import airflow_user
 
 URL_PREFIX = "/hms"
@@ -25,7 +26,8 @@ class HmsReviewPlugin(AirflowPlugin):
     # pending activations cancelled (run_listener.py says what Airflow 3.3 calls, and when).
     listeners: ClassVar[list[Any]] = [run_listener]
     fastapi_apps: ClassVar[list[dict[str, Any]]] = [
-        {"app": create_app(airflow_user, login_url="/"), "url_prefix": URL_PREFIX, "name": "HMS policy reviews"}
+        {"app": create_app(airflow_user, login_url="/", links=AirflowRunLinks()), "url_prefix": URL_PREFIX,
+         "name": "HMS policy reviews"}
     ]
     # nav_top_level: an entry of its own in the sidebar (the UI reads it; the response model allows extras),
     # instead of one more item behind "Plugins" — clerks should not have to hunt for their page. Short names:

@@ -122,6 +122,11 @@ def approve_in_page(driver: Any, sha: str, comment: str) -> None:
         driver, f"section.bundle[data-sha='{sha}'][data-state='waiting'] form.review-form"), 120)
     card.find_element(By.NAME, "comment").send_keys(comment)
     card.find_element(By.CSS_SELECTOR, "button[data-decision='approve']").click()
+    # A final decision is confirmed once more, naming the exact hash (issue 18): nothing is sent before that.
+    dialog = until("the confirmation", lambda: card.find_element(By.CSS_SELECTOR, "dialog.confirm-decision[open]"), 10,
+                   0.2)
+    assert f"sha256:{sha}" in dialog.text and "final" in dialog.text
+    dialog.find_element(By.CSS_SELECTOR, "button.confirm").click()
     until("the API's answer", lambda: card.find_element(By.CSS_SELECTOR, ".msg").text == "recorded", 30, 0.2)
 
 

@@ -97,6 +97,16 @@ def registry() -> dict[str, Any]:
     return {"sha": v4.sha256}
 
 
+class TestRunLinks:
+    """Where this test's host "shows" runs and step logs (the Airflow plugin's are hms_operators.run_links)."""
+
+    def run(self, protocol_id: str, run_id: str) -> str:
+        return f"/runs/{protocol_id}/{run_id}"
+
+    def step(self, protocol_id: str, run_id: str, stage: str, environment: str | None) -> str | None:
+        return f"/runs/{protocol_id}/{run_id}/{stage}/{environment or '-'}"
+
+
 @contextlib.contextmanager
 def served() -> Iterator[str]:
     """The app mounted under /hms as the Airflow plugin mounts it, beside a stand-in of Airflow's page."""
@@ -109,7 +119,7 @@ def served() -> Iterator[str]:
     def airflow_like() -> HTMLResponse:
         return HTMLResponse(AIRFLOW_LIKE)
 
-    app.mount("/hms", create_app(identify))
+    app.mount("/hms", create_app(identify, links=TestRunLinks()))
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -288,3 +298,95 @@ def test_a_scheduler_reads_every_time_in_the_pipelines_zone_on_the_deploys_page_
         assert all(t.text.endswith((" EST", " EDT")) and t.get_attribute("title").endswith(" UTC") for t in msg)
         assert dark(background(browser))
         browser.save_screenshot(str(ARTIFACTS / "web-deploys-dark.png"))
+
+
+def test_a_final_decision_is_confirmed_naming_the_hash_and_the_card_then_tells_the_bundles_life(registry, browser):
+    from selenium.webdriver.common.by import By
+
+    sha = registry["sha"]
+    with served() as url:
+        browser.get(f"{url}/hms/static/base.css")
+        browser.add_cookie({"name": "hms-test-user", "value": "carol"})  # carol holds legal and budget
+        browser.get(f"{url}/hms/reviews")
+        card = browser.find_element(By.CSS_SELECTOR, f"section.bundle[data-sha='{sha}'][data-state='waiting']")
+        role = card.find_element(By.NAME, "role")
+        assert role.get_attribute("value") == "budget"  # alice approved as legal: the missing role comes first
+        assert "still needed" in role.text
+        since = card.find_element(By.CSS_SELECTOR, "p.waiting-since")
+        assert since.text.startswith("Waiting for review since ") and len(since.find_elements(By.TAG_NAME, "time")) == 2
+
+        card.find_element(By.CSS_SELECTOR, "button[data-decision='approve']").click()
+        dialog = until(
+            "the confirmation", lambda: card.find_elements(By.CSS_SELECTOR, "dialog.confirm-decision[open]")
+        )[0]
+        assert f"sha256:{sha}" in dialog.text and "as budget" in dialog.text and "final" in dialog.text
+        browser.save_screenshot(str(ARTIFACTS / "web-confirm-decision.png"))
+        dialog.find_element(By.CSS_SELECTOR, "button.cancel").click()
+        with session_scope(read_only=True) as s:  # cancelled: nothing was sent
+            assert [r.user for r in deployments.reviews_for(s, sha, load_pipeline_config())] == ["alice"]
+
+        card.find_element(By.CSS_SELECTOR, "button[data-decision='approve']").click()
+        until("the confirmation again", lambda: card.find_elements(By.CSS_SELECTOR, "dialog.confirm-decision[open]"))
+        card.find_element(By.CSS_SELECTOR, "dialog.confirm-decision button.confirm").click()
+        until("the API's answer", lambda: card.find_element(By.CSS_SELECTOR, ".msg").text == "recorded")
+
+        decided = until(
+            "the decided card",
+            lambda: browser.find_elements(
+                By.CSS_SELECTOR, f"section.bundle.decided[data-sha='{sha}'][data-state='approved']"
+            ),
+        )[0]
+        events = [e.text for e in decided.find_elements(By.CSS_SELECTOR, "ol.life li.event")]
+        assert events[0].split(" — ", 1)[1].startswith("pushed v4 by tester")
+        assert any("approved by alice as legal" in e for e in events)
+        assert any("approved by carol as budget" in e for e in events)
+        assert any("compliance scan (OPA) passed" in e for e in events)
+        # an event of a pipeline run links the run and its step's log, opened in the whole window (out of the frame)
+        with session_scope() as s:
+            store.record_check(
+                s, sha256=sha, kind="chaos", ok=True, summary={"ok": True}, actor="airflow", run_id="manual__v4"
+            )
+        browser.get(f"{url}/hms/reviews")
+        event = browser.find_element(By.CSS_SELECTOR, f"section[data-sha='{sha}'] ol.life li[data-run='manual__v4']")
+        assert "chaos experiment passed" in event.get_attribute("textContent")
+        log, run = event.find_element(By.CSS_SELECTOR, "a.log-link"), event.find_element(By.CSS_SELECTOR, "a.run-link")
+        assert log.get_attribute("target") == run.get_attribute("target") == "_top"
+        assert log.get_attribute("href").endswith("/runs/wildfire-aid-2024/manual__v4/chaos/-")
+        assert run.get_attribute("href").endswith("/runs/wildfire-aid-2024/manual__v4")
+        browser.save_screenshot(str(ARTIFACTS / "web-card-life.png"))
+
+
+def test_a_scheduler_moves_an_activation_with_the_date_time_picker_in_the_pipelines_zone(browser):
+    from zoneinfo import ZoneInfo
+
+    from selenium.webdriver.common.by import By
+
+    from tests.unit.test_web_reviews import _monday_noon, _staged, bundle_of
+
+    b = bundle_of()
+    first = _monday_noon()
+    _staged(b, first)
+    new = (first + timedelta(days=7)).astimezone(ZoneInfo("America/New_York")).replace(hour=0, minute=0)
+    with served() as url:
+        browser.get(f"{url}/hms/static/base.css")
+        browser.add_cookie({"name": "hms-test-user", "value": "dana"})
+        browser.get(f"{url}/hms/ops")
+        form = browser.find_element(By.CSS_SELECTOR, f"form.move-form[data-sha='{b.sha256}'][data-env='prod']")
+        picker = form.find_element(By.NAME, "wall_time")
+        assert picker.get_attribute("type") == "datetime-local"
+        assert form.find_element(By.CSS_SELECTOR, ".zone").text == "America/New_York"  # the zone it is read in
+        browser.execute_script("arguments[0].value = arguments[1]", picker, new.strftime("%Y-%m-%dT%H:%M"))
+        form.find_element(By.CSS_SELECTOR, "button.move").click()
+        until(
+            "the refusal of a move without a reason",
+            lambda: "reason" in form.find_element(By.CSS_SELECTOR, ".msg").text,
+        )
+        form.find_element(By.NAME, "reason").send_keys("the gazette moved the date to midnight")
+        form.find_element(By.CSS_SELECTOR, "button.move").click()
+        until("the move", lambda: form.find_element(By.CSS_SELECTOR, ".msg").text == "recorded")
+        with session_scope(read_only=True) as s:
+            assert [d.activate_at for d in deployments.pending(s, "prod", b.protocol.id)] == [new]
+        browser.get(f"{url}/hms/ops")
+        history = browser.find_element(By.CSS_SELECTOR, f"section.protocol[data-protocol='{b.protocol.id}']").text
+        assert "moved from " in history and " to " in history and "by dana: the gazette moved the date" in history
+        browser.save_screenshot(str(ARTIFACTS / "web-deploys-moved.png"))

@@ -32,6 +32,7 @@ from hms.bundle import MAX_BUNDLE_BYTES
 from hms.errors import CheckFailed, HmsError
 from hms.registry.db import session_scope
 from hms.web import pages, reviews
+from hms.web.bundle_life import RunLinks
 from hms.web.errors import WebError
 
 MAX_BODY = 64 * 1024
@@ -44,8 +45,11 @@ CSP = (
 )
 
 
-def create_app(identify: Callable[..., Any], *, login_url: str | None = None) -> FastAPI:
-    """The app; ``identify`` authenticates (user name or ``WebError(401)``), ``login_url`` is offered on a 401 page."""
+def create_app(
+    identify: Callable[..., Any], *, login_url: str | None = None, links: RunLinks | None = None
+) -> FastAPI:
+    """The app; ``identify`` authenticates (user name or ``WebError(401)``), ``login_url`` is offered on a 401 page,
+    ``links`` says where the host shows a run and a step's log (the cards link each event of a bundle's life)."""
     app = FastAPI(title="HMS policy API", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
     app.dependency_overrides[deps.authenticated_user] = identify  # the host says who is calling
     for router in API_ROUTERS:
@@ -103,7 +107,7 @@ def create_app(identify: Callable[..., Any], *, login_url: str | None = None) ->
     def reviews_page(who: deps.CallerDep, cfg: deps.ConfigDep) -> HTMLResponse:
         with session_scope(read_only=True) as s:
             waiting, decided = reviews.review_board(s, who, cfg)
-            return HTMLResponse(pages.reviews_page(waiting, decided, who, cfg))
+            return HTMLResponse(pages.reviews_page(waiting, decided, who, cfg, links))
 
     @app.get("/ops", response_class=HTMLResponse)
     def ops_page(who: deps.CallerDep, cfg: deps.ConfigDep) -> HTMLResponse:

@@ -26,6 +26,7 @@ from hms.cost_baseline import CostComparison
 from hms.pipeline_config import PipelineConfig
 from hms.protocol_diff import SECTION_ORDER, Change, show
 from hms.simulate import SimulationResult
+from hms.web.bundle_life import RunLinks
 from hms.web.reviews import SCHEDULER_ROLE, BundleView, Caller
 
 UTC_ZONE = ZoneInfo("UTC")
@@ -264,6 +265,30 @@ class DecisionForm:
 
 
 @dataclass(frozen=True)
+class LifeLine:
+    """One event of the bundle's life (hms.web.bundle_life) as the card shows it, with its links when the host
+    knows where a run and its step's log are (``RunLinks``: Airflow's grid and task log)."""
+
+    at: Moment | None
+    kind: str
+    sentence: list[str | Moment]
+    ok: bool | None
+    run_id: str | None
+    run_href: str | None
+    log_href: str | None
+
+
+def life_lines(v: BundleView, tz: ZoneInfo, links: RunLinks | None) -> list[LifeLine]:
+    pid = v.bundle.protocol.id
+    out = []
+    for e in v.life:
+        run = links.run(pid, e.run_id) if links and e.run_id else None
+        log = links.step(pid, e.run_id, e.stage, e.environment) if links and e.run_id and e.stage else None
+        out.append(LifeLine(moment(e.at, tz), e.kind, timed(e.sentence, tz), e.ok, e.run_id, run, log))
+    return out
+
+
+@dataclass(frozen=True)
 class CardView:
     """One bundle's card; ``waiting`` cards carry the decision form, decided ones where the bundle is now."""
 
@@ -288,6 +313,10 @@ class CardView:
     prod_label: str
     environments: list[EnvChip]
     form: DecisionForm
+    life: list[LifeLine]
+    waiting_since: Moment | None  # when its review began (its checks passed)
+    review_deadline: Moment | None  # when the run stops waiting for it
+    run_stopped: LifeLine | None  # its newest run's abort, before any decision: nobody waits for this review
 
 
 def _late(v: BundleView) -> str | None:
@@ -363,7 +392,7 @@ def _form(v: BundleView, caller: Caller) -> DecisionForm:
     return DecisionForm("open", list(v.roles_for_caller))
 
 
-def card(v: BundleView, caller: Caller, tz: ZoneInfo) -> CardView:
+def card(v: BundleView, caller: Caller, tz: ZoneInfo, links: RunLinks | None = None) -> CardView:
     b, p = v.bundle, v.bundle.protocol
     envs = [
         EnvChip(
@@ -393,6 +422,10 @@ def card(v: BundleView, caller: Caller, tz: ZoneInfo) -> CardView:
         prod_label=f"v{v.live_version}" if v.live_version is not None else "nothing (first version)",
         environments=envs,
         form=_form(v, caller),
+        life=(life := life_lines(v, tz, links)),
+        waiting_since=moment(v.waiting_since, tz),
+        review_deadline=moment(v.review_deadline, tz),
+        run_stopped=next((ln for ln, e in zip(life, v.life, strict=True) if e is v.run_stopped), None),
     )
 
 
@@ -425,13 +458,19 @@ def _page(key: str, caller: Caller | None, config: PipelineConfig | None) -> Pag
     )
 
 
-def reviews_page(waiting: list[BundleView], decided: list[BundleView], caller: Caller, config: PipelineConfig) -> str:
+def reviews_page(
+    waiting: list[BundleView],
+    decided: list[BundleView],
+    caller: Caller,
+    config: PipelineConfig,
+    links: RunLinks | None = None,
+) -> str:
     tz = config.tz
     return templating.render(
         "web/reviews.html",
         page=_page("reviews", caller, config),
-        waiting=[card(v, caller, tz) for v in waiting],
-        decided=[card(v, caller, tz) for v in decided],
+        waiting=[card(v, caller, tz, links) for v in waiting],
+        decided=[card(v, caller, tz, links) for v in decided],
     )
 
 

@@ -86,19 +86,37 @@ async function hmsPost(url, body, msg) {
 }
 
 document.addEventListener("click", async (ev) => {
+  // Approve / Reject open the confirmation naming the exact hash; only its "Record" button sends the decision.
   const btn = ev.target.closest("button[data-decision]");
   if (btn) {
     const form = btn.closest("form.review-form");
+    const dialog = form.querySelector("dialog.confirm-decision");
+    dialog.dataset.decision = btn.dataset.decision;
+    dialog.querySelector(".what").textContent = btn.dataset.decision === "approve" ? "Approve" : "Reject";
+    dialog.querySelector(".role").textContent = form.elements.role.value;
+    dialog.showModal();
+    return;
+  }
+  const cancel = ev.target.closest("dialog.confirm-decision button.cancel");
+  if (cancel) { cancel.closest("dialog").close(); return; }
+  const confirm = ev.target.closest("dialog.confirm-decision button.confirm");
+  if (confirm) {
+    const dialog = confirm.closest("dialog");
+    const form = dialog.closest("form.review-form");
+    dialog.close();
     const body = {comment: form.elements.comment.value, role: form.elements.role.value};
-    const url = "api/reviews/" + encodeURIComponent(form.dataset.sha) + "/" + btn.dataset.decision;
+    const url = "api/reviews/" + encodeURIComponent(form.dataset.sha) + "/" + dialog.dataset.decision;
     if (await hmsPost(url, body, form.querySelector(".msg"))) { setTimeout(() => location.reload(), 400); }
     return;
   }
   const mv = ev.target.closest("button.move");
   if (mv) {
     const form = mv.closest("form.move-form");
-    const body = {effective_at: form.elements.effective_at.value, reason: form.elements.reason.value,
-                  environment: form.dataset.env};
+    // The picker's wall time goes with the zone it was shown in; otherwise the text, read like --schedule.
+    const wall = form.elements.wall_time.value;
+    const body = wall ? {effective_at: wall, zone: form.dataset.zone} : {effective_at: form.elements.effective_at.value};
+    body.reason = form.elements.reason.value;
+    body.environment = form.dataset.env;
     const url = "api/activations/" + encodeURIComponent(form.dataset.sha) + "/move";
     if (await hmsPost(url, body, form.querySelector(".msg"))) { setTimeout(() => location.reload(), 400); }
   }
