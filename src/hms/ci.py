@@ -114,6 +114,10 @@ class StageLines:
         if ev.task_id == "publish":
             return "[publish] ✅ released"
         if ev.task_id == "rollback":
+            # Its result is the rollback's own lines: a run that failed before its first deploy undid nothing.
+            said = ev.result if isinstance(ev.result, list) else []
+            if any("nothing to undo" in str(line) for line in said):
+                return "[rollback] ✅ no environment was touched; nothing to roll back"
             return "[rollback] ✅ every environment this run touched is back on its previous version"
         return None
 
