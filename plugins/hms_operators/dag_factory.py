@@ -2,10 +2,11 @@
 preprod (+ chaos) → prod (scheduled) → flip → publish, with rollback on failure.
 
 The stages are ``hms`` commands (steps.py); the waits are deferrable sensors
-(sensors.py). Settings come from .hms-ci/policy-pipeline.yml. One run per bundle:
-runs started by the intake DAG carry ``run_id = bundle-<sha256 prefix>``, so the
-same bundle can never start twice, and ``max_active_runs=1`` keeps two versions of
-one protocol from racing through the environments.
+(sensors.py). Settings come from .hms-ci/policy-pipeline.yml. A bundle's first run
+(intake, ``hms ci run``) carries ``run_id = bundle-<sha256 prefix>``, so the intake
+never starts it twice; a later run of it gets an id of its own (``bundle-<sha12>-<UTC
+stamp>``, or the trigger form's), and ``max_active_runs=1`` keeps two runs of one
+protocol from racing through the environments.
 """
 
 from __future__ import annotations
@@ -65,8 +66,9 @@ def build_broken_dag(path: Path, error: Exception) -> DAG:
             f"### `{path.name}` does not load\n\n```\n{error}\n```\nFix the file; this DAG then becomes the pipeline."
         ),
     ) as dag:
-        FailRunOperator(task_id="protocol_does_not_load", doc_md=str(error),
-                        message=f"{path.name} does not load: {error}")
+        FailRunOperator(
+            task_id="protocol_does_not_load", doc_md=str(error), message=f"{path.name} does not load: {error}"
+        )
     return dag
 
 
