@@ -48,6 +48,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     ps = p.add_subparsers(dest="rule_command", required=True)
     push = ps.add_parser("push", help="pack a protocol file (YAML or JSON) and record it; prints its ID, run next")
     push.add_argument("file", help="protocol file (.yml, .yaml, .json), a bundle (.tgz), or a recorded sha256:<hex>")
+    push.add_argument("--of", default=None, metavar="PROTOCOL_ID", help="refuse a bundle of any other protocol")
+    push.add_argument(
+        "--field",
+        default=None,
+        help="FILE was typed into this field (the pipeline's build step: params.bundle, conf.sha256): it must "
+        "name a pushed bundle (sha256, unique prefix, id@version), never a path; errors name the field",
+    )
     push.add_argument("--json", action="store_true")
     push.set_defaults(handler=cmd_push)
 
@@ -133,6 +140,15 @@ def cmd_push(args: argparse.Namespace) -> int:
     from hms import identity
 
     c = client.active()
+    if args.field:  # a reference from a form or a run's conf: only the registry is read, never this machine's files
+        if c is not None:
+            raise BadInput("a pushed bundle is recorded already; push a file to the HMS API", where=args.field)
+        from hms import actions
+
+        b = _pushed_for(args.file, args.of, args.field)
+        out = actions.push(b, identity.current(), known=True, advise=not args.xcom_file)
+        emit_model(args, out)
+        return 0
     if c is not None:
         from hms.api.models import PushIn, PushOut
 
@@ -145,10 +161,37 @@ def cmd_push(args: argparse.Namespace) -> int:
         from hms import actions
 
         b, known = _open_for_push(args.file)
+        if args.of and b.protocol.id != args.of:
+            raise BadInput(f"this is a bundle of {b.protocol.id}, not of {args.of}", where=args.file)
         # As a pipeline step (build, intake) the run is already under way: no advice on what happens next.
         out = actions.push(b, identity.current(), known=known, advise=not args.xcom_file)
     emit_model(args, out)
     return 0
+
+
+def _pushed_for(ref: str, protocol_id: str | None, where: str) -> Bundle:
+    """The verified pushed bundle ``ref`` names (``deployments.resolve_bundle_row``), of ``protocol_id`` if given.
+
+    What a person picks or types in the trigger form's bundle field arrives here: a reference that is no pushed
+    bundle, or one of another protocol (its pipeline would deploy it under this protocol's DAG), is exit 2
+    naming ``where`` and what it is instead.
+    """
+    from hms import deployments
+    from hms.registry.db import session_scope
+
+    of = f" of {protocol_id}" if protocol_id else ""
+    with session_scope(read_only=True) as s:
+        try:
+            row = deployments.resolve_bundle_row(s, ref.strip())
+        except BadInput as e:
+            raise BadInput(f"{ref!r} is not a pushed bundle{of}: {e.message}", where=where) from None
+        if protocol_id and row.protocol_id != protocol_id:
+            raise BadInput(
+                f"{ref!r} is {row.protocol_id} v{row.version} ({row.sha256[:12]}), not a bundle{of}: pick one of "
+                f"{protocol_id}'s bundles (or trigger policy_{row.protocol_id} to run it)",
+                where=where,
+            )
+        return deployments.load_bundle(s, row.sha256)
 
 
 def cmd_review(args: argparse.Namespace) -> int:
