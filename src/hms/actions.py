@@ -247,7 +247,7 @@ def rollback(req: models.RollbackIn, by: Principal) -> models.RollbackOut:
         ended = run_notes.ended_rows(before, deployments.rows(s, env, pid))
         serving = deployments.in_force(s, env, pid, ch.takes_effect_at)
         notes = run_notes.rollback_notes(
-            ended, in_force=serving, by=by.name, reason=req.reason, at=ch.takes_effect_at, tz=config.timezone
+            ended, in_force={env: serving}, by=by.name, reason=req.reason, at=ch.takes_effect_at, tz=config.timezone
         )
     until_in_force([ch])
     # The instant every replica switches (effective_time.switch_instant), to the millisecond: it is what the
@@ -284,10 +284,26 @@ def _withdrawn(env: str, pid: str) -> dict[str, Any]:
 
 
 def rollback_run(req: models.RunRollbackIn, by: Principal) -> models.RunRollbackOut:
+    from sqlalchemy import select
+
+    from hms import run_notes
+    from hms.registry.models import Deployment
+
     config = governing()
     pub = publisher(config)
     with session_scope(principal=by.to_dict()) as s:
+        made = select(Deployment).where(Deployment.run_id == req.run)
+        before = {d.id: d.state for d in s.scalars(made)}
         changes = deployments.rollback_run(s, req.run, actor=by.name, config=config)
+        notes: list[run_notes.RunNote] = []
+        # The pipeline undoing its own run (the DAG's rollback task) needs no note: that run's fail_run says it.
+        if changes and not by.is_pipeline:
+            ended = run_notes.ended_rows(before, s.scalars(made))
+            at = max(c.takes_effect_at for c in changes)
+            serving = {d.environment: deployments.in_force(s, d.environment, d.protocol_id, at) for d in ended}
+            notes = run_notes.rollback_notes(
+                ended, in_force=serving, by=by.name, reason=req.reason, at=at, tz=config.timezone
+            )
     until_in_force(changes)
     lines = [
         f"[rollback] ✅ {c.environment}: {c.protocol_id} v{c.version} ({c.state}) from "
@@ -298,6 +314,7 @@ def rollback_run(req: models.RunRollbackIn, by: Principal) -> models.RunRollback
     if pub is not None:  # every namespace the run touched, also those a failed earlier attempt left behind
         k8s, k8s_lines = publish_run(pub, req.run, config, "rollback", by)
         lines += k8s_lines
+    lines += run_notes.annotate(notes, run_notes.AirflowAccess.from_env())
     return models.RunRollbackOut(
         rolled_back=[change_out(c) for c in changes], kubernetes=k8s, lines=lines or ["[rollback] nothing to undo"]
     )

@@ -1,7 +1,8 @@
 """A rollback made outside a pipeline run leaves a note on the Airflow run that had deployed what it undid.
 
 Without it the grid lies: the run that took v3 to prod stays green, described "…v3", while prod serves v2
-again since someone ran ``hms rule rollback`` (or the ops REST API's ``POST /api/rollbacks``). The rollback
+again since someone ran ``hms rule rollback`` (or the ops REST API's ``POST /api/rollbacks``; ``--run`` /
+``/api/rollbacks/run`` too, unless it is the pipeline undoing its own run, whose fail_run says so). The rollback
 itself is the registry's (hms.deployments) and stays the truth; the note only carries it to where ops look
 first: ``PATCH /api/v2/dags/{dag_id}/dagRuns/{run_id}`` with a ``note`` (``hms.ci.AirflowApi.add_note``,
 the one Airflow REST client), e.g.::
@@ -23,7 +24,7 @@ in one warning line.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -66,30 +67,42 @@ def ended_rows(before: dict[int, str], after: Iterable[Deployment]) -> list[Depl
 
 
 def rollback_notes(
-    ended: Sequence[Deployment], *, in_force: Deployment | None, by: str, reason: str | None, at: datetime, tz: str
+    ended: Sequence[Deployment],
+    *,
+    in_force: Mapping[str, Deployment | None],
+    by: str,
+    reason: str | None,
+    at: datetime,
+    tz: str,
 ) -> list[RunNote]:
-    """The note for each run whose deployment the rollback ended (rows without a run id: made by hand, none).
+    """One note per run whose deployments the rollback ended (rows without a run id — made by hand — get none),
+    naming each environment it ended there: ``prod rolled back to v2`` (``staging …; preprod …`` for several).
 
-    ``in_force`` is what the environment serves once the rollback has switched (None: nothing, a withdrawal);
+    ``in_force`` is what each environment serves once the rollback has switched (None: nothing, a withdrawal);
     ``at`` when it takes effect, written in the pipeline's time zone ``tz``, named.
     """
     from hms.ci import dag_id_for
 
     when = at.astimezone(ZoneInfo(tz)).isoformat(timespec="seconds")
     why = f": {reason.strip()}" if reason and reason.strip() else " (no reason given)"
-    notes: dict[tuple[str, str], RunNote] = {}
+    parts: dict[tuple[str, str], list[str]] = {}
     for d in ended:
         if not d.run_id:
             continue
+        now_serving = in_force.get(d.environment)
         if d.state == "cancelled":
             what = f"{d.environment}: v{d.version} cancelled before it came into force"
-        elif in_force is None or in_force.bundle_sha256 == d.bundle_sha256:
+        elif now_serving is None or now_serving.bundle_sha256 == d.bundle_sha256:
             what = f"{d.environment}: v{d.version} withdrawn, no version in force"
         else:
-            what = f"{d.environment} rolled back to v{in_force.version}"
-        text = f"{what} at {when} ({tz}) by {by}{why}"
-        notes.setdefault((d.protocol_id, d.run_id), RunNote(dag_id_for(d.protocol_id), d.run_id, text))
-    return list(notes.values())
+            what = f"{d.environment} rolled back to v{now_serving.version}"
+        said = parts.setdefault((d.protocol_id, d.run_id), [])
+        if what not in said:
+            said.append(what)
+    return [
+        RunNote(dag_id_for(pid), run_id, f"{'; '.join(whats)} at {when} ({tz}) by {by}{why}")
+        for (pid, run_id), whats in parts.items()
+    ]
 
 
 def annotate(notes: Sequence[RunNote], access: AirflowAccess | None) -> list[str]:

@@ -123,3 +123,26 @@ def test_a_deployment_made_without_a_run_gets_no_note(registry_url, monkeypatch)
     promote_all(v3, cfg)  # by hand: no run id
     out = rollback()
     assert out.version == 2 and not any("Airflow run" in line for line in out.lines)
+
+
+def test_undoing_a_whole_run_from_a_shell_notes_every_environment_on_that_run(registry_url, monkeypatch):
+    v3_live_by_a_run()
+    with fake_airflow() as fake:
+        fake.add_run(DAG, "bundle-000000000003", "success")
+        monkeypatch.setenv("HMS_AIRFLOW_URL", fake.url)
+        monkeypatch.setenv("HMS_AIRFLOW_PASSWORD", fake.password)
+        req = models.RunRollbackIn(run="bundle-000000000003", reason="wrong poverty table")
+        out = actions.rollback_run(req, Principal.person("erin"))
+        note = fake.runs[DAG]["bundle-000000000003"]["note"]
+    assert note.startswith(
+        "staging rolled back to v2; preprod rolled back to v2; prod rolled back to v2 at "
+    ) and note.endswith(" (America/New_York) by erin: wrong poverty table"), note
+    assert out.lines[-1] == f"[rollback] 📝 note on Airflow run {DAG}/bundle-000000000003: {note}"
+
+
+def test_the_pipeline_undoing_its_own_run_writes_no_note_and_no_warning(registry_url):
+    v3_live_by_a_run()
+    out = actions.rollback_run(
+        models.RunRollbackIn(run="bundle-000000000003"), Principal.pipeline("bundle-000000000003")
+    )
+    assert len(out.rolled_back) == 3 and not any("Airflow run" in line for line in out.lines)

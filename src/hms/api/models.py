@@ -179,6 +179,9 @@ class RollbackOut(_Out, ChangeOut):
 
 class RunRollbackIn(_In):
     run: str = Field(..., min_length=1, max_length=250)
+    reason: str | None = Field(
+        None, max_length=500, description="why: written with who and when on the Airflow run this undoes"
+    )
 
 
 class RunRollbackOut(_Out):

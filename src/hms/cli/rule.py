@@ -365,7 +365,10 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
     if args.run:
         out: models.RunRollbackOut | models.RollbackOut = act(
-            "/rollbacks/run", models.RunRollbackIn(run=args.run), models.RunRollbackOut, "rollback_run"
+            "/rollbacks/run",
+            models.RunRollbackIn(run=args.run, reason=args.reason),
+            models.RunRollbackOut,
+            "rollback_run",
         )
     else:
         if not args.id:
