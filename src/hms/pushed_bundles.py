@@ -82,8 +82,14 @@ def read(protocol_ids: Iterable[str], config: PipelineConfig) -> PushedBundles:
             found = s.execute(q).all()
             return PushedBundles(_label(found, config, clock.now()))
     except Exception as e:  # any failure to read — unreachable, no schema, bad URL — is a reason, not a crash
-        reason = str(getattr(e, "message", None) or e).strip().splitlines()[0][:300] if str(e).strip() else ""
-        return PushedBundles(unavailable=f"{type(e).__name__}: {reason}" if reason else type(e).__name__)
+        return PushedBundles(unavailable=_reason(e))
+
+
+def _reason(e: Exception) -> str:
+    """One short line: the exception's kind and its first line (an HmsError's message, without its field)."""
+    text = str(getattr(e, "message", None) or e).strip()
+    first = text.splitlines()[0][:300] if text else ""
+    return f"{type(e).__name__}: {first}" if first else type(e).__name__
 
 
 def _label(
