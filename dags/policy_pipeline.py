@@ -15,6 +15,7 @@ from pathlib import Path
 from hms_operators.dag_factory import build_broken_dag, build_policy_dag
 from hms_operators.intake import build_intake_dag
 
+from hms import pushed_bundles
 from hms.errors import HmsError
 from hms.pipeline_config import load_pipeline_config
 from hms.protocol import load
@@ -24,17 +25,23 @@ CONFIG = load_pipeline_config()
 PIPELINES: dict[str, str] = {}  # protocol id → DAG id, for the intake
 LOADED: list[Path] = []
 
+loaded = {}
 for path in sorted((REPO / "include" / "protocols").glob("*.y*ml")) + sorted(
     (REPO / "include" / "protocols").glob("*.json")
 ):
     try:
-        protocol = load(path)
+        loaded[path] = load(path)
     except HmsError as error:
         dag = build_broken_dag(path, error)
-    else:
-        dag = build_policy_dag(protocol, path, CONFIG, REPO / "include" / "rollback.sh")
-        PIPELINES[protocol.id] = dag.dag_id
-        LOADED.append(path)
+        globals()[dag.dag_id] = dag
+
+# The trigger forms' bundle lists: one registry query for every protocol, each time Airflow parses this file
+# (a registry that cannot be read leaves free-text fields that say why; parsing goes on).
+PUSHED = pushed_bundles.read([p.id for p in loaded.values()], CONFIG)
+for path, protocol in loaded.items():
+    dag = build_policy_dag(protocol, path, CONFIG, REPO / "include" / "rollback.sh", PUSHED)
+    PIPELINES[protocol.id] = dag.dag_id
+    LOADED.append(path)
     globals()[dag.dag_id] = dag
 
 hms_intake = build_intake_dag(LOADED, PIPELINES)

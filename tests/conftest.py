@@ -49,7 +49,17 @@ def hms_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, test_settings: Pat
     monkeypatch.delenv("HMS_DATABASE_URL", raising=False)
     # Who acts is the OS account unless a test logs in: no developer's token or HMS_ACTOR leaks in.
     monkeypatch.setenv("HMS_CREDENTIALS", str(tmp_path / "hms-credentials.json"))
-    for var in ("HMS_TOKEN", "HMS_API", "HMS_ACTOR", "HMS_PIPELINE_SECRET", "HMS_PIPELINE_SECRET_FILE", "HMS_RUN_ID"):
+    for var in (
+        "HMS_TOKEN",
+        "HMS_API",
+        "HMS_ACTOR",
+        "HMS_PIPELINE_SECRET",
+        "HMS_PIPELINE_SECRET_FILE",
+        "HMS_RUN_ID",
+        "HMS_AIRFLOW_URL",
+        "HMS_AIRFLOW_USER",
+        "HMS_AIRFLOW_PASSWORD",
+    ):  # a rollback would note a real run
         monkeypatch.delenv(var, raising=False)
     db.reset_engines()
     attest_caches()

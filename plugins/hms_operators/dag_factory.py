@@ -2,10 +2,11 @@
 preprod (+ chaos) → prod (scheduled) → flip → publish, with rollback on failure.
 
 The stages are ``hms`` commands (steps.py); the waits are deferrable sensors
-(sensors.py). Settings come from .hms-ci/policy-pipeline.yml. One run per bundle:
-runs started by the intake DAG carry ``run_id = bundle-<sha256 prefix>``, so the
-same bundle can never start twice, and ``max_active_runs=1`` keeps two versions of
-one protocol from racing through the environments.
+(sensors.py). Settings come from .hms-ci/policy-pipeline.yml. A bundle's first run
+(intake, ``hms ci run``) carries ``run_id = bundle-<sha256 prefix>``, so the intake
+never starts it twice; a later run of it gets an id of its own (``bundle-<sha12>-<UTC
+stamp>``, or the trigger form's), and ``max_active_runs=1`` keeps two runs of one
+protocol from racing through the environments.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from airflow.sdk import DAG, Param, TaskGroup, TriggerRule
 
 from hms.pipeline_config import PipelineConfig
 from hms.protocol import Protocol
+from hms.pushed_bundles import PushedBundles
 from hms_operators.rollback import FailRunOperator, RollbackRunOperator
 from hms_operators.sensors import ActivationSensor, ReviewSensor
 from hms_operators.steps import hms_step
@@ -44,10 +46,50 @@ roles {", ".join(config.approvals.roles)}) → {envs}, the last one scheduled at
 (verified) and publish. Any failure after a deploy rolls back every environment this run touched
 (`include/rollback.sh --run <run_id>`) and the run ends **failed**.
 
-Trigger form: `effective_at` (HH:MM, ISO with offset, `now`, `+30s`) sets a later time than the bundle's own; one
+Trigger form: `bundle` picks a pushed bundle of this protocol to run (version · short sha256 · status; empty: the
+intake's bundle, else this file packed now — which fails at build if its version is recorded with other bytes);
+`effective_at` (HH:MM, ISO with offset, `now`, `+30s`) sets a later time than the bundle's own; one
 earlier than it, or in the past, is refused before any environment is touched;
 `chaos_window` sets the preprod chaos duration; `chaos_replicas` / `chaos_min_health` can only make chaos harsher.
 """
+
+
+NO_PICK = "— none: the intake's bundle (conf.sha256), else the repository file, packed now"
+
+
+def bundle_param(protocol_id: str, pushed: PushedBundles) -> Param:
+    """The trigger form's ``bundle`` field: a drop-down of the protocol's pushed bundles (hms.pushed_bundles).
+
+    A JSON-schema ``enum`` with ``values_display`` (Airflow 3.3's form shows the labels and sends the value,
+    the full sha256). The list is what the registry held when Airflow last parsed this file, so a bundle pushed
+    since appears after the next parse. With the registry unreachable at parse time there is no list: a
+    free-text field says why, and the build step checks what is typed (a pushed bundle of this protocol).
+    """
+    title = "Bundle to run"
+    empty = "Empty: the intake's bundle, else the repository file as packed now."
+    if pushed.unavailable is not None:
+        return Param(
+            None,
+            type=["null", "string"],
+            title=title,
+            description=(
+                "A pushed bundle of this protocol: its sha256, a unique prefix (at least 8 hex digits) or "
+                f"{protocol_id}@VERSION. There is no list to pick from because the registry could not be read when "
+                f"Airflow parsed this DAG ({pushed.unavailable}); the build step checks what you type. {empty}"
+            ),
+        )
+    choices = pushed.of(protocol_id)
+    return Param(
+        None,
+        type=["null", "string"],
+        title=title,
+        enum=[None, *(c.sha256 for c in choices)],
+        values_display={None: NO_PICK, **{c.sha256: c.label for c in choices}},
+        description=(
+            "A pushed bundle of this protocol, newest version first (version · short sha256 · status), as the "
+            f"registry held them when Airflow last parsed this DAG. {empty}"
+        ),
+    )
 
 
 def build_broken_dag(path: Path, error: Exception) -> DAG:
@@ -65,12 +107,17 @@ def build_broken_dag(path: Path, error: Exception) -> DAG:
             f"### `{path.name}` does not load\n\n```\n{error}\n```\nFix the file; this DAG then becomes the pipeline."
         ),
     ) as dag:
-        FailRunOperator(task_id="protocol_does_not_load", doc_md=str(error),
-                        message=f"{path.name} does not load: {error}")
+        FailRunOperator(
+            task_id="protocol_does_not_load", doc_md=str(error), message=f"{path.name} does not load: {error}"
+        )
     return dag
 
 
-def build_policy_dag(p: Protocol, path: Path, config: PipelineConfig, rollback_script: Path) -> DAG:
+def build_policy_dag(
+    p: Protocol, path: Path, config: PipelineConfig, rollback_script: Path, pushed: PushedBundles | None = None
+) -> DAG:
+    """The pipeline DAG of ``p``; ``pushed`` (hms.pushed_bundles.read, one query for every protocol of the DAG
+    file) fills the trigger form's bundle list — None: the registry was not asked, a free-text field."""
     envs = config.environment_names
     first, middle, last = envs[0], envs[1:-1], envs[-1]
     with DAG(
@@ -84,6 +131,7 @@ def build_policy_dag(p: Protocol, path: Path, config: PipelineConfig, rollback_s
         doc_md=_doc(p, config, path),
         default_args={"retries": 0, "owner": p.author},
         params={
+            "bundle": bundle_param(p.id, pushed or PushedBundles(unavailable="not read")),
             "effective_at": Param(
                 None, type=["null", "string"], description="Override the effective time (HH:MM, ISO, now, +30s)"
             ),
@@ -105,15 +153,15 @@ def build_policy_dag(p: Protocol, path: Path, config: PipelineConfig, rollback_s
         # DAG was built from may be older or newer than a pushed bundle.
         effective = "{{ params.effective_at or 'effective' }}"
         with TaskGroup("build", tooltip="pack (or fetch) the bundle, record it in the registry"):
-            bundle = hms_step(
-                "bundle",
-                [
-                    "rule",
-                    "push",
-                    "{{ dag_run.conf.get('sha256') and 'sha256:' ~ dag_run.conf['sha256'] or '" + str(path) + "' }}",
-                ],
-                config,
+            # The trigger form's pick, else the intake's (or `hms ci --bundle`'s) conf.sha256, else the file. A pick
+            # or a conf is a reference, checked to be a pushed bundle of this protocol (errors name the field).
+            source = (
+                "{{ params.bundle or (dag_run.conf.get('sha256') and 'sha256:' ~ dag_run.conf['sha256']) or '"
+                + str(path)
+                + "' }}"
             )
+            field = "{{ 'params.bundle' if params.bundle else ('conf.sha256' if dag_run.conf.get('sha256') else '') }}"
+            bundle = hms_step("bundle", ["rule", "push", source, "--of", p.id, "--field", field], config)
             schedule_check = hms_step(
                 "schedule_check", ["rule", "check-schedule", REF, "--env", last, "--schedule", effective], config
             )

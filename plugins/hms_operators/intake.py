@@ -4,9 +4,12 @@ Every minute the intake DAG records each file in include/protocols (``hms rule p
 file with a new version becomes a new bundle; unchanged files are "already known"), asks the
 registry which newest bundles nothing has deployed yet (``hms.gates.intake_candidates``; bundles
 pushed with ``hms rule push`` from elsewhere count too), drops those Airflow already has a run for,
-and triggers ``policy_<id>`` with ``run_id = bundle-<sha256 prefix>`` and ``conf {"sha256": …}``.
-The run id is the idempotency key: Airflow refuses a second run with it, and the trigger task then
-ends *skipped* — so two intake runs racing, or a re-run, can never start a bundle twice.
+and triggers ``policy_<id>`` with ``run_id = bundle-<sha256 prefix>`` (``hms.ci.run_id_for``: the id of a
+bundle's *first* run) and ``conf {"sha256": …}``. That id is the intake's idempotency key: Airflow refuses a
+second run with it, and the trigger task then ends *skipped* — so two intake runs racing, or a re-run, can
+never start a bundle twice, and a bundle whose run failed is not retried every minute. A person runs it
+again (trigger form's ``bundle``, or ``hms ci run --bundle``): that run gets an id of its own
+(``bundle-<sha12>-<UTC stamp>`` from ``hms ci``), so nothing burns.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 
 from airflow.sdk import DAG, BaseOperator
 
-from hms.ci import run_id_for  # the one run id a bundle can have; `hms ci run` uses it too
+from hms.ci import run_id_for  # a bundle's first run id; `hms ci run` uses it too
 from hms_operators.steps import run_hms
 
 
@@ -51,7 +54,7 @@ class FindNewBundlesOperator(BaseOperator):
         for c in intake_candidates(self.dag_ids):
             dag_id, run_id = self.dag_ids[c["protocol_id"]], run_id_for(c["sha256"])
             if ti.get_dr_count(dag_id=dag_id, run_ids=[run_id]):
-                continue  # taken up already (running, done, or failed: a bundle runs once)
+                continue  # taken up already (running, done, or failed: the intake starts a bundle once)
             self.log.info("new bundle %s v%s → %s run %s", c["protocol_id"], c["version"], dag_id, run_id)
             rows.append({"trigger_dag_id": dag_id, "trigger_run_id": run_id, "conf": {"sha256": c["sha256"]}})
         return rows
@@ -66,7 +69,7 @@ def build_intake_dag(files: Sequence[Path], dag_ids: dict[str, str]) -> DAG:
 
     with DAG(
         dag_id="hms_intake",
-        description="start one pipeline run per new bundle (run id bundle-<sha256 prefix>)",
+        description="start the first pipeline run of each new bundle (run id bundle-<sha256 prefix>)",
         schedule=timedelta(minutes=1),
         start_date=datetime(2026, 1, 1),
         catchup=False,
@@ -76,9 +79,7 @@ def build_intake_dag(files: Sequence[Path], dag_ids: dict[str, str]) -> DAG:
         doc_md=__doc__,
         default_args={"retries": 0},
     ) as dag:
-        found = FindNewBundlesOperator(
-            task_id="find_new_bundles", files=[str(f) for f in files], dag_ids=dict(dag_ids)
-        )
+        found = FindNewBundlesOperator(task_id="find_new_bundles", files=[str(f) for f in files], dag_ids=dict(dag_ids))
         TriggerDagRunOperator.partial(
             task_id="start_pipeline",
             logical_date=None,

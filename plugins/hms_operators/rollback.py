@@ -38,8 +38,11 @@ class RollbackRunOperator(BaseOperator):
         from hms import identity
 
         # The script's `hms` calls act as the pipeline for this run: the secret, not a name (hms.identity).
-        env = {**os.environ, "HMS_BIN": str(Path(sys.executable).with_name("hms")),
-               **identity.pipeline_env(self.run_id)}
+        env = {
+            **os.environ,
+            "HMS_BIN": str(Path(sys.executable).with_name("hms")),
+            **identity.pipeline_env(self.run_id),
+        }
         env.pop("HMS_ACTOR", None)
         # Streamed, at its levels (hms_operators.relay): a rollback's ❌ lines are the ones ops must see first.
         done = relay_process([self.script, "--run", self.run_id], self.log, env=env, timeout=300)
@@ -78,9 +81,10 @@ class RollbackRunOperator(BaseOperator):
 class FailRunOperator(BaseOperator):
     """Ends the run as failed after a successful rollback (a green rollback leaf would paint it green).
 
-    Its message is what the registry says the rollback left (hms.abort.rollback_summary): "every environment
-    was rolled back" on a run that deployed nowhere sent ops looking for a rollback that never happened.
-    With ``message`` (a DAG whose protocol does not load) it says that instead.
+    Its message names the failed step and what the registry says the rollback left
+    (hms.abort.failed_run_message): "every environment was rolled back" on a run that deployed nowhere sent
+    ops looking for a rollback that never happened; such a run now says "no environment was touched; nothing
+    to roll back". With ``message`` (a DAG whose protocol does not load) it says that instead.
 
     :param run_id: the pipeline run (templated); unset: ``message`` only
     :param message: what to fail with when there is no run to describe
@@ -97,12 +101,32 @@ class FailRunOperator(BaseOperator):
     def execute(self, context: Any) -> Any:
         if self.run_id is None:
             raise AirflowFailException(self.message or "this pipeline cannot run")
+        failed = self._failed_tasks(context)
         try:
-            from hms.abort import rollback_summary
+            from hms.abort import failed_run_message
             from hms.registry.db import session_scope
 
-            with session_scope() as s:
-                what = rollback_summary(s, self.run_id)
+            with session_scope(read_only=True) as s:
+                what = failed_run_message(s, self.run_id, failed)
         except Exception as e:  # the registry is what broke: say so, do not guess what was undone
-            what = f"what the rollback left could not be read from the registry ({type(e).__name__}: {e})"
-        raise AirflowFailException(f"a pipeline step failed; {what}")
+            which = ", ".join(failed) or "a pipeline step"
+            what = (
+                f"{which} failed; what the rollback left could not be read from the registry ({type(e).__name__}: {e})"
+            )
+        raise AirflowFailException(what)
+
+    def _failed_tasks(self, context: Any) -> list[str]:
+        """The run's tasks Airflow holds ``failed`` (not ``upstream_failed``: those only followed), in DAG order.
+
+        Best effort: an Airflow that cannot say leaves the message without them, never without the summary.
+        """
+        try:
+            states = context["ti"].get_task_states(dag_id=self.dag_id, run_ids=[self.run_id]).get(self.run_id, {})
+        except Exception as e:
+            self.log.warning("could not read the run's task states: %s", e)
+            return []
+        order = {t: i for i, t in enumerate(self.dag.task_ids)} if self.has_dag() else {}
+        return sorted(
+            (t for t, st in states.items() if st == "failed" and t != self.task_id),
+            key=lambda t: (order.get(t, len(order)), t),
+        )

@@ -20,6 +20,7 @@ principal: Airflow's auth manager already decided who may mark a run failed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,8 +85,10 @@ def abort_run(s: Session, run_id: str, *, by: Principal, reason: str, config: Pi
         raise BadInput(f"the reason is {len(reason)} characters; at most {MAX_REASON}", where="--reason")
     authorize(by, config)
     now = clock.now()
-    touched = sorted(set(s.scalars(select(Deployment.environment).where(Deployment.run_id == run_id))),
-                     key=lambda e: config.environment_names.index(e) if e in config.environment_names else -1)
+    touched = sorted(
+        set(s.scalars(select(Deployment.environment).where(Deployment.run_id == run_id))),
+        key=lambda e: config.environment_names.index(e) if e in config.environment_names else -1,
+    )
     for env in touched:  # the same lock deploy takes: no deploy of this run interleaves with the abort
         store.lock_environment(s, env)
     row = s.get(Run, run_id, with_for_update=True)
@@ -106,29 +109,51 @@ def abort_run(s: Session, run_id: str, *, by: Principal, reason: str, config: Pi
     undone = deployments.rollback_run(s, run_id, actor=by.name, config=config)
     for env in touched:  # replicas rebuild their timelines, which now leave this run's pending rows out
         store.bump_generation(s, env)
-    result = AbortResult(run_state.get(s, run_id) or run_state.RunState(run_id, "aborted", now, by.name),
-                         undone, already, touched)
+    result = AbortResult(
+        run_state.get(s, run_id) or run_state.RunState(run_id, "aborted", now, by.name), undone, already, touched
+    )
     if not already or undone:
         audit.append(
             s,
             actor=by.name,
             action="run.aborted",
             subject=run_id,
-            details={"run_id": run_id, "by": by.name, "principal": by.to_dict(), "reason": reason.strip(),
-                     "again": already, "environments": touched, "undone": [c.to_dict() for c in undone]},
+            details={
+                "run_id": run_id,
+                "by": by.name,
+                "principal": by.to_dict(),
+                "reason": reason.strip(),
+                "again": already,
+                "environments": touched,
+                "undone": [c.to_dict() for c in undone],
+            },
         )
     return result
+
+
+NOTHING_TOUCHED = "no environment was touched; nothing to roll back"
+
+
+def failed_run_message(s: Session, run_id: str, failed_tasks: Sequence[str]) -> str:
+    """The failed run's last word: which step failed, then what the rollback left (``rollback_summary``).
+
+    Ops read it first in the grid; "every environment this run touched was rolled back" on a run that failed
+    at build sent them looking for a rollback that never happened. ``failed_tasks`` are the task ids Airflow
+    reports failed (none known: "a pipeline step").
+    """
+    which = ", ".join(failed_tasks) if failed_tasks else "a pipeline step"
+    return f"{which} failed; {rollback_summary(s, run_id)}"
 
 
 def rollback_summary(s: Session, run_id: str) -> str:
     """What a failed run's rollback left, environment by environment, in one sentence for the run's last task.
 
     Read from the registry after the rollback ran, so it never claims an undo that did not happen: a run that
-    failed before its first deploy touched nothing, and says so.
+    failed before its first deploy touched nothing, and says so (``NOTHING_TOUCHED``).
     """
     rows = s.scalars(select(Deployment).where(Deployment.run_id == run_id).order_by(Deployment.id)).all()
     if not rows:
-        return "this run deployed to no environment, so nothing needed rolling back"
+        return NOTHING_TOUCHED
     # The run deploys one bundle; its rollback writes rows of the versions it restored, under the same run id.
     # Per environment, the run's last row of its own bundle says what became of it (a scheduler's move leaves
     # a cancelled row and a newer one), and the last row of another bundle is what was put back.
@@ -152,4 +177,3 @@ def rollback_summary(s: Session, run_id: str) -> str:
     if left:
         parts.append("NOT undone: " + ", ".join(left) + " — check `hms rule status` and roll back by hand")
     return "; ".join(parts)
-

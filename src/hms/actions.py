@@ -42,7 +42,9 @@ def whoami(by: Principal) -> models.WhoAmIOut:
     config = governing()
     roles = list((config.user_roles or {}).get(by.name, ()))
     return models.WhoAmIOut(
-        principal=principal_out(by), roles=roles, policy_sha256=config.sha256 or None,
+        principal=principal_out(by),
+        roles=roles,
+        policy_sha256=config.sha256 or None,
         lines=[f"[login] {by.describe()}; roles: {', '.join(roles) or 'none'}"],
     )
 
@@ -60,16 +62,26 @@ def push(b: Bundle, by: Principal, *, known: bool = False, advise: bool = True) 
         governing()  # the first write to an embedded registry pins its policy (hms.pinned_policy)
         with session_scope(principal=by.to_dict()) as s:
             _, created = store.record_bundle(
-                s, sha256=b.sha256, protocol_id=b.protocol.id, version=b.protocol.version, content=b.content,
-                manifest=b.manifest, created_by=by.on_behalf_of if by.is_pipeline and by.on_behalf_of else by.name,
+                s,
+                sha256=b.sha256,
+                protocol_id=b.protocol.id,
+                version=b.protocol.version,
+                content=b.content,
+                manifest=b.manifest,
+                created_by=by.on_behalf_of if by.is_pipeline and by.on_behalf_of else by.name,
             )
     after = next_step(b.protocol.id, b.protocol.version, b.sha256)
     word = "pushed" if created else "already known"
     lines = [f"[push] ✅ {word} {b.protocol.id} v{b.protocol.version} sha256:{b.sha256} (ID {b.short})"]
     if advise:
         lines += after.lines()
-    return models.PushOut(id=f"{b.protocol.id}@{b.protocol.version}", sha256=b.sha256, new=created,
-                          next=models.NextStepOut(**after.to_dict()), lines=lines)
+    return models.PushOut(
+        id=f"{b.protocol.id}@{b.protocol.version}",
+        sha256=b.sha256,
+        new=created,
+        next=models.NextStepOut(**after.to_dict()),
+        lines=lines,
+    )
 
 
 def push_bytes(raw: bytes, source: str, by: Principal) -> models.PushOut:
@@ -95,22 +107,30 @@ def review(req: models.ReviewIn, by: Principal) -> models.ReviewOut:
         role = req.role
         if role is None:
             # The author's refusal first: it says more than "holds no review role" (roles are checked below).
-            approvals.check_review(approvals.Review(b.sha256, user, "", req.decision), author=b.protocol.author,
-                                   user_roles=None)
+            approvals.check_review(
+                approvals.Review(b.sha256, user, "", req.decision), author=b.protocol.author, user_roles=None
+            )
             role = review_role.infer(
                 user,
                 policy=effective_approval_policy(config, b.protocol),
                 missing=deployments.approval_status(s, b, config).missing_roles,
                 user_roles=config.user_roles,
             )
-        st = deployments.record_review(s, b, user=user, role=role, decision=req.decision, comment=req.comment,
-                                       config=config, signed=req.envelope)
+        st = deployments.record_review(
+            s, b, user=user, role=role, decision=req.decision, comment=req.comment, config=config, signed=req.envelope
+        )
     mark, done = ("✅", "approved") if req.decision == "approve" else ("❌", "rejected")
     return models.ReviewOut(
-        sha256=b.sha256, id=f"{b.protocol.id}@{b.protocol.version}", user=user, role=role, decision=req.decision,
+        sha256=b.sha256,
+        id=f"{b.protocol.id}@{b.protocol.version}",
+        user=user,
+        role=role,
+        decision=req.decision,
         status=models.ApprovalStatusOut(**st.to_dict()),
-        lines=[f"[review] {mark} {user} ({role}) {done} {b.protocol.id} v{b.protocol.version} ({b.short})",
-               f"[review] {st.summary()}"],
+        lines=[
+            f"[review] {mark} {user} ({role}) {done} {b.protocol.id} v{b.protocol.version} ({b.short})",
+            f"[review] {st.summary()}",
+        ],
     )
 
 
@@ -126,8 +146,9 @@ def publisher(config: PipelineConfig) -> Publisher | None:
     return Publisher.for_config(config)
 
 
-def publish(pub: Publisher | None, env: str, protocol_id: str, command: str, by: Principal
-            ) -> tuple[dict[str, Any] | None, list[str]]:
+def publish(
+    pub: Publisher | None, env: str, protocol_id: str, command: str, by: Principal
+) -> tuple[dict[str, Any] | None, list[str]]:
     """After the registry commit: the environment's ConfigMap follows (kubernetes mode); result and line."""
     if pub is None:
         return None, []
@@ -137,8 +158,9 @@ def publish(pub: Publisher | None, env: str, protocol_id: str, command: str, by:
     return {k: v for k, v in r.items() if k != "updated_by"}, [line]
 
 
-def publish_run(pub: Publisher, run_id: str, config: PipelineConfig, why: str, by: Principal
-                ) -> tuple[list[dict[str, Any]], list[str]]:
+def publish_run(
+    pub: Publisher, run_id: str, config: PipelineConfig, why: str, by: Principal
+) -> tuple[list[dict[str, Any]], list[str]]:
     """Mirror every (environment, protocol) a run touched into Kubernetes: the results and their lines."""
     from hms.targets.sync import run_targets
 
@@ -158,8 +180,9 @@ def deploy_line(ch: deployments.Change, config: PipelineConfig) -> str:
     if ch.state == "pending":
         return f"[deploy] {ch.environment} SCHEDULED@{local} {ch.protocol_id} v{ch.version} ({ch.sha256[:12]})"
     late = deployments.late_note(ch.environment, ch.activate_at, ch.effective_at, config)
-    return (f"[deploy] {ch.environment} ✅ {ch.protocol_id} v{ch.version} live ({ch.sha256[:12]})"
-            + (f": {late}" if late else ""))
+    return f"[deploy] {ch.environment} ✅ {ch.protocol_id} v{ch.version} live ({ch.sha256[:12]})" + (
+        f": {late}" if late else ""
+    )
 
 
 def deploy(req: models.DeployIn, by: Principal) -> models.DeployOut:
@@ -209,44 +232,92 @@ def rollback(req: models.RollbackIn, by: Principal) -> models.RollbackOut:
             now = deployments.in_force(s, env, pid)
             ch = deployments.change_of(now) if now is not None else None
         line = f"[rollback] ✅ {env}: finished the earlier rollback of {pid} in Kubernetes; nothing else rolled back"
-        return models.RollbackOut(**(ch.to_dict() if ch else _withdrawn(env, pid)), finished_earlier_rollback=True,
-                                  kubernetes=k8s, lines=[line, *k8s_lines])
+        return models.RollbackOut(
+            **(ch.to_dict() if ch else _withdrawn(env, pid)),
+            finished_earlier_rollback=True,
+            kubernetes=k8s,
+            lines=[line, *k8s_lines],
+        )
+    from hms import run_notes
+
     with session_scope(principal=by.to_dict()) as s:
+        before = {d.id: d.state for d in deployments.rows(s, env, pid)}
         ch = deployments.rollback(s, pid, env, to=req.to, actor=by.name, config=config)
+        # The runs whose deployments this ended get a note in Airflow (hms.run_notes), once this has committed.
+        ended = run_notes.ended_rows(before, deployments.rows(s, env, pid))
+        serving = deployments.in_force(s, env, pid, ch.takes_effect_at)
+        notes = run_notes.rollback_notes(
+            ended, in_force={env: serving}, by=by.name, reason=req.reason, at=ch.takes_effect_at, tz=config.timezone
+        )
     until_in_force([ch])
     # The instant every replica switches (effective_time.switch_instant), to the millisecond: it is what the
     # record says, and answers given before it came from the undone version by right.
     when = ch.takes_effect_at.astimezone(config.tz).isoformat(timespec="milliseconds")
     if ch.state == "rolled_back":
-        line = (f"[rollback] ✅ {env}: {ch.protocol_id} v{ch.version} withdrawn from {when}; "
-                "no version was in force before it")
+        line = (
+            f"[rollback] ✅ {env}: {ch.protocol_id} v{ch.version} withdrawn from {when}; "
+            "no version was in force before it"
+        )
     else:
         line = f"[rollback] ✅ {env}: {ch.protocol_id} v{ch.version} in force from {when} ({ch.sha256[:12]})"
     k8s, k8s_lines = publish(pub, env, pid, "rollback", by)
-    return models.RollbackOut(**ch.to_dict(), kubernetes=k8s, lines=[line, *k8s_lines])
+    noted = run_notes.annotate(notes, run_notes.AirflowAccess.from_env())
+    return models.RollbackOut(**ch.to_dict(), kubernetes=k8s, lines=[line, *k8s_lines, *noted])
 
 
 def _withdrawn(env: str, pid: str) -> dict[str, Any]:
     stamp = clock.now().isoformat()
-    return {"environment": env, "protocol_id": pid, "version": 0, "bundle_sha256": "", "state": "withdrawn",
-            "activate_at": stamp, "previous_sha256": None, "deployment_id": None, "effective_at": None,
-            "late": False, "ended_at": None, "takes_effect_at": stamp}
+    return {
+        "environment": env,
+        "protocol_id": pid,
+        "version": 0,
+        "bundle_sha256": "",
+        "state": "withdrawn",
+        "activate_at": stamp,
+        "previous_sha256": None,
+        "deployment_id": None,
+        "effective_at": None,
+        "late": False,
+        "ended_at": None,
+        "takes_effect_at": stamp,
+    }
 
 
 def rollback_run(req: models.RunRollbackIn, by: Principal) -> models.RunRollbackOut:
+    from sqlalchemy import select
+
+    from hms import run_notes
+    from hms.registry.models import Deployment
+
     config = governing()
     pub = publisher(config)
     with session_scope(principal=by.to_dict()) as s:
+        made = select(Deployment).where(Deployment.run_id == req.run)
+        before = {d.id: d.state for d in s.scalars(made)}
         changes = deployments.rollback_run(s, req.run, actor=by.name, config=config)
+        notes: list[run_notes.RunNote] = []
+        # The pipeline undoing its own run (the DAG's rollback task) needs no note: that run's fail_run says it.
+        if changes and not by.is_pipeline:
+            ended = run_notes.ended_rows(before, s.scalars(made))
+            at = max(c.takes_effect_at for c in changes)
+            serving = {d.environment: deployments.in_force(s, d.environment, d.protocol_id, at) for d in ended}
+            notes = run_notes.rollback_notes(
+                ended, in_force=serving, by=by.name, reason=req.reason, at=at, tz=config.timezone
+            )
     until_in_force(changes)
-    lines = [f"[rollback] ✅ {c.environment}: {c.protocol_id} v{c.version} ({c.state}) from "
-             f"{c.takes_effect_at.astimezone(config.tz).isoformat(timespec='milliseconds')}" for c in changes]
+    lines = [
+        f"[rollback] ✅ {c.environment}: {c.protocol_id} v{c.version} ({c.state}) from "
+        f"{c.takes_effect_at.astimezone(config.tz).isoformat(timespec='milliseconds')}"
+        for c in changes
+    ]
     k8s = None
     if pub is not None:  # every namespace the run touched, also those a failed earlier attempt left behind
         k8s, k8s_lines = publish_run(pub, req.run, config, "rollback", by)
         lines += k8s_lines
-    return models.RunRollbackOut(rolled_back=[change_out(c) for c in changes], kubernetes=k8s,
-                                 lines=lines or ["[rollback] nothing to undo"])
+    lines += run_notes.annotate(notes, run_notes.AirflowAccess.from_env())
+    return models.RunRollbackOut(
+        rolled_back=[change_out(c) for c in changes], kubernetes=k8s, lines=lines or ["[rollback] nothing to undo"]
+    )
 
 
 # ---- abort --------------------------------------------------------------------------------------------------
@@ -274,9 +345,15 @@ def abort(run_id: str, req: models.AbortIn, by: Principal) -> models.AbortOut:
         k8s, k8s_lines = publish_run(pub, run_id, config, "abort", by)
         lines += k8s_lines
     d = result.to_dict()
-    return models.AbortOut(run=models.RunStateOut(**d["run"]), undone=[change_out(c) for c in result.undone],
-                           already_aborted=result.already_aborted, environments=result.environments,
-                           by=principal_out(by), kubernetes=k8s, lines=lines)
+    return models.AbortOut(
+        run=models.RunStateOut(**d["run"]),
+        undone=[change_out(c) for c in result.undone],
+        already_aborted=result.already_aborted,
+        environments=result.environments,
+        by=principal_out(by),
+        kubernetes=k8s,
+        lines=lines,
+    )
 
 
 # ---- the pinned policy --------------------------------------------------------------------------------------
@@ -289,6 +366,11 @@ def apply_policy(req: models.PolicyApplyIn, by: Principal) -> models.PolicyApply
         raise BadInput("the pipeline does not apply policy: an admin does, authenticated", where="config apply")
     with session_scope(principal=by.to_dict()) as s:
         done = pinned_policy.apply(s, req.text, req.source, actor=by.name)
-    return models.PolicyApplyOut(sha256=done.sha256, changed=done.changed, source=done.source,
-                                 applied_by=done.applied_by, previous_sha256=done.previous_sha256,
-                                 lines=[done.line()])
+    return models.PolicyApplyOut(
+        sha256=done.sha256,
+        changed=done.changed,
+        source=done.source,
+        applied_by=done.applied_by,
+        previous_sha256=done.previous_sha256,
+        lines=[done.line()],
+    )

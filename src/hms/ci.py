@@ -9,9 +9,13 @@ JSON line. Either way the follower turns task results (their XComs: the JSON
 every ``hms`` command writes) into the seed's stage lines and the exit code is
 the run's outcome: 0 success, 1 failed.
 
-One run per bundle: the run id is ``bundle-<sha256 prefix>`` of the protocol as
-packed here (bundles are reproducible), the same id the intake uses, so asking
-twice for the same bundle follows the existing run instead of starting another.
+Run ids name their bundle and never burn. A bundle's first run is ``bundle-<sha12>`` of the protocol as
+packed here (bundles are reproducible) — the same id the intake gives it, so the intake and ``hms ci run``
+never both start a bundle. A later run of the same bundle (the first ended failed, or was rolled back) is
+``bundle-<sha12>-<UTC yyyymmddThhmmss>`` of the moment it starts (``hms.clock``), so it starts instead of
+meeting Airflow's "409 Conflict … Unique constraint violation". While a run of the bundle is still queued or
+running, asking again follows that run: a bundle is never started twice at once (and ``max_active_runs=1``
+keeps one run per protocol at a time); a bundle whose newest run succeeded is followed too, not deployed again.
 """
 
 from __future__ import annotations
@@ -23,21 +27,55 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from hms.errors import BadInput
 
 TERMINAL_RUN = ("success", "failed")
+NOTE_LIMIT = 1000  # DAGRunPatchBody.note: max_length=1000 (airflow/api_fastapi/core_api/datamodels/dag_run.py)
 # Task states worth a line: finished ones, and "deferred" (a human-paced wait has started).
 REPORTED = ("success", "failed", "upstream_failed", "skipped", "deferred")
 RUN_ID_PREFIX = "bundle-"
+RUN_ID_STAMP = "%Y%m%dT%H%M%S"  # UTC, to the second: Airflow's run ids allow no other punctuation we need
+ACTIVE_RUN = ("queued", "running")
 
 
-def run_id_for(sha256: str) -> str:
-    """The pipeline run id of a bundle: one run per bundle hash, whoever starts it."""
-    return RUN_ID_PREFIX + sha256[:12]  # 12 hex digits, as hms prints short hashes
+def run_id_for(sha256: str, started_at: datetime | None = None) -> str:
+    """The pipeline run id of a bundle: ``bundle-<sha12>`` for its first run, whoever starts it (the intake's
+    idempotency key), ``bundle-<sha12>-<UTC yyyymmddThhmmss>`` for a later run started at ``started_at``."""
+    base = RUN_ID_PREFIX + sha256[:12]  # 12 hex digits, as hms prints short hashes
+    if started_at is None:
+        return base
+    if started_at.tzinfo is None:
+        raise ValueError("run_id_for needs an aware started_at (hms.clock.now())")
+    return f"{base}-{started_at.astimezone(UTC).strftime(RUN_ID_STAMP)}"
+
+
+def bundle_prefix_of_run(run_id: str) -> str | None:
+    """The 12-hex-digit bundle prefix a run id names (``bundle-<sha12>`` or ``bundle-<sha12>-<stamp>``), else None
+    (Airflow's ``manual__…`` ids, ``hms promote --run-id`` values)."""
+    if not run_id.startswith(RUN_ID_PREFIX):
+        return None
+    sha, _, stamp = run_id.removeprefix(RUN_ID_PREFIX).partition("-")
+    if len(sha) != 12 or any(c not in "0123456789abcdef" for c in sha):
+        return None
+    if stamp:
+        try:
+            datetime.strptime(stamp, RUN_ID_STAMP)
+        except ValueError:
+            return None
+    return sha
+
+
+def runs_bundle(run: dict[str, Any], sha256: str) -> bool:
+    """Whether an Airflow run (its REST representation) deploys ``sha256``: its id names the bundle, or its conf
+    gives it (``sha256``: the intake and ``hms ci``; ``bundle``: the trigger form's pick by full hash)."""
+    if bundle_prefix_of_run(str(run.get("dag_run_id", ""))) == sha256[:12]:
+        return True
+    conf = run.get("conf") or {}
+    return sha256 in (conf.get("sha256"), str(conf.get("bundle") or "").removeprefix("sha256:"))
 
 
 def dag_id_for(protocol_id: str) -> str:
@@ -114,6 +152,10 @@ class StageLines:
         if ev.task_id == "publish":
             return "[publish] ✅ released"
         if ev.task_id == "rollback":
+            # Its result is the rollback's own lines: a run that failed before its first deploy undid nothing.
+            said = ev.result if isinstance(ev.result, list) else []
+            if any("nothing to undo" in str(line) for line in said):
+                return "[rollback] ✅ no environment was touched; nothing to roll back"
             return "[rollback] ✅ every environment this run touched is back on its previous version"
         return None
 
@@ -194,6 +236,36 @@ class AirflowApi:
 
     def run_state(self, dag_id: str, run_id: str) -> str:
         return self._ok(self._http.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}"), "read run")["state"]
+
+    def run(self, dag_id: str, run_id: str) -> dict[str, Any] | None:
+        """The run as the REST API shows it (state, conf, note, …); None when there is no such run."""
+        r = self._http.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
+        if r.status_code == 404:
+            return None
+        return dict(self._ok(r, f"read run {run_id}"))
+
+    def runs(self, dag_id: str, states: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+        """The DAG's newest 100 runs (only those in ``states``, if given), newest first."""
+        params: dict[str, Any] = {"limit": 100, "order_by": "-id"}
+        if states:
+            params["state"] = list(states)
+        r = self._http.get(f"/api/v2/dags/{dag_id}/dagRuns", params=params)
+        if r.status_code == 404:  # a DAG not parsed yet has no runs
+            return []
+        return list(self._ok(r, f"list runs of {dag_id}")["dag_runs"])
+
+    def add_note(self, dag_id: str, run_id: str, line: str) -> str:
+        """Append ``line`` to the run's note (``PATCH …/dagRuns/{run_id}`` with ``note``; Airflow keeps 1000
+        characters: the oldest lines go first) and return the note as Airflow now holds it."""
+        current = (self.run(dag_id, run_id) or {}).get("note") or ""
+        lines = [*current.splitlines(), line]
+        while len("\n".join(lines)) > NOTE_LIMIT and len(lines) > 1:
+            lines.pop(0)
+        note = "\n".join(lines)[-NOTE_LIMIT:]
+        r = self._http.patch(
+            f"/api/v2/dags/{dag_id}/dagRuns/{run_id}", params={"update_mask": ["note"]}, json={"note": note}
+        )
+        return str(self._ok(r, f"note on run {run_id}").get("note") or "")
 
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
         body = self._ok(
@@ -323,6 +395,7 @@ class CiRun:
     protocol_path: Path
     sha256: str
     conf: dict[str, Any]
+    started_as: str | None = None  # the run id ``execute`` started or followed (``choose_run``)
 
     @property
     def dag_id(self) -> str:
@@ -330,7 +403,33 @@ class CiRun:
 
     @property
     def run_id(self) -> str:
-        return run_id_for(self.sha256)
+        """The run ``execute`` started or followed; before it ran, the id of the bundle's first run."""
+        return self.started_as or run_id_for(self.sha256)
+
+
+def choose_run(api: AirflowApi, dag_id: str, sha256: str) -> tuple[str, str | None]:
+    """(run id, why it is followed — None: start it) for running ``sha256`` through ``dag_id``.
+
+    The newest run of the bundle decides: queued or running — follow it (a bundle never runs twice at once);
+    success — follow it (it took the bundle through; asking again is not a reason to deploy it again); failed —
+    start a new run stamped with now, as a first run does when there is none (``bundle-<sha12>``). The old ids
+    stay the old runs': nothing burns.
+    """
+    first = run_id_for(sha256)
+    mine = [r for r in api.runs(dag_id) if runs_bundle(r, sha256)]
+    if not any(r.get("dag_run_id") == first for r in mine):
+        older = api.run(dag_id, first)  # beyond the newest 100
+        mine += [older] if older is not None else []
+    if not mine:
+        return first, None
+    newest = mine[0]
+    if newest.get("state") in ACTIVE_RUN:
+        return str(newest["dag_run_id"]), "is already running this bundle; following it"
+    if newest.get("state") == "success":
+        return str(newest["dag_run_id"]), "already took this bundle through (success); following it"
+    from hms import clock
+
+    return run_id_for(sha256, clock.now()), None
 
 
 def plan(repo: Path, protocol_id: str | None, conf: dict[str, Any]) -> list[CiRun]:
@@ -367,15 +466,19 @@ def execute(
     the review starts waiting).
     """
     lines = StageLines(environments, tz=tz)
+    run_id = run.run_id
     if api is not None:
-        created = api.trigger(run.dag_id, run.run_id, run.conf)
-        how = "started" if created else "already exists; following it"
-        out(f"[ci] {run.dag_id} run {run.run_id} {how} on Airflow at {api.url}")
-        events = follow_rest(api, run.dag_id, run.run_id, timeout=timeout)
+        run_id, followed = choose_run(api, run.dag_id, run.sha256)
+        run.started_as = run_id
+        # False from trigger: a run with this id appeared meanwhile (another start of this bundle): follow it.
+        created = followed is None and api.trigger(run.dag_id, run_id, run.conf)
+        how = "started" if created else followed or "was just started by someone else; following it"
+        out(f"[ci] {run.dag_id} run {run_id} {how} on Airflow at {api.url}")
+        events = follow_rest(api, run.dag_id, run_id, timeout=timeout)
     else:
         out(f"[ci] {run.dag_id}: no Airflow API server; running the DAG here (Airflow dag.test)")
         events = follow_local(run.repo, run.dag_id, run.conf, timeout=timeout)
-    final, run_id = "failed", run.run_id
+    final = "failed"
     for ev in events:
         if isinstance(ev, str):
             final = ev
@@ -390,6 +493,7 @@ def execute(
                 out(f"[ci] note: the worker packed sha256:{got[:12]}, not sha256:{run.sha256[:12]} as here")
         if on_event is not None:
             on_event(ev)
+    run.started_as = run_id
     mark = "✅" if final == "success" else "❌"
     out(f"[ci] {mark} {run.dag_id} run {run_id}: {final}")
     return final

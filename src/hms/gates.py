@@ -52,7 +52,11 @@ def intake_candidates(protocol_ids: Iterable[str]) -> list[dict[str, Any]]:
 
     Only the newest version counts (an older one recorded late must not overtake it), and a bundle any
     environment ever received (by a run or by hand) is already taken. Whether a run for it exists is
-    Airflow's to say (run id ``bundle-<sha prefix>``): the intake DAG asks it, and a duplicate is refused.
+    Airflow's to say: the intake starts a bundle's *first* run, id ``bundle-<sha12>`` (``hms.ci.run_id_for``),
+    asks Airflow whether that id exists, and Airflow refuses a second run with it — so the intake starts a
+    bundle at most once, and never while that run is active. Later runs of the same bundle (after the first
+    failed) are people's decisions, with ids of their own (``bundle-<sha12>-<UTC stamp>``, or the trigger
+    form's), so none of them burns the intake's.
     """
     out = []
     with session_scope() as s:

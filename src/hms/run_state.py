@@ -32,7 +32,7 @@ from hms.errors import BadInput, CheckFailed
 from hms.registry.models import Run
 
 RunStateName = Literal["alive", "published", "aborted"]
-# Airflow run ids (manual__2026-…+00:00, bundle-<hex>, scheduled__…) and hms promote --run-id values.
+# Airflow run ids (manual__2026-…+00:00, bundle-<hex>[-<UTC stamp>], scheduled__…) and hms promote --run-id values.
 RUN_ID = re.compile(r"^[A-Za-z0-9_.:+-]{1,250}\Z")
 
 
@@ -68,9 +68,7 @@ def _state(r: Run) -> RunState:
 def check_run_id(run_id: str, where: str = "RUN") -> str:
     """A run id as Airflow and ``--run-id`` write them; anything else is exit 2 naming ``where``."""
     if not isinstance(run_id, str) or not RUN_ID.match(run_id):
-        raise BadInput(
-            f"{run_id!r} is not a run id (1–250 characters: letters, digits, _ . : + -)", where=where
-        )
+        raise BadInput(f"{run_id!r} is not a run id (1–250 characters: letters, digits, _ . : + -)", where=where)
     return run_id
 
 

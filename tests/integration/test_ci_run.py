@@ -239,7 +239,7 @@ def test_ci_run_through_a_running_airflow_follows_the_run_and_never_starts_a_bun
 
         again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
         assert again.returncode == 0, again.stdout + again.stderr
-        assert "already exists; following it" in again.stdout
+        assert "already took this bundle through (success); following it" in again.stdout
         with stack.client() as c:
             runs = c.get("/api/v2/dags/policy_chip-income-cap/dagRuns").json()
         assert runs["total_entries"] == 1

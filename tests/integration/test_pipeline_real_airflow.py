@@ -62,14 +62,14 @@ def use_stack(stack: Any, hms_home: Path, monkeypatch: pytest.MonkeyPatch) -> Ca
     other pipeline settings or another copy of include/ (HMS_REPO): the scheduler (its task processes) and
     the triggerer restart with them, the dag-processor too when the protocol files change."""
 
-    def use(config: Path | None = None, repo: Path = ROOT, api_server: bool = False) -> Any:
+    def use(config: Path | None = None, repo: Path = ROOT, api_server: bool = False, parse: bool = False) -> Any:
         config = config or Path(stack.env["AIRFLOW_HOME"]) / "pipeline.yml"
         monkeypatch.setenv("HMS_PIPELINE_CONFIG", str(config))
         db.upgrade()
         components = ("scheduler", "triggerer")
         if api_server:  # its listeners (a run marked failed through the REST API) must write to this registry
             components += ("api-server",)
-        if stack.env.get("HMS_REPO", str(ROOT)) != str(repo):  # other protocol files: the DAGs change too
+        if parse or stack.env.get("HMS_REPO", str(ROOT)) != str(repo):  # the DAGs change (files, bundle lists)
             components += ("dag-processor",)
         stack.reconfigure(
             {"HMS_HOME": str(hms_home), "HMS_PIPELINE_CONFIG": str(config), "HMS_REPO": str(repo)},
@@ -95,7 +95,12 @@ def wait_for_task(stack: Any, run_id: str, task_id: str, states: set[str], timeo
 def review(sha256: str, user: str, role: str, decision: str, comment: str) -> None:
     with session_scope() as s:
         deployments.record_review(
-            s, deployments.load_bundle(s, sha256), user=user, role=role, decision=decision, comment=comment,
+            s,
+            deployments.load_bundle(s, sha256),
+            user=user,
+            role=role,
+            decision=decision,
+            comment=comment,
             config=load_pipeline_config(),
         )
 
@@ -136,8 +141,9 @@ def test_approved_by_two_clerks_while_waiting_the_bundle_goes_live_in_prod_at_it
     # Every deploy was the pipeline's principal acting for this run, on behalf of whoever triggered it (admin).
     with session_scope() as s:
         deploys = [json.loads(e.details)["principal"] for e in audit_entries(s) if e.action.startswith("deploy.")]
-    assert len(deploys) == 3 and all(p == {"name": "airflow", "via": "pipeline", "run_id": run_id,
-                                           "on_behalf_of": "admin"} for p in deploys), deploys
+    assert len(deploys) == 3 and all(
+        p == {"name": "airflow", "via": "pipeline", "run_id": run_id, "on_behalf_of": "admin"} for p in deploys
+    ), deploys
 
 
 def test_a_compliance_violation_stops_the_run_before_anything_is_deployed(use_stack):
@@ -254,6 +260,95 @@ def test_ops_marking_the_run_failed_while_the_flip_waits_rolls_every_environment
         assert "manually set to `failed`" in json.loads(entries[0].details)["reason"]
 
 
+def wait_for_pick(stack: Any, sha256: str, timeout: float = 60) -> None:
+    """Until the trigger form's bundle list (the DAG's ``bundle`` param, read at parse time) offers ``sha256``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with stack.client() as c:
+            params = c.get(f"/api/v2/dags/{DAG}/details").json().get("params") or {}
+        enum = ((params.get("bundle") or {}).get("schema") or {}).get("enum") or []
+        if sha256 in enum:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"the bundle field never offered {sha256[:12]}: {params.get('bundle')}")
+        time.sleep(1)
+
+
+def test_a_bundle_picked_in_the_trigger_form_runs_again_under_a_new_id_and_a_rollback_outside_notes_its_run(
+    use_stack,
+):
+    """Issue 18: run a pushed bundle from the UI; run ids never burn; a rollback outside a run tells its run."""
+    from hms import identity
+    from hms.ci import AirflowApi, choose_run, run_id_for
+
+    airflow = use_stack(parse=True)  # the dag-processor reads this registry's bundles into the trigger form
+    cfg = load_pipeline_config()
+    v2 = record(variant(2))
+    ready(v2, cfg)
+    promote_all(v2, cfg)  # prod serves v2, deployed by hand
+    v4 = record(variant(4))  # a pushed bundle that is not the repository file (v3)
+    approve(v4, cfg)
+    wait_for_pick(airflow, v4.sha256)
+
+    # Its first run fails at build, before any environment: fail_run says so instead of claiming a rollback.
+    first, again = run_id_for(v4.sha256), None
+    try:
+        airflow.trigger(DAG, {"bundle": v4.sha256, "effective_at": "2020-01-01T00:00:00+00:00"}, run_id=first)
+        assert airflow.wait_for_run(DAG, first, timeout=120) == "failed"
+        assert airflow.task_states(DAG, first)["build.schedule_check"] == "failed"
+        assert "build.schedule_check failed; no environment was touched; nothing to roll back" in airflow.task_log(
+            DAG, first, "fail_run"
+        )
+
+        # The same bundle again: a new id that still names it, and it starts (no 409) and deploys the pick.
+        api = AirflowApi(airflow.url, "admin", airflow.users["admin"], timeout=30)
+        api.login()
+        again, followed = choose_run(api, DAG, v4.sha256)
+        assert followed is None and again.startswith(first + "-") and again != first
+        assert api.trigger(DAG, again, {"bundle": v4.sha256, "effective_at": "+3s", "chaos_window": "2s"}) is True
+        assert airflow.wait_for_run(DAG, again, timeout=240) == "success", airflow.task_states(DAG, again)
+        assert {env: serving(env) for env in ("staging", "preprod", "prod")} == {"staging": 4, "preprod": 4, "prod": 4}
+        assert {d.environment for d in deployment_rows() if d.run_id == again and d.bundle_sha256 == v4.sha256} == {
+            "staging",
+            "preprod",
+            "prod",
+        }
+
+        # Rolled back from a shell: the run that had deployed v4 says so in Airflow, read back through the REST API.
+        env = {
+            **os.environ,
+            "HMS_AIRFLOW_URL": airflow.url,
+            "HMS_AIRFLOW_USER": "admin",
+            "HMS_AIRFLOW_PASSWORD": airflow.users["admin"],
+        }
+        done = subprocess.run(
+            [
+                str(Path(sys.executable).with_name("hms")),
+                "rule",
+                "rollback",
+                PID,
+                "--env",
+                "prod",
+                "--reason",
+                "wrong poverty table",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert serving("prod") == 2
+        note = api.run(DAG, again)["note"]
+        assert note.startswith("prod rolled back to v2 at ") and "(America/New_York)" in note, note
+        assert note.endswith(f" by {identity.os_account()}: wrong poverty table"), note
+        assert f"note on Airflow run {DAG}/{again}: {note}" in done.stdout
+    finally:  # the intake test below counts the bundle- runs of this DAG
+        with airflow.client() as c:
+            for run_id in filter(None, (first, again)):
+                c.delete(f"/api/v2/dags/{DAG}/dagRuns/{run_id}")
+
+
 def audit_entries(s: Any) -> list[Any]:
     from hms.registry.models import AuditEntry
 
@@ -288,8 +383,10 @@ def test_intake_starts_exactly_one_pipeline_run_per_new_bundle_hash(use_stack, t
     try:
         run_intake(airflow)  # records the three protocol files: three new bundles, one run each
         with session_scope() as s:
-            first = {pid: [b.sha256 for b in store.find_bundles(s, pid)] for pid in (PID, "chip-income-cap",
-                                                                                    "wildfire-aid-2025")}
+            first = {
+                pid: [b.sha256 for b in store.find_bundles(s, pid)]
+                for pid in (PID, "chip-income-cap", "wildfire-aid-2025")
+            }
         assert all(len(shas) == 1 for shas in first.values()), first
         for pid, (sha,) in first.items():
             runs = bundle_runs(airflow, f"policy_{pid}")
@@ -305,12 +402,19 @@ def test_intake_starts_exactly_one_pipeline_run_per_new_bundle_hash(use_stack, t
         v4 = protocol.load(WILDFIRE).data  # … and version 4 of the other one, pushed with `hms rule push`
         v4["metadata"]["version"] = 4
         (tmp_path / "wildfire-v4.yml").write_text(yaml.safe_dump(v4))
-        subprocess.run([str(Path(sys.executable).with_name("hms")), "rule", "push", str(tmp_path / "wildfire-v4.yml")],
-                       check=True, env={**os.environ}, capture_output=True, timeout=60)
+        subprocess.run(
+            [str(Path(sys.executable).with_name("hms")), "rule", "push", str(tmp_path / "wildfire-v4.yml")],
+            check=True,
+            env={**os.environ},
+            capture_output=True,
+            timeout=60,
+        )
         run_intake(airflow)
         with session_scope() as s:
-            new = {pid: deployments.resolve_bundle_row(s, ref).sha256
-                   for pid, ref in ((PID, f"{PID}@4"), ("wildfire-aid-2025", "wildfire-aid-2025@2"))}
+            new = {
+                pid: deployments.resolve_bundle_row(s, ref).sha256
+                for pid, ref in ((PID, f"{PID}@4"), ("wildfire-aid-2025", "wildfire-aid-2025@2"))
+            }
         for pid, sha in new.items():
             assert set(bundle_runs(airflow, f"policy_{pid}")) == {f"bundle-{first[pid][0][:12]}", f"bundle-{sha[:12]}"}
         assert list(bundle_runs(airflow, "policy_chip-income-cap")) == [f"bundle-{first['chip-income-cap'][0][:12]}"]

@@ -26,8 +26,10 @@ def test_a_new_bundle_gets_the_intakes_run_and_the_command_for_no_airflow(regist
     step = next_step(PID, 3, b.sha256)
     assert step.starts and step.dag_id == f"policy_{PID}" and step.run_id == run_id_for(b.sha256)
     first, second = step.lines()
-    assert first == (f"[push] next: with Airflow up (make up), the intake DAG hms_intake starts policy_{PID} "
-                     f"run {run_id_for(b.sha256)} within a minute")
+    assert first == (
+        f"[push] next: with Airflow up (make up), the intake DAG hms_intake starts policy_{PID} "
+        f"run {run_id_for(b.sha256)} within a minute"
+    )
     assert second == f"[push] next: with no Airflow running: hms ci run .hms-ci/policy-pipeline.yml --bundle {PID}@3"
 
 
@@ -36,8 +38,8 @@ def test_an_older_or_already_deployed_bundle_gets_no_run_and_says_why(registry_u
     with session_scope() as s:
         deployments.deploy(s, v3, "staging", activate_at=None, actor="t", config=config())
     assert next_step(PID, 3, v3.sha256).lines() == [
-        "[push] next: no pipeline run for this bundle: it was already deployed (staging), and a bundle runs once; "
-        f"see hms rule status {PID}"
+        "[push] next: no pipeline run for this bundle: it was already deployed (staging), "
+        f"and the intake starts a bundle once; see hms rule status {PID}"
     ]
     record(build(4, max_payment=4000))
     step = next_step(PID, 3, v3.sha256)
@@ -74,5 +76,7 @@ def test_a_protocol_without_a_file_in_include_protocols_gets_no_run_and_push_say
     b = record(build(1, pid="new-benefit-2027"))
     step = next_step("new-benefit-2027", 1, b.sha256)
     assert not step.starts
-    assert step.reason == ("no pipeline DAG runs new-benefit-2027: the DAG factory makes one per file in "
-                           f"{ROOT / 'include' / 'protocols'}, so add its protocol file there")
+    assert step.reason == (
+        "no pipeline DAG runs new-benefit-2027: the DAG factory makes one per file in "
+        f"{ROOT / 'include' / 'protocols'}, so add its protocol file there"
+    )

@@ -61,8 +61,13 @@ def test_recording_the_same_bundle_twice_keeps_one_row_and_one_audit_entry(regis
 def test_a_different_bundle_under_an_existing_version_is_refused(registry_url):
     with db.session_scope() as s:
         _record(s)
-    with pytest.raises(BadInput, match="needs a higher metadata.version"), db.session_scope() as s:
+    with pytest.raises(BadInput, match="needs a higher metadata.version") as refused, db.session_scope() as s:
         _record(s, sha256="f" * 64)
+    # How to go on from the Airflow UI, where a plain Trigger of a changed file ends here (issue 18, item 4).
+    assert refused.value.where == "metadata.version"
+    assert "pick it in the Airflow trigger form's 'bundle' field" in refused.value.message
+    assert "--bundle wildfire-aid-2024@" in refused.value.message
+    assert "raise its metadata.version" in refused.value.message
     with db.session_scope() as s:
         assert len(store.find_bundles(s, "wildfire-aid-2024")) == 1
 

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import func, select
 
 from hms import clock, deployments, gates, run_state
-from hms.abort import abort_run, rollback_summary
+from hms.abort import abort_run, failed_run_message, rollback_summary
 from hms.errors import BadInput, CheckFailed
 from hms.identity import Principal
 from hms.registry import audit
@@ -202,13 +202,18 @@ def test_the_failed_runs_last_message_names_what_was_undone_and_a_run_that_deplo
     cfg = config()
     mid_flip(cfg)
     with session_scope() as s:
-        assert rollback_summary(s, "run-never-deployed") == (
-            "this run deployed to no environment, so nothing needed rolling back")
+        assert rollback_summary(s, "run-never-deployed") == "no environment was touched; nothing to roll back"
+        assert failed_run_message(s, "run-never-deployed", ["build.bundle"]) == (
+            "build.bundle failed; no environment was touched; nothing to roll back"
+        )
+        assert failed_run_message(s, "run-never-deployed", []).startswith("a pipeline step failed; no environment")
         before = rollback_summary(s, "run-b")
     assert before.startswith("NOT undone: staging (v4 live), preprod (v4 live), prod (v4 pending)"), before
     with session_scope() as s:
         abort_run(s, "run-b", by=OPS, reason="wrong poverty table", config=cfg)
     with session_scope() as s:
         after = rollback_summary(s, "run-b")
-    assert after == ("undone: staging (v4 rolled back to v3), preprod (v4 rolled back to v3), "
-                     "prod (v4 cancelled before it came into force)"), after
+    assert after == (
+        "undone: staging (v4 rolled back to v3), preprod (v4 rolled back to v3), "
+        "prod (v4 cancelled before it came into force)"
+    ), after

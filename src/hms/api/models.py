@@ -80,15 +80,22 @@ class PushOut(_Out):
 
 
 class ReviewIn(_In):
-    ref: str = Field(..., min_length=1, max_length=MAX_REF,
-                     description="protocol id (its bundle awaiting review), sha256, unique prefix, or id@version")
+    ref: str = Field(
+        ...,
+        min_length=1,
+        max_length=MAX_REF,
+        description="protocol id (its bundle awaiting review), sha256, unique prefix, or id@version",
+    )
     decision: Decision
     role: str | None = Field(None, max_length=100, description="default: the clerk's one role still missing")
     comment: str = Field("", max_length=MAX_COMMENT)
     user: str | None = Field(None, max_length=200, description="if given, must name the authenticated caller")
-    envelope: str | None = Field(None, max_length=16_384,
-                                 description="the review signed with the clerk's own key (DSSE; hms rule review "
-                                             "--sign-with): kept as the evidence instead of the server's signature")
+    envelope: str | None = Field(
+        None,
+        max_length=16_384,
+        description="the review signed with the clerk's own key (DSSE; hms rule review "
+        "--sign-with): kept as the evidence instead of the server's signature",
+    )
 
 
 class Approver(_Model):
@@ -156,6 +163,11 @@ class RollbackIn(_In):
     protocol: str = Field(..., min_length=1, max_length=MAX_REF, description="protocol id (or a bundle ref of it)")
     environment: str | None = Field(None, max_length=63, description="default: the last environment")
     to: str = Field("previous", max_length=20, description="'previous' or a version number")
+    reason: str | None = Field(
+        None,
+        max_length=500,
+        description="why: written with who and when on the Airflow run that deployed what this undoes",
+    )
 
 
 class RollbackOut(_Out, ChangeOut):
@@ -167,6 +179,9 @@ class RollbackOut(_Out, ChangeOut):
 
 class RunRollbackIn(_In):
     run: str = Field(..., min_length=1, max_length=250)
+    reason: str | None = Field(
+        None, max_length=500, description="why: written with who and when on the Airflow run this undoes"
+    )
 
 
 class RunRollbackOut(_Out):
@@ -313,8 +328,9 @@ class LifeEventOut(_Model):
     """One thing that happened to a bundle (``hms.web.bundle_life.LifeEvent``)."""
 
     at: str
-    kind: Literal["pushed", "check", "review", "deploy", "activation", "move", "superseded", "rollback", "run",
-                  "published"]
+    kind: Literal[
+        "pushed", "check", "review", "deploy", "activation", "move", "superseded", "rollback", "run", "published"
+    ]
     sentence: str = Field(..., description="plain words; times in the pipeline's zone, the zone named")
     actor: str
     environment: str | None
@@ -423,14 +439,23 @@ class ProtocolsOut(_Model):
 class MoveIn(_In):
     """``POST /api/activations/{sha256}/move``: a new time for a pending activation (schedulers)."""
 
-    effective_at: str = Field(..., min_length=1, max_length=100,
-                              description="read like --schedule: HH:MM in the pipeline's zone, ISO, now, +Ns; "
-                                          "with zone: a date-time picker's YYYY-MM-DDTHH:MM in that zone")
-    zone: str | None = Field(None, max_length=64,
-                             description="the IANA zone a picker's wall time (no offset) is read in")
+    effective_at: str = Field(
+        ...,
+        min_length=1,
+        max_length=100,
+        description="read like --schedule: HH:MM in the pipeline's zone, ISO, now, +Ns; "
+        "with zone: a date-time picker's YYYY-MM-DDTHH:MM in that zone",
+    )
+    zone: str | None = Field(
+        None, max_length=64, description="the IANA zone a picker's wall time (no offset) is read in"
+    )
     environment: str | None = Field(None, max_length=63, description="default: the last environment")
-    reason: str = Field(..., min_length=1, max_length=500,
-                        description="why the legal effective time moves (audited; shown in the history)")
+    reason: str = Field(
+        ...,
+        min_length=1,
+        max_length=500,
+        description="why the legal effective time moves (audited; shown in the history)",
+    )
 
 
 class _MovedFrom(_Model):

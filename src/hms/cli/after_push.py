@@ -9,7 +9,7 @@ call back to Airflow's API is waste, and from a terminal it would need an Airflo
 an unreachable server. Both facts are true whatever runs; what is decided here — and read from the
 registry and the protocol files only — is whether this bundle will get a run at all: not when no pipeline
 DAG exists for its protocol (no file in include/protocols), not when a newer version is recorded, not when
-an environment already received it (a bundle runs once).
+an environment already received it (the intake starts a bundle once; a person may run it again).
 """
 
 from __future__ import annotations
@@ -62,8 +62,13 @@ class NextStep:
     def to_dict(self) -> dict[str, Any]:
         if not self.starts:
             return {"starts": False, "reason": self.reason}
-        return {"starts": True, "intake_dag_id": "hms_intake", "dag_id": self.dag_id, "run_id": self.run_id,
-                "without_airflow": self.command}
+        return {
+            "starts": True,
+            "intake_dag_id": "hms_intake",
+            "dag_id": self.dag_id,
+            "run_id": self.run_id,
+            "without_airflow": self.command,
+        }
 
 
 def next_step(protocol_id: str, version: int, sha256: str) -> NextStep:
@@ -73,8 +78,10 @@ def next_step(protocol_id: str, version: int, sha256: str) -> NextStep:
 
     folder = _protocol_folder()
     if folder is not None and protocol_id not in _protocol_ids(folder):
-        why = (f"no pipeline DAG runs {protocol_id}: the DAG factory makes one per file in {folder}, "
-               "so add its protocol file there")
+        why = (
+            f"no pipeline DAG runs {protocol_id}: the DAG factory makes one per file in {folder}, "
+            "so add its protocol file there"
+        )
         return NextStep(protocol_id, version, sha256, False, why)
     if any(c["sha256"] == sha256 for c in intake_candidates([protocol_id])):
         return NextStep(protocol_id, version, sha256, True)
@@ -87,7 +94,10 @@ def _why_not(s: Session, protocol_id: str, sha256: str) -> str:
     if newest.sha256 != sha256:
         return f"{protocol_id} v{newest.version} is newer, and the intake takes up only the newest version"
     envs = sorted(set(s.scalars(select(Deployment.environment).where(Deployment.bundle_sha256 == sha256))))
-    return f"it was already deployed ({', '.join(envs)}), and a bundle runs once; see hms rule status {protocol_id}"
+    return (
+        f"it was already deployed ({', '.join(envs)}), and the intake starts a bundle once; "
+        f"see hms rule status {protocol_id}"
+    )
 
 
 def _protocol_folder() -> Path | None:

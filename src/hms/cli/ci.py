@@ -75,7 +75,8 @@ def _pushed_bundle_run(repo: Path, args: argparse.Namespace, conf: dict[str, str
     """The one run of a bundle already recorded (``hms rule push``): its protocol's pipeline, on its hash.
 
     The run carries ``conf.sha256`` as the intake's runs do, so the build step fetches and verifies those
-    bytes instead of packing the file, and its run id is the bundle's (``bundle-<sha prefix>``).
+    bytes instead of packing the file, and its run id names the bundle (``bundle-<sha prefix>`` for its first run,
+    with the start's UTC stamp after one that failed: ``hms.ci.choose_run``).
     """
     from dataclasses import replace
 

@@ -48,6 +48,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     ps = p.add_subparsers(dest="rule_command", required=True)
     push = ps.add_parser("push", help="pack a protocol file (YAML or JSON) and record it; prints its ID, run next")
     push.add_argument("file", help="protocol file (.yml, .yaml, .json), a bundle (.tgz), or a recorded sha256:<hex>")
+    push.add_argument("--of", default=None, metavar="PROTOCOL_ID", help="refuse a bundle of any other protocol")
+    push.add_argument(
+        "--field",
+        default=None,
+        help="FILE was typed into this field (the pipeline's build step: params.bundle, conf.sha256): it must "
+        "name a pushed bundle (sha256, unique prefix, id@version), never a path; errors name the field",
+    )
     push.add_argument("--json", action="store_true")
     push.set_defaults(handler=cmd_push)
 
@@ -65,16 +72,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     group.add_argument("--approve", dest="decision", action="store_const", const="approve")
     group.add_argument("--reject", dest="decision", action="store_const", const="reject")
     review.add_argument("--comment", default="")
-    review.add_argument("--sign-with", default=None, metavar="KEY",
-                        help="sign the decision with your own Ed25519 key (hms keygen); needs the full sha256 "
-                             "and --role")
+    review.add_argument(
+        "--sign-with",
+        default=None,
+        metavar="KEY",
+        help="sign the decision with your own Ed25519 key (hms keygen); needs the full sha256 and --role",
+    )
     review.add_argument("--json", action="store_true")
     review.set_defaults(handler=cmd_review)
 
     deploy = ps.add_parser("deploy", help="deploy a bundle to one environment")
     deploy.add_argument(
-        "id", help="sha256, prefix, id@version, or a protocol id: its bundle in force in the environment before ENV "
-        "(the first environment: its newest version)"
+        "id",
+        help="sha256, prefix, id@version, or a protocol id: its bundle in force in the environment before ENV "
+        "(the first environment: its newest version)",
     )
     deploy.add_argument("--env", required=True)
     deploy.add_argument("--schedule", default=None, help=SCHEDULE_HELP)
@@ -87,6 +98,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     rollback.add_argument("--to", default="previous", help="'previous' or a version number")
     rollback.add_argument("--env", default=None, help="environment (default: the last one, prod)")
     rollback.add_argument("--run", default=None, help="undo every deployment of this pipeline run instead")
+    rollback.add_argument(
+        "--reason", default=None, help="why (noted with who and when on the Airflow run that deployed what is undone)"
+    )
     rollback.add_argument("--json", action="store_true")
     rollback.set_defaults(handler=cmd_rollback)
 
@@ -126,6 +140,15 @@ def cmd_push(args: argparse.Namespace) -> int:
     from hms import identity
 
     c = client.active()
+    if args.field:  # a reference from a form or a run's conf: only the registry is read, never this machine's files
+        if c is not None:
+            raise BadInput("a pushed bundle is recorded already; push a file to the HMS API", where=args.field)
+        from hms import actions
+
+        b = _pushed_for(args.file, args.of, args.field)
+        out = actions.push(b, identity.current(), known=True, advise=not args.xcom_file)
+        emit_model(args, out)
+        return 0
     if c is not None:
         from hms.api.models import PushIn, PushOut
 
@@ -138,10 +161,37 @@ def cmd_push(args: argparse.Namespace) -> int:
         from hms import actions
 
         b, known = _open_for_push(args.file)
+        if args.of and b.protocol.id != args.of:
+            raise BadInput(f"this is a bundle of {b.protocol.id}, not of {args.of}", where=args.file)
         # As a pipeline step (build, intake) the run is already under way: no advice on what happens next.
         out = actions.push(b, identity.current(), known=known, advise=not args.xcom_file)
     emit_model(args, out)
     return 0
+
+
+def _pushed_for(ref: str, protocol_id: str | None, where: str) -> Bundle:
+    """The verified pushed bundle ``ref`` names (``deployments.resolve_bundle_row``), of ``protocol_id`` if given.
+
+    What a person picks or types in the trigger form's bundle field arrives here: a reference that is no pushed
+    bundle, or one of another protocol (its pipeline would deploy it under this protocol's DAG), is exit 2
+    naming ``where`` and what it is instead.
+    """
+    from hms import deployments
+    from hms.registry.db import session_scope
+
+    of = f" of {protocol_id}" if protocol_id else ""
+    with session_scope(read_only=True) as s:
+        try:
+            row = deployments.resolve_bundle_row(s, ref.strip())
+        except BadInput as e:
+            raise BadInput(f"{ref!r} is not a pushed bundle{of}: {e.message}", where=where) from None
+        if protocol_id and row.protocol_id != protocol_id:
+            raise BadInput(
+                f"{ref!r} is {row.protocol_id} v{row.version} ({row.sha256[:12]}), not a bundle{of}: pick one of "
+                f"{protocol_id}'s bundles (or trigger policy_{row.protocol_id} to run it)",
+                where=where,
+            )
+        return deployments.load_bundle(s, row.sha256)
 
 
 def cmd_review(args: argparse.Namespace) -> int:
@@ -161,8 +211,9 @@ def _own_signature(args: argparse.Namespace, c: client.Client | None) -> str:
 
     sha = args.id.removeprefix("sha256:").lower()
     if len(sha) != 64 or any(ch not in "0123456789abcdef" for ch in sha) or not args.role:
-        raise BadInput("a review signed with your own key names the bundle's full sha256 and --role",
-                       where="--sign-with")
+        raise BadInput(
+            "a review signed with your own key names the bundle's full sha256 and --role", where="--sign-with"
+        )
     if c is not None:
         from hms.api.models import WhoAmIOut
 
@@ -174,8 +225,15 @@ def _own_signature(args: argparse.Namespace, c: client.Client | None) -> str:
 
         name, policy = identity.current().name, governing().sha256 or None
     identity_user = args.user or name
-    stmt = rows.review_statement(sha, reviewer=identity_user, role=args.role, decision=args.decision,
-                                 comment=args.comment, policy_sha256=policy, at=clock.now())
+    stmt = rows.review_statement(
+        sha,
+        reviewer=identity_user,
+        role=args.role,
+        decision=args.decision,
+        comment=args.comment,
+        policy_sha256=policy,
+        at=clock.now(),
+    )
     return envelopes.sign(stmt, keys.file_signer(Path(args.sign_with)))
 
 
@@ -195,9 +253,12 @@ def cmd_promote(args: argparse.Namespace) -> int:
     from hms import actions, identity
 
     if client.active() is not None:
-        raise BadInput("promote runs the missing checks and records them where the registry is, which a client "
-                       "cannot do: start the pipeline run (the DAG), or deploy environment by environment with "
-                       "hms rule deploy", where="promote")
+        raise BadInput(
+            "promote runs the missing checks and records them where the registry is, which a client "
+            "cannot do: start the pipeline run (the DAG), or deploy environment by environment with "
+            "hms rule deploy",
+            where="promote",
+        )
     from hms import deployments
     from hms.pinned_policy import governing
     from hms.registry.db import session_scope
@@ -233,8 +294,13 @@ def cmd_promote(args: argparse.Namespace) -> int:
             last = i == len(targets) - 1
             with session_scope() as s:
                 ch = deployments.deploy(
-                    s, b, env, activate_at=at if last else None, actor=me.name, config=config,
-                    run_id=args.run_id or me.run_id
+                    s,
+                    b,
+                    env,
+                    activate_at=at if last else None,
+                    actor=me.name,
+                    config=config,
+                    run_id=args.run_id or me.run_id,
                 )
             touched.append(env)
             changes.append(ch)
@@ -256,7 +322,9 @@ def cmd_promote(args: argparse.Namespace) -> int:
         raise
     summary = " ".join(
         f"{c.environment} SCHEDULED@{c.activate_at.astimezone(_tz(config)).isoformat()}"
-        if c.state == "pending" else f"{c.environment} ✅" for c in changes
+        if c.state == "pending"
+        else f"{c.environment} ✅"
+        for c in changes
     )
     payload = {"ok": True, "sha256": b.sha256, "deployments": [c.to_dict() for c in changes]}
     if pub is not None:
@@ -286,8 +354,10 @@ def _promote_check(args: argparse.Namespace, kind: str, b: Bundle, *, env: str =
     r = subprocess.run(cmd, check=False, stdout=subprocess.PIPE if args.json else None, text=True, env=child_env)
     if r.returncode != 0:
         where = f" in {env}" if env else ""
-        raise CheckFailed(f"the {kind}{where} failed (hms {' '.join(argv[:2])} exited {r.returncode})",
-                          where=f"promote {b.protocol.id} v{b.protocol.version}")
+        raise CheckFailed(
+            f"the {kind}{where} failed (hms {' '.join(argv[:2])} exited {r.returncode})",
+            where=f"promote {b.protocol.id} v{b.protocol.version}",
+        )
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
@@ -295,11 +365,15 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
     if args.run:
         out: models.RunRollbackOut | models.RollbackOut = act(
-            "/rollbacks/run", models.RunRollbackIn(run=args.run), models.RunRollbackOut, "rollback_run")
+            "/rollbacks/run",
+            models.RunRollbackIn(run=args.run, reason=args.reason),
+            models.RunRollbackOut,
+            "rollback_run",
+        )
     else:
         if not args.id:
             raise BadInput("give a protocol id, or --run RUN_ID", where="rollback")
-        req = models.RollbackIn(protocol=args.id, environment=args.env, to=args.to)
+        req = models.RollbackIn(protocol=args.id, environment=args.env, to=args.to, reason=args.reason)
         out = act("/rollbacks", req, models.RollbackOut, "rollback")
     emit_model(args, out)
     return 0
@@ -331,12 +405,16 @@ def cmd_status(args: argparse.Namespace) -> int:
                 deployments.settle(s, env, config, actor=me.name)
             cur = deployments.in_force(s, env, args.id)
             pend = deployments.pending(s, env, args.id)
-            out.append({
-                "environment": env,
-                "live": {"version": cur.version, "sha256": cur.bundle_sha256} if cur else None,
-                "pending": [{"version": p.version, "sha256": p.bundle_sha256, "activate_at": p.activate_at.isoformat()}
-                            for p in pend],
-            })
+            out.append(
+                {
+                    "environment": env,
+                    "live": {"version": cur.version, "sha256": cur.bundle_sha256} if cur else None,
+                    "pending": [
+                        {"version": p.version, "sha256": p.bundle_sha256, "activate_at": p.activate_at.isoformat()}
+                        for p in pend
+                    ],
+                }
+            )
             live = f"v{cur.version} ({cur.bundle_sha256[:12]})" if cur else "—"
             sched = ", ".join(f"v{p.version} at {p.activate_at.astimezone(_tz(config)).isoformat()}" for p in pend)
             lines.append(f"{env:<10} live {live}" + (f"   pending {sched}" if sched else ""))
@@ -373,6 +451,7 @@ def cmd_check_schedule(args: argparse.Namespace) -> int:
     from hms.pinned_policy import governing
     from hms.registry.db import session_scope
     from hms.schedule import parse_requested
+
     config = governing()
     config.environment(args.env)
     tz = _tz(config)
@@ -383,13 +462,30 @@ def cmd_check_schedule(args: argparse.Namespace) -> int:
     # Named as the trigger form names it: this is how the pipeline checks an override before it starts.
     act = effective_time.plan(b.protocol.effective_at, at, clock.now(), binding=binding, where="effective_at")
     passed = binding and act.late
-    words = (f"effective date {effective_time.local(b.protocol.effective_at, tz)} passed: in force from when it "
-             "goes live, not retroactive") if passed else None
-    line = (f"[schedule] {args.env}: {b.protocol.id} v{b.protocol.version} comes into force no earlier than "
-            f"{effective_time.local(act.at, tz)}")
-    emit(args, {"ok": True, "environment": args.env, "activate_at": act.at.isoformat(),
-                "effective_at": b.protocol.effective_at.isoformat(), "late": passed, "note": words},
-         [line + (f" ({words})" if words else "")])
+    words = (
+        (
+            f"effective date {effective_time.local(b.protocol.effective_at, tz)} passed: in force from when it "
+            "goes live, not retroactive"
+        )
+        if passed
+        else None
+    )
+    line = (
+        f"[schedule] {args.env}: {b.protocol.id} v{b.protocol.version} comes into force no earlier than "
+        f"{effective_time.local(act.at, tz)}"
+    )
+    emit(
+        args,
+        {
+            "ok": True,
+            "environment": args.env,
+            "activate_at": act.at.isoformat(),
+            "effective_at": b.protocol.effective_at.isoformat(),
+            "late": passed,
+            "note": words,
+        },
+        [line + (f" ({words})" if words else "")],
+    )
     return 0
 
 
@@ -428,13 +524,25 @@ def cmd_publish(args: argparse.Namespace) -> int:
             from hms import run_state
 
             run_state.mark_published(s, args.run_id, actor=actor())
-        audit.append(s, actor=actor(), action="pipeline.published", subject=b.sha256,
-                     details={"protocol_id": b.protocol.id, "version": b.protocol.version, "run_id": args.run_id})
+        audit.append(
+            s,
+            actor=actor(),
+            action="pipeline.published",
+            subject=b.sha256,
+            details={"protocol_id": b.protocol.id, "version": b.protocol.version, "run_id": args.run_id},
+        )
     from hms.attest import checkpoints
 
     with session_scope(read_only=True) as s:  # the run's record, pinned outside the database (and in this log)
         cp = checkpoints.publish(s)
-    emit(args, {"ok": True, "sha256": b.sha256, "version": b.protocol.version,
-                "checkpoint": {"size": cp.size, "head_hash": cp.head_hash, "path": str(cp.path)}},
-         [f"[deploy] {last} ✅ live version {b.protocol.version} ({b.protocol.id} sha256:{b.short})", cp.line()])
+    emit(
+        args,
+        {
+            "ok": True,
+            "sha256": b.sha256,
+            "version": b.protocol.version,
+            "checkpoint": {"size": cp.size, "head_hash": cp.head_hash, "path": str(cp.path)},
+        },
+        [f"[deploy] {last} ✅ live version {b.protocol.version} ({b.protocol.id} sha256:{b.short})", cp.line()],
+    )
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -65,11 +65,21 @@ def record_bundle(
 
 
 def _refuse_version_clash(s: Session, protocol_id: str, version: int) -> None:
+    """Other bytes under a recorded version are refused, and the refusal says how to go on.
+
+    A plain Trigger of a pipeline DAG packs the repository file; on a clone whose file differs from what was
+    pushed under its version, that was a dead end in the UI. Both ways out are named: run the recorded bundle
+    (the trigger form's ``bundle`` field, or ``hms ci run … --bundle``), or give the change a new version.
+    """
     clash = s.scalar(select(Bundle).where(Bundle.protocol_id == protocol_id, Bundle.version == version))
     if clash is not None:
+        newest = s.scalar(select(func.max(Bundle.version)).where(Bundle.protocol_id == protocol_id)) or version
         raise BadInput(
             f"{protocol_id} version {version} is already recorded as sha256:{clash.sha256[:12]}…; "
-            "a changed protocol needs a higher metadata.version",
+            "a changed protocol needs a higher metadata.version. To run a pushed bundle instead, pick it in "
+            "the Airflow trigger form's 'bundle' field (Trigger → bundle), or run "
+            f"`hms ci run .hms-ci/policy-pipeline.yml --bundle {protocol_id}@{version}`; to run this file, "
+            f"raise its metadata.version above {newest} (the newest recorded)",
             where="metadata.version",
         )
 
