@@ -24,7 +24,10 @@ from bench.table import Row
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "include" / "protocols" / "wildfire-aid-2024.yml"
-PARSE = "import runpy, sys; g = runpy.run_path(sys.argv[1]); print(sum(type(v).__name__ == 'DAG' for v in g.values()))"
+PARSE = (
+    "import runpy, sys; g = runpy.run_path(sys.argv[1]); "
+    "print(len({v.dag_id for v in g.values() if type(v).__name__ == 'DAG'}))"
+)
 AIRFLOW_TIMEOUT = 50.0  # [dag_processor] dag_file_processor_timeout's default
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from airflow.sdk import DAG, Param, TaskGroup, TriggerRule
 
 from hms.pipeline_config import PipelineConfig
-from hms.protocol import Protocol
+from hms.protocol_heads import ProtocolHead
 from hms.pushed_bundles import PushedBundles
 from hms_operators.rollback import FailRunOperator, RollbackRunOperator
 from hms_operators.sensors import ActivationSensor, ReviewSensor
@@ -31,13 +31,13 @@ def dag_id_for(protocol_id: str) -> str:
     return f"policy_{protocol_id}"
 
 
-def _doc(p: Protocol, config: PipelineConfig, path: Path) -> str:
+def _doc(p: ProtocolHead, config: PipelineConfig, path: Path) -> str:
     envs = " → ".join(config.environment_names)
     return f"""
 ### {p.title} (`{p.id}` v{p.version})
 
 *Authority:* {p.authority or "— (missing: the legal scan will fail)"} · *Author:* {p.author} ·
-*Effective (this file):* `{p.data["metadata"]["effective_at"]}` · *File:* `{path.name}` — a run deploys the
+*Effective (this file):* `{p.effective_at}` · *File:* `{path.name}`{_unchecked(p)} — a run deploys the
 bundle it builds or is given, and prod takes **that bundle's** effective time (or the moment every gate is met,
 once it has passed: in force from then, not retroactively).
 
@@ -92,7 +92,11 @@ def bundle_param(protocol_id: str, pushed: PushedBundles) -> Param:
     )
 
 
-def build_broken_dag(path: Path, error: Exception) -> DAG:
+def _unchecked(p: ProtocolHead) -> str:
+    return "" if p.checked else " (not checked yet: its build step validates it; a later parse shows the verdict)"
+
+
+def build_broken_dag(path: Path, error: Exception | str) -> DAG:
     """A DAG that shows (and fails with) why a protocol file does not load."""
     from hms_operators.rollback import FailRunOperator
 
@@ -114,7 +118,7 @@ def build_broken_dag(path: Path, error: Exception) -> DAG:
 
 
 def build_policy_dag(
-    p: Protocol, path: Path, config: PipelineConfig, rollback_script: Path, pushed: PushedBundles | None = None
+    p: ProtocolHead, path: Path, config: PipelineConfig, rollback_script: Path, pushed: PushedBundles | None = None
 ) -> DAG:
     """The pipeline DAG of ``p``; ``pushed`` (hms.pushed_bundles.read, one query for every protocol of the DAG
     file) fills the trigger form's bundle list — None: the registry was not asked, a free-text field."""

@@ -22,12 +22,15 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from hms import __version__
 from hms.errors import HmsError
+
+if TYPE_CHECKING:
+    from hms.protocol import Protocol
 
 CACHE_FORMAT = "protocol-head/v1"
 
@@ -89,6 +92,11 @@ def _full(path: Path, sha: str) -> Head:
         p = load(path)
     except HmsError as e:
         return BrokenFile(path, sha, str(e))
+    return head_of(p, path, sha)
+
+
+def head_of(p: Protocol, path: Path, sha: str = "") -> ProtocolHead:
+    """A loaded (so validated) protocol's head."""
     m = p.data["metadata"]
     return ProtocolHead(path, sha, p.id, p.version, p.title, p.author, p.authority, str(m["effective_at"]), True)
 
@@ -141,4 +149,4 @@ def _store(marker: Path, head: Head) -> None:
             tmp.unlink()
 
 
-__all__ = ["BrokenFile", "Head", "ProtocolHead", "read_heads"]
+__all__ = ["BrokenFile", "Head", "ProtocolHead", "head_of", "read_heads"]

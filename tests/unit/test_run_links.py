@@ -8,6 +8,7 @@ import pytest
 
 from hms import protocol
 from hms.pipeline_config import load_pipeline_config
+from hms.protocol_heads import head_of
 from hms.web.bundle_life import STAGES
 from tests.conftest import WILDFIRE
 
@@ -20,7 +21,7 @@ from hms_operators.run_links import AirflowRunLinks
 def test_every_stage_of_a_bundles_life_links_a_task_of_its_policy_dag():
     cfg = load_pipeline_config()
     p = protocol.load(WILDFIRE)
-    dag = build_policy_dag(p, WILDFIRE, cfg, Path("include/rollback.sh"))
+    dag = build_policy_dag(head_of(p, WILDFIRE), WILDFIRE, cfg, Path("include/rollback.sh"))
     links = AirflowRunLinks()
     run = "manual__2027-01-01T00:00:00+00:00"
     linked = set()
