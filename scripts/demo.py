@@ -245,7 +245,11 @@ def main() -> int:
             return 1
         ask(port, "after the effective time")
         say("\n[rollback] one command: include/rollback.sh wildfire-aid-2024 prod")
-        subprocess.run([str(ROOT / "include" / "rollback.sh"), "wildfire-aid-2024", "prod"], check=True)
+        # Outside the run: the rollback notes it on the Airflow run that deployed v3 (the grid tells the truth).
+        notes = {"HMS_AIRFLOW_URL": stack.url, "HMS_AIRFLOW_USER": "admin",
+                 "HMS_AIRFLOW_PASSWORD": stack.users["admin"]}
+        subprocess.run([str(ROOT / "include" / "rollback.sh"), "wildfire-aid-2024", "prod"], check=True,
+                       env={**os.environ, **notes})
         time.sleep(0.5)
         ask(port, "after the rollback")
         hms("audit", "verify", "--checkpoint", str(HOME / "checkpoints"))
