@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -48,7 +47,6 @@ def until(what: str, check: Callable[[], Any], timeout: float = 120, every: floa
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    sys.path.insert(0, str(ROOT / "plugins"))
     from hms_operators.stack import AirflowStack
 
     base = tmp_path_factory.mktemp("clerk-browser")

@@ -45,7 +45,6 @@ def pipeline_config(path: Path, **changes: Any) -> Path:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    sys.path.insert(0, str(ROOT / "plugins"))
     from hms_operators.stack import AirflowStack
 
     home = tmp_path_factory.mktemp("airflow")

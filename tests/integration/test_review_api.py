@@ -25,7 +25,7 @@ from hms import clock, deployments, pinned_policy, protocol
 from hms.pipeline_config import load_pipeline_config
 from hms.registry import db
 from hms.registry.db import session_scope
-from tests.conftest import ROOT, WILDFIRE
+from tests.conftest import WILDFIRE
 from tests.deploy_helpers import record, record_checks, write_config
 
 WHY = {"reason": "gazette date moved"}  # a move states why (issue 18)
@@ -36,7 +36,6 @@ HMS = str(Path(sys.executable).parent / "hms")
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    sys.path.insert(0, str(ROOT / "plugins"))
     from hms_operators.stack import AirflowStack
 
     base = tmp_path_factory.mktemp("review-api")

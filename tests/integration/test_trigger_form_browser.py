@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT
 from tests.deploy_helpers import approve, config, promote_all, ready, record, variant
 from tests.integration.test_clerk_page_browser import ARTIFACTS, browser, log_in, until  # noqa: F401 (fixture)
 
@@ -56,10 +54,8 @@ def _expand_parameters(driver: Any) -> list[Any]:
 
 
 def test_the_trigger_form_offers_the_pushed_bundles_and_the_run_takes_the_pick(tmp_path, hms_home, browser):  # noqa: F811
-    from selenium.webdriver.common.by import By
-
-    sys.path.insert(0, str(ROOT / "plugins"))
     from hms_operators.stack import AirflowStack
+    from selenium.webdriver.common.by import By
 
     cfg = config()
     v2 = ready(record(variant(2)), cfg)

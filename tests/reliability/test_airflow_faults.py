@@ -11,7 +11,6 @@ orphaned tasks reset at once) so a scenario takes a minute or two, not Airflow's
 from __future__ import annotations
 
 import signal
-import sys
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -45,7 +44,6 @@ FAST_FAILURE_DETECTION = {
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    sys.path.insert(0, str(ROOT / "plugins"))
     from hms_operators.stack import AirflowStack
 
     home = tmp_path_factory.mktemp("airflow-faults")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -21,7 +20,7 @@ from hms import clock, deployments, protocol
 from hms.pipeline_config import load_pipeline_config
 from hms.registry.db import session_scope
 from hms.registry.models import Approval
-from tests.conftest import CHIP, ROOT, WILDFIRE
+from tests.conftest import CHIP, WILDFIRE
 from tests.deploy_helpers import approve, promote_all, ready, record, variant
 
 POLL = 0.05
@@ -32,9 +31,6 @@ def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Airflow reads its home at first import: give it a throw-away one, and make the plugins importable."""
     os.environ.setdefault("AIRFLOW_HOME", str(tmp_path_factory.mktemp("airflow-home")))
     os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
-    if str(ROOT / "plugins") not in sys.path:
-        sys.path.insert(0, str(ROOT / "plugins"))
-
 
 def first_event(events: AsyncIterator[Any], timeout: float = 10) -> dict[str, Any]:
     async def one() -> dict[str, Any]:

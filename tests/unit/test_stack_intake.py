@@ -9,17 +9,10 @@ its intake on by triggering it).
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
-
-from tests.conftest import ROOT
-
-if str(ROOT / "plugins") not in sys.path:
-    sys.path.insert(0, str(ROOT / "plugins"))
-
 from hms_operators import stack
 
 
