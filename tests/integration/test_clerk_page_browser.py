@@ -12,37 +12,25 @@ Screenshots go to tests/artifacts/clerk-*.png.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT
+from tests import web_harness
 from tests.deploy_helpers import write_config
+from tests.web_harness import ARTIFACTS, headless_chromium
 
 pytestmark = [pytest.mark.airflow, pytest.mark.browser]
 
 DAG = "policy_wildfire-aid-2024"
-ARTIFACTS = ROOT / "tests" / "artifacts"
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 COMMENT = 'Legal basis checked <script>window.hmsPwned = 1</script><img src=x onerror="window.hmsPwned = 2">'
 
 
 def until(what: str, check: Callable[[], Any], timeout: float = 120, every: float = 1.0) -> Any:
-    """Poll ``check`` until it returns something truthy; fail naming ``what`` (and the last value) otherwise."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except Exception as e:  # a page mid-reload, a stale element: poll again
-            last = e
-        if last and not isinstance(last, Exception):
-            return last
-        time.sleep(every)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+    """tests.web_harness.until at Airflow's pace: its pages and runs move in seconds, not tenths."""
+    return web_harness.until(what, check, timeout, every)
 
 
 @pytest.fixture(scope="module")
@@ -68,21 +56,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
-    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
-        pytest.skip("Debian chromium + chromedriver are not installed (scripts/system-deps.sh)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1440,1100"):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    try:
+    with headless_chromium("1440,1100") as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def log_in(driver: Any, stack: Any, user: str) -> None:

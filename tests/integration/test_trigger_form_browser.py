@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from tests.deploy_helpers import approve, config, promote_all, ready, record, variant
-from tests.integration.test_clerk_page_browser import ARTIFACTS, browser, log_in, until  # noqa: F401 (fixture)
+from tests.integration.test_clerk_page_browser import browser, log_in, until  # noqa: F401 (fixture)
+from tests.web_harness import ARTIFACTS
 
 pytestmark = [pytest.mark.airflow, pytest.mark.browser]
 

@@ -21,7 +21,6 @@ import pytest
 import yaml
 
 from hms import identity
-from hms.chaos import free_port
 from hms.cli import main
 from hms.registry import audit
 from hms.registry.db import session_scope
@@ -41,6 +40,7 @@ from tests.reliability.conftest import (
     serve,
     variant_file,
 )
+from tests.web_harness import served_in_thread
 
 BAD = Path(__file__).resolve().parents[1] / "data" / "bad"
 
@@ -473,26 +473,11 @@ def test_the_database_password_never_appears_in_cli_output_errors_or_service_log
 def review_api() -> Iterator[str]:
     """hms.web served by a real uvicorn with the header identity of tests/unit/test_web_reviews.py (Airflow's
     JWT is proven in tests/integration/test_review_api.py; bodies are parsed before identity matters)."""
-    import threading
-
-    import uvicorn
-
     from hms.web import create_app
     from tests.unit.test_web_reviews import identify
 
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(identify), host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "review API did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    with served_in_thread(create_app(identify), "the review API") as url:
+        yield url
 
 
 def test_hostile_bodies_to_the_review_api_are_refused_without_reading_them_and_it_keeps_answering(cli, env):

@@ -17,10 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -35,13 +31,12 @@ from hms.registry import store
 from hms.registry.db import session_scope
 from hms.simulate import simulate
 from hms.web import WebError, create_app
-from tests.conftest import ROOT, WILDFIRE
+from tests.conftest import WILDFIRE
 from tests.deploy_helpers import record, record_checks
+from tests.web_harness import ARTIFACTS, headless_chromium, served_in_thread, until
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-ARTIFACTS = ROOT / "tests" / "artifacts"
 POPULATION = "synthetic:3000:7"
 COMMENT = "Legal basis checked <script>window.hmsPwned = 1</script>"
 # Airflow's UI keeps its mode as a class on its own <html> (next-themes, attribute "class"); this stand-in
@@ -110,7 +105,6 @@ class TestRunLinks:
 @contextlib.contextmanager
 def served() -> Iterator[str]:
     """The app mounted under /hms as the Airflow plugin mounts it, beside a stand-in of Airflow's page."""
-    import uvicorn
     from fastapi import FastAPI
 
     app = FastAPI()
@@ -121,40 +115,14 @@ def served() -> Iterator[str]:
 
     app.mount("/hms", create_app(identify, links=TestRunLinks()))
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the web app did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    with served_in_thread(app) as url:
+        yield url
 
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
-    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
-        pytest.skip("Debian chromium + chromedriver are not installed (scripts/system-deps.sh)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    try:
+    with headless_chromium("1400,1000") as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def scheme(driver: Any, value: str) -> None:
@@ -175,16 +143,6 @@ def background(driver: Any) -> tuple[int, ...]:
 
 def dark(rgb: tuple[int, ...]) -> bool:
     return sum(rgb) / 3 < 60
-
-
-def until(what: str, check: Any, timeout: float = 10) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = check()
-        if got:
-            return got
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_a_clerk_reads_the_changes_and_the_cost_against_prod_first_in_light_and_dark_and_the_report_in_a_new_tab(
