@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -51,3 +51,26 @@ def write(target: Path, version: int, **kwargs: Any) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(d, indent=2) if target.suffix == ".json" else yaml.safe_dump(d, sort_keys=False))
     return target
+
+
+EST = timezone(timedelta(hours=-5))
+
+
+def future_effective_at() -> str:
+    """A Wednesday 12:00 (-05:00) at least 30 days from now: a time every scan rule accepts."""
+    day = (datetime.now(UTC) + timedelta(days=30)).astimezone(EST).date()
+    day += timedelta(days=(2 - day.weekday()) % 7)
+    return datetime(day.year, day.month, day.day, 12, tzinfo=EST).isoformat()
+
+
+def packed_for_later(sample: Path, tmp_path: Path) -> Path:
+    """``sample`` effective at :func:`future_effective_at`, packed by ``hms policy pack``; the package's path."""
+    from hms.cli import main
+
+    d = yaml.safe_load(sample.read_text())
+    d["metadata"]["effective_at"] = future_effective_at()
+    src = tmp_path / f"{sample.stem}.json"
+    src.write_text(json.dumps(d))
+    pkg = tmp_path / f"{sample.stem}.tgz"
+    assert main(["policy", "pack", str(src), "--out", str(pkg)]) == 0
+    return pkg

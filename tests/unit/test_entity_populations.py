@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +13,8 @@ from hms import population, protocol
 from hms.cli import main
 from hms.errors import BadInput
 from hms.simulate import simulate
+from tests import dated_protocols
 from tests.unit.test_entities import SAMPLE
-from tests.unit.test_protocols_the_population_lacks import future_effective_at
 
 HOUSEHOLDS = [  # household_id, rent, weight
     (10, 500, 3),
@@ -151,12 +150,7 @@ def test_a_budget_amount_about_each_member_is_refused_at_load():
 
 
 def test_the_sample_goes_through_pack_test_and_scan_on_the_command_line(tmp_path, capsys):
-    data = yaml.safe_load(SAMPLE.read_text())
-    data["metadata"]["effective_at"] = future_effective_at()
-    src = tmp_path / "p.json"
-    src.write_text(json.dumps(data))
-    pkg = tmp_path / "p.tgz"
-    assert main(["policy", "pack", str(src), "--out", str(pkg)]) == 0
+    pkg = dated_protocols.packed_for_later(SAMPLE, tmp_path)
     capsys.readouterr()
     rc = main(["policy", "test", str(pkg), "--no-record"])
     out = capsys.readouterr().out

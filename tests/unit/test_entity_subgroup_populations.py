@@ -16,9 +16,9 @@ from hms.cli import main
 from hms.errors import BadInput
 from hms.service.app import create_app
 from hms.simulate import simulate
+from tests import dated_protocols
 from tests.unit.test_entities import _OneProtocol
 from tests.unit.test_entity_populations import write
-from tests.unit.test_protocols_the_population_lacks import future_effective_at
 
 SAMPLE = Path(__file__).parents[1] / "data" / "protocols" / "household-energy-rebate.yml"
 HOUSEHOLDS = [(10, "gas", 2), (20, "oil", 1), (30, "electric", 3)]  # household_id, heating_fuel, weight
@@ -158,12 +158,7 @@ def test_a_synthetic_population_puts_each_household_in_one_tax_unit_and_says_so(
 
 
 def test_the_tax_unit_sample_passes_its_cases_in_both_backends_on_the_command_line(tmp_path, capsys):
-    data = yaml.safe_load(SAMPLE.read_text())
-    data["metadata"]["effective_at"] = future_effective_at()
-    src = tmp_path / "p.json"
-    src.write_text(json.dumps(data))
-    pkg = tmp_path / "p.tgz"
-    assert main(["policy", "pack", str(src), "--out", str(pkg)]) == 0
+    pkg = dated_protocols.packed_for_later(SAMPLE, tmp_path)
     capsys.readouterr()
     rc = main(["policy", "test", str(pkg), "--no-record"])
     out = capsys.readouterr().out

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -27,6 +26,7 @@ from fastapi.testclient import TestClient
 
 from hms.cli import main
 from tests.conftest import ROOT
+from tests.dated_protocols import future_effective_at
 
 DATA = ROOT / "tests" / "data" / "protocols"
 SYNTHESIZED = {
@@ -34,14 +34,6 @@ SYNTHESIZED = {
     "childcare-subsidy": ["children_under_5", "employment_status"],
     "utility-assistance": ["electric_heating", "monthly_energy_cost"],
 }
-EST = timezone(timedelta(hours=-5))
-
-
-def future_effective_at() -> str:
-    """A Wednesday 12:00 (-05:00) at least 30 days from now."""
-    day = (datetime.now(UTC) + timedelta(days=30)).astimezone(EST).date()
-    day += timedelta(days=(2 - day.weekday()) % 7)
-    return datetime(day.year, day.month, day.day, 12, tzinfo=EST).isoformat()
 
 
 def protocol_file(tmp_path: Path, pid: str) -> Path:
