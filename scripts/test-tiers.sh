@@ -22,91 +22,95 @@ CLOCK_FREE=(tests/unit/test_rule_backends.py tests/unit/test_entity_backends.py
             tests/unit/test_entity_subgroup_backends.py tests/unit/test_compliance_policies.py)
 IGNORE_CLOCK_FREE=($(for t in "${CLOCK_FREE[@]}"; do echo "--ignore=$t"; done))
 # Timed against the machine (chaos: replicas killed and restarted within a health budget over a few seconds):
-# these run after the side-by-side part, one shift at a time, so the other tier's CPU load cannot fail them.
+# these run after each side-by-side part, alone, so another tier's CPU load cannot fail them.
 ALONE=(tests/integration/test_chaos_run.py)
 BESIDE=($(for t in "${SHIFTED[@]}"; do [[ " ${ALONE[*]} " == *" $t "* ]] || echo "$t"; done))
+IGNORE_ALONE=($(for t in "${ALONE[@]}"; do echo "--ignore=$t"; done))
 rows=()
 status=0
-tier() {
+row() {  # name seconds exit-code: one line of the summary table; the first failing tier's code is the exit code
+  local rc=$3
+  [ "$rc" -eq 5 ] && rc=0  # pytest: no test collected in this tier (e.g. all of it skipped by marker)
+  rows+=("$(printf '%-40s %6ss  %s' "$1" "$2" "$([ "$rc" -eq 0 ] && echo ok || echo "FAILED (exit $rc)")")")
+  [ "$rc" -ne 0 ] && [ $status -eq 0 ] && status=$rc
+  return 0
+}
+tier() {  # name command...: one tier in the foreground, its output as it comes
   local name=$1; shift
   local t0=$SECONDS
   echo "[test] ── tier: $name ──"
   "$@"
-  local rc=$?
-  [ $rc -eq 5 ] && rc=0  # pytest: no test collected in this tier (e.g. all of it skipped by marker)
-  rows+=("$(printf '%-34s %6ss  %s' "$name" "$((SECONDS - t0))" "$([ $rc -eq 0 ] && echo ok || echo "FAILED (exit $rc)")")")
-  [ $rc -ne 0 ] && [ $status -eq 0 ] && status=$rc
-  return 0
+  row "$name" "$((SECONDS - t0))" $?
+}
+# Tiers side by side (this machine has two cores; every test has its own HMS_HOME, temporary directories, free
+# ports and, on PostgreSQL, its own database, so two sessions do not meet). Each one's output is kept and
+# printed whole, in the order they were started, once all have ended (finish_beside).
+beside=()
+start_beside() {  # name command...
+  local name=$1; shift
+  local log
+  log=$(mktemp "${TMPDIR:-/tmp}/hms-tier.XXXXXX")
+  ( t0=$SECONDS; "$@" >"$log" 2>&1; echo "$? $((SECONDS - t0))" >"$log.rc" ) &
+  beside+=("$log:$name")
+}
+finish_beside() {
+  wait
+  local entry log name rc secs
+  for entry in "${beside[@]}"; do
+    log=${entry%%:*}; name=${entry#*:}
+    echo "[test] ── tier: $name ──"
+    cat "$log"
+    read -r rc secs <"$log.rc" || { rc=1; secs=0; }
+    row "$name" "$secs" "$rc"
+    rm -f "$log" "$log.rc"
+  done
+  beside=()
 }
 if [ -z "${ONLY_SHIFTED:-}" ]; then
   # The image built for real and run (tests/docker), beside the unit tier: the build mostly waits on the disk
-  # and the network, and the unit tier is one CPU-bound process on a two-core machine. Skipped, saying why,
-  # where no Docker engine starts. Its output is printed whole after the unit tier's.
-  docker_log=""
+  # and the network, and the unit tier is one CPU-bound process. Skipped, saying why, where no Docker engine
+  # starts.
   if bash scripts/docker-engine.sh; then
-    docker_log=$(mktemp "${TMPDIR:-/tmp}/hms-docker-tier.XXXXXX")
-    ( t0=$SECONDS; "$PYTEST" -q -p no:cacheprovider -m docker tests/docker >"$docker_log" 2>&1
-      echo "$? $((SECONDS - t0))" >"$docker_log.rc" ) &
-    docker_pid=$!
-  fi
-  tier "unit" "$PYTEST" -q -p no:cacheprovider tests/unit
-  if [ -n "$docker_log" ]; then
-    wait "$docker_pid"
-    echo "[test] ── tier: docker (ran beside the unit tier) ──"
-    cat "$docker_log"
-    read -r rc secs <"$docker_log.rc" || { rc=1; secs=0; }
-    [ "$rc" -eq 5 ] && rc=0
-    rows+=("$(printf '%-34s %6ss  %s' "docker (beside unit)" "$secs" "$([ "$rc" -eq 0 ] && echo ok || echo "FAILED (exit $rc)")")")
-    [ "$rc" -ne 0 ] && [ $status -eq 0 ] && status=$rc
-    rm -f "$docker_log" "$docker_log.rc"
+    start_beside "docker (beside unit)" "$PYTEST" -q -p no:cacheprovider -m docker tests/docker
   else
     echo "[test] ── tier: docker skipped: no Docker engine (see the line above) ──"
-    rows+=("$(printf '%-34s %6s   %s' "docker" "-" "skipped: no Docker engine")")
+    rows+=("$(printf '%-40s %6s   %s' "docker" "-" "skipped: no Docker engine")")
   fi
-  tier "integration + reliability" "$PYTEST" -q -p no:cacheprovider --durations=40 tests/integration tests/reliability
+  tier "unit" "$PYTEST" -q -p no:cacheprovider tests/unit
+  finish_beside
+  # Integration and reliability in two lanes of about equal length: the tests that start a real Airflow (most
+  # of their time is waiting on its scheduler, a sensor's poke or an effective time) beside all the others.
+  # Then the files timed against the machine, alone.
+  INTEGRATION=(tests/integration tests/reliability "${IGNORE_ALONE[@]}")
+  start_beside "integration + reliability: Airflow" "$PYTEST" -q -p no:cacheprovider --durations=25 \
+    -m airflow "${INTEGRATION[@]}"
+  start_beside "integration + reliability: the rest" "$PYTEST" -q -p no:cacheprovider --durations=25 \
+    -m "not airflow" "${INTEGRATION[@]}"
+  echo "[test] ── tiers: integration + reliability, two lanes side by side (output follows when both end) ──"
+  finish_beside
+  tier "integration: alone (timed against the machine)" "$PYTEST" -q -p no:cacheprovider "${ALONE[@]}"
 fi
 if [ -n "$SHIFTS" ]; then
-  # The shifted tiers run side by side, one pytest per shift (each is one CPU-bound process and this machine
-  # has two cores; every test has its own HMS_HOME, temporary directories, free ports and, on PostgreSQL, its
-  # own database, so two sessions do not meet). Each tier's output is printed whole once both have ended.
+  # The shifted tiers run side by side, one pytest per shift. Every Python process of a tier (pytest, each hms
+  # command, decision services, chaos replicas) moves its wall clock by $shift through
+  # tests/shifted_clock/sitecustomize.py (time-machine); see why there.
+  shifted() {  # shift pytest-arguments...
+    local shift=${1#+}; shift
+    env HMS_TEST_CLOCK_SHIFT="$shift" PYTHONPATH="$PWD/tests/shifted_clock${PYTHONPATH:+:$PYTHONPATH}" \
+      "$PYTEST" -q -p no:cacheprovider -m "not airflow and not browser and not slow" "$@"
+  }
   t_all=$SECONDS
-  shifted_logs=()
   for shift in $SHIFTS; do
-    log=$(mktemp "${TMPDIR:-/tmp}/hms-shifted-${shift#+}.XXXXXX")
-    shifted_logs+=("$shift:$log")
-    (
-      t0=$SECONDS
-      # Every Python process of the tier (pytest, each hms command, decision services, chaos replicas) moves
-      # its wall clock by $shift through tests/shifted_clock/sitecustomize.py (time-machine); see why there.
-      env HMS_TEST_CLOCK_SHIFT="${shift#+}" PYTHONPATH="$PWD/tests/shifted_clock${PYTHONPATH:+:$PYTHONPATH}" \
-        "$PYTEST" -q -p no:cacheprovider -m "not airflow and not browser and not slow" "${IGNORE_CLOCK_FREE[@]}" \
-        "${BESIDE[@]}" >"$log" 2>&1
-      echo "$? $((SECONDS - t0))" >"$log.rc"
-    ) &
+    start_beside "shifted clock $shift" shifted "$shift" "${IGNORE_CLOCK_FREE[@]}" "${BESIDE[@]}"
   done
   echo "[test] ── tiers: shifted clock ${SHIFTS} (side by side; output follows when both end) ──"
-  wait
-  for entry in "${shifted_logs[@]}"; do
-    shift=${entry%%:*}; log=${entry#*:}
-    echo "[test] ── tier: shifted clock $shift ──"
-    cat "$log"
-    read -r rc secs <"$log.rc" || { rc=1; secs=0; }
-    [ "$rc" -eq 5 ] && rc=0
-    t0=$SECONDS
-    echo "[test]    … and alone: ${ALONE[*]}"
-    env HMS_TEST_CLOCK_SHIFT="${shift#+}" PYTHONPATH="$PWD/tests/shifted_clock${PYTHONPATH:+:$PYTHONPATH}" \
-      "$PYTEST" -q -p no:cacheprovider -m "not airflow and not browser and not slow" "${ALONE[@]}"
-    rc_alone=$?
-    [ $rc_alone -eq 5 ] && rc_alone=0
-    [ "$rc" -eq 0 ] && rc=$rc_alone
-    secs=$((secs + SECONDS - t0))
-    rows+=("$(printf '%-34s %6ss  %s' "shifted clock $shift" "$secs" "$([ "$rc" -eq 0 ] && echo ok || echo "FAILED (exit $rc)")")")
-    [ "$rc" -ne 0 ] && [ $status -eq 0 ] && status=$rc
-    rm -f "$log" "$log.rc"
+  finish_beside
+  for shift in $SHIFTS; do
+    tier "shifted clock $shift: alone" shifted "$shift" "${ALONE[@]}"
   done
-  rows+=("$(printf '%-34s %6ss' "shifted tiers together (wall)" "$((SECONDS - t_all))")")
+  rows+=("$(printf '%-40s %6ss' "shifted tiers together (wall)" "$((SECONDS - t_all))")")
 fi
 echo
-echo "[test] tier                               time  result"
+echo "[test] tier                                     time  result"
 for r in "${rows[@]}"; do echo "[test] $r"; done
 exit $status
