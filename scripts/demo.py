@@ -190,8 +190,7 @@ def airflow_run(stack: Any, config: Any, port: int) -> str:
 
 
 def main() -> int:
-    from hms_operators.stack import AirflowStack, StackError, _load_state, terminate
-
+    from devtools.airflow_stack import AirflowStack, StackError, _load_state, terminate
     from hms.chaos import free_port
     from hms.pipeline_config import load_pipeline_config
 

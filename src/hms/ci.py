@@ -4,10 +4,11 @@ Two ways to run, one output. When an Airflow API server answers, the run is
 triggered and followed through Airflow's public REST API (v2) — the core speaks
 HTTP to it like any client and imports nothing from Airflow. Without a server,
 the same DAG runs on this machine under Airflow's ``dag.test`` in a child
-process (``hms_operators.local_run``), which reports each finished task as a
-JSON line. Either way the follower turns task results (their XComs: the JSON
-every ``hms`` command writes) into the seed's stage lines and the exit code is
-the run's outcome: 0 success, 1 failed.
+process (``devtools.local_run`` of the checkout: development tooling, not part
+of the plugin or the image), which reports each finished task as a JSON line.
+Either way the follower turns task results (their XComs: the JSON every ``hms``
+command writes) into the seed's stage lines and the exit code is the run's
+outcome: 0 success, 1 failed.
 
 Run ids name their bundle and never burn. A bundle's first run is ``bundle-<sha12>`` of the protocol as
 packed here (bundles are reproducible) — the same id the intake gives it, so the intake and ``hms ci run``
@@ -332,7 +333,14 @@ EVENT_PREFIX = "HMS-EVENT "
 
 
 def follow_local(repo: Path, dag_id: str, conf: dict[str, Any], *, timeout: float) -> Iterator[TaskEvent | str]:
-    """Run the DAG under ``dag.test`` in a child process and yield its task events as they happen."""
+    """Run the DAG under ``dag.test`` in a child process and yield its task events as they happen.
+
+    The child is ``devtools.local_run`` of the checkout ``repo`` (on its PYTHONPATH beside the plugins): a
+    directory without it (an installed package, the image) cannot run a DAG here — that is bad input.
+    """
+    if not (repo / "devtools" / "local_run.py").is_file():
+        raise BadInput(f"no Airflow API server, and {repo} has no devtools/local_run.py to run the DAG here "
+                       "(run from a checkout, or give --airflow-url)")
     home = Path(os.environ.get("HMS_CI_AIRFLOW_HOME", Path(os.environ.get("HMS_HOME", repo / ".hms")) / "airflow-ci"))
     env = {
         **os.environ,
@@ -340,7 +348,9 @@ def follow_local(repo: Path, dag_id: str, conf: dict[str, Any], *, timeout: floa
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_FOLDER": str(repo / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(repo / "plugins"),
-        "PYTHONPATH": os.pathsep.join([str(repo / "plugins"), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+        "PYTHONPATH": os.pathsep.join([str(repo / "plugins"), str(repo), os.environ.get("PYTHONPATH", "")]).rstrip(
+            os.pathsep
+        ),
     }
     env.pop("HMS_ACTOR", None)  # not an identity: the run's steps act as the pipeline (hms.identity)
     home.mkdir(parents=True, exist_ok=True)
@@ -348,7 +358,7 @@ def follow_local(repo: Path, dag_id: str, conf: dict[str, Any], *, timeout: floa
     subprocess.run([str(airflow), "db", "migrate"], env=env, check=True, capture_output=True)
     log = (home / "local-run.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hms_operators.local_run", dag_id, json.dumps(conf)],
+        [sys.executable, "-m", "devtools.local_run", dag_id, json.dumps(conf)],
         cwd=repo,
         env=env,
         stdout=subprocess.PIPE,

@@ -1,5 +1,5 @@
 """The policy DAG through a REAL Airflow: api-server, scheduler (LocalExecutor), dag-processor and triggerer
-as separate processes (hms_operators.stack), driven over the REST API like ops would.
+as separate processes (devtools.airflow_stack), driven over the REST API like ops would.
 
 One stack for the module (starting Airflow costs ~15–30 s); each scenario gets its own registry: the
 stack's scheduler and triggerer are restarted with the scenario's HMS_HOME (and pipeline settings). Clerks act through
@@ -45,7 +45,7 @@ def pipeline_config(path: Path, **changes: Any) -> Path:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from hms_operators.stack import AirflowStack
+    from devtools.airflow_stack import AirflowStack
 
     home = tmp_path_factory.mktemp("airflow")
     config = pipeline_config(home / "pipeline.yml")  # the dag-processor bakes poll intervals into the DAG
@@ -366,7 +366,7 @@ def run_intake(stack: Any) -> None:
 
 
 def test_intake_starts_exactly_one_pipeline_run_per_new_bundle_hash(use_stack, tmp_path):
-    from hms_operators.stack import StackError
+    from devtools.airflow_stack import StackError
 
     repo = tmp_path / "repo"  # a copy of include/ whose protocol files this test may change
     shutil.copytree(ROOT / "include", repo / "include")

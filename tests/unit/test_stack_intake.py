@@ -13,7 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from hms_operators import stack
+
+from devtools import airflow_stack as stack
 
 
 def _airflow(paused_after: bool, statuses: list[int]) -> tuple[httpx.Client, list[str]]:

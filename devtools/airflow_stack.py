@@ -15,11 +15,11 @@ of the caller pass through, so the tasks and triggers use the caller's registry.
 
 Import side effects: none; imports only stdlib + httpx (``hms`` lazily).
 
-CLI (PYTHONPATH=plugins)::
+CLI (from the repository root, PYTHONPATH=plugins:.)::
 
-    python -m hms_operators.stack up [--home DIR] [--port N]   # start, print the UI URL and logins
-    python -m hms_operators.stack status [--home DIR]
-    python -m hms_operators.stack down [--home DIR]             # stops what `up` started (<home>/stack.json)
+    python -m devtools.airflow_stack up [--home DIR] [--port N]   # start, print the UI URL and logins
+    python -m devtools.airflow_stack status [--home DIR]
+    python -m devtools.airflow_stack down [--home DIR]             # stops what `up` started (<home>/stack.json)
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from typing import Any
 
 import httpx
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 CLERKS = ("alice", "bob", "carol", "dana")
 TERMINAL = {"success", "failed"}
@@ -528,7 +528,7 @@ def _load_state(home: Path) -> dict[str, Any] | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hms_operators.stack", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m devtools.airflow_stack", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=["up", "down", "status"])
     parser.add_argument("--home", type=Path, default=REPO / ".airflow", help="AIRFLOW_HOME (default: .airflow)")
     parser.add_argument("--port", type=int, default=None, help="api-server port (default: 8080 if free)")
