@@ -13,7 +13,7 @@ LocalExecutor, SimpleAuthManager with known users, the repository's dags/ and pl
 short parse/heartbeat intervals. ``HMS_HOME`` / ``HMS_DATABASE_URL`` / ``HMS_PIPELINE_CONFIG``
 of the caller pass through, so the tasks and triggers use the caller's registry.
 
-Import side effects: none; imports only stdlib + httpx (``hms`` lazily).
+Import side effects: none; imports only stdlib, httpx and psutil (``hms`` lazily).
 
 CLI (from the repository root, PYTHONPATH=plugins:.)::
 
@@ -39,6 +39,7 @@ from types import TracebackType
 from typing import Any
 
 import httpx
+import psutil
 
 REPO = Path(__file__).resolve().parents[1]
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
@@ -57,31 +58,45 @@ def _airflow_bin() -> str:
 
 
 def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs; a zombie (exited, not yet reaped) is dead for our purposes."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
+    except psutil.AccessDenied:  # someone else's process: it exists
         return True
-    with contextlib.suppress(OSError):  # a zombie is dead for our purposes
-        if Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z"):
-            return False
-    return True
 
 
-def _marked_pids(home: Path) -> list[int]:
+def _marked(home: Path) -> list[psutil.Process]:
     """Processes (other than us) whose environment carries this stack's marker."""
-    needle = f"{MARKER}={home}".encode() + b"\0"
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+    for proc in psutil.process_iter():
+        if proc.pid == os.getpid():
             continue
         try:
-            if needle in (entry / "environ").read_bytes() + b"\0":
-                found.append(int(entry.name))
-        except OSError:
+            if proc.environ().get(MARKER) == str(home):
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):  # gone meanwhile (zombies too), or not ours
             continue
     return found
+
+
+def _trees(pids: Iterable[int]) -> list[psutil.Process]:
+    """Each process and all its descendants (a component's LocalExecutor workers and their task processes)."""
+    procs = []
+    for pid in pids:
+        try:
+            top = psutil.Process(pid)
+            procs += [top, *top.children(recursive=True)]
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return procs
+
+
+def _signal_each(procs: Iterable[psutil.Process], sig: int) -> None:
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            proc.send_signal(sig)
 
 
 def unpause(client: httpx.Client, dag_id: str, attempts: int = 5) -> None:
@@ -119,24 +134,23 @@ def _signal_group(pgid: int, sig: int) -> None:
 
 
 def terminate(home: Path | None, pgids: Iterable[int], grace: float = 15.0) -> None:
-    """SIGTERM each process group, SIGKILL what is left after ``grace``, then (given the stack's ``home``)
-    sweep every process still carrying its marker."""
+    """SIGTERM each component and its descendants, SIGKILL what is left after ``grace`` (and the rest of each
+    component's process group: a task process its parent lost), then (given the stack's ``home``) sweep every
+    process still carrying its marker."""
     pgids = list(pgids)
-    for pgid in pgids:
-        _signal_group(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(_alive(p) for p in pgids):
-        time.sleep(0.2)
+    procs = _trees(pgids)
+    _signal_each(procs, signal.SIGTERM)
+    _, alive = psutil.wait_procs(procs, timeout=grace)
+    _signal_each(alive, signal.SIGKILL)
     for pgid in pgids:
         _signal_group(pgid, signal.SIGKILL)
-    for _ in range(50 if home else 0):
-        left = [p for p in _marked_pids(home) if _alive(p)]
+    psutil.wait_procs(alive, timeout=5)
+    for _ in range(10 if home else 0):  # a marked process may start another while we kill it: look again
+        left = _marked(home)
         if not left:
             return
-        for pid in left:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.1)
+        _signal_each(left, signal.SIGKILL)
+        psutil.wait_procs(left, timeout=0.5)
 
 
 class AirflowStack:
