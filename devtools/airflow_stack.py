@@ -460,11 +460,11 @@ class AirflowStack:
     def trigger(self, dag_id: str, conf: dict[str, Any] | None = None, run_id: str | None = None) -> str:
         """Unpause ``dag_id`` and start a run; returns its run id. A duplicate ``run_id`` raises (409).
 
-        Through ``hms.ci.AirflowApi.trigger`` (what ``hms ci run`` uses): it retries the 5xx that
+        Through ``hms.airflow_api.AirflowApi.trigger`` (what ``hms ci run`` uses): it retries the 5xx that
         Airflow on SQLite answers under load with the same run id — one is made up when none is
         given — so a retry can never start a second run.
         """
-        from hms.ci import AirflowApi
+        from hms.airflow_api import AirflowApi
         from hms.errors import BadInput
 
         run_id = run_id or f"manual__hms-{secrets.token_hex(6)}"

@@ -1,4 +1,4 @@
-"""A small Airflow REST API (v2) on 127.0.0.1, in a thread: the calls hms.ci.AirflowApi makes, nothing more.
+"""A small Airflow REST API (v2) on 127.0.0.1, in a thread: the calls hms.airflow_api.AirflowApi makes, nothing more.
 
 Real HTTP, so the client's requests, status codes and JSON are exercised as they are against Airflow; the
 real thing is tests/integration/test_pipeline_real_airflow.py. Runs live in ``runs`` (dag_id → run_id →

@@ -278,7 +278,8 @@ def test_a_bundle_picked_in_the_trigger_form_runs_again_under_a_new_id_and_a_rol
 ):
     """Issue 18: run a pushed bundle from the UI; run ids never burn; a rollback outside a run tells its run."""
     from hms import identity
-    from hms.ci import AirflowApi, choose_run, run_id_for
+    from hms.airflow_api import AirflowApi
+    from hms.ci import choose_run, run_id_for
 
     airflow = use_stack(parse=True)  # the dag-processor reads this registry's bundles into the trigger form
     cfg = load_pipeline_config()
