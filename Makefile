@@ -25,7 +25,7 @@ $(STAMP): requirements/dev.lock requirements/opa.lock pyproject.toml
 	touch $(STAMP)
 
 demo: install
-	PYTHONPATH=plugins $(BIN)/python scripts/demo.py
+	PYTHONPATH=plugins:. $(BIN)/python scripts/demo.py
 
 # Tiers, each timed (scripts/test-tiers.sh): unit, integration + reliability, then the unit and command-line
 # tiers again with the wall clock 400 days and 5 years ahead (time-machine): no test may have an expiry date.
@@ -45,10 +45,10 @@ test-shifted: install
 
 # A real local Airflow (api-server, scheduler, dag-processor, triggerer) on this repo's DAGs; state in .airflow/.
 up: install
-	PYTHONPATH=plugins $(BIN)/python -m hms_operators.stack up --home .airflow $(if $(PORT),--port $(PORT))
+	PYTHONPATH=plugins:. $(BIN)/python -m devtools.airflow_stack up --home .airflow $(if $(PORT),--port $(PORT))
 
 down:
-	PYTHONPATH=plugins $(BIN)/python -m hms_operators.stack down --home .airflow
+	PYTHONPATH=plugins:. $(BIN)/python -m devtools.airflow_stack down --home .airflow
 
 lint: install
 	$(BIN)/ruff check .

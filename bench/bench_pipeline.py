@@ -1,6 +1,6 @@
 """The pipeline on a real Airflow (issue 6): wall time from triggering the DAG to prod live.
 
-A real stack (hms_operators.stack: api-server, scheduler with LocalExecutor, dag-processor,
+A real stack (devtools.airflow_stack: api-server, scheduler with LocalExecutor, dag-processor,
 triggerer) on a throw-away registry; the bundle is approved before the run (the review step
 then passes on its first look), the effective time is ``now`` and the preprod chaos window 5 s.
 "Prod live" is read from the registry (polled every 0.1 s): the instant the prod deployment is in
@@ -12,7 +12,6 @@ few seconds; the rest is Airflow starting a process per task and the scheduler l
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 import time
 from datetime import datetime
@@ -73,9 +72,7 @@ def run() -> list[Row]:
     os.environ["HMS_HOME"] = str(home / "hms")
     for name in ("HMS_DATABASE_URL", "HMS_ACTOR"):  # embedded registry; its commands act as the OS account
         os.environ.pop(name, None)
-    sys.path.insert(0, str(ROOT / "plugins"))
-    from hms_operators.stack import AirflowStack
-
+    from devtools.airflow_stack import AirflowStack
     from hms import protocol
     from hms.registry.db import reset_engines, upgrade
     from tests.conftest import WILDFIRE

@@ -162,7 +162,8 @@ def law_in_force_today(config: Any, stack: Any) -> None:
 
 
 def airflow_run(stack: Any, config: Any, port: int) -> str:
-    from hms.ci import AirflowApi, CiRun, TaskEvent, execute
+    from hms.airflow_api import AirflowApi
+    from hms.ci import CiRun, TaskEvent, execute
 
     v3 = protocol_copy(3, config.timezone)
     say("\n[airflow] the new version, v3 ($1,000 per member), through the pipeline DAG on the running Airflow")
@@ -190,8 +191,7 @@ def airflow_run(stack: Any, config: Any, port: int) -> str:
 
 
 def main() -> int:
-    from hms_operators.stack import AirflowStack, StackError, _load_state, terminate
-
+    from devtools.airflow_stack import AirflowStack, StackError, _load_state, terminate
     from hms.chaos import free_port
     from hms.pipeline_config import load_pipeline_config
 

@@ -1,8 +1,9 @@
-"""A small Airflow REST API (v2) on 127.0.0.1, in a thread: the calls hms.ci.AirflowApi makes, nothing more.
+"""A small Airflow REST API (v2) on 127.0.0.1, in a thread: the calls hms.airflow_api.AirflowApi makes, nothing more.
 
 Real HTTP, so the client's requests, status codes and JSON are exercised as they are against Airflow; the
 real thing is tests/integration/test_pipeline_real_airflow.py. Runs live in ``runs`` (dag_id → run_id →
-the run's REST representation); ``requests`` records (method, path, body) of every call.
+the run's REST representation), whether a DAG is paused in ``paused``; ``requests`` records (method, path,
+body) of every call.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class FakeAirflow:
     url: str = ""
     password: str = "secret"
     runs: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    paused: dict[str, bool] = field(default_factory=dict)
     requests: list[tuple[str, str, Any]] = field(default_factory=list)
 
     def add_run(self, dag_id: str, run_id: str, state: str = "success", conf: dict[str, Any] | None = None) -> None:
@@ -94,8 +96,10 @@ def fake_airflow() -> Iterator[FakeAirflow]:
                 if "state" in query:
                     runs = [r for r in runs if r["state"] in query["state"]]
                 return self._send(200, {"dag_runs": runs, "total_entries": len(runs)})
-            if DAG.match(path) and method == "PATCH":
-                return self._send(200, {"is_paused": False})
+            if m := DAG.match(path):  # a DAG is paused until turned on, as the intake is created
+                if method == "PATCH":
+                    fake.paused[m[1]] = body["is_paused"]
+                return self._send(200, {"dag_id": m[1], "is_paused": fake.paused.get(m[1], True)})
             return self._send(404, {"detail": "not found"})
 
         def do_GET(self) -> None:

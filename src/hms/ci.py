@@ -4,10 +4,11 @@ Two ways to run, one output. When an Airflow API server answers, the run is
 triggered and followed through Airflow's public REST API (v2) — the core speaks
 HTTP to it like any client and imports nothing from Airflow. Without a server,
 the same DAG runs on this machine under Airflow's ``dag.test`` in a child
-process (``hms_operators.local_run``), which reports each finished task as a
-JSON line. Either way the follower turns task results (their XComs: the JSON
-every ``hms`` command writes) into the seed's stage lines and the exit code is
-the run's outcome: 0 success, 1 failed.
+process (``devtools.local_run`` of the checkout: development tooling, not part
+of the plugin or the image), which reports each finished task as a JSON line.
+Either way the follower turns task results (their XComs: the JSON every ``hms``
+command writes) into the seed's stage lines and the exit code is the run's
+outcome: 0 success, 1 failed.
 
 Run ids name their bundle and never burn. A bundle's first run is ``bundle-<sha12>`` of the protocol as
 packed here (bundles are reproducible) — the same id the intake gives it, so the intake and ``hms ci run``
@@ -29,12 +30,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hms.errors import BadInput
 
+if TYPE_CHECKING:
+    from hms.airflow_api import AirflowApi
+
 TERMINAL_RUN = ("success", "failed")
-NOTE_LIMIT = 1000  # DAGRunPatchBody.note: max_length=1000 (airflow/api_fastapi/core_api/datamodels/dag_run.py)
 # Task states worth a line: finished ones, and "deferred" (a human-paced wait has started).
 REPORTED = ("success", "failed", "upstream_failed", "skipped", "deferred")
 RUN_ID_PREFIX = "bundle-"
@@ -174,117 +177,7 @@ def _local(iso: str, tz: str | None) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Airflow REST API (v2)
-
-
-class AirflowApi:
-    """The few calls ``hms ci run`` needs from Airflow's public REST API, with a token from ``/auth/token``."""
-
-    def __init__(self, url: str, user: str, password: str, timeout: float = 10.0) -> None:
-        import httpx
-
-        self.url = url.rstrip("/")
-        self._http = httpx.Client(base_url=self.url, timeout=timeout)
-        self._user, self._password = user, password
-
-    def healthy(self) -> bool:
-        import httpx
-
-        try:
-            r = self._http.get("/api/v2/monitor/health", timeout=2.0)
-        except httpx.HTTPError:
-            return False
-        return r.status_code == 200
-
-    def login(self) -> None:
-        r = self._http.post("/auth/token", json={"username": self._user, "password": self._password})
-        if r.status_code not in (200, 201):
-            raise BadInput(f"Airflow at {self.url}: login as {self._user!r} refused ({r.status_code})")
-        self._http.headers["Authorization"] = f"Bearer {r.json()['access_token']}"
-
-    def _ok(self, r: Any, what: str) -> Any:
-        if r.status_code >= 400:
-            raise BadInput(f"Airflow at {self.url}: {what}: {r.status_code} {r.text[:300]}")
-        return r.json() if r.content else None
-
-    def trigger(self, dag_id: str, run_id: str, conf: dict[str, Any]) -> bool:
-        """Start ``run_id``; False when it already exists (then the caller follows it).
-
-        A 5xx (Airflow on SQLite under load: the lock wait ran out) is retried with the same run id,
-        so a retry never starts a second run; a 409 after a 5xx is our own earlier attempt.
-        """
-        failed_before = False
-        for attempt in range(5):
-            if attempt:
-                time.sleep(attempt)
-            r = self._http.patch(f"/api/v2/dags/{dag_id}", json={"is_paused": False})
-            if r.status_code >= 500:
-                continue
-            self._ok(r, f"unpause {dag_id}")
-            r = self._http.post(
-                f"/api/v2/dags/{dag_id}/dagRuns", json={"dag_run_id": run_id, "logical_date": None, "conf": conf}
-            )
-            if r.status_code >= 500:
-                failed_before = True
-                continue
-            if r.status_code == 409:
-                return failed_before
-            self._ok(r, f"trigger {dag_id}")
-            return True
-        self._ok(r, f"trigger {dag_id} (after 5 attempts)")
-        return True
-
-    def run_state(self, dag_id: str, run_id: str) -> str:
-        return self._ok(self._http.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}"), "read run")["state"]
-
-    def run(self, dag_id: str, run_id: str) -> dict[str, Any] | None:
-        """The run as the REST API shows it (state, conf, note, …); None when there is no such run."""
-        r = self._http.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
-        if r.status_code == 404:
-            return None
-        return dict(self._ok(r, f"read run {run_id}"))
-
-    def runs(self, dag_id: str, states: tuple[str, ...] = ()) -> list[dict[str, Any]]:
-        """The DAG's newest 100 runs (only those in ``states``, if given), newest first."""
-        params: dict[str, Any] = {"limit": 100, "order_by": "-id"}
-        if states:
-            params["state"] = list(states)
-        r = self._http.get(f"/api/v2/dags/{dag_id}/dagRuns", params=params)
-        if r.status_code == 404:  # a DAG not parsed yet has no runs
-            return []
-        return list(self._ok(r, f"list runs of {dag_id}")["dag_runs"])
-
-    def add_note(self, dag_id: str, run_id: str, line: str) -> str:
-        """Append ``line`` to the run's note (``PATCH …/dagRuns/{run_id}`` with ``note``; Airflow keeps 1000
-        characters: the oldest lines go first) and return the note as Airflow now holds it."""
-        current = (self.run(dag_id, run_id) or {}).get("note") or ""
-        lines = [*current.splitlines(), line]
-        while len("\n".join(lines)) > NOTE_LIMIT and len(lines) > 1:
-            lines.pop(0)
-        note = "\n".join(lines)[-NOTE_LIMIT:]
-        r = self._http.patch(
-            f"/api/v2/dags/{dag_id}/dagRuns/{run_id}", params={"update_mask": ["note"]}, json={"note": note}
-        )
-        return str(self._ok(r, f"note on run {run_id}").get("note") or "")
-
-    def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
-        body = self._ok(
-            self._http.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 200}),
-            "read task instances",
-        )
-        return {t["task_id"]: t["state"] for t in body["task_instances"]}
-
-    def result(self, dag_id: str, run_id: str, task_id: str) -> Any:
-        r = self._http.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value")
-        if r.status_code == 404:
-            return None
-        value = self._ok(r, f"read result of {task_id}")["value"]
-        if isinstance(value, str):
-            try:
-                return json.loads(value)
-            except ValueError:
-                return value
-        return value
+# Through Airflow's REST API (hms.airflow_api)
 
 
 def follow_rest(
@@ -332,7 +225,14 @@ EVENT_PREFIX = "HMS-EVENT "
 
 
 def follow_local(repo: Path, dag_id: str, conf: dict[str, Any], *, timeout: float) -> Iterator[TaskEvent | str]:
-    """Run the DAG under ``dag.test`` in a child process and yield its task events as they happen."""
+    """Run the DAG under ``dag.test`` in a child process and yield its task events as they happen.
+
+    The child is ``devtools.local_run`` of the checkout ``repo`` (on its PYTHONPATH beside the plugins): a
+    directory without it (an installed package, the image) cannot run a DAG here — that is bad input.
+    """
+    if not (repo / "devtools" / "local_run.py").is_file():
+        raise BadInput(f"no Airflow API server, and {repo} has no devtools/local_run.py to run the DAG here "
+                       "(run from a checkout, or give --airflow-url)")
     home = Path(os.environ.get("HMS_CI_AIRFLOW_HOME", Path(os.environ.get("HMS_HOME", repo / ".hms")) / "airflow-ci"))
     env = {
         **os.environ,
@@ -340,7 +240,9 @@ def follow_local(repo: Path, dag_id: str, conf: dict[str, Any], *, timeout: floa
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_FOLDER": str(repo / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(repo / "plugins"),
-        "PYTHONPATH": os.pathsep.join([str(repo / "plugins"), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+        "PYTHONPATH": os.pathsep.join([str(repo / "plugins"), str(repo), os.environ.get("PYTHONPATH", "")]).rstrip(
+            os.pathsep
+        ),
     }
     env.pop("HMS_ACTOR", None)  # not an identity: the run's steps act as the pipeline (hms.identity)
     home.mkdir(parents=True, exist_ok=True)
@@ -348,7 +250,7 @@ def follow_local(repo: Path, dag_id: str, conf: dict[str, Any], *, timeout: floa
     subprocess.run([str(airflow), "db", "migrate"], env=env, check=True, capture_output=True)
     log = (home / "local-run.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hms_operators.local_run", dag_id, json.dumps(conf)],
+        [sys.executable, "-m", "devtools.local_run", dag_id, json.dumps(conf)],
         cwd=repo,
         env=env,
         stdout=subprocess.PIPE,

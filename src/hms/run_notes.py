@@ -4,7 +4,7 @@ Without it the grid lies: the run that took v3 to prod stays green, described "â
 again since someone ran ``hms rule rollback`` (or the ops REST API's ``POST /api/rollbacks``; ``--run`` /
 ``/api/rollbacks/run`` too, unless it is the pipeline undoing its own run, whose fail_run says so). The rollback
 itself is the registry's (hms.deployments) and stays the truth; the note only carries it to where ops look
-first: ``PATCH /api/v2/dags/{dag_id}/dagRuns/{run_id}`` with a ``note`` (``hms.ci.AirflowApi.add_note``,
+first: ``PATCH /api/v2/dags/{dag_id}/dagRuns/{run_id}`` with a ``note`` (``hms.airflow_api.AirflowApi.add_note``,
 the one Airflow REST client), e.g.::
 
     prod rolled back to v2 at 2026-12-03T08:14:05-05:00 (America/New_York) by dana: wrong poverty table
@@ -114,7 +114,7 @@ def annotate(notes: Sequence[RunNote], access: AirflowAccess | None) -> list[str
         return [f"[rollback] âš  Airflow run {runs} was not annotated: {URL_ENV} is not set"]
     import httpx
 
-    from hms.ci import AirflowApi
+    from hms.airflow_api import AirflowApi
     from hms.errors import BadInput
 
     api = AirflowApi(access.url, access.user, access.password, timeout=TIMEOUT)

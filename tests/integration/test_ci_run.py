@@ -178,7 +178,8 @@ def test_stage_lines_report_failures_and_stay_quiet_for_tasks_that_never_ran() -
 @pytest.mark.slow
 def test_ci_run_through_a_running_airflow_follows_the_run_and_never_starts_a_bundle_twice(tmp_path: Path) -> None:
     import httpx
-    from hms_operators.stack import AirflowStack
+
+    from devtools.airflow_stack import AirflowStack
 
     home = tmp_path / "registry"
     env = {**_env(home), "HMS_AIRFLOW_URL": ""}

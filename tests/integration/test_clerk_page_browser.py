@@ -35,7 +35,7 @@ def until(what: str, check: Callable[[], Any], timeout: float = 120, every: floa
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from hms_operators.stack import AirflowStack
+    from devtools.airflow_stack import AirflowStack
 
     base = tmp_path_factory.mktemp("clerk-browser")
     config = write_config(base / "pipeline.yml",

@@ -1,5 +1,5 @@
 """The policy DAG through a REAL Airflow: api-server, scheduler (LocalExecutor), dag-processor and triggerer
-as separate processes (hms_operators.stack), driven over the REST API like ops would.
+as separate processes (devtools.airflow_stack), driven over the REST API like ops would.
 
 One stack for the module (starting Airflow costs ~15–30 s); each scenario gets its own registry: the
 stack's scheduler and triggerer are restarted with the scenario's HMS_HOME (and pipeline settings). Clerks act through
@@ -45,7 +45,7 @@ def pipeline_config(path: Path, **changes: Any) -> Path:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from hms_operators.stack import AirflowStack
+    from devtools.airflow_stack import AirflowStack
 
     home = tmp_path_factory.mktemp("airflow")
     config = pipeline_config(home / "pipeline.yml")  # the dag-processor bakes poll intervals into the DAG
@@ -278,7 +278,8 @@ def test_a_bundle_picked_in_the_trigger_form_runs_again_under_a_new_id_and_a_rol
 ):
     """Issue 18: run a pushed bundle from the UI; run ids never burn; a rollback outside a run tells its run."""
     from hms import identity
-    from hms.ci import AirflowApi, choose_run, run_id_for
+    from hms.airflow_api import AirflowApi
+    from hms.ci import choose_run, run_id_for
 
     airflow = use_stack(parse=True)  # the dag-processor reads this registry's bundles into the trigger form
     cfg = load_pipeline_config()
@@ -366,7 +367,7 @@ def run_intake(stack: Any) -> None:
 
 
 def test_intake_starts_exactly_one_pipeline_run_per_new_bundle_hash(use_stack, tmp_path):
-    from hms_operators.stack import StackError
+    from devtools.airflow_stack import StackError
 
     repo = tmp_path / "repo"  # a copy of include/ whose protocol files this test may change
     shutil.copytree(ROOT / "include", repo / "include")

@@ -36,7 +36,7 @@ HMS = str(Path(sys.executable).parent / "hms")
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from hms_operators.stack import AirflowStack
+    from devtools.airflow_stack import AirflowStack
 
     base = tmp_path_factory.mktemp("review-api")
     # A freeze window of the test's own, built from the clock (the repository's are calendar dates).

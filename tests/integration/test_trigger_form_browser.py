@@ -55,8 +55,9 @@ def _expand_parameters(driver: Any) -> list[Any]:
 
 
 def test_the_trigger_form_offers_the_pushed_bundles_and_the_run_takes_the_pick(tmp_path, hms_home, browser):  # noqa: F811
-    from hms_operators.stack import AirflowStack
     from selenium.webdriver.common.by import By
+
+    from devtools.airflow_stack import AirflowStack
 
     cfg = config()
     v2 = ready(record(variant(2)), cfg)

@@ -1,4 +1,4 @@
-"""Faults in a REAL Airflow (hms_operators.stack): SIGKILL the scheduler — and with it the LocalExecutor task
+"""Faults in a REAL Airflow (devtools.airflow_stack): SIGKILL the scheduler — and with it the LocalExecutor task
 process running a step (the worker) — or the triggerer, in the middle of a promotion, of the activation wait
 and of a rollback. After a restart the run must resume (the orphaned task is reset and runs again) or fail
 cleanly; every environment's registry state must match what a replica serves; no deployment is duplicated;
@@ -44,7 +44,7 @@ FAST_FAILURE_DETECTION = {
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from hms_operators.stack import AirflowStack
+    from devtools.airflow_stack import AirflowStack
 
     home = tmp_path_factory.mktemp("airflow-faults")
     approvals = yaml.safe_load((ROOT / ".hms-ci" / "policy-pipeline.yml").read_text())["approvals"]

@@ -185,6 +185,7 @@ def test_dockerignore_admits_only_what_the_dockerfile_copies_and_keeps_local_sta
     assert copied <= admitted
     for private in (".env", ".venv", ".git", ".hms", ".airflow", "out", "tests"):
         assert private not in admitted, private
+    assert "devtools" not in admitted  # the local stack and the dag.test runner: development tooling (devtools/)
     # .hms-ci/ is copied, but .ci/run leaves CI's database credentials there as postgres.env.
     assert {"**/.env", "**/*.env", "**/__pycache__", "**/*.egg-info"} <= set(patterns)
 

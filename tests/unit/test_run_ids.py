@@ -13,7 +13,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from hms import clock, run_state
-from hms.ci import AirflowApi, bundle_prefix_of_run, choose_run, run_id_for, runs_bundle
+from hms.airflow_api import AirflowApi
+from hms.ci import bundle_prefix_of_run, choose_run, run_id_for, runs_bundle
 from tests.fake_airflow import fake_airflow
 
 SHA = "c4ceac6f476b" + "0" * 52

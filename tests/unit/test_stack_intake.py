@@ -1,10 +1,11 @@
 """`make up` turns the intake on and says so, or fails loudly: a first push must start its pipeline.
 
-Without a real Airflow: the REST calls go to an httpx.MockTransport and `up` drives a stand-in stack,
-so what is tested is the stack's own logic — the unpause is retried on a 5xx and read back, a stack
-whose intake stays paused makes `up` exit 1 with what to do, and pipelines are not paused at creation.
-A real stack doing the same is the end of `make up` and of the demo (test_pipeline_real_airflow turns
-its intake on by triggering it).
+Without a real Airflow: the REST calls go to an httpx.MockTransport (injected into hms.airflow_api.AirflowApi,
+which the stack's requests go through) and `up` drives a stand-in stack, so what is tested is the logic — the
+unpause is retried on a 5xx and read back, the stack reports a refusal as its own error, a stack whose intake
+stays paused makes `up` exit 1 with what to do, and pipelines are not paused at creation. A real stack doing
+the same is the end of `make up` and of the demo (test_pipeline_real_airflow turns its intake on by
+triggering it).
 """
 
 from __future__ import annotations
@@ -13,36 +14,56 @@ from pathlib import Path
 
 import httpx
 import pytest
-from hms_operators import stack
+
+from devtools import airflow_stack as stack
+from hms import airflow_api
+from hms.airflow_api import AirflowApi
+from hms.errors import BadInput
 
 
-def _airflow(paused_after: bool, statuses: list[int]) -> tuple[httpx.Client, list[str]]:
+def _airflow(paused_after: bool, statuses: list[int]) -> tuple[AirflowApi, list[str]]:
     """An Airflow API stand-in: PATCH answers ``statuses`` in turn, GET reports ``paused_after``."""
     calls: list[str] = []
     answers = iter(statuses)
 
     def handle(request: httpx.Request) -> httpx.Response:
         calls.append(f"{request.method} {request.url.path}")
+        if request.url.path == "/auth/token":
+            return httpx.Response(201, json={"access_token": "t"})
         if request.method == "PATCH":
             return httpx.Response(next(answers), json={"dag_id": "hms_intake"})
         return httpx.Response(200, json={"dag_id": "hms_intake", "is_paused": paused_after})
 
-    return httpx.Client(base_url="http://airflow", transport=httpx.MockTransport(handle)), calls
+    http = httpx.Client(base_url="http://airflow", transport=httpx.MockTransport(handle))
+    return AirflowApi("http://airflow", "admin", "pw", http=http), calls
 
 
-def test_unpause_retries_a_5xx_and_reads_the_state_back(monkeypatch):
-    monkeypatch.setattr(stack.time, "sleep", lambda s: None)
-    client, calls = _airflow(False, [503, 200])
-    stack.unpause(client, "hms_intake")
+@pytest.fixture(autouse=True)
+def _no_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(airflow_api.time, "sleep", lambda s: None)
+
+
+def test_unpause_retries_a_5xx_and_reads_the_state_back():
+    api, calls = _airflow(False, [503, 200])
+    api.unpause("hms_intake")
     assert calls == ["PATCH /api/v2/dags/hms_intake", "PATCH /api/v2/dags/hms_intake", "GET /api/v2/dags/hms_intake"]
 
 
-def test_unpause_fails_loudly_when_airflow_does_not_confirm(monkeypatch):
-    monkeypatch.setattr(stack.time, "sleep", lambda s: None)
-    with pytest.raises(stack.StackError, match="hms_intake is still paused"):
-        stack.unpause(_airflow(True, [200])[0], "hms_intake")
-    with pytest.raises(stack.StackError, match="PATCH /api/v2/dags/hms_intake answered 404"):
-        stack.unpause(_airflow(True, [404])[0], "hms_intake")
+def test_unpause_fails_loudly_when_airflow_does_not_confirm():
+    with pytest.raises(BadInput, match="hms_intake is still paused"):
+        _airflow(True, [200])[0].unpause("hms_intake")
+    with pytest.raises(BadInput, match="PATCH /api/v2/dags/hms_intake answered 404"):
+        _airflow(True, [404])[0].unpause("hms_intake")
+
+
+def test_the_stack_reports_an_intake_airflow_left_paused_as_its_own_error(monkeypatch, tmp_path):
+    api, calls = _airflow(True, [200])
+    monkeypatch.setattr(stack, "AirflowApi", lambda *args, **kwargs: api)
+    s = stack.AirflowStack(tmp_path, port=18997)
+    monkeypatch.setattr(s, "wait_for_dags", lambda *args, **kwargs: None)
+    with pytest.raises(stack.StackError, match="hms_intake is still paused after turning it on"):
+        s.enable_intake()
+    assert calls[0] == "POST /auth/token"  # as a logged-in user
 
 
 class _Stack:

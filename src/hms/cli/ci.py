@@ -99,6 +99,7 @@ def _pushed_bundle_run(repo: Path, args: argparse.Namespace, conf: dict[str, str
 
 def cmd_run(args: argparse.Namespace) -> int:
     from hms import ci
+    from hms.airflow_api import AirflowApi
     from hms.pipeline_config import load_pipeline_config
 
     config_file = Path(args.config)
@@ -113,7 +114,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         url, password = args.airflow_url, os.environ.get(args.password_env, "")
         if not url:  # the stack `make up` started from this checkout, if any; else Airflow's default port
             url, password = _started_stack(repo, args.user, password)
-        candidate = ci.AirflowApi(url, args.user, password)
+        candidate = AirflowApi(url, args.user, password)
         if candidate.healthy():
             candidate.login()
             api = candidate

@@ -6,7 +6,7 @@ metadata DB and prints one ``HMS-EVENT {json}`` line per task state worth
 reporting, with the task's return value, so the caller can follow the run live
 through stdout. Airflow's own logging goes to stderr.
 
-Usage: ``python -m hms_operators.local_run DAG_ID '{"effective_at": "+10s"}'``
+Usage: ``python -m devtools.local_run DAG_ID '{"effective_at": "+10s"}'``
 """
 
 from __future__ import annotations

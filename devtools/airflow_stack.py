@@ -13,13 +13,14 @@ LocalExecutor, SimpleAuthManager with known users, the repository's dags/ and pl
 short parse/heartbeat intervals. ``HMS_HOME`` / ``HMS_DATABASE_URL`` / ``HMS_PIPELINE_CONFIG``
 of the caller pass through, so the tasks and triggers use the caller's registry.
 
-Import side effects: none; imports only stdlib + httpx (``hms`` lazily).
+Import side effects: none; imports stdlib, httpx, psutil and hms.airflow_api (the project's one
+Airflow REST client: the stack's own requests go through it; ``client`` is for tests' other calls).
 
-CLI (PYTHONPATH=plugins)::
+CLI (from the repository root, PYTHONPATH=plugins:.)::
 
-    python -m hms_operators.stack up [--home DIR] [--port N]   # start, print the UI URL and logins
-    python -m hms_operators.stack status [--home DIR]
-    python -m hms_operators.stack down [--home DIR]             # stops what `up` started (<home>/stack.json)
+    python -m devtools.airflow_stack up [--home DIR] [--port N]   # start, print the UI URL and logins
+    python -m devtools.airflow_stack status [--home DIR]
+    python -m devtools.airflow_stack down [--home DIR]             # stops what `up` started (<home>/stack.json)
 """
 
 from __future__ import annotations
@@ -33,14 +34,18 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import httpx
+import psutil
 
-REPO = Path(__file__).resolve().parents[2]
+from hms.airflow_api import AirflowApi
+from hms.errors import BadInput
+
+REPO = Path(__file__).resolve().parents[1]
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 CLERKS = ("alice", "bob", "carol", "dana")
 TERMINAL = {"success", "failed"}
@@ -57,53 +62,45 @@ def _airflow_bin() -> str:
 
 
 def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs; a zombie (exited, not yet reaped) is dead for our purposes."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
+    except psutil.AccessDenied:  # someone else's process: it exists
         return True
-    with contextlib.suppress(OSError):  # a zombie is dead for our purposes
-        if Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z"):
-            return False
-    return True
 
 
-def _marked_pids(home: Path) -> list[int]:
+def _marked(home: Path) -> list[psutil.Process]:
     """Processes (other than us) whose environment carries this stack's marker."""
-    needle = f"{MARKER}={home}".encode() + b"\0"
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+    for proc in psutil.process_iter():
+        if proc.pid == os.getpid():
             continue
         try:
-            if needle in (entry / "environ").read_bytes() + b"\0":
-                found.append(int(entry.name))
-        except OSError:
+            if proc.environ().get(MARKER) == str(home):
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):  # gone meanwhile (zombies too), or not ours
             continue
     return found
 
 
-def unpause(client: httpx.Client, dag_id: str, attempts: int = 5) -> None:
-    """Turn ``dag_id`` on and read it back; StackError when Airflow does not confirm it.
+def _trees(pids: Iterable[int]) -> list[psutil.Process]:
+    """Each process and all its descendants (a component's LocalExecutor workers and their task processes)."""
+    procs = []
+    for pid in pids:
+        try:
+            top = psutil.Process(pid)
+            procs += [top, *top.children(recursive=True)]
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return procs
 
-    A DAG created paused (the intake: ``is_paused_upon_creation=True``) stays paused in the UI until
-    someone turns it on, and a push then starts nothing — the first-run trap this closes. A 5xx (Airflow
-    on SQLite under load) is retried; the read-back makes a silent failure impossible.
-    """
-    r: httpx.Response | None = None
-    for attempt in range(attempts):
-        if attempt:
-            time.sleep(attempt)
-        r = client.patch(f"/api/v2/dags/{dag_id}", json={"is_paused": False})
-        if r.status_code < 500:
-            break
-    assert r is not None
-    if r.status_code != 200:
-        raise StackError(f"turning {dag_id} on: PATCH /api/v2/dags/{dag_id} answered {r.status_code} {r.text[:300]}")
-    back = client.get(f"/api/v2/dags/{dag_id}")
-    if back.status_code != 200 or back.json().get("is_paused") is not False:
-        raise StackError(f"{dag_id} is still paused after turning it on ({back.status_code} {back.text[:300]})")
+
+def _signal_each(procs: Iterable[psutil.Process], sig: int) -> None:
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            proc.send_signal(sig)
 
 
 def _parse_time(text: str) -> float:
@@ -119,24 +116,23 @@ def _signal_group(pgid: int, sig: int) -> None:
 
 
 def terminate(home: Path | None, pgids: Iterable[int], grace: float = 15.0) -> None:
-    """SIGTERM each process group, SIGKILL what is left after ``grace``, then (given the stack's ``home``)
-    sweep every process still carrying its marker."""
+    """SIGTERM each component and its descendants, SIGKILL what is left after ``grace`` (and the rest of each
+    component's process group: a task process its parent lost), then (given the stack's ``home``) sweep every
+    process still carrying its marker."""
     pgids = list(pgids)
-    for pgid in pgids:
-        _signal_group(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(_alive(p) for p in pgids):
-        time.sleep(0.2)
+    procs = _trees(pgids)
+    _signal_each(procs, signal.SIGTERM)
+    _, alive = psutil.wait_procs(procs, timeout=grace)
+    _signal_each(alive, signal.SIGKILL)
     for pgid in pgids:
         _signal_group(pgid, signal.SIGKILL)
-    for _ in range(50 if home else 0):
-        left = [p for p in _marked_pids(home) if _alive(p)]
+    psutil.wait_procs(alive, timeout=5)
+    for _ in range(10 if home else 0):  # a marked process may start another while we kill it: look again
+        left = _marked(home)
         if not left:
             return
-        for pid in left:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.1)
+        _signal_each(left, signal.SIGKILL)
+        psutil.wait_procs(left, timeout=0.5)
 
 
 class AirflowStack:
@@ -291,7 +287,8 @@ class AirflowStack:
 
     def health(self) -> dict[str, Any]:
         """GET /api/v2/monitor/health (no auth needed)."""
-        return dict(httpx.get(f"{self.url}/api/v2/monitor/health", timeout=5).json())
+        with self._airflow("admin") as api, _refusals():
+            return api.health()
 
     def _wait_healthy(self, deadline: float) -> None:
         last: object = "no answer"
@@ -303,7 +300,7 @@ class AirflowStack:
                 if all((h.get(k) or {}).get("status") == "healthy" for k in
                        ("metadatabase", "scheduler", "triggerer", "dag_processor")):
                     return
-            except (httpx.HTTPError, ValueError) as e:
+            except (httpx.HTTPError, ValueError, StackError) as e:
                 last = e
             time.sleep(0.5)
         raise StackError(f"Airflow at {self.url} not healthy in time: {last}")
@@ -319,16 +316,16 @@ class AirflowStack:
         wanted = set(dag_ids)
         n_policies = len(self.protocol_files())
         deadline = time.monotonic() + timeout
-        with self.client() as c:
+        with self.api() as api:
             while True:
                 self._check_running()
-                errors = c.get("/api/v2/importErrors").json().get("import_errors", [])
+                errors = api.import_errors()
                 if errors:
                     raise StackError("DAG import errors: " + "; ".join(
-                        f"{e.get('filename')}: {e.get('stack_trace', '')[-800:]}" for e in errors))
-                dags = c.get("/api/v2/dags", params={"limit": 1000}).json().get("dags", [])
-                missing = wanted - {d["dag_id"] for d in dags}
-                policies = [d for d in dags if "policy" in {t["name"] for t in d.get("tags", [])}]
+                        f"{e.filename}: {e.stack_trace[-800:]}" for e in errors))
+                dags = api.dags()
+                missing = wanted - {d.dag_id for d in dags}
+                policies = [d for d in dags if "policy" in d.tags]
                 if len(policies) < n_policies:
                     missing.add(f"{n_policies - len(policies)} policy DAG(s)")
                 if not missing:
@@ -344,8 +341,8 @@ class AirflowStack:
         would start runs of its own. ``make up`` and the demo's stack, left running for people, call it.
         """
         self.wait_for_dags([INTAKE_DAG], timeout=timeout)
-        with self.client() as c:
-            unpause(c, INTAKE_DAG)
+        with self.api() as api:
+            api.unpause(INTAKE_DAG)
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL every component's process group, then sweep marked stragglers. Idempotent."""
@@ -416,7 +413,7 @@ class AirflowStack:
                 beat = (self.health().get(key) or {}).get(f"latest_{key}_heartbeat")
                 if beat and _parse_time(beat) >= started:
                     return
-            except (httpx.HTTPError, ValueError):
+            except (httpx.HTTPError, ValueError, StackError):
                 pass
             time.sleep(0.5)
         raise StackError(f"airflow {component} did not heartbeat after restart:\n{self.log_tail(component)}")
@@ -428,17 +425,25 @@ class AirflowStack:
     def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
 
-    # ---- REST ----------------------------------------------------------------------------------------
+    # ---- REST: through hms.airflow_api, the project's one Airflow client ----------------------------------
+
+    def _airflow(self, user: str) -> AirflowApi:
+        return AirflowApi(self.url, user, self.users[user], timeout=30)
+
+    @contextlib.contextmanager
+    def api(self, user: str = "admin") -> Iterator[AirflowApi]:
+        """The stack's REST API, logged in as ``user``; Airflow's refusals come out as StackError."""
+        with self._airflow(user) as api, _refusals():
+            api.login()
+            yield api
 
     def token(self, user: str) -> str:
         """A JWT for ``user`` from POST /auth/token (what the UI and API clients hold)."""
-        r = httpx.post(f"{self.url}/auth/token", json={"username": user, "password": self.users[user]}, timeout=30)
-        if r.status_code not in (200, 201):
-            raise StackError(f"POST /auth/token as {user}: {r.status_code} {r.text[:300]}")
-        return str(r.json()["access_token"])
+        with self._airflow(user) as api, _refusals():
+            return api.token()
 
     def client(self, user: str = "admin") -> httpx.Client:
-        """An httpx client on the API with ``user``'s Bearer token."""
+        """An httpx client on the API with ``user``'s Bearer token (for the calls AirflowApi does not make)."""
         return httpx.Client(
             base_url=self.url, headers={"Authorization": f"Bearer {self.token(user)}"}, timeout=30
         )
@@ -446,30 +451,20 @@ class AirflowStack:
     def trigger(self, dag_id: str, conf: dict[str, Any] | None = None, run_id: str | None = None) -> str:
         """Unpause ``dag_id`` and start a run; returns its run id. A duplicate ``run_id`` raises (409).
 
-        Through ``hms.ci.AirflowApi.trigger`` (what ``hms ci run`` uses): it retries the 5xx that
-        Airflow on SQLite answers under load with the same run id — one is made up when none is
-        given — so a retry can never start a second run.
+        Through ``AirflowApi.trigger`` (what ``hms ci run`` uses): it retries the 5xx that Airflow on
+        SQLite answers under load with the same run id — one is made up when none is given — so a retry
+        can never start a second run.
         """
-        from hms.ci import AirflowApi
-        from hms.errors import BadInput
-
         run_id = run_id or f"manual__hms-{secrets.token_hex(6)}"
-        api = AirflowApi(self.url, "admin", self.users["admin"], timeout=30)
-        try:
-            api.login()
+        with self.api() as api:
             created = api.trigger(dag_id, run_id, conf or {})
-        except BadInput as e:
-            raise StackError(str(e)) from None
         if not created:
             raise StackError(f"trigger {dag_id}: 409 a run {run_id!r} exists already")
         return run_id
 
     def run_state(self, dag_id: str, run_id: str) -> str:
-        with self.client() as c:
-            r = c.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
-            if r.status_code != 200:
-                raise StackError(f"run {dag_id}/{run_id}: {r.status_code} {r.text[:300]}")
-            return str(r.json()["state"])
+        with self.api() as api:
+            return api.run_state(dag_id, run_id)
 
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float) -> str:
         """Poll until the run is success/failed; returns that state (StackError with task states on timeout)."""
@@ -486,11 +481,8 @@ class AirflowStack:
             time.sleep(1)
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
-        with self.client() as c:
-            r = c.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 1000})
-            if r.status_code != 200:
-                raise StackError(f"task instances of {dag_id}/{run_id}: {r.status_code} {r.text[:300]}")
-            return list(r.json()["task_instances"])
+        with self.api() as api:
+            return api.task_instances(dag_id, run_id)
 
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
         """task_id → state (``"none"`` for tasks not yet scheduled)."""
@@ -498,24 +490,17 @@ class AirflowStack:
 
     def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
         """The task's log as text (the REST API's structured lines joined)."""
-        with self.client() as c:
-            r = c.get(
-                f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
-                headers={"Accept": "application/json"},
-            )
-            if r.status_code != 200:
-                raise StackError(f"log of {dag_id}/{run_id}/{task_id}: {r.status_code} {r.text[:300]}")
-            content = r.json().get("content", "")
-        if isinstance(content, str):
-            return content
-        lines = []
-        for item in content:
-            if isinstance(item, dict):
-                extra = {k: v for k, v in item.items() if k not in ("event", "timestamp", "level", "logger")}
-                lines.append(f"{item.get('level', '')} {item.get('event', '')} {extra if extra else ''}".strip())
-            else:
-                lines.append(str(item))
-        return "\n".join(lines)
+        with self.api() as api:
+            return api.task_log(dag_id, run_id, task_id, try_number)
+
+
+@contextlib.contextmanager
+def _refusals() -> Iterator[None]:
+    """Airflow's refusals (hms.airflow_api raises BadInput) as the stack's own error."""
+    try:
+        yield
+    except BadInput as e:
+        raise StackError(str(e)) from None
 
 
 # ---- CLI ---------------------------------------------------------------------------------------------
@@ -528,7 +513,7 @@ def _load_state(home: Path) -> dict[str, Any] | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hms_operators.stack", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m devtools.airflow_stack", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=["up", "down", "status"])
     parser.add_argument("--home", type=Path, default=REPO / ".airflow", help="AIRFLOW_HOME (default: .airflow)")
     parser.add_argument("--port", type=int, default=None, help="api-server port (default: 8080 if free)")
@@ -573,8 +558,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     alive = {c: _alive(p) for c, p in state["pids"].items()}
     print(f"{state['url']}: " + ", ".join(f"{c} {'up' if ok else 'DOWN'}" for c, ok in alive.items()))
-    with contextlib.suppress(httpx.HTTPError, ValueError):
-        h = httpx.get(f"{state['url']}/api/v2/monitor/health", timeout=5).json()
+    with contextlib.suppress(httpx.HTTPError, ValueError, BadInput), AirflowApi(state["url"], "admin", "") as api:
+        h = api.health()
         print("health: " + ", ".join(f"{k} {v.get('status')}" for k, v in h.items() if isinstance(v, dict)))
     return 0 if all(alive.values()) else 1
 
