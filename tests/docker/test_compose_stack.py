@@ -1,6 +1,7 @@
 """docker-compose.yaml brought up for real: PostgreSQL, airflow-init, Airflow's four components and a decision
-service per environment reach healthy; what Airflow and the registry keep survives ``down`` and ``up``; no
-secret appears in any container's log.
+service per environment reach healthy; a protocol runs through its DAG to prod inside the containers, approved
+by two clerks through the HMS API with their own Airflow logins; what Airflow and the registry keep survives
+``down`` and ``up``; no secret appears in any container's log.
 
 The stack runs under its own compose project name, on host ports picked free on 127.0.0.1, with secrets made
 for this test; it is removed with its volumes at the end. Where no image registry is reachable, PostgreSQL is
@@ -16,13 +17,18 @@ import secrets
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
+from hms.airflow_api import AirflowApi
 from tests.conftest import ROOT
+from tests.deploy_helpers import write_config
 from tests.docker.conftest import docker
 
 pytestmark = pytest.mark.docker
@@ -47,11 +53,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+PID = "wildfire-aid-2024"
+DAG = f"policy_{PID}"
+CLERKS = ("alice", "bob")
+OPERATOR = "ops"  # an admin in the pipeline policy's users: applies the first policy to the shared registry
+
+
 class Stack:
-    def __init__(self, env_file: Path, env: dict[str, str]) -> None:
+    def __init__(self, env_file: Path, env: dict[str, str], override: Path, policy: Path) -> None:
         self.project = f"hms-test-{os.getpid()}"
         self.env_file = env_file
         self.env = env
+        self.override = override
+        self.policy = policy
 
     def compose(self, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
         argv = [
@@ -60,6 +74,8 @@ class Stack:
             self.project,
             "-f",
             str(ROOT / "docker-compose.yaml"),
+            "-f",
+            str(self.override),
             "--env-file",
             str(self.env_file),
             *args,
@@ -85,6 +101,28 @@ class Stack:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.env[port_var]}{path}", timeout=10) as r:
             return json.loads(r.read())
 
+    def airflow(self, user: str) -> AirflowApi:
+        """The published Airflow API as ``user``, logged in with the password Airflow made for them."""
+        password = json.loads(self.exec("airflow-apiserver", "cat /opt/airflow/auth/passwords.json"))[user]
+        api = AirflowApi(f"http://127.0.0.1:{self.env['HMS_AIRFLOW_PORT']}", user, password, timeout=30)
+        api.login()
+        return api
+
+    def hms_api(self, user: str) -> httpx.Client:
+        """The HMS API the Airflow plugin mounts, as ``user`` with their own Airflow token."""
+        with self.airflow(user) as api:
+            token = api.token()
+        return httpx.Client(base_url=f"http://127.0.0.1:{self.env['HMS_AIRFLOW_PORT']}/hms/api",
+                            headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+
+def until(what: str, check: Callable[[], Any], timeout: float, every: float = 2.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while (got := check()) is None or got is False:
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(every)
+    return got
+
 
 @pytest.fixture(scope="module")
 def stack(image: str, postgres_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
@@ -97,14 +135,28 @@ def stack(image: str, postgres_image: str, tmp_path_factory: pytest.TempPathFact
         "AIRFLOW_FERNET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
         "POSTGRES_IMAGE": postgres_image,
         "HMS_IMAGE": image,
+        # The clerks log in to Airflow as themselves; their review roles come from the pipeline's policy.
+        "AIRFLOW_USERS": "admin:admin," + ",".join(f"{u}:viewer" for u in (*CLERKS, OPERATOR)),
         **{
             var: str(free_port())
             for var in ("HMS_AIRFLOW_PORT", "HMS_STAGING_PORT", "HMS_PREPROD_PORT", "HMS_PROD_PORT")
         },
     }
-    env_file = tmp_path_factory.mktemp("compose") / ".env"
+    here = tmp_path_factory.mktemp("compose")
+    env_file = here / ".env"
     env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
-    s = Stack(env_file, env)
+    # The repository's policy without its calendar freeze windows (a run on 24 December must pass too), a
+    # short review poll and a chaos window of seconds, mounted over the image's copy in every component.
+    policy = write_config(here / "policy-pipeline.yml", approvals={
+        "required": 2, "roles": ["legal", "budget"], "timeout_hours": 1, "poll_seconds": 2},
+        chaos={"environment": "preprod", "time": "3s", "kill_fraction": 0.1, "min_health": 0.95, "replicas": 3})
+    policy.chmod(0o644)
+    mount = {"volumes": [f"{policy}:/opt/hms/.hms-ci/policy-pipeline.yml:ro"]}
+    override = here / "compose.test.yaml"
+    override.write_text(json.dumps({"services": {s: mount for s in (
+        "airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer",
+        "hms-api-staging", "hms-api-preprod", "hms-api-prod")}}))
+    s = Stack(env_file, env, override, policy)
     try:
         s.up()
         yield s
@@ -137,13 +189,63 @@ def test_every_service_is_healthy_and_airflow_sees_its_components_and_the_policy
     assert "hms_intake" in ids and {f"policy_{p}" for p in protocols} <= ids
 
 
+def why(api: AirflowApi, run_id: str) -> str:
+    """The run's task states and the end of each failed task's log: what an assertion on the run shows."""
+    states = api.task_states(DAG, run_id)
+    failed = [t for t, s in states.items() if s == "failed"]
+    return f"{states}\n" + "\n".join(f"--- {t}:\n{api.task_log(DAG, run_id, t)[-2500:]}" for t in failed)
+
+
+def test_a_protocol_runs_to_prod_in_the_containers_approved_by_two_clerks_through_the_api(stack):
+    # A shared registry is never bootstrapped from a file (hms.pinned_policy): the operator applies the policy
+    # first, through the API, as the Airflow user the policy makes an admin.
+    with stack.hms_api(OPERATOR) as ops:
+        r = ops.post("/policy", json={"text": stack.policy.read_text(), "source": stack.policy.name})
+        assert r.status_code == 200, r.text
+    run_id = f"compose-{secrets.token_hex(4)}"
+    with stack.airflow("admin") as admin:
+        assert admin.trigger(DAG, run_id, {"effective_at": "+30s"})
+        clerks = {c: stack.hms_api(c) for c in CLERKS}
+        try:
+            def waiting() -> str | None:  # the bundle this run built, as alice's review board shows it
+                assert admin.run_state(DAG, run_id) in ("queued", "running"), why(admin, run_id)
+                r = clerks["alice"].get("/reviews")
+                assert r.status_code == 200, r.text
+                return next((b["sha256"] for b in r.json()["pending"] if b["protocol_id"] == PID), None)
+
+            sha = until("the bundle on alice's review board", waiting, 420)
+            for clerk in CLERKS:
+                r = clerks[clerk].post(f"/reviews/{sha}/approve", json={"comment": f"checked by {clerk}"})
+                assert r.status_code == 200, r.text
+        finally:
+            for c in clerks.values():
+                c.close()
+        final = until("the run to end", lambda: (s := admin.run_state(DAG, run_id)) in ("success", "failed") and s,
+                      600, 3)
+        assert final == "success", why(admin, run_id)
+
+    def live_in_prod() -> dict | None:
+        listing = stack.get("HMS_PROD_PORT", "/v1/protocols")["protocols"]
+        return next(p["live"] for p in listing if p["id"] == PID)
+
+    live = until("prod's decision service serving the bundle",
+                 lambda: (now := live_in_prod()) and now["bundle_sha256"] == sha and now, 60)
+    assert live["version"] == 3
+    r = httpx.post(f"http://127.0.0.1:{stack.env['HMS_PROD_PORT']}/v1/protocols/{PID}/decide",
+                   json={"input": {"household_size": 4, "household_income": 30000, "county_fire_declared": True}},
+                   timeout=30)
+    assert r.status_code == 200 and r.json()["version"] == 3, r.text
+
+
 def test_airflow_state_and_the_hms_home_survive_down_and_up(stack):
     stack.exec(
         "airflow-scheduler", "airflow variables set hms_probe survives >/dev/null && echo kept > /var/lib/hms/probe"
     )
     passwords = stack.exec("airflow-apiserver", "cat /opt/airflow/auth/passwords.json")
+    served = stack.get("HMS_PROD_PORT", "/v1/protocols")["protocols"]  # what the registry has put in force
     stack.compose("down")  # the containers go; the named volumes stay
     stack.up()
+    assert stack.get("HMS_PROD_PORT", "/v1/protocols")["protocols"] == served
     assert stack.exec("airflow-scheduler", "airflow variables get hms_probe 2>/dev/null").strip() == "survives"
     assert stack.exec("hms-api-prod", "cat /var/lib/hms/probe").strip() == "kept"
     assert stack.exec("airflow-apiserver", "cat /opt/airflow/auth/passwords.json") == passwords
