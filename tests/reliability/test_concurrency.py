@@ -185,7 +185,9 @@ def test_a_scheduler_moving_the_effective_time_while_the_activation_wait_polls(r
     try:
         for t in times[1:]:
             run("rule", "deploy", sha, "--env", "prod", "--schedule", t.isoformat(), "--run-id", "run-7")
-        times.append(datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=4))  # then: soon
+        # then: soon — but far enough that this last deploy is recorded before it comes (a time already past
+        # when the gates are met is "now", by design: hms.effective_time), even on a loaded machine
+        times.append(datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=12))
         run("rule", "deploy", sha, "--env", "prod", "--schedule", times[-1].isoformat(), "--run-id", "run-7")
         time.sleep(0.3)
     finally:
