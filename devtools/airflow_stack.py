@@ -71,18 +71,24 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def _marked(home: Path) -> list[psutil.Process]:
-    """Processes (other than us) whose environment carries this stack's marker."""
+def processes_carrying(name: str, value: str) -> list[psutil.Process]:
+    """Processes (other than this one) whose environment sets ``name`` to ``value``: what a process group
+    cannot find — children that started sessions of their own, or were re-parented when their parent died."""
     found = []
     for proc in psutil.process_iter():
         if proc.pid == os.getpid():
             continue
         try:
-            if proc.environ().get(MARKER) == str(home):
+            if proc.environ().get(name) == value:
                 found.append(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied):  # gone meanwhile (zombies too), or not ours
             continue
     return found
+
+
+def _marked(home: Path) -> list[psutil.Process]:
+    """Processes carrying this stack's marker."""
+    return processes_carrying(MARKER, str(home))
 
 
 def _trees(pids: Iterable[int]) -> list[psutil.Process]:

@@ -13,6 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from devtools.airflow_stack import processes_carrying
 from hms.registry import store
 from hms.registry.db import session_scope
 from tests.conftest import WILDFIRE
@@ -35,16 +36,7 @@ def env(hms_home, tmp_path):
 
 def _ours(hms_home: Path) -> list[psutil.Process]:
     """Processes (other than pytest) whose environment carries this test's HMS_HOME."""
-    found = []
-    for p in psutil.process_iter():
-        if p.pid == os.getpid():
-            continue
-        try:
-            if p.environ().get("HMS_HOME") == str(hms_home):
-                found.append(p)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-    return found
+    return processes_carrying("HMS_HOME", str(hms_home))
 
 
 def chaos(env, *args, timeout=120):
