@@ -14,7 +14,6 @@ import base64
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ import httpx
 import pytest
 
 from hms.airflow_api import AirflowApi
+from hms.chaos import free_port
 from tests.conftest import ROOT
 from tests.deploy_helpers import write_config
 from tests.docker.conftest import docker
@@ -45,12 +45,6 @@ SERVICES = {
     "hms-api-preprod",
     "hms-api-prod",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 PID = "wildfire-aid-2024"
