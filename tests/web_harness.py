@@ -63,17 +63,24 @@ def headless_chromium(window: str = "1400,1000") -> Iterator[Any]:
         driver.quit()
 
 
-def until(what: str, check: Callable[[], Any], timeout: float = 10, every: float = 0.1) -> Any:
+def until(
+    what: str,
+    check: Callable[[], Any],
+    timeout: float = 10,
+    every: float = 0.1,
+    not_yet: tuple[type[Exception], ...] = (Exception,),
+) -> Any:
     """Poll ``check`` until it returns something truthy; fail naming ``what`` (and the last value) otherwise.
 
-    An exception from ``check`` (a page mid-reload, a stale element) counts as "not yet".
+    An exception of ``not_yet`` from ``check`` (a page mid-reload, a stale element) counts as "not yet"; others
+    end the wait at once (``not_yet=()``: a check that asserts a run has not failed fails the test then).
     """
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
         try:
             last = check()
-        except Exception as e:
+        except not_yet as e:
             last = e
         if last and not isinstance(last, Exception):
             return last

@@ -16,7 +16,6 @@ import os
 import secrets
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,6 +26,7 @@ import pytest
 
 from hms.airflow_api import AirflowApi
 from hms.chaos import free_port
+from tests import web_harness
 from tests.conftest import ROOT
 from tests.deploy_helpers import write_config
 from tests.docker.conftest import docker
@@ -111,11 +111,8 @@ class Stack:
 
 
 def until(what: str, check: Callable[[], Any], timeout: float, every: float = 2.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while (got := check()) is None or got is False:
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(every)
-    return got
+    """tests.web_harness.until at a container run's pace, and an assertion inside ``check`` fails at once."""
+    return web_harness.until(what, check, timeout, every, not_yet=())
 
 
 @pytest.fixture(scope="module")
