@@ -11,17 +11,19 @@ gives one approval per bundle. So two clerks' approvals given as *setup* are cor
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import yaml
 
-from hms import bundle, deployments, identity, pinned_policy, protocol
+from hms import bundle, clock, deployments, identity, pinned_policy, protocol
 from hms.approvals import ApprovalStatus
 from hms.pipeline_config import PipelineConfig, parse_pipeline_config
 from hms.registry import store
 from hms.registry.db import session_scope
 from tests.conftest import ROOT, WILDFIRE
+
+SETTLED = timedelta(seconds=1)  # well past effective_time.PROPAGATION: any rollback just recorded has switched
 
 
 def _config_text(**changes) -> str:
@@ -147,3 +149,14 @@ def record_checks_for(ref: str, kinds=("test", "scan", "chaos"), *, ok: bool = T
         b = deployments.resolve_bundle(s, ref)
     record_checks(b, kinds, ok=ok)
     return b.sha256
+
+
+def serving(env: str, protocol_id: str = "wildfire-aid-2024", at: datetime | None = None) -> int | None:
+    """The version ``env`` serves at ``at`` — by default once any rollback just recorded has come into force.
+
+    A rollback takes effect at its switch instant (effective_time.switch_instant), a moment after it is
+    recorded; read at "now", a test that has just seen the rollback recorded would still see the undone version.
+    """
+    with session_scope(read_only=True) as s:
+        d = deployments.in_force(s, env, protocol_id, at or clock.now() + SETTLED)
+        return d.version if d else None

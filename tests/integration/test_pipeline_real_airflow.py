@@ -29,7 +29,7 @@ from hms.registry import db, store
 from hms.registry.db import session_scope
 from hms.registry.models import Deployment
 from tests.conftest import ROOT, WILDFIRE
-from tests.deploy_helpers import approve, promote_all, ready, record, variant, write_config
+from tests.deploy_helpers import approve, promote_all, ready, record, serving, variant, write_config
 
 pytestmark = pytest.mark.airflow
 
@@ -109,13 +109,6 @@ def deployment_rows() -> list[Deployment]:
         rows = list(s.scalars(select(Deployment).order_by(Deployment.id)))
         s.expunge_all()
         return rows
-
-
-def serving(env: str) -> int | None:
-    """The version ``env`` serves now (None: nothing)."""
-    with session_scope() as s:
-        d = deployments.in_force(s, env, PID)
-        return d.version if d else None
 
 
 def test_approved_by_two_clerks_while_waiting_the_bundle_goes_live_in_prod_at_its_effective_time(use_stack):

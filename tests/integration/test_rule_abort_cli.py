@@ -15,10 +15,18 @@ from pathlib import Path
 
 import pytest
 
-from hms import clock, deployments, pinned_policy
+from hms import clock, pinned_policy
 from hms.identity import os_account
-from hms.registry.db import session_scope
-from tests.deploy_helpers import pin_file, promote_all, ready, record, users_with_os_account, variant, write_config
+from tests.deploy_helpers import (
+    pin_file,
+    promote_all,
+    ready,
+    record,
+    serving,
+    users_with_os_account,
+    variant,
+    write_config,
+)
 
 HMS = str(Path(sys.executable).parent / "hms")
 PID = "wildfire-aid-2024"
@@ -55,15 +63,9 @@ def mid_flip(env):
     return at
 
 
-def serving(at=None) -> list[int | None]:
-    """What each environment serves once a rollback just recorded has switched (effective_time.PROPAGATION)."""
-    at = at or clock.now() + timedelta(seconds=1)
-    out = []
-    with session_scope() as s:
-        for e in ("staging", "preprod", "prod"):
-            d = deployments.in_force(s, e, PID, at)
-            out.append(d.version if d else None)
-    return out
+def everywhere(at=None) -> list[int | None]:
+    """What staging, preprod and prod serve (tests.deploy_helpers.serving)."""
+    return [serving(e, at=at) for e in ("staging", "preprod", "prod")]
 
 
 def test_hms_rule_abort_rolls_back_the_run_everywhere_and_cancels_prods_pending_activation(env, mid_flip):
@@ -71,7 +73,7 @@ def test_hms_rule_abort_rolls_back_the_run_everywhere_and_cancels_prods_pending_
     assert r.returncode == 0, r.stderr
     assert f"[abort] 🛑 run run-b aborted by {os_account()}: wrong poverty table" in r.stdout
     assert "[rollback] ✅ prod: wildfire-aid-2024 v4 (cancelled)" in r.stdout
-    assert serving() == [3, 3, 3] and serving(mid_flip + timedelta(minutes=1)) == [3, 3, 3]
+    assert everywhere() == [3, 3, 3] and everywhere(mid_flip + timedelta(minutes=1)) == [3, 3, 3]
     log = hms(env, "audit", "log", "--subject", "run-b")
     assert log.returncode == 0 and "run.aborted" in log.stdout and os_account() in log.stdout
     assert hms(env, "audit", "verify").returncode == 0
@@ -83,7 +85,7 @@ def test_hms_rule_abort_rolls_back_the_run_everywhere_and_cancels_prods_pending_
 
 
 def _unchanged(mid_flip, env) -> None:
-    assert serving() == [4, 4, 3] and serving(mid_flip) == [4, 4, 4]
+    assert everywhere() == [4, 4, 3] and everywhere(mid_flip) == [4, 4, 4]
     assert "run.aborted" not in hms(env, "audit", "log", "--subject", "run-b").stdout
 
 

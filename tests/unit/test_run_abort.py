@@ -23,18 +23,10 @@ from hms.registry import audit
 from hms.registry.db import session_scope
 from hms.registry.models import AuditEntry, Deployment, Run
 from hms.service.source import RegistrySource
-from tests.deploy_helpers import config, promote_all, ready, record, variant
+from tests.deploy_helpers import config, promote_all, ready, record, serving, variant
 
 PID = "wildfire-aid-2024"
 OPS = Principal.person("erin")  # erin: [ops] in .hms-ci/policy-pipeline.yml
-
-
-def serving(env: str, at=None) -> int | None:
-    """The version in force once any rollback just recorded has switched (effective_time.PROPAGATION ahead)."""
-    at = at or clock.now() + timedelta(seconds=1)
-    with session_scope() as s:
-        d = deployments.in_force(s, env, PID, at)
-        return d.version if d else None
 
 
 def mid_flip(cfg, *, hours: float = 1.0):
@@ -47,7 +39,7 @@ def mid_flip(cfg, *, hours: float = 1.0):
     at = clock.now() + timedelta(hours=hours)
     promote_all(v4, cfg, activate_at=at, run_id="run-b")
     assert [serving(e) for e in ("staging", "preprod", "prod")] == [4, 4, 3]
-    assert serving("prod", at) == 4  # what the attack exploits: at its instant prod switches to the run's v4
+    assert serving("prod", at=at) == 4  # what the attack exploits: at its instant prod switches to the run's v4
     return at
 
 
@@ -64,7 +56,7 @@ def test_abort_rolls_back_every_environment_the_run_touched_and_cancels_its_pend
     assert sorted(c.environment for c in result.undone) == ["preprod", "prod", "staging"]
     assert result.run.state == "aborted" and result.run.ended_by == "erin"
     assert [serving(e) for e in ("staging", "preprod", "prod")] == [3, 3, 3]
-    assert serving("prod", at) == 3 and serving("prod", at + timedelta(days=30)) == 3
+    assert serving("prod", at=at) == 3 and serving("prod", at=at + timedelta(days=30)) == 3
     with session_scope() as s:
         assert deployments.pending(s, "prod", PID) == []
         prod_v4 = s.scalar(select(Deployment).where(Deployment.environment == "prod", Deployment.version == 4))
@@ -86,7 +78,7 @@ def test_a_pending_activation_of_an_aborted_run_is_never_in_force_at_its_instant
     with session_scope() as s:
         row = s.get(Run, "run-b")
         row.state, row.ended_at, row.ended_by = "aborted", clock.now(), "erin"
-    assert serving("prod", at) == 3
+    assert serving("prod", at=at) == 3
     with session_scope() as s:
         assert deployments.pending(s, "prod", PID) == []
     assert gates.activation_time("run-b", "prod") is None  # the flip task fails instead of waiting
@@ -107,8 +99,8 @@ def test_an_activation_that_came_before_the_abort_stays_in_history_and_is_rolled
     aborted = at + timedelta(minutes=30)
     with clock.frozen(aborted), session_scope() as s:  # replicas switched at `at`; nobody settled it yet
         abort_run(s, "run-b", by=OPS, reason="late complaint", config=cfg)
-    assert serving("prod", at + timedelta(minutes=10)) == 4  # what was answered then stays what it was
-    assert serving("prod", aborted + timedelta(seconds=1)) == 3  # from the rollback's switch instant on
+    assert serving("prod", at=at + timedelta(minutes=10)) == 4  # what was answered then stays what it was
+    assert serving("prod", at=aborted + timedelta(seconds=1)) == 3  # from the rollback's switch instant on
     with session_scope() as s:
         prod_v4 = s.scalar(select(Deployment).where(Deployment.environment == "prod", Deployment.version == 4))
         assert (prod_v4.state, prod_v4.activate_at) == ("rolled_back", at)
@@ -146,7 +138,7 @@ def test_a_refused_abort_names_the_field_and_changes_nothing(registry_url, who, 
         abort_run(s, run_id, by=Principal.person(who), reason=reason, config=cfg)
     assert e.value.where == where and e.value.exit_code == (1 if error is CheckFailed else 2)
     assert audit_count() == before
-    assert [serving(e) for e in ("staging", "preprod", "prod")] == [4, 4, 3] and serving("prod", at) == 4
+    assert [serving(e) for e in ("staging", "preprod", "prod")] == [4, 4, 3] and serving("prod", at=at) == 4
     with session_scope() as s:
         assert s.get(Run, "run-b").state == "alive"
 
@@ -191,7 +183,7 @@ def test_the_airflow_listener_aborts_a_failed_policy_run_through_the_same_core_c
         dag_id, run_id = f"policy_{PID}", "run-b"
 
     on_dag_run_failed(dag_run=Run_(), msg="Dag Run's state was manually set to `failed`.")
-    assert [serving(e) for e in ("staging", "preprod", "prod")] == [3, 3, 3] and serving("prod", at) == 3
+    assert [serving(e) for e in ("staging", "preprod", "prod")] == [3, 3, 3] and serving("prod", at=at) == 3
     with session_scope() as s:
         entry = s.scalar(select(AuditEntry).where(AuditEntry.action == "run.aborted"))
         assert entry.actor == "airflow" and "manually set to `failed`" in json.loads(entry.details)["reason"]
