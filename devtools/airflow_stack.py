@@ -44,6 +44,7 @@ import psutil
 
 from hms.airflow_api import AirflowApi
 from hms.errors import BadInput
+from hms.protocol_heads import protocol_files
 
 REPO = Path(__file__).resolve().parents[1]
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
@@ -312,9 +313,8 @@ class AirflowStack:
         raise StackError(f"Airflow at {self.url} not healthy in time: {last}")
 
     def protocol_files(self) -> list[Path]:
-        """The protocol files dags/policy_pipeline.py turns into DAGs (one each, a broken file too)."""
-        folder = Path(self.env.get("HMS_REPO", REPO)) / "include" / "protocols"
-        return sorted(folder.glob("*.y*ml")) + sorted(folder.glob("*.json"))
+        """The protocol files the DAG files turn into DAGs (one each, a broken file too)."""
+        return protocol_files(Path(self.env.get("HMS_REPO", REPO)))
 
     def wait_for_dags(self, dag_ids: Iterable[str] = (), timeout: float = 120) -> None:
         """Until every id in ``dag_ids`` is known to the API (parsed + serialized) and there are as many

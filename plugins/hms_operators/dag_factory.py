@@ -117,6 +117,28 @@ def build_broken_dag(path: Path, error: Exception | str) -> DAG:
     return dag
 
 
+def trigger_form(p: ProtocolHead, config: PipelineConfig, pushed: PushedBundles | None) -> dict[str, Param]:
+    """The run's params: the trigger form's fields."""
+    return {
+        "bundle": bundle_param(p.id, pushed or PushedBundles(unavailable="not read")),
+        "effective_at": Param(
+            None, type=["null", "string"], description="Override the effective time (HH:MM, ISO, now, +30s)"
+        ),
+        "chaos_window": Param(config.chaos.time, type="string", pattern=r"^\d+[smh]$", description="Chaos window"),
+        # A trigger may make chaos harsher (fewer replicas, a stricter health floor), never more lenient.
+        "chaos_replicas": Param(
+            config.chaos.replicas, type="integer", minimum=1, maximum=64, description="Chaos: replicas to run"
+        ),
+        "chaos_min_health": Param(
+            config.chaos.min_health,
+            type="number",
+            minimum=config.chaos.min_health,
+            maximum=1,
+            description="Chaos: least share of requests answered (at least the pipeline config's)",
+        ),
+    }
+
+
 def build_policy_dag(
     p: ProtocolHead, path: Path, config: PipelineConfig, rollback_script: Path, pushed: PushedBundles | None = None
 ) -> DAG:
@@ -134,24 +156,6 @@ def build_policy_dag(
         tags=["hms", "policy", p.id],
         doc_md=_doc(p, config, path),
         default_args={"retries": 0, "owner": p.author},
-        params={
-            "bundle": bundle_param(p.id, pushed or PushedBundles(unavailable="not read")),
-            "effective_at": Param(
-                None, type=["null", "string"], description="Override the effective time (HH:MM, ISO, now, +30s)"
-            ),
-            "chaos_window": Param(config.chaos.time, type="string", pattern=r"^\d+[smh]$", description="Chaos window"),
-            # A trigger may make chaos harsher (fewer replicas, a stricter health floor), never more lenient.
-            "chaos_replicas": Param(
-                config.chaos.replicas, type="integer", minimum=1, maximum=64, description="Chaos: replicas to run"
-            ),
-            "chaos_min_health": Param(
-                config.chaos.min_health,
-                type="number",
-                minimum=config.chaos.min_health,
-                maximum=1,
-                description="Chaos: least share of requests answered (at least the pipeline config's)",
-            ),
-        },
     ) as dag:
         # The bundle under deployment decides its effective time (hms rule deploy without a time); the file this
         # DAG was built from may be older or newer than a pushed bundle.
@@ -245,4 +249,9 @@ def build_policy_dag(
             task_id="rollback", script=str(rollback_script), run_id="{{ run_id }}", trigger_rule=TriggerRule.ONE_FAILED
         )
         deploy_tasks >> rollback >> FailRunOperator(task_id="fail_run", run_id="{{ run_id }}")
+    # The form is set once every task exists: Airflow deep-copies a DAG's params into each task made inside it
+    # (airflow.sdk.bases.operator._get_parent_defaults), which was half of what parsing a big rule book cost. A
+    # run's tasks still see every field: Airflow merges the DAG's params with the task's own at run time
+    # (airflow.sdk.definitions.param.process_params), and the trigger form reads the DAG's.
+    dag.params = trigger_form(p, config, pushed)
     return dag

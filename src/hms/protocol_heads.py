@@ -62,6 +62,12 @@ class BrokenFile:
 Head = ProtocolHead | BrokenFile
 
 
+def protocol_files(repo: Path) -> list[Path]:
+    """A checkout's protocol files (include/protocols: YAML, then JSON), each of which gets a DAG."""
+    folder = repo / "include" / "protocols"
+    return sorted(folder.glob("*.y*ml")) + sorted(folder.glob("*.json"))
+
+
 def read_heads(paths: list[Path], cache_dir: Path, *, budget: float = 20.0) -> list[Head]:
     """Every file's head or why it does not load, in ``paths`` order; full loads stop after ``budget`` seconds."""
     deadline = time.monotonic() + budget

@@ -205,7 +205,7 @@ def test_chapter_b_verbatim_ci_run_push_review_deploy_rollback(seed: Seed, tmp_p
     then v4 is pushed as JSON, reviewed, deployed to prod by protocol id, and rolled back to v3.
 
     The working directory is a checkout as ``hms ci run`` expects one: include/protocols (v3, in effect
-    since an hour ago), dags/ (a copy, so the DAG file finds this directory's protocols), plugins/
+    since an hour ago), dags/ (a copy, so the DAG files find this directory's protocols), plugins/
     and devtools/ (links: the DAG runs here under this directory's devtools.local_run). Its
     ``.airflow/stack.json`` names a port nothing listens on — a stack started here once and stopped — so
     the verbatim command runs the DAG here instead of asking 127.0.0.1:8080, where another stack on this
@@ -214,8 +214,7 @@ def test_chapter_b_verbatim_ci_run_push_review_deploy_rollback(seed: Seed, tmp_p
     cwd = seed.cwd
     dated_protocols.write(cwd / "include" / "protocols" / f"{PID}.yml", 3, offset=PIPELINE_EFFECTIVE_IN)
     shutil.copy2(ROOT / "include" / "rollback.sh", cwd / "include" / "rollback.sh")
-    (cwd / "dags").mkdir()
-    shutil.copy2(ROOT / "dags" / "policy_pipeline.py", cwd / "dags" / "policy_pipeline.py")
+    shutil.copytree(ROOT / "dags", cwd / "dags")
     (cwd / "plugins").symlink_to(ROOT / "plugins")
     (cwd / "devtools").symlink_to(ROOT / "devtools")
     (cwd / ".airflow").mkdir()
