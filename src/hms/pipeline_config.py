@@ -133,8 +133,9 @@ SCHEMA: dict[str, Any] = {
             "type": "object",
             "additionalProperties": False,
             "properties": {
-                "mode": {"enum": ["local", "kubernetes"]},
+                "mode": {"enum": ["local", "kubernetes", "compose"]},
                 "namespace": _NAME,
+                "compose_project": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]*$"},
                 "image": {"type": "string", "minLength": 1},
                 "in_cluster": {"type": "boolean"},
             },
@@ -178,8 +179,9 @@ class Compliance:
 
 @dataclass(frozen=True)
 class Execution:
-    mode: str = "local"
+    mode: str = "local"  # compose: steps on the worker, chaos on the compose project's containers
     namespace: str = "hms-pipeline"
+    compose_project: str = "hms"  # compose mode: whose hms-api-<env> containers the chaos job kills
     image: str = "hms-pipeline:0.1.0"
     in_cluster: bool = True
 

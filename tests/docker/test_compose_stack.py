@@ -11,6 +11,7 @@ Debian's, in an image made from Debian's packages (scripts/postgres-image.sh).
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import secrets
@@ -23,6 +24,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from hms.airflow_api import AirflowApi
 from hms.chaos import free_port
@@ -50,6 +52,7 @@ SERVICES = {
 PID = "wildfire-aid-2024"
 DAG = f"policy_{PID}"
 CLERKS = ("alice", "bob")
+PREPROD_REPLICAS = 3  # the chaos job's fleet: 10 % of three kills one container per round
 OPERATOR = "ops"  # an admin in the pipeline policy's users: applies the first policy to the shared registry
 
 
@@ -110,6 +113,22 @@ class Stack:
                             headers={"Authorization": f"Bearer {token}"}, timeout=30)
 
 
+def free_port_range(n: int) -> int:
+    """The first of ``n`` consecutive ports free on 127.0.0.1 now."""
+    import socket
+
+    while True:
+        first = free_port()
+        try:
+            with contextlib.ExitStack() as held:
+                for port in range(first, first + n):
+                    s = held.enter_context(socket.socket())
+                    s.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+
+
 def until(what: str, check: Callable[[], Any], timeout: float, every: float = 2.0) -> Any:
     """tests.web_harness.until at a container run's pace, and an assertion inside ``check`` fails at once."""
     return web_harness.until(what, check, timeout, every, not_yet=())
@@ -126,11 +145,12 @@ def stack(image: str, postgres_image: str, tmp_path_factory: pytest.TempPathFact
         "AIRFLOW_FERNET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
         "POSTGRES_IMAGE": postgres_image,
         "HMS_IMAGE": image,
+        "DOCKER_GID": str(os.stat("/var/run/docker.sock").st_gid),  # the chaos job's access to the engine
         # The clerks log in to Airflow as themselves; their review roles come from the pipeline's policy.
         "AIRFLOW_USERS": "admin:admin," + ",".join(f"{u}:viewer" for u in (*CLERKS, OPERATOR)),
         **{
             var: str(free_port())
-            for var in ("HMS_AIRFLOW_PORT", "HMS_STAGING_PORT", "HMS_PREPROD_PORT", "HMS_PROD_PORT")
+            for var in ("HMS_AIRFLOW_PORT", "HMS_STAGING_PORT", "HMS_PROD_PORT")
         },
     }
     here = tmp_path_factory.mktemp("compose")
@@ -143,10 +163,18 @@ def stack(image: str, postgres_image: str, tmp_path_factory: pytest.TempPathFact
         chaos={"environment": "preprod", "time": "3s", "kill_fraction": 0.1, "min_health": 0.95, "replicas": 3})
     policy.chmod(0o644)
     mount = {"volumes": [f"{policy}:/opt/hms/.hms-ci/policy-pipeline.yml:ro"]}
-    override = here / "compose.test.yaml"
-    override.write_text(json.dumps({"services": {s: mount for s in (
+    services: dict[str, Any] = {s: dict(mount) for s in (
         "airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer",
-        "hms-api-staging", "hms-api-preprod", "hms-api-prod")}}))
+        "hms-api-staging", "hms-api-prod", "hms-chaos")}
+    # preprod scales to PREPROD_REPLICAS for the chaos job: a host port range, one port per container.
+    first = env["HMS_PREPROD_PORT"] = str(free_port_range(PREPROD_REPLICAS))
+    preprod_ports = f"127.0.0.1:{first}-{int(first) + PREPROD_REPLICAS - 1}:8000"
+    override = here / "compose.test.yaml"
+    # !override (a Compose YAML tag): preprod's one published port becomes the range, not one more mapping.
+    override.write_text(
+        yaml.safe_dump({"services": services})
+        + f"  hms-api-preprod:\n    volumes: {json.dumps(mount['volumes'])}\n    ports: !override ['{preprod_ports}']\n"
+    )
     s = Stack(env_file, env, override, policy)
     try:
         s.up()
@@ -226,6 +254,39 @@ def test_a_protocol_runs_to_prod_in_the_containers_approved_by_two_clerks_throug
                    json={"input": {"household_size": 4, "household_income": 30000, "county_fire_declared": True}},
                    timeout=30)
     assert r.status_code == 200 and r.json()["version"] == 3, r.text
+
+
+def started(stack: Stack, service: str) -> dict[str, str]:
+    """Each container of ``service`` (running or not): its id → when it last started."""
+    ids = docker("ps", "-aq", "--no-trunc", "--filter", f"label=com.docker.compose.project={stack.project}",
+                 "--filter", f"label=com.docker.compose.service={service}").stdout.split()
+    rows = json.loads(docker("inspect", *ids).stdout) if ids else []
+    return {c["Id"]: c["State"]["StartedAt"] for c in rows if c["State"]["Running"]}
+
+
+def test_the_chaos_job_kills_real_preprod_containers_and_every_answer_stays_right(stack):
+    """The seed's "randomly deletes 10 % of pods", with containers (hms.compose_fleet): preprod scaled to three,
+    the chaos job (the compose file's hms-chaos one-off, the only service given the engine's socket) kills one
+    with SIGKILL every few seconds and starts it again, while it asks every golden decision of what preprod has
+    in force — the v3 the run above put there — and checks each answer against the registry's timeline."""
+    stack.compose("up", "-d", "--no-build", "--no-recreate", "--no-deps", "--wait", "--scale",
+                  f"hms-api-preprod={PREPROD_REPLICAS}", "hms-api-preprod")
+    before = started(stack, "hms-api-preprod")
+    assert len(before) == PREPROD_REPLICAS
+    r = stack.compose("--profile", "chaos", "run", "--rm", "hms-chaos", "--target", "preprod", "--time", "20s",
+                      "--json", check=False, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    report = json.loads(r.stdout[r.stdout.index("{"):])
+    assert report["ok"] is True and report["replicas"] == PREPROD_REPLICAS, report
+    assert report["wrong_answers"] == 0 and report["requests"] > 100, report
+    assert report["kills"] >= 1 and report["restarts"] == report["kills"], report
+    after = started(stack, "hms-api-preprod")
+    assert set(after) == set(before)  # the same containers, every one running again
+    assert sum(after[c] != before[c] for c in before) >= 1  # and the killed ones really went down and came back
+    for port in range(int(stack.env["HMS_PREPROD_PORT"]), int(stack.env["HMS_PREPROD_PORT"]) + PREPROD_REPLICAS):
+        answer = httpx.post(f"http://127.0.0.1:{port}/v1/protocols/{PID}/decide", timeout=30, json={
+            "input": {"household_size": 4, "household_income": 30000, "county_fire_declared": True}})
+        assert answer.status_code == 200 and answer.json()["version"] == 3, answer.text
 
 
 def test_airflow_state_and_the_hms_home_survive_down_and_up(stack):

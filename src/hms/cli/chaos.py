@@ -27,7 +27,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--min-health", type=float, default=None)
     run.add_argument("--protocol", default=None, help="only this protocol's golden decisions")
     run.add_argument("--no-retry", action="store_true", help="the balancer does not retry (a fragile client)")
-    run.add_argument("--mode", choices=["local", "kubernetes"], default=None, help="default: execution.mode")
+    run.add_argument("--mode", choices=["local", "kubernetes", "compose"], default=None,
+                     help="default: execution.mode (compose: the containers of execution.compose_project)")
+    run.add_argument("--compose-project", default=None,
+                     help="compose mode: the project whose containers to kill (default: execution.compose_project)")
     run.add_argument("--seed", type=int, default=None, help="random seed for the choice of victims")
     run.add_argument("--json", action="store_true")
     add_record_options(run)
@@ -50,6 +53,8 @@ def _overrides(args: argparse.Namespace, config: Any, mode: str) -> list[str]:
         out.append(f"--replicas {args.replicas} (above {c.replicas})")
     if mode != config.execution.mode:
         out.append(f"--mode {mode} (the pipeline runs {config.execution.mode})")
+    if args.compose_project not in (None, config.execution.compose_project):
+        out.append(f"--compose-project {args.compose_project} (the pipeline's is {config.execution.compose_project})")
     return out
 
 
@@ -144,6 +149,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     fleet: Any
     if mode == "local":
         fleet = chaos.LocalFleet(args.target, replicas)
+    elif mode == "compose":
+        from hms.compose_fleet import ComposeFleet, service_for
+
+        fleet = ComposeFleet(args.compose_project or config.execution.compose_project, service_for(args.target))
+        replicas = len(fleet.replicas)  # the service's scale, not a number to start
     else:
         from kubernetes import client
         from kubernetes import config as kube_config
