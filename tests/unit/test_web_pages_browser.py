@@ -347,4 +347,10 @@ def test_a_scheduler_moves_an_activation_with_the_date_time_picker_in_the_pipeli
         browser.get(f"{url}/hms/ops")
         history = browser.find_element(By.CSS_SELECTOR, f"section.protocol[data-protocol='{b.protocol.id}']").text
         assert "moved from " in history and " to " in history and "by dana: the gazette moved the date" in history
+        # each deployment links its run and the log of the step that made it, opened out of the frame
+        row = browser.find_element(By.XPATH, "//table[@class='compact']//tr[td[1]='preprod']")
+        run, log = row.find_element(By.CSS_SELECTOR, "a.run-link"), row.find_element(By.CSS_SELECTOR, "a.log-link")
+        assert run.text == "manual__run-1" and run.get_attribute("target") == log.get_attribute("target") == "_top"
+        assert run.get_attribute("href").endswith(f"/runs/{b.protocol.id}/manual__run-1")
+        assert log.get_attribute("href").endswith(f"/runs/{b.protocol.id}/manual__run-1/deploy/preprod")
         browser.save_screenshot(str(ARTIFACTS / "web-deploys-moved.png"))

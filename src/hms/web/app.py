@@ -112,7 +112,7 @@ def create_app(
     @app.get("/ops", response_class=HTMLResponse)
     def ops_page(who: deps.CallerDep, cfg: deps.ConfigDep) -> HTMLResponse:
         with session_scope(read_only=True) as s:
-            return HTMLResponse(pages.ops_page(reviews.ops_overview(s, cfg), who, cfg))
+            return HTMLResponse(pages.ops_page(reviews.ops_overview(s, cfg), who, cfg, links))
 
     @app.get("/reports/{sha256}", response_class=HTMLResponse)
     def simulation_report(sha256: str, who: deps.CallerDep) -> HTMLResponse:

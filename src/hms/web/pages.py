@@ -517,6 +517,8 @@ class HistoryRow:
     ended_at: Moment | None
     created_by: str
     run_id: str
+    run_href: str | None = None  # the run in the host's UI (RunLinks), when the host says where
+    log_href: str | None = None  # the log of the step that made this row (deploy, or the last one's schedule)
 
 
 @dataclass(frozen=True)
@@ -537,8 +539,9 @@ def _served(d: dict[str, Any], at_key: str, tz: ZoneInfo) -> Served:
     return Served(d["version"], d["sha256"], moment(d[at_key], tz), timed(d.get("note"), tz))
 
 
-def _history(h: dict[str, Any], tz: ZoneInfo) -> HistoryRow:
+def _history(h: dict[str, Any], tz: ZoneInfo, pid: str, links: RunLinks | None) -> HistoryRow:
     m = h.get("move")
+    run = h["run_id"] or ""
     move = MoveLine(moment(m["moved_from"], tz), moment(m["moved_to"], tz), m["by"], m["reason"]) if m else None
     return HistoryRow(
         h["environment"],
@@ -549,11 +552,13 @@ def _history(h: dict[str, Any], tz: ZoneInfo) -> HistoryRow:
         moment(h["activate_at"], tz),
         moment(h["ended_at"], tz),
         h["created_by"],
-        h["run_id"] or "",
+        run,
+        links.run(pid, run) if links and run else None,
+        links.step(pid, run, "deploy", h["environment"]) if links and run else None,
     )
 
 
-def ops_view(overview: list[dict[str, Any]], tz: ZoneInfo) -> list[ProtocolOps]:
+def ops_view(overview: list[dict[str, Any]], tz: ZoneInfo, links: RunLinks | None = None) -> list[ProtocolOps]:
     return [
         ProtocolOps(
             p["protocol_id"],
@@ -565,17 +570,19 @@ def ops_view(overview: list[dict[str, Any]], tz: ZoneInfo) -> list[ProtocolOps]:
                 )
                 for e in p["environments"]
             ],
-            [_history(h, tz) for h in p["history"]],
+            [_history(h, tz, p["protocol_id"], links) for h in p["history"]],
         )
         for p in overview
     ]
 
 
-def ops_page(overview: list[dict[str, Any]], caller: Caller, config: PipelineConfig) -> str:
+def ops_page(
+    overview: list[dict[str, Any]], caller: Caller, config: PipelineConfig, links: RunLinks | None = None
+) -> str:
     return templating.render(
         "web/ops.html",
         page=_page("ops", caller, config),
-        protocols=ops_view(overview, config.tz),
+        protocols=ops_view(overview, config.tz, links),
         can_move=SCHEDULER_ROLE in caller.roles,
     )
 
