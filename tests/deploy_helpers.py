@@ -160,3 +160,21 @@ def serving(env: str, protocol_id: str = "wildfire-aid-2024", at: datetime | Non
     with session_scope(read_only=True) as s:
         d = deployments.in_force(s, env, protocol_id, at or clock.now() + SETTLED)
         return d.version if d else None
+
+
+def until_in_force() -> None:
+    """Until every deployment change recorded so far is in force: a rollback switches (a new row's activation,
+    or a withdrawn row's end) a moment after it is recorded (effective_time.switch_instant), so a page read at
+    once would still show the undone version."""
+    import time
+
+    from sqlalchemy import select
+
+    from hms.registry.models import Deployment
+
+    horizon = clock.now() + SETTLED  # not a pending activation days ahead
+    with session_scope(read_only=True) as s:
+        moments = [t for d in s.scalars(select(Deployment)) for t in (d.activate_at, d.ended_at) if t]
+    instant = max((t for t in moments if t <= horizon), default=None)
+    while instant is not None and clock.now() <= instant:
+        time.sleep(0.02)

@@ -5,18 +5,15 @@ cannot be read while Airflow parses the DAG file.
 
 from __future__ import annotations
 
-import time
-
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event
 
 from hms import clock, deployments, pushed_bundles
 from hms.chaos import free_port
 from hms.registry import db
 from hms.registry.db import session_scope
-from hms.registry.models import Deployment
 from tests.conftest import CHIP
-from tests.deploy_helpers import config, promote_all, ready, record, review_as, variant
+from tests.deploy_helpers import config, promote_all, ready, record, review_as, until_in_force, variant
 
 PID, CHIP_ID = "wildfire-aid-2024", "chip-income-cap"
 
@@ -30,12 +27,7 @@ def registry_with_bundles_in_every_state() -> dict[str, str]:
     promote_all(v3, cfg, run_id="bundle-v3")
     with session_scope() as s:
         deployments.rollback_run(s, "bundle-v3", actor="ops", config=cfg)
-    # A rollback comes into force a moment after it is recorded (hms.effective_time.switch_instant): until
-    # then v3 is still what prod serves. The registry is described once it has.
-    with session_scope(read_only=True) as s:
-        instant = max(d.activate_at for d in s.scalars(select(Deployment)))
-    while clock.now() <= instant:
-        time.sleep(0.02)
+    until_in_force()  # the registry is described once the rollback has switched
     v4 = ready(record(variant(4)), cfg)
     c1 = record(variant(1, CHIP))
     review_as(c1, "alice", "legal", "reject", "cites the 2023 poverty line")

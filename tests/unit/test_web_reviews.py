@@ -11,6 +11,7 @@ import contextlib
 import copy
 import io
 import json
+import re
 from datetime import datetime, timedelta
 
 import pytest
@@ -24,7 +25,7 @@ from hms.registry import store
 from hms.registry.db import session_scope
 from hms.web import WebError, create_app
 from tests.conftest import CHIP, WILDFIRE
-from tests.deploy_helpers import record, record_checks, write_config
+from tests.deploy_helpers import record, record_checks, until_in_force, write_config
 
 WHY = {"reason": "gazette date moved"}  # a move states why (issue 18)
 
@@ -579,3 +580,23 @@ def test_a_pickers_wall_time_that_names_no_single_instant_is_refused_naming_the_
     assert says in r.json()["detail"]
     with session_scope() as s:
         assert [d.activate_at for d in deployments.pending(s, "prod", b.protocol.id)] == [first]
+
+
+def test_a_bundle_rolled_back_after_its_run_failed_says_so_on_its_card_not_a_dash(client):
+    """Issue 18: the chips stopped at "—" for a bundle that had been live and was rolled back."""
+    b = bundle_of()
+    _staged(b, _monday_noon(), run_id="manual__failed")  # staging and preprod live, prod pending
+    cfg = pinned_policy.governing()
+    with session_scope() as s:
+        deployments.rollback_run(s, "manual__failed", actor="ops", config=cfg)
+    until_in_force()
+    board = client.get("/api/reviews", headers=as_("alice")).json()
+    (mine,) = [c for c in board["pending"] + board["decided"] if c["sha256"] == b.sha256]
+    places = {e["environment"]: e for e in mine["environments"]}
+    assert {env: e["state"] for env, e in places.items()} == {
+        "staging": "rolled_back", "preprod": "rolled_back", "prod": "cancelled"}
+    assert all(e["run_id"] == "manual__failed" and e["ended_at"] for e in places.values())
+    html = client.get("/reviews", headers=as_("alice")).text
+    chips = re.findall(r'data-env="(\w+)" data-state="(\w+)">\w+: (rolled back|cancelled) <time', html)
+    assert chips == [("staging", "rolled_back", "rolled back"), ("preprod", "rolled_back", "rolled back"),
+                     ("prod", "cancelled", "cancelled")]

@@ -285,14 +285,25 @@ class PendingPlaceOut(_Model):
     note: str | None
 
 
+class EndedPlaceOut(_Model):
+    """The bundle was here (or waited to be) and left: rolled back, its activation cancelled, or superseded."""
+
+    environment: str
+    state: Literal["rolled_back", "cancelled", "superseded"]
+    ended_at: str | None
+    run_id: str | None
+
+
 class AbsentPlaceOut(_Model):
-    """The bundle is neither in force nor waiting here."""
+    """The bundle was never in force nor waiting here."""
 
     environment: str
     state: Literal["absent"]
 
 
-BundlePlaceOut = Annotated[LivePlaceOut | PendingPlaceOut | AbsentPlaceOut, Field(discriminator="state")]
+BundlePlaceOut = Annotated[
+    LivePlaceOut | PendingPlaceOut | EndedPlaceOut | AbsentPlaceOut, Field(discriminator="state")
+]
 
 
 class ProtocolChangeOut(_Model):

@@ -253,8 +253,8 @@ class SimulationView:
 @dataclass(frozen=True)
 class EnvChip:
     name: str
-    state: str  # live | pending | absent
-    at: Moment | None
+    state: str  # live | pending | rolled_back | cancelled | superseded | absent
+    at: Moment | None  # since (live), at (pending), when it ended (the others)
     note: list[str | Moment]
 
 
@@ -396,7 +396,10 @@ def card(v: BundleView, caller: Caller, tz: ZoneInfo, links: RunLinks | None = N
     b, p = v.bundle, v.bundle.protocol
     envs = [
         EnvChip(
-            e["environment"], e["state"], moment(e.get("activate_at") or e.get("since"), tz), timed(e.get("note"), tz)
+            e["environment"],
+            e["state"],
+            moment(e.get("activate_at") or e.get("since") or e.get("ended_at"), tz),
+            timed(e.get("note"), tz),
         )
         for e in v.environments
     ]

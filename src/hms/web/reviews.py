@@ -354,7 +354,9 @@ def _late_note(d: Deployment, config: PipelineConfig) -> str | None:
 
 
 def bundle_environments(s: Session, b: Bundle, config: PipelineConfig) -> list[dict[str, Any]]:
-    """Where this exact bundle is: live, pending (with its time), or not (yet) there — per environment."""
+    """Where this exact bundle is, per environment: live, pending (with its time), how it left (rolled back,
+    cancelled, superseded — with when), or never there. A card that stopped at "—" for a bundle that was live
+    and then rolled back told the clerk the opposite of what happened."""
     now = clock.now()
     out = []
     for env in config.environment_names:
@@ -366,9 +368,19 @@ def bundle_environments(s: Session, b: Bundle, config: PipelineConfig) -> list[d
         elif waiting:
             out.append({"environment": env, "state": "pending", "activate_at": waiting[-1].activate_at.isoformat(),
                         "note": _late_note(waiting[-1], config)})
+        elif (ended := _ended_here(s, env, b)) is not None:  # it was there: say how it left, and when
+            out.append({"environment": env, "state": ended.state, "ended_at": ended.ended_at.isoformat()
+                        if ended.ended_at else None, "run_id": ended.run_id})
         else:
             out.append({"environment": env, "state": "absent"})
     return out
+
+
+def _ended_here(s: Session, env: str, b: Bundle) -> Deployment | None:
+    """This bundle's last deployment in ``env`` that has ended (rolled back, cancelled, superseded), if any."""
+    mine = [d for d in deployments.rows(s, env, b.protocol.id) if d.bundle_sha256 == b.sha256]
+    ended = [d for d in mine if d.state in ("rolled_back", "cancelled", "superseded")]
+    return max(ended, key=lambda d: (d.ended_at or d.activate_at, d.id)) if ended else None
 
 
 def review_board(s: Session, caller: Caller, config: PipelineConfig) -> tuple[list[BundleView], list[BundleView]]:
