@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import re
-from datetime import timedelta
+from datetime import UTC, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -83,6 +83,14 @@ def test_the_error_page_escapes_the_message_and_finds_its_stylesheet_one_level_d
     r = client.get("/reports/" + "ab" * 32, headers={**as_("bob"), "accept": "text/html"})
     assert r.status_code == 404 and "<h1>404</h1>" in r.text
     assert 'href="../static/base.css"' in r.text and "sha256:abab" in r.text
+
+
+def test_an_error_pages_instants_are_in_the_pipelines_zone_with_utc_on_hover():
+    at = (clock.now() + timedelta(days=40)).replace(second=0, microsecond=0).astimezone(UTC)
+    html = pages.error_page(409, f"prod already activates v4 at {at.isoformat()}", "env", None, tz=NY)
+    m = pages.moment(at, NY)
+    assert 'data-timezone="America/New_York"' in html and f"at {at.isoformat()}" not in html
+    assert f'<time datetime="{m.iso}" title="{m.utc}">{m.local}</time>' in html and m.local.endswith(("EST", "EDT"))
 
 
 # ---- times -----------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ described by /api/openapi.json. Errors are ``{"detail", "field", "status"}`` wit
 from collections.abc import Callable
 from importlib import resources
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -136,6 +137,15 @@ def create_app(
     return app
 
 
+def _zone() -> ZoneInfo:
+    """The pipeline's zone for an error page's times; UTC when the policy itself cannot be read (the error may
+    be about that), so an error page never fails in turn."""
+    try:
+        return deps.pipeline_config().tz
+    except Exception:
+        return ZoneInfo("UTC")
+
+
 def _error(request: Request, e: WebError, login_url: str | None) -> Response:
     """JSON for the API (and any client asking for JSON), an escaped HTML page for the browser pages."""
     headers = {"WWW-Authenticate": "Bearer"} if e.status == 401 else None
@@ -143,7 +153,7 @@ def _error(request: Request, e: WebError, login_url: str | None) -> Response:
     if wants_html:
         depth = request.url.path.removeprefix(request.scope.get("root_path", "")).count("/") - 1
         return HTMLResponse(
-            pages.error_page(e.status, e.message, e.field, login_url, base="../" * max(depth, 0)),
+            pages.error_page(e.status, e.message, e.field, login_url, base="../" * max(depth, 0), tz=_zone()),
             status_code=e.status,
             headers=headers,
         )

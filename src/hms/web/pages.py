@@ -61,6 +61,26 @@ def moment(t: datetime | str | None, tz: ZoneInfo) -> Moment | None:
 _LOCAL_TIME = re.compile(r"(\d{4}-\d{2}-\d{2} \d{2}:\d{2}(?::\d{2})?) ([A-Z][A-Za-z0-9+-]{0,5})")
 
 
+UTC_ZONE = ZoneInfo("UTC")
+_INSTANT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:\d{2})")
+
+
+def instants(text: str, tz: ZoneInfo) -> list[str | Moment]:
+    """A message of the core's, which states instants in ISO 8601 (UTC), with each instant as a ``Moment`` in
+    ``tz`` — what the pages' script does to the API's refusals (hms.js, hmsTimedText), done on the server."""
+    out: list[str | Moment] = []
+    last = 0
+    for m in _INSTANT.finditer(text):
+        try:
+            at = datetime.fromisoformat(m.group(0).replace("Z", "+00:00"))
+        except ValueError:
+            continue
+        out += [text[last : m.start()], moment(at, tz)]  # type: ignore[list-item]
+        last = m.end()
+    out.append(text[last:])
+    return [p for p in out if p != ""]
+
+
 def timed(text: str | None, tz: ZoneInfo) -> list[str | Moment]:
     """A sentence of the core's (a late-activation note) split into text and ``Moment`` s, so its times get
     the same hover as every other time on the page."""
@@ -477,12 +497,15 @@ def reviews_page(
     )
 
 
-def error_page(status: int, message: str, field: str | None, login_url: str | None, *, base: str = "") -> str:
+def error_page(
+    status: int, message: str, field: str | None, login_url: str | None, *, base: str = "",
+    tz: ZoneInfo = UTC_ZONE,
+) -> str:
     return templating.render(
         "web/error.html",
-        page=PageView("error", str(status), "UTC", base=base),
+        page=PageView("error", str(status), tz.key, base=base),
         status=status,
-        message=message,
+        message=instants(message, tz),
         field=field,
         login_url=login_url if status == 401 else None,
     )
