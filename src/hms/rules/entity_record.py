@@ -69,19 +69,22 @@ def label(group_id: Any) -> str:
 
 
 class _Members(list):
-    """A sub-group's members, with their numbers in the household (for ``(member k)``)."""
+    """Values aggregated over, each with its label in messages: a household's or a sub-group's members
+    (``member k``, k their number in the household), or a household's sub-groups (``tax_unit 7``).
+    ``subs``: on a household's members, its sub-groups of each kind, for ``sum(x, over=tax_units)``."""
 
-    numbers: tuple[int, ...] = ()
+    labels: tuple[str, ...] = ()
+    subs: Mapping[str, _Members] = {}
 
 
 def _aggregate(fn: str, members: Iterable[dict[str, Any]], f: Callable[[dict[str, Any]], Any]) -> Any:
     values = []
-    numbers = getattr(members, "numbers", None)
+    labels = getattr(members, "labels", ())
     for k, m in enumerate(members):
         try:
             values.append(f(m))
         except record._Fail as e:
-            raise record._Fail(f"{e} (member {numbers[k] if numbers else k})") from None
+            raise record._Fail(f"{e} ({labels[k] if labels else f'member {k}'})") from None
     if fn == "sum":
         acc = 0.0
         for x in values:
@@ -272,17 +275,20 @@ def evaluate(
     """Every rule's value: a scalar for a record rule, a list in member order for a person rule, a list in
     sub-group order (first appearance among the members) for a sub-group rule."""
     g = dict(hh.group)
-    members = [{**m, **g} for m in hh.members]
+    members = _Members({**m, **g} for m in hh.members)
     subs: dict[str, list[tuple[SubGroup, dict[str, Any], _Members]]] = {}
+    members.subs = {}
     for name, groups in hh.subs.items():
         subs[name] = []
         for sg in groups:
             v = {**sg.values, **g}
             ms = _Members(members[k] for k in sg.members)
-            ms.numbers = sg.members
+            ms.labels = tuple(f"member {k}" for k in sg.members)
             for m in ms:
                 m.update(sg.values)
             subs[name].append((sg, v, ms))
+        members.subs[name] = _Members(v for _, v, _ in subs[name])
+        members.subs[name].labels = tuple(f"{name} {label(sg.id)}" for sg, _, _ in subs[name])
     out: dict[str, Any] = {}
     for r in rules:
         fn = fns[r.name]
