@@ -4,7 +4,7 @@ Each member belongs to one tax unit and one SPM unit of its household, and the t
 in each other. Hypothesis draws household rules aggregating *over the tax units*
 (``sum(x, over=tax_units)``, the flat grammar over the tax unit's own inputs), tax-unit rules reading
 SPM-unit values through their members (an aggregated projection), household rules weighting a tax
-unit's value by a member value, and person rules reading all three groups. The person table
+unit's value by a member's role in it (``tax_unit_role``), and person rules reading all three groups. The person table
 interleaves households and each sub-group table lists its rows in a random order, so no segment is
 contiguous or sorted. Values must be bit-identical; a failure must name the same household, rule and
 message (member or tax unit).
@@ -27,7 +27,7 @@ from tests.unit.test_rule_backends import PARAMS, bool_expr, num_expr
 ENTITIES = {
     "person": {"plural": "members", "roles": ["head", "child"]},
     "household": {"group_of": "person", "record": True},
-    "tax_unit": {"group_of": "person"},
+    "tax_unit": {"group_of": "person", "roles": ["filer", "dependent"]},  # tax_unit_role
     "spm_unit": {"group_of": "person"},
 }
 INPUTS = {
@@ -52,6 +52,7 @@ member = st.fixed_dictionaries(
         "s": st.sampled_from(["x", "y", "z", "w"]),
         "role": st.sampled_from(["head", "child"]),
         "tax_unit": st.sampled_from([1, 2, "u3"]),
+        "tax_unit_role": st.sampled_from(["filer", "dependent"]),
         "spm_unit": st.sampled_from(["s1", 2]),
     }
 )
@@ -124,6 +125,7 @@ def assert_agree(rs: RuleSet, hhs: list[dict], seed: int) -> None:
             first_error = (i, e.rule, e.message.split("; record")[0])
             break
     cols, member_of, rows = interleaved(hhs, seed)
+    cols["tax_unit_role"] = np.asarray([hhs[h]["members"][k]["tax_unit_role"] for h, k in rows])
     tables, row_of = {}, {}
     for k, sub in enumerate(SUBS):
         tables[sub], row_of[sub] = _table(hhs, rows, sub, seed + 1 + k)
@@ -160,11 +162,11 @@ def test_household_rules_over_their_tax_units_agree_between_backends(expr, hhs, 
 @given(e1=num_expr(1), e2=bool_expr(1), hhs=households, seed=st.integers(0, 2**32))
 def test_groups_read_each_other_through_their_members_alike_in_both_backends(e1, e2, hhs, seed):
     rules = {
-        "out": 'sum(tu if role == "head" else 0) + max(sp, over=tax_units) - count(poor)',
+        "out": 'sum(tu if tax_unit_role == "filer" else 0) + max(sp, over=tax_units) - count(poor)',
         "spm": {"entity": "spm_unit", "formula": f"sum({e1}) + c"},
         "poor": {"entity": "spm_unit", "formula": f"any({e2}) or spm < b"},
         "sp": {"entity": "tax_unit", "formula": "max(spm) if any(poor) else ua"},  # SPM values via members
-        "tu": {"entity": "tax_unit", "formula": "sp / count(person) if uflag else min(c + a)"},
+        "tu": {"entity": "tax_unit", "formula": 'sp / count(person) if uflag else min(c + a) + count(role == "head")'},
         "p": {"entity": "person", "formula": "tu + spm + (out if poor else b)"},  # all three groups
     }
     assert_agree(ruleset(rules), hhs, seed)
@@ -172,7 +174,7 @@ def test_groups_read_each_other_through_their_members_alike_in_both_backends(e1,
 
 def test_a_failing_tax_unit_in_a_household_rule_over_tax_units_is_named_in_both_backends():
     rs = ruleset({"out": "sum(1 / ua, over=tax_units)"})
-    base = {"a": 1.0, "n": 0, "flag": True, "s": "x", "role": "head", "spm_unit": 1}
+    base = {"a": 1.0, "n": 0, "flag": True, "s": "x", "role": "head", "tax_unit_role": "filer", "spm_unit": 1}
     unit = {"un": 0, "uflag": True, "us": "x"}
     bad = {
         "household": {"b": 0.0},

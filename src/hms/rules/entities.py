@@ -60,10 +60,17 @@ class EntityModel:
     rule_entity: Mapping[str, str]  # rule -> entity name
     subgroups: tuple[str, ...] = ()  # group entities other than the record (e.g. "tax_unit"), in declared order
     sub_plural: Mapping[str, str] | None = None  # sub-group -> the key of its inputs list in a request
+    sub_roles: Mapping[str, tuple[str, ...]] | None = None  # sub-group -> its roles (``tax_unit_role``)
+
+    def role_fields(self) -> dict[str, tuple[str, ...]]:
+        """Each role a member carries and its values: ``role`` (the person entity's ``roles``: the member's
+        role in the record) and ``<sub-group>_role`` for a sub-group declaring roles (``tax_unit_role``)."""
+        out = {ROLE: self.roles} if self.roles else {}
+        return out | {role_field(g): r for g, r in (self.sub_roles or {}).items()}
 
     def entity(self, name: str) -> str | None:
-        """The entity of an input, rule or ``role`` (None: a parameter or unknown)."""
-        if name == ROLE and self.roles:
+        """The entity of an input, rule or role field (None: a parameter or unknown)."""
+        if name in self.role_fields():
             return self.person
         return self.input_entity.get(name, self.rule_entity.get(name))
 
@@ -74,10 +81,8 @@ class EntityModel:
         return [n for n, e in self.input_entity.items() if e == sub]
 
     def is_person(self, name: str) -> bool:
-        """True for a person-level input, rule or ``role``."""
-        if name == ROLE and self.roles:
-            return True
-        return self.input_entity.get(name, self.rule_entity.get(name)) == self.person
+        """True for a person-level input, rule or role field."""
+        return self.entity(name) == self.person
 
     def person_inputs(self) -> list[str]:
         return [n for n, e in self.input_entity.items() if e == self.person]
@@ -88,7 +93,12 @@ class EntityModel:
     def reserved(self) -> set[str]:
         names = {self.person, self.plural, self.group, *AGGREGATIONS}
         names |= set(self.subgroups) | {self.plural_of(g) for g in self.subgroups}
-        return names | ({ROLE} if self.roles else set())
+        return names | ({ROLE} if self.roles else set()) | {role_field(g) for g in self.sub_roles or {}}
+
+
+def role_field(sub: str) -> str:
+    """The member field holding a member's role in its sub-group of kind ``sub`` (``tax_unit_role``)."""
+    return f"{sub}_{ROLE}"
 
 
 def parse_model(
@@ -129,10 +139,10 @@ def parse_model(
     for key in ("plural", "roles"):
         if key in gdecl:
             raise RuleError(f"{key} belongs to the person entity {person!r}", where=f"entities.{group}.{key}")
-    sub_plural = {}
+    sub_plural, sub_roles = {}, {}
     for g in subgroups:
         if "roles" in entities[g]:
-            raise RuleError(f"roles belongs to the person entity {person!r}", where=f"entities.{g}.roles")
+            sub_roles[g] = tuple(entities[g]["roles"])
         sub_plural[g] = entities[g].get("plural", f"{g}s")
     plural = pdecl.get("plural", DEFAULT_PLURAL)
     if plural in (person, *groups):
@@ -160,15 +170,15 @@ def parse_model(
         if e not in known:
             raise RuleError(f"unknown entity {e!r}; declared: {declared}", where=f"rules.{name}.entity")
         rule_entity[name], formulas[name] = e, decl["formula"]
-    model = EntityModel(person, plural, group, roles, input_entity, rule_entity, subgroups, sub_plural)
+    model = EntityModel(person, plural, group, roles, input_entity, rule_entity, subgroups, sub_plural, sub_roles)
     taken = model.reserved()
     for kind, names in (("input", inputs), ("rule", rules)):
         for name in names:
             if name in taken:
                 raise RuleError(
                     f"{kind} name {name!r} is reserved when entities are declared "
-                    f"(entity names, {', '.join(repr(p) for p in (plural, *sub_plural.values()))}, {ROLE!r}, "
-                    "the aggregations)",
+                    f"(entity names, {', '.join(repr(p) for p in (plural, *sub_plural.values()))}, "
+                    f"{', '.join(repr(r) for r in (ROLE, *map(role_field, sub_roles)))}, the aggregations)",
                     where=f"{kind}s.{name}",
                 )
     return model, formulas
@@ -383,20 +393,24 @@ class _EntityChecker(_Checker):
         return self.fail(node, f"unknown {'function' if functions_only else 'name'} {name!r}{hint}")
 
     def _check_role_literals(self, node: ast.AST, out: ir.Compare | ir.InTuple) -> None:
-        """``role == "chld"`` is a typo, not a rule that is always false."""
-        if not self.model.roles:
+        """``role == "chld"`` (or ``tax_unit_role == "filr"``) is a typo, not a rule that is always false."""
+        fields = self.model.role_fields()
+        if not fields:
             return
         operands = out.operands if isinstance(out, ir.Compare) else (out.operand,)
         literals = (
             [o.value for o in out.operands if isinstance(o, ir.Const)] if isinstance(out, ir.Compare) else out.values
         )
-        if not any(isinstance(o, ir.Name) and o.name == ROLE for o in operands):
+        named = next((o.name for o in operands if isinstance(o, ir.Name) and o.name in fields), None)
+        if named is None:
             return
+        roles = fields[named]
         for lit in literals:
-            if isinstance(lit, str) and lit not in self.model.roles:
-                close = difflib.get_close_matches(lit, self.model.roles, n=1)
+            if isinstance(lit, str) and lit not in roles:
+                close = difflib.get_close_matches(lit, roles, n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise self.fail(node, f"{lit!r} is not a role; roles: {', '.join(self.model.roles)}{hint}")
+                what = "a role" if named == ROLE else f"a {named[: -len(ROLE) - 1]} role"
+                raise self.fail(node, f"{lit!r} is not {what}; roles: {', '.join(roles)}{hint}")
 
 
 def _example(fn: str) -> str:
@@ -438,4 +452,4 @@ def check_rules(formulas: Mapping[str, str], scope: Scope, model: EntityModel) -
     return out
 
 
-__all__ = ["AGGREGATIONS", "ROLE", "EntityModel", "check_rules", "flat_formulas", "parse_model"]
+__all__ = ["AGGREGATIONS", "ROLE", "EntityModel", "check_rules", "flat_formulas", "parse_model", "role_field"]
