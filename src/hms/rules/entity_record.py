@@ -15,6 +15,7 @@ import difflib
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -69,22 +70,30 @@ def label(group_id: Any) -> str:
 
 
 class _Members(list):
-    """Values aggregated over, each with its label in messages: a household's or a sub-group's members
-    (``member k``, k their number in the household), or a household's sub-groups (``tax_unit 7``).
-    ``subs``: on a household's members, its sub-groups of each kind, for ``sum(x, over=tax_units)``."""
+    """Values aggregated over, as messages name them: a household's or a sub-group's members (``member k``,
+    ``numbers[k]`` their number in the household), or a household's sub-groups of kind ``kind`` (``tax_unit
+    7``, ``ids[k]``). ``subs``: on a household's members, its sub-groups of each kind, for
+    ``sum(x, over=tax_units)``. Labels are made only for a message: evaluation pays nothing for them."""
 
-    labels: tuple[str, ...] = ()
-    subs: Mapping[str, _Members] = {}
+    numbers: tuple[int, ...] = ()
+    kind: str = ""
+    ids: tuple[Any, ...] = ()
+    subs: Mapping[str, _Members] = MappingProxyType({})  # replaced per instance
+
+    def label(self, k: int) -> str:
+        if self.kind:
+            return f"{self.kind} {label(self.ids[k])}"
+        return f"member {self.numbers[k] if self.numbers else k}"
 
 
 def _aggregate(fn: str, members: Iterable[dict[str, Any]], f: Callable[[dict[str, Any]], Any]) -> Any:
     values = []
-    labels = getattr(members, "labels", ())
     for k, m in enumerate(members):
         try:
             values.append(f(m))
         except record._Fail as e:
-            raise record._Fail(f"{e} ({labels[k] if labels else f'member {k}'})") from None
+            where = members.label(k) if isinstance(members, _Members) else f"member {k}"
+            raise record._Fail(f"{e} ({where})") from None
     if fn == "sum":
         acc = 0.0
         for x in values:
@@ -283,12 +292,12 @@ def evaluate(
         for sg in groups:
             v = {**sg.values, **g}
             ms = _Members(members[k] for k in sg.members)
-            ms.labels = tuple(f"member {k}" for k in sg.members)
+            ms.numbers = sg.members
             for m in ms:
                 m.update(sg.values)
             subs[name].append((sg, v, ms))
         members.subs[name] = _Members(v for _, v, _ in subs[name])
-        members.subs[name].labels = tuple(f"{name} {label(sg.id)}" for sg, _, _ in subs[name])
+        members.subs[name].kind, members.subs[name].ids = name, tuple(sg.id for sg in groups)
     out: dict[str, Any] = {}
     for r in rules:
         fn = fns[r.name]
