@@ -22,10 +22,15 @@ Several group entities may be declared, OpenFisca-style: every person belongs to
 entity of each group kind. One of them is the *record* (``record: true``, else the first declared):
 the decision request, the test case, the population row with the weights (a household). The others
 are *sub-groups* of the record (a household's tax units): each member names its sub-group by id
-(``tax_unit: 1``) and a sub-group is inside one record. A sub-group rule aggregates over its own
-members and reads record values (projection); a person rule reads the values of its record and of
-each of its sub-groups. A record rule does not aggregate over sub-groups: summing a tax unit's
-value over the household's members would count it once per member, so it is refused at load.
+(``tax_unit: 1``) and a sub-group is inside one record; a sub-group declaring ``roles`` gives each
+member a ``tax_unit_role``. A sub-group rule aggregates over its own members and reads record values
+(projection); a person rule reads the values of its record and of each of its sub-groups. Because
+each sub-group lies inside one record, a record rule aggregates over its sub-groups directly
+(``sum(unit_credit, over=tax_units)``, ``count(tax_units)``), each counted once. Groups that need not
+nest (a tax unit and an SPM unit) read each other only through their members, where each member has
+one of each (``any(spm_poor)`` in a tax-unit rule). Refused at load, naming the rule and column: a
+group reading another group's value directly, and ``sum(unit_credit)`` over a household's members
+(the expression reads no member value, so it would count each tax unit once per member).
 """
 
 from __future__ import annotations

@@ -13,7 +13,9 @@ person names its row in the sub-group's table. Their members are not contiguous 
 persons sorted by household, so a sub-group's reductions go through one stable permutation
 (``Scattered``); within a sub-group the member order stays the household's. A failure in a
 sub-group rule is reported on the household's row with its first failing sub-group, in the
-order the per-record backend visits them (first appearance among the members).
+order the per-record backend visits them (first appearance among the members). A record rule
+aggregating over its sub-groups (``sum(x, over=tax_units)``) evaluates ``x`` on the sub-group's rows
+and reduces them per record in that same order (``SubRows``).
 """
 
 from __future__ import annotations
