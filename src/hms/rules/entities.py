@@ -305,11 +305,13 @@ class _EntityChecker(_Checker):
                     if over == m.group
                     else "to read it through the members,"
                 )
+                fields = m.role_fields()
+                role = next((r for r in (role_field(ent), ROLE) if r in fields), None)
+                example = f" (e.g. {name} if {role} == {fields[role][0]!r} else 0)" if role else ""
                 raise self.fail(
                     node,
                     f"{name!r} is a {ent} value: summing it over the {m.plural} of a {over} would count it once "
-                    f"per member of the {ent}; {fix} weight it by a member value (e.g. "
-                    f"{name} if {ROLE} == '…' else 0)",
+                    f"per member of the {ent}; {fix} weight it by a member value{example}",
                 )
 
     _in_aggregate = False
