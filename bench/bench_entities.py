@@ -77,7 +77,7 @@ def _two_levels() -> list[Row]:
             f"{vec:.2f} s ({N / vec / 1e6:.2f} M households/s)", "< 3 s", vec < 3),
         # 12 rules over three levels (members, tax units, the household) and the nested request's validation.
         Row("entities", "per-record work credit, 1M households (from 20k)", f"{per:.1f} s ({N / per / 1e3:.1f} k/s)",
-            "> 2 k households/s (< 500 µs a decision)", N / per > 2_000),
+            "> 5 k households/s (< 200 µs a decision)", N / per > 5_000),
     ]
 
 
