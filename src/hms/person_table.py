@@ -147,8 +147,8 @@ def synthesize_members(
     for name in sorted(read & set(rs.person_specs())):
         if name in columns:
             continue
-        if name == "role":
-            columns[name], record = _roles(model.roles, table.member_of, seed)
+        if name in model.role_fields():
+            columns[name], record = _roles(name, model.role_fields()[name], table.member_of, seed)
         else:
             columns[name], record = synthesize(
                 name,
@@ -301,14 +301,16 @@ def _linked_columns(
     return out
 
 
-def _roles(roles: tuple[str, ...], member_of: np.ndarray, seed: int) -> tuple[np.ndarray, SynthesizedColumn]:
+def _roles(name: str, roles: tuple[str, ...], member_of: np.ndarray, seed: int) -> tuple[np.ndarray, SynthesizedColumn]:
+    """A role field (``role``, ``tax_unit_role``): the first member of each household (and so of its one
+    synthetic sub-group) the first role, the others drawn from the rest, each field its own stream."""
     first = np.ones(len(member_of), dtype=bool)
     first[1:] = member_of[1:] != member_of[:-1]
     others = roles[1:] or roles[:1]
-    drawn = np.asarray(others)[column_rng(seed, "role").integers(0, len(others), len(member_of))]
+    drawn = np.asarray(others)[column_rng(seed, name).integers(0, len(others), len(member_of))]
     values = np.where(first, roles[0], drawn)
     how = f"the first member of each household {roles[0]!r}, the others uniform over {list(others)}"
-    return values, SynthesizedColumn("role", how)
+    return values, SynthesizedColumn(name, how)
 
 
 __all__ = ["HOUSEHOLD_ID", "PersonTable", "SubFile", "SubTable", "link", "synthesize_members", "with_subgroups"]

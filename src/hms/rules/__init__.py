@@ -92,7 +92,7 @@ class RuleSet:
             raise RuleError(f"parameter {n!r} has the same name as an input", where=f"parameters.{n}")
         scope = Scope(
             {n: _TYPE[s.type] for n, s in self.inputs.items()}
-            | ({entity_rules.ROLE: STR} if self.model is not None and self.model.roles else {}),
+            | ({r: STR for r in self.model.role_fields()} if self.model is not None else {}),
             {n: _scalar_type(v) for n, v in self.params.items()},
             self.tables,
             {},
@@ -294,13 +294,13 @@ class RuleSet:
         return {} if m is None else {g: {n: self.inputs[n] for n in m.sub_inputs(g)} for g in m.subgroups}
 
     def person_specs(self) -> dict[str, InputSpec]:
-        """Person inputs, and ``role`` when the person entity declares roles."""
+        """Person inputs, and each role field (``role``, ``tax_unit_role``) of an entity declaring roles."""
         m = self.model
         if m is None:
             return {}
         specs = {n: self.inputs[n] for n in m.person_inputs()}
-        if m.roles:
-            specs[entity_rules.ROLE] = InputSpec(entity_rules.ROLE, "string", enum=m.roles)
+        for name, roles in m.role_fields().items():
+            specs[name] = InputSpec(name, "string", enum=roles)
         return specs
 
     def evaluate_groups(

@@ -15,6 +15,7 @@ import difflib
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -69,19 +70,30 @@ def label(group_id: Any) -> str:
 
 
 class _Members(list):
-    """A sub-group's members, with their numbers in the household (for ``(member k)``)."""
+    """Values aggregated over, as messages name them: a household's or a sub-group's members (``member k``,
+    ``numbers[k]`` their number in the household), or a household's sub-groups of kind ``kind`` (``tax_unit
+    7``, ``ids[k]``). ``subs``: on a household's members, its sub-groups of each kind, for
+    ``sum(x, over=tax_units)``. Labels are made only for a message: evaluation pays nothing for them."""
 
     numbers: tuple[int, ...] = ()
+    kind: str = ""
+    ids: tuple[Any, ...] = ()
+    subs: Mapping[str, _Members] = MappingProxyType({})  # replaced per instance
+
+    def label(self, k: int) -> str:
+        if self.kind:
+            return f"{self.kind} {label(self.ids[k])}"
+        return f"member {self.numbers[k] if self.numbers else k}"
 
 
 def _aggregate(fn: str, members: Iterable[dict[str, Any]], f: Callable[[dict[str, Any]], Any]) -> Any:
     values = []
-    numbers = getattr(members, "numbers", None)
     for k, m in enumerate(members):
         try:
             values.append(f(m))
         except record._Fail as e:
-            raise record._Fail(f"{e} (member {numbers[k] if numbers else k})") from None
+            where = members.label(k) if isinstance(members, _Members) else f"member {k}"
+            raise record._Fail(f"{e} ({where})") from None
     if fn == "sum":
         acc = 0.0
         for x in values:
@@ -272,8 +284,9 @@ def evaluate(
     """Every rule's value: a scalar for a record rule, a list in member order for a person rule, a list in
     sub-group order (first appearance among the members) for a sub-group rule."""
     g = dict(hh.group)
-    members = [{**m, **g} for m in hh.members]
+    members = _Members({**m, **g} for m in hh.members)
     subs: dict[str, list[tuple[SubGroup, dict[str, Any], _Members]]] = {}
+    members.subs = {}
     for name, groups in hh.subs.items():
         subs[name] = []
         for sg in groups:
@@ -283,6 +296,8 @@ def evaluate(
             for m in ms:
                 m.update(sg.values)
             subs[name].append((sg, v, ms))
+        members.subs[name] = _Members(v for _, v, _ in subs[name])
+        members.subs[name].kind, members.subs[name].ids = name, tuple(sg.id for sg in groups)
     out: dict[str, Any] = {}
     for r in rules:
         fn = fns[r.name]

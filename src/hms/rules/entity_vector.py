@@ -13,7 +13,9 @@ person names its row in the sub-group's table. Their members are not contiguous 
 persons sorted by household, so a sub-group's reductions go through one stable permutation
 (``Scattered``); within a sub-group the member order stays the household's. A failure in a
 sub-group rule is reported on the household's row with its first failing sub-group, in the
-order the per-record backend visits them (first appearance among the members).
+order the per-record backend visits them (first appearance among the members). A record rule
+aggregating over its sub-groups (``sum(x, over=tax_units)``) evaluates ``x`` on the sub-group's rows
+and reduces them per record in that same order (``SubRows``).
 """
 
 from __future__ import annotations
@@ -80,10 +82,17 @@ class Segments:
 
 class Scattered(Segments):
     """A sub-group's members: ``group_of`` (person order) need not be sorted; ``member_no`` numbers
-    each person within its record."""
+    each person within its record.
 
-    def __init__(self, group_of: np.ndarray, n: int, member_no: np.ndarray) -> None:
-        self.perm = np.argsort(group_of, kind="stable")
+    The same reductions serve a record's sub-groups (``sum(credit, over=tax_units)``): ``group_of`` is
+    then each sub-group row's record row and ``perm`` orders a record's sub-groups as the per-record
+    backend visits them (first appearance among the members).
+    """
+
+    def __init__(
+        self, group_of: np.ndarray, n: int, member_no: np.ndarray | None = None, perm: np.ndarray | None = None
+    ) -> None:
+        self.perm = np.argsort(group_of, kind="stable") if perm is None else perm
         super().__init__(group_of[self.perm], n)
         self.group_of = group_of
         self.member_no = member_no
@@ -103,6 +112,7 @@ class Scattered(Segments):
         return int(self.perm[start + k])
 
     def number(self, p: int) -> int:
+        assert self.member_no is not None, "sub-group rows are not members"
         return int(self.member_no[p])
 
 
@@ -192,8 +202,25 @@ class SubValues(dict):
         return value
 
 
+@dataclass(frozen=True)
+class SubRows:
+    """A record's sub-groups of one kind, for a record rule aggregating over them: the sub-group table's
+    values (record values projected), its rows segmented by record, and the checked input."""
+
+    values: SubValues
+    seg: Scattered
+    input: SubInput
+
+
+def sub_rows(values: SubValues, sub: SubInput, n: int) -> SubRows:
+    """Sub-group rows grouped by record row, each record's in first-appearance order (as per record)."""
+    perm = np.lexsort((sub.first_person, sub.record_of))
+    return SubRows(values, Scattered(sub.record_of, n, perm=perm), sub)
+
+
 class GroupEvaluator(vector.Evaluator):
-    """The flat evaluator over household rows, plus aggregations over the members."""
+    """The flat evaluator over household rows, plus aggregations over the members (and, for the record,
+    over its sub-groups: ``subs``)."""
 
     def __init__(
         self,
@@ -202,12 +229,22 @@ class GroupEvaluator(vector.Evaluator):
         params: Mapping[str, Any],
         tables: Mapping[str, vector.Table],
         seg: Segments,
+        subs: Mapping[str, SubRows] | None = None,
     ) -> None:
         super().__init__(values, params, tables, seg.n)
         self.members = members
         self.seg = seg
+        self.subs = subs or {}
 
     def ev(self, node: ir.Node, mask: Mask, track: bool) -> Any:
+        if isinstance(node, ir.Aggregate) and node.over is not None:
+            rows = self.subs[node.over]
+            sub = vector.Evaluator(rows.values, self.p, self.t, rows.seg.m)
+            sub.rule = self.rule
+            x = sub.ev(node.arg, None if mask is None else rows.seg.project(mask), track)
+            if sub.failures:
+                self.failures.append(subgroup_failure(self.rule, node.over, sub.failures, rows.input, self.seg.n))
+            return rows.seg.reduce(node.func, x)
         if isinstance(node, ir.Aggregate):
             sub = self.member_evaluator()
             x = sub.ev(node.arg, None if mask is None else self.seg.project(mask), track)
@@ -255,7 +292,8 @@ def evaluate(
     sub_values = {g: SubValues(s.columns, values, s.record_of) for g, s in subs.items()}
     sub_segs = {g: Scattered(s.of_person, len(s.record_of), member_no) for g, s in subs.items()}
     members = MemberValues(person_columns, values, seg, tuple((sub_values[g], sub_segs[g]) for g in subs))
-    ev = GroupEvaluator(values, members, params, tables, seg)
+    rows = {g: sub_rows(sub_values[g], s, seg.n) for g, s in subs.items()}
+    ev = GroupEvaluator(values, members, params, tables, seg, rows)
     group_out: dict[str, np.ndarray] = {}
     person_out: dict[str, np.ndarray] = {}
     sub_out: dict[str, dict[str, np.ndarray]] = {g: {} for g in subs}
@@ -293,4 +331,4 @@ def evaluate(
     return Grouped(group_out, person_out, sub_out), ev.failures, values
 
 
-__all__ = ["Grouped", "Scattered", "Segments", "SubInput", "evaluate", "member_failure", "subgroup_failure"]
+__all__ = ["Grouped", "Scattered", "Segments", "SubInput", "SubRows", "evaluate", "member_failure", "subgroup_failure"]

@@ -99,11 +99,14 @@ class Call(Node):
 class Aggregate(Node):
     """``sum/count/any/all/min/max(member_expr)`` in a group rule: ``arg`` is evaluated per member.
 
-    ``count(person)`` is ``Aggregate("count", Const(True))``. See hms.rules.entities.
+    ``count(person)`` is ``Aggregate("count", Const(True))``. ``over`` names a sub-group entity when a
+    record rule aggregates over its sub-groups instead (``sum(credit, over=tax_units)``): ``arg`` is then
+    evaluated once per sub-group. See hms.rules.entities.
     """
 
     func: str  # sum | count | any | all | min | max
     arg: Node
+    over: str | None = None  # None: the members; else a sub-group entity nested in the record
 
 
 @dataclass(frozen=True)

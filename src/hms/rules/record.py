@@ -129,9 +129,12 @@ def source(node: ir.Node) -> str:
         case ir.Call(func=fn, args=args):
             name = {"round": "_round", "floor": "_floor", "ceil": "_ceil"}.get(fn, fn)
             return f"{name}(" + ", ".join(source(a) for a in args) + ")"
-        case ir.Aggregate(func=fn, arg=a):
+        case ir.Aggregate(func=fn, arg=a, over=None):
             # Members are ``M`` (hms.rules.entity_record); inside, ``v`` is one member's values.
             return f"_aggregate({fn!r}, M, lambda v: {source(a)})"
+        case ir.Aggregate(func=fn, arg=a, over=sub):
+            # A record's sub-groups are ``M.subs[sub]``; inside, ``v`` is one sub-group's values.
+            return f"_aggregate({fn!r}, M.subs[{sub!r}], lambda v: {source(a)})"
     raise AssertionError(f"unhandled IR node {node!r}")
 
 
