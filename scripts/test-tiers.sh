@@ -19,7 +19,8 @@ SHIFTED=($(for t in "${SHIFTED[@]}"; do [ -e "$t" ] && echo "$t"; done))
 # compute; they run in the unit tier. A file joins this list only if `grep -E 'clock|datetime|date|now\('`
 # finds nothing in it.
 CLOCK_FREE=(tests/unit/test_rule_backends.py tests/unit/test_entity_backends.py
-            tests/unit/test_entity_subgroup_backends.py tests/unit/test_compliance_policies.py)
+            tests/unit/test_entity_subgroup_backends.py tests/unit/test_entity_nested_backends.py
+            tests/unit/test_compliance_policies.py)
 IGNORE_CLOCK_FREE=($(for t in "${CLOCK_FREE[@]}"; do echo "--ignore=$t"; done))
 # Timed against the machine — chaos: replicas killed and restarted within a health budget over a few seconds;
 # load: no answer from a version no longer in force, tens of milliseconds after a rollback (under another
