@@ -86,3 +86,17 @@ def until(
             return last
         time.sleep(every)
     raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+
+def background(driver: Any) -> tuple[int, ...]:
+    """The page's background as sRGB bytes (the stylesheet's oklch, resolved by the browser on a canvas)."""
+    return tuple(
+        driver.execute_script("""
+        const c = document.createElement('canvas').getContext('2d');
+        c.fillStyle = getComputedStyle(document.body).backgroundColor; c.fillRect(0, 0, 1, 1);
+        return Array.from(c.getImageData(0, 0, 1, 1).data.slice(0, 3));""")
+    )
+
+
+def dark(rgb: tuple[int, ...]) -> bool:
+    return sum(rgb) / 3 < 60

@@ -2,8 +2,10 @@
 
 Everything is the core's ``hms.web`` app mounted at ``/hms``; this file only supplies who is calling
 (web_auth: Airflow's JWT, as Bearer header or the UI's cookie), two entries in the UI's navigation
-that show the pages in an iframe, and the listener that aborts a policy run marked failed. Reserved
-prefixes (/api/v2, /ui, /auth, …) are avoided by design.
+that show the pages in an iframe, the listener that aborts a policy run marked failed, and a root middleware
+that gives a form-triggered run of a picked bundle an id naming it (run_ids.py: the one request of Airflow's
+own API it touches, and only to fill in a missing run id). Reserved prefixes (/api/v2, /ui, /auth, …) are
+otherwise avoided by design.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from airflow.plugins_manager import AirflowPlugin
 
 from hms.web import create_app
 from hms_operators import run_listener
+from hms_operators.run_ids import BundleRunIds
 from hms_operators.run_links import AirflowRunLinks
 from hms_operators.web_auth import airflow_user
 
@@ -25,6 +28,10 @@ class HmsReviewPlugin(AirflowPlugin):
     # A policy run marked failed (UI / REST) or failing on its own is aborted in the core: rolled back, its
     # pending activations cancelled (run_listener.py says what Airflow 3.3 calls, and when).
     listeners: ClassVar[list[Any]] = [run_listener]
+    # A run triggered from the form with a pushed bundle picked gets an id naming it (run_ids.py).
+    fastapi_root_middlewares: ClassVar[list[dict[str, Any]]] = [
+        {"middleware": BundleRunIds, "args": [], "kwargs": {}, "name": "hms: a picked bundle names its run"}
+    ]
     fastapi_apps: ClassVar[list[dict[str, Any]]] = [
         {"app": create_app(airflow_user, login_url="/", links=AirflowRunLinks()), "url_prefix": URL_PREFIX,
          "name": "HMS policy reviews"}

@@ -20,7 +20,7 @@ import pytest
 
 from tests import web_harness
 from tests.deploy_helpers import write_config
-from tests.web_harness import ARTIFACTS, headless_chromium
+from tests.web_harness import ARTIFACTS, background, dark, headless_chromium
 
 pytestmark = [pytest.mark.airflow, pytest.mark.browser]
 
@@ -156,6 +156,7 @@ def test_two_clerks_approve_from_the_airflow_ui_the_run_moves_on_and_a_scheduler
     browser.save_screenshot(str(ARTIFACTS / "clerk-3-run-moved-on.png"))
     states = stack.task_states(DAG, run_id)
     assert states["review.approvals"] == "success" and states["staging.deploy"] == "success", states
+    follows_airflows_dark_mode_and_links_into_airflow(browser, stack, run_id, sha)
 
     # The run stages prod 10 minutes ahead and its flip task waits, deferred; the scheduler brings it forward.
     until("the flip task waiting for the effective time", lambda: stack.task_states(DAG, run_id).get(
@@ -181,6 +182,32 @@ def test_two_clerks_approve_from_the_airflow_ui_the_run_moves_on_and_a_scheduler
     assert "moved" in history and "by dana: Gazette publication moved to today" in history, history
     browser.switch_to.default_content()
     browser.save_screenshot(str(ARTIFACTS / "clerk-5-prod-live.png"))
+
+
+def follows_airflows_dark_mode_and_links_into_airflow(browser: Any, stack: Any, run_id: str, sha: str) -> None:
+    """In the real Airflow UI: the card's life links this run and its steps' logs to Airflow's own pages, and
+    the page turns dark when Airflow does (its theme, next-themes' ``theme`` in localStorage, on <html>)."""
+    from selenium.webdriver.common.by import By
+
+    frame = "iframe[src*='/hms/reviews']"
+    browser.switch_to.frame(browser.find_element(By.CSS_SELECTOR, frame))
+    links = {a.get_attribute("href") for a in browser.find_elements(
+        By.CSS_SELECTOR, f"section.decided[data-sha='{sha}'] ol.life li[data-run='{run_id}'] a")}
+    run = f"{stack.url}/dags/{DAG}/runs/{run_id}"
+    assert run in links and f"{run}/tasks/staging.deploy" in links, links
+    browser.switch_to.default_content()
+    browser.execute_script("localStorage.setItem('theme', 'dark')")
+    browser.refresh()
+    until("Airflow in dark mode", lambda: browser.execute_script(
+        "return document.documentElement.classList.contains('dark')"), 30, 0.5)
+    browser.switch_to.frame(until("the Reviews iframe", lambda: browser.find_elements(By.CSS_SELECTOR, frame), 60)[0])
+    until("the page in Airflow's dark theme", lambda: browser.execute_script(
+        "return document.documentElement.dataset.theme") == "dark" and dark(background(browser)), 30, 0.5)
+    browser.switch_to.default_content()
+    browser.save_screenshot(str(ARTIFACTS / "clerk-3b-dark.png"))
+    browser.execute_script("localStorage.setItem('theme', 'light')")
+    browser.get(run)  # the run link opens Airflow's own page of this run
+    until("Airflow's page of the run", lambda: run_id in browser.find_element(By.TAG_NAME, "body").text, 60)
 
 
 def _bundle_sha(stack: Any, run_id: str) -> str:

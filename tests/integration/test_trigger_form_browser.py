@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from hms.ci import bundle_prefix_of_run
 from tests.deploy_helpers import approve, config, promote_all, ready, record, variant
 from tests.integration.test_clerk_page_browser import browser, log_in, until  # noqa: F401 (fixture)
 from tests.web_harness import ARTIFACTS
@@ -93,6 +94,8 @@ def test_the_trigger_form_offers_the_pushed_bundles_and_the_run_takes_the_pick(t
             return [r for r in runs if (r.get("conf") or {}).get("bundle") == v4.sha256]
 
         (run,) = until("a run with the pick in its conf", picked_run, 60)
+        # the form sent no run id: the run's id names the bundle it runs (hms_operators.run_ids), never manual__…
+        assert bundle_prefix_of_run(run["dag_run_id"]) == v4.sha256[:12], run["dag_run_id"]
         until(
             "the build step",
             lambda: stack.task_states(DAG, run["dag_run_id"]).get("build.bundle") in ("success", "failed"),

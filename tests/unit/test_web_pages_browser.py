@@ -33,7 +33,7 @@ from hms.simulate import simulate
 from hms.web import WebError, create_app
 from tests.conftest import WILDFIRE
 from tests.deploy_helpers import record, record_checks
-from tests.web_harness import ARTIFACTS, headless_chromium, served_in_thread, until
+from tests.web_harness import ARTIFACTS, background, dark, headless_chromium, served_in_thread, until
 
 pytestmark = pytest.mark.browser
 
@@ -129,20 +129,6 @@ def scheme(driver: Any, value: str) -> None:
     driver.execute_cdp_cmd(
         "Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": value}]}
     )
-
-
-def background(driver: Any) -> tuple[int, ...]:
-    """The page's background as sRGB bytes (the stylesheet's oklch, resolved by the browser on a canvas)."""
-    return tuple(
-        driver.execute_script("""
-        const c = document.createElement('canvas').getContext('2d');
-        c.fillStyle = getComputedStyle(document.body).backgroundColor; c.fillRect(0, 0, 1, 1);
-        return Array.from(c.getImageData(0, 0, 1, 1).data.slice(0, 3));""")
-    )
-
-
-def dark(rgb: tuple[int, ...]) -> bool:
-    return sum(rgb) / 3 < 60
 
 
 def test_a_clerk_reads_the_changes_and_the_cost_against_prod_first_in_light_and_dark_and_the_report_in_a_new_tab(
