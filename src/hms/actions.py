@@ -247,7 +247,8 @@ def rollback(req: models.RollbackIn, by: Principal) -> models.RollbackOut:
         ended = run_notes.ended_rows(before, deployments.rows(s, env, pid))
         serving = deployments.in_force(s, env, pid, ch.takes_effect_at)
         notes = run_notes.rollback_notes(
-            ended, in_force={env: serving}, by=by.name, reason=req.reason, at=ch.takes_effect_at, tz=config.timezone
+            ended, in_force={env: serving}, by=by.name, reason=req.reason, at=ch.takes_effect_at, tz=config.timezone,
+            order=config.environment_names,
         )
     until_in_force([ch])
     # The instant every replica switches (effective_time.switch_instant), to the millisecond: it is what the
@@ -302,7 +303,8 @@ def rollback_run(req: models.RunRollbackIn, by: Principal) -> models.RunRollback
             at = max(c.takes_effect_at for c in changes)
             serving = {d.environment: deployments.in_force(s, d.environment, d.protocol_id, at) for d in ended}
             notes = run_notes.rollback_notes(
-                ended, in_force=serving, by=by.name, reason=req.reason, at=at, tz=config.timezone
+                ended, in_force=serving, by=by.name, reason=req.reason, at=at, tz=config.timezone,
+                order=config.environment_names,
             )
     until_in_force(changes)
     lines = [

@@ -74,19 +74,22 @@ def rollback_notes(
     reason: str | None,
     at: datetime,
     tz: str,
+    order: Sequence[str] = (),
 ) -> list[RunNote]:
     """One note per run whose deployments the rollback ended (rows without a run id — made by hand — get none),
     naming each environment it ended there: ``prod rolled back to v2`` (``staging …; preprod …`` for several).
 
     ``in_force`` is what each environment serves once the rollback has switched (None: nothing, a withdrawal);
-    ``at`` when it takes effect, written in the pipeline's time zone ``tz``, named.
+    ``at`` when it takes effect, written in the pipeline's time zone ``tz``, named. Environments are named in
+    the pipeline's ``order`` (staging, preprod, prod), whatever order the database returned the rows in.
     """
     from hms.ci import dag_id_for
 
     when = at.astimezone(ZoneInfo(tz)).isoformat(timespec="seconds")
     why = f": {reason.strip()}" if reason and reason.strip() else " (no reason given)"
     parts: dict[tuple[str, str], list[str]] = {}
-    for d in ended:
+    rank = {env: i for i, env in enumerate(order)}
+    for d in sorted(ended, key=lambda d: (rank.get(d.environment, len(rank)), d.environment, d.id)):
         if not d.run_id:
             continue
         now_serving = in_force.get(d.environment)

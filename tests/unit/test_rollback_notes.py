@@ -146,3 +146,19 @@ def test_the_pipeline_undoing_its_own_run_writes_no_note_and_no_warning(registry
         models.RunRollbackIn(run="bundle-000000000003"), Principal.pipeline("bundle-000000000003")
     )
     assert len(out.rolled_back) == 3 and not any("Airflow run" in line for line in out.lines)
+
+
+def test_a_runs_note_names_its_environments_in_the_pipelines_order_whatever_order_the_rows_came_in():
+    """PostgreSQL returns a run's rows in no set order (it failed the shifted tier once: preprod; prod; staging)."""
+    from hms import clock, run_notes
+    from hms.registry.models import Deployment
+
+    def row(env: str, version: int, i: int) -> Deployment:
+        return Deployment(id=i, environment=env, protocol_id="wildfire-aid-2024", bundle_sha256=f"{version}" * 64,
+                          version=version, state="rolled_back", run_id="bundle-000000000003")
+
+    ended = [row("prod", 3, 3), row("staging", 3, 1), row("preprod", 3, 2)]
+    serving = {env: row(env, 2, 10 + i) for i, env in enumerate(("staging", "preprod", "prod"))}
+    (note,) = run_notes.rollback_notes(ended, in_force=serving, by="erin", reason="why", at=clock.now(),
+                                       tz="America/New_York", order=("staging", "preprod", "prod"))
+    assert note.text.startswith("staging rolled back to v2; preprod rolled back to v2; prod rolled back to v2 at ")
