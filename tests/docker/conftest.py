@@ -26,16 +26,24 @@ def engine() -> None:
         pytest.skip("no Docker engine answers (apt-get install docker.io; scripts/docker-engine.sh starts dockerd)")
 
 
+def _image_build(script: str) -> subprocess.Popen[str]:
+    """scripts/SCRIPT started at once, in the background: the image builds mostly wait on disk and network."""
+    return subprocess.Popen(
+        ["bash", str(ROOT / "scripts" / script)], cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+
+
+def _image_ref(build: subprocess.Popen[str]) -> str:
+    """The image reference a script started by _image_build printed, once it has finished."""
+    out, err = build.communicate(timeout=1200)
+    assert build.returncode == 0, err[-3000:]
+    return out.strip()
+
+
 @pytest.fixture(scope="session")
 def postgres_build(engine: None) -> subprocess.Popen[str]:
-    """The compose stack's PostgreSQL image, started at once: both image builds mostly wait on disk and network."""
-    return subprocess.Popen(
-        ["bash", str(ROOT / "scripts" / "postgres-image.sh")],
-        cwd=ROOT,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    """The compose stack's PostgreSQL image, started at once beside the hms image's build."""
+    return _image_build("postgres-image.sh")
 
 
 @pytest.fixture(scope="session")
@@ -56,25 +64,15 @@ def image(engine: None, postgres_build: subprocess.Popen[str]) -> str:
 
 @pytest.fixture(scope="session")
 def postgres_image(postgres_build: subprocess.Popen[str]) -> str:
-    out, err = postgres_build.communicate(timeout=1200)
-    assert postgres_build.returncode == 0, err[-3000:]
-    return out.strip()
+    return _image_ref(postgres_build)
 
 
 @pytest.fixture(scope="session")
 def redis_build(engine: None) -> subprocess.Popen[str]:
     """The celery profile's Redis image (scripts/redis-image.sh), started at once like PostgreSQL's."""
-    return subprocess.Popen(
-        ["bash", str(ROOT / "scripts" / "redis-image.sh")],
-        cwd=ROOT,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    return _image_build("redis-image.sh")
 
 
 @pytest.fixture(scope="session")
 def redis_image(redis_build: subprocess.Popen[str]) -> str:
-    out, err = redis_build.communicate(timeout=1200)
-    assert redis_build.returncode == 0, err[-3000:]
-    return out.strip()
+    return _image_ref(redis_build)

@@ -82,15 +82,20 @@ def interleaved(hhs: list[dict], seed: int) -> tuple[dict[str, np.ndarray], np.n
     return cols, np.asarray([h for h, _ in rows]), rows
 
 
-def assert_agree(rs: RuleSet, hhs: list[dict], seed: int) -> None:
+def per_record(rs: RuleSet, hhs: list[dict]) -> tuple[list[dict], tuple[int, str, str] | None]:
+    """The per-record backend's answers up to its first error, and that error as (row, rule, message): what the
+    vectorized backend must reproduce exactly."""
     expected: list[dict] = []
-    first_error = None
     for i, hh in enumerate(hhs):
         try:
             expected.append(rs.evaluate(hh))
         except EvaluationError as e:
-            first_error = (i, e.rule, e.message.split("; record")[0])
-            break
+            return expected, (i, e.rule, e.message.split("; record")[0])
+    return expected, None
+
+
+def assert_agree(rs: RuleSet, hhs: list[dict], seed: int) -> None:
+    expected, first_error = per_record(rs, hhs)
     cols, member_of, rows = interleaved(hhs, seed)
     group = {"b": np.asarray([hh["household"]["b"] for hh in hhs])}
     try:

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from hms.errors import EvaluationError, RuleError
 from hms.rules import RuleSet, SubgroupTable
-from tests.unit.test_entity_backends import interleaved
+from tests.unit.test_entity_backends import interleaved, per_record
 from tests.unit.test_rule_backends import PARAMS, bool_expr, num_expr
 
 ENTITIES = {
@@ -116,14 +116,7 @@ def _table(hhs: list[dict], rows: list[tuple[int, int]], sub: str, seed: int) ->
 
 
 def assert_agree(rs: RuleSet, hhs: list[dict], seed: int) -> None:
-    expected: list[dict] = []
-    first_error = None
-    for i, hh in enumerate(hhs):
-        try:
-            expected.append(rs.evaluate(hh))
-        except EvaluationError as e:
-            first_error = (i, e.rule, e.message.split("; record")[0])
-            break
+    expected, first_error = per_record(rs, hhs)
     cols, member_of, rows = interleaved(hhs, seed)
     cols["tax_unit_role"] = np.asarray([hhs[h]["members"][k]["tax_unit_role"] for h, k in rows])
     tables, row_of = {}, {}

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from hms.errors import EvaluationError
 from hms.rules import RuleSet, SubgroupTable
-from tests.unit.test_entity_backends import group_expr, interleaved
+from tests.unit.test_entity_backends import group_expr, interleaved, per_record
 from tests.unit.test_rule_backends import PARAMS, bool_expr, num_expr
 
 ENTITIES = {
@@ -64,14 +64,7 @@ def ruleset(rules: dict) -> RuleSet:
 
 
 def assert_agree(rs: RuleSet, hhs: list[dict], seed: int) -> None:
-    expected: list[dict] = []
-    first_error = None
-    for i, hh in enumerate(hhs):
-        try:
-            expected.append(rs.evaluate(hh))
-        except EvaluationError as e:
-            first_error = (i, e.rule, e.message.split("; record")[0])
-            break
+    expected, first_error = per_record(rs, hhs)
     cols, member_of, rows = interleaved(hhs, seed)
     cols.pop("tax_unit", None)
     units = [(h, u["id"], u["c"]) for h, hh in enumerate(hhs) for u in hh["tax_units"]]
