@@ -143,7 +143,7 @@ def _zone() -> ZoneInfo:
     try:
         return deps.pipeline_config().tz
     except Exception:
-        return ZoneInfo("UTC")
+        return pages.UTC_ZONE
 
 
 def _error(request: Request, e: WebError, login_url: str | None) -> Response:
