@@ -31,7 +31,7 @@ import difflib
 import math
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
 from pathlib import Path
@@ -42,6 +42,7 @@ import numpy as np
 from hms.column_synthesis import SynthesizedColumn, synthesize
 from hms.errors import BadInput
 from hms.person_table import HOUSEHOLD_ID, PersonTable, SubFile, link, synthesize_members, with_subgroups
+from hms.population_stream import Chunk, PopulationFile, check_weight, integral_weights, open_file
 from hms.yamlsafe import json_path
 
 if TYPE_CHECKING:
@@ -95,16 +96,33 @@ class Population:
     synthesis_seed: int | None = None  # synthetic populations only: they may synthesize missing columns
     synthesized: tuple[SynthesizedColumn, ...] = ()  # columns drawn from a protocol's declared inputs
     persons: PersonTable | None = None  # the households' members (hms.person_table), for entity protocols
+    provenance: dict[str, Any] | None = None  # the catalog's publisher, year, licence and URL of the data
 
     @property
     def n(self) -> int:
         return len(self.weight)
 
+    @property
+    def rows(self) -> int:
+        return self.n
+
+    def chunks(self, names: Collection[str], rows: int) -> Iterator[Chunk]:
+        """Slices of ``names`` (raw, as a file's batches are) with their weights and attribute codes."""
+        labels = {k: c.labels for k, c in self.attributes.items()}
+        for start in range(0, self.n, max(1, rows)):
+            stop = min(self.n, start + rows)
+            cols = {k: self.columns[k][start:stop] for k in names if k in self.columns}
+            attrs = {k: (c.codes[start:stop], labels[k]) for k, c in self.attributes.items()}
+            yield Chunk(start, cols, self.weight[start:stop], self.weight_integral, attrs)
+
+    def decile_edges(self, income: str = "household_income") -> np.ndarray | None:
+        d = self.income_deciles if income == INCOME else None
+        return None if d is None else d[1]
+
     @cached_property
     def weight_integral(self) -> bool:
         """Integer weights make every money total an exact integer number of cents."""
-        w = self.weight
-        return bool(len(w) == 0 or (np.all(w == np.floor(w)) and float(w.max()) < 2**53))
+        return integral_weights(self.weight)
 
     @cached_property
     def total_weight(self) -> float:
@@ -317,9 +335,30 @@ def synthetic_from(
 # ---- columns the rules read that the population lacks ---------------------------------------
 
 
-def complete_for(pop: Population, protocols: Sequence[Protocol]) -> Population:
-    """``pop`` with every column the protocols' rules read, households' and members' (see below)."""
+def complete_for(pop: Population | PopulationFile, protocols: Sequence[Protocol]) -> Population | PopulationFile:
+    """``pop`` with every column the protocols' rules read, households' and members' (see below).
+
+    A streamed file is only checked: its columns are in its footer or header, and nothing is synthesized.
+    """
+    if isinstance(pop, PopulationFile):
+        for proto in protocols:
+            if proto.ruleset.model is not None:
+                raise BadInput(_no_person_table(proto), where=pop.source)
+        missing = sorted({n for p in protocols for n in p.ruleset.fields_read()} - set(pop.names))
+        if missing:
+            raise BadInput(_missing_columns(missing), where=pop.source)
+        return pop
     return _complete_members(_complete_households(pop, protocols), protocols)
+
+
+def _no_person_table(proto: Protocol) -> str:
+    model = proto.ruleset.model
+    assert model is not None
+    return (
+        f"protocol {proto.id!r} reads its {model.plural}' values, and this population has no "
+        f"{model.person} table: give its catalog entry `persons: FILE` (linked by {HOUSEHOLD_ID!r}), "
+        "or simulate on a synthetic population, which makes its members"
+    )
 
 
 def _complete_members(pop: Population, protocols: Sequence[Protocol]) -> Population:
@@ -336,12 +375,7 @@ def _complete_members(pop: Population, protocols: Sequence[Protocol]) -> Populat
             pop = replace(pop, persons=persons, synthesized=(*pop.synthesized, *persons.synthesized[len(before) :]))
             continue
         if pop.persons is None:
-            raise BadInput(
-                f"protocol {proto.id!r} reads its {rs.model.plural}' values, and this population has no "
-                f"{rs.model.person} table: give its catalog entry `persons: FILE` (linked by {HOUSEHOLD_ID!r}), "
-                "or simulate on a synthetic population, which makes its members",
-                where=pop.source,
-            )
+            raise BadInput(_no_person_table(proto), where=pop.source)
         missing = sorted(n for n in rs.fields_read() & set(rs.person_specs()) if n not in pop.persons.columns)
         if missing:
             raise BadInput(_missing_columns(missing), where=pop.persons.source)
@@ -477,7 +511,7 @@ def from_columns(
     if WEIGHT in raw:
         if WEIGHT in empty:
             raise BadInput(f"column {WEIGHT!r}: row {empty[WEIGHT]} is empty", where=source)
-        weight = _check_weight(np.asarray(raw[WEIGHT]), f"{source}: column {WEIGHT!r}")
+        weight = check_weight(np.asarray(raw[WEIGHT]), f"{source}: column {WEIGHT!r}")
     else:
         weight = np.ones(n)
         notes.append(f"no {WEIGHT!r} column: each row counts as one household")
@@ -490,17 +524,6 @@ def from_columns(
             attributes[name] = Categorical(codes.astype(np.intp), tuple(str(x) for x in labels))
     columns = {k: np.asarray(v) for k, v in raw.items() if k != WEIGHT and k not in attributes}
     return Population(source, f"{n:,} rows from {Path(source).name}", columns, attributes, weight, notes, empty)
-
-
-def _check_weight(w: np.ndarray, where: str) -> np.ndarray:
-    if w.dtype.kind not in "iuf" or w.dtype.kind == "b":
-        raise BadInput(f"expected numbers, got {w.dtype}", where=where)
-    w = w.astype(np.float64)
-    for bad, what in ((~np.isfinite(w), "not a finite number"), (w < 0, "negative")):
-        if bad.any():
-            r = int(np.argmax(bad))
-            raise BadInput(f"row {r}: weight {float(w[r])!r} is {what}", where=where)
-    return w
 
 
 def _read_parquet(p: Path) -> tuple[dict[str, Any], dict[str, int]]:
@@ -619,12 +642,14 @@ def load_catalog(path: Path | None = None) -> dict[str, dict[str, Any]]:
         w = doc.where(("populations", name))
         if not isinstance(entry, dict) or not isinstance(entry.get("source"), str):
             raise BadInput("an entry needs a 'source' (synthetic:N[:SEED] or a file)", where=w)
-        extra = set(entry) - {"source", "description", "overrides", "persons", "subgroups"}
+        extra = set(entry) - {"source", "description", "overrides", "persons", "subgroups", "provenance"}
         if extra:
             raise BadInput(
-                f"unknown field {sorted(extra)[0]!r}; allowed: description, overrides, persons, source, subgroups",
+                f"unknown field {sorted(extra)[0]!r}; allowed: description, overrides, persons, provenance, source, "
+                "subgroups",
                 where=w,
             )
+        _check_provenance(entry.get("provenance"), doc.where(("populations", name, "provenance")))
         if "persons" in entry and (not isinstance(entry["persons"], str) or entry["source"].startswith("synthetic:")):
             raise BadInput("persons is a file (CSV / Parquet) beside a file source", where=w)
         subs = entry.get("subgroups", {})
@@ -638,7 +663,29 @@ def load_catalog(path: Path | None = None) -> dict[str, dict[str, Any]]:
     return out
 
 
-def resolve(source: str, *, where: str | None = None) -> Population:
+PROVENANCE_FIELDS = ("publisher", "year", "licence", "url", "notes")
+
+
+def _check_provenance(prov: Any, where: str) -> None:
+    """Where the data comes from: publisher, year and licence are required, so every report can cite them."""
+    if prov is None:
+        return
+    if not isinstance(prov, dict):
+        raise BadInput("provenance is a mapping: publisher, year, licence (and url, notes)", where=where)
+    unknown = sorted(set(prov) - set(PROVENANCE_FIELDS))
+    if unknown:
+        raise BadInput(f"unknown provenance field {unknown[0]!r}; allowed: {', '.join(PROVENANCE_FIELDS)}", where=where)
+    for key in ("publisher", "year", "licence"):
+        if key not in prov:
+            raise BadInput(f"provenance needs {key!r}", where=where)
+    if not (isinstance(prov["year"], int) and not isinstance(prov["year"], bool) and 1800 <= prov["year"] <= 2200):
+        raise BadInput(f"provenance year must be a year such as 2024, got {prov['year']!r}", where=where)
+    for key in ("publisher", "licence", "url", "notes"):
+        if key in prov and not (isinstance(prov[key], str) and prov[key].strip()):
+            raise BadInput(f"provenance {key} must be a non-empty string", where=where)
+
+
+def resolve(source: str, *, where: str | None = None) -> Population | PopulationFile:
     """A population from a catalog name, ``synthetic:N[:SEED]`` or a CSV / Parquet path."""
     if not isinstance(source, str) or not source.strip():
         raise BadInput("population source is empty", where=where)
@@ -666,19 +713,29 @@ def resolve(source: str, *, where: str | None = None) -> Population:
             def at(f: str) -> Path:
                 return Path(f) if Path(f).is_absolute() else Path(entry["_dir"]) / f
 
-            pop = load_file(
+            pop = _file(
                 at(src),
                 persons=at(entry["persons"]) if "persons" in entry else None,
                 subgroups={g: at(f) for g, f in entry.get("subgroups", {}).items()},
             )
             pop.description = desc or pop.description
         pop.source = f"{source} ({pop.source})"
+        pop.provenance = entry.get("provenance")
         return pop
     if Path(source).suffix.lower() in FILE_SUFFIXES or Path(source).exists():
-        return load_file(source)
+        return _file(Path(source))
     raise BadInput(
         f"population {source!r} is neither a catalog name, synthetic:N[:SEED], nor a .csv/.parquet file", where=where
     )
+
+
+def _file(
+    path: Path, persons: Path | None = None, subgroups: Mapping[str, Path] | None = None
+) -> Population | PopulationFile:
+    """A household file streamed in batches; with a person table (members linked by id) loaded whole."""
+    if persons is None and not subgroups and _arrow_available():
+        return open_file(path)
+    return load_file(path, persons=persons, subgroups=subgroups)
 
 
 def write_csv(pop: Population, path: str | Path) -> None:

@@ -20,7 +20,7 @@ report; the per-chunk figures are plain sums, so chunking never changes a result
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Any
@@ -30,14 +30,16 @@ import numpy as np
 from hms.column_synthesis import SynthesizedColumn
 from hms.dated import combine
 from hms.errors import BadInput, EvaluationError
+from hms.fairness_groups import DeclaredGroup, declared_groups
 from hms.periods import Period
-from hms.population import Population, complete_for, resolve
+from hms.population import INCOME, SIZE, Population, complete_for, resolve
+from hms.population_stream import BATCH_ROWS, Chunk, PopulationFile
 from hms.protocol import Protocol, boolean_outputs
 
 CHUNK_ROWS = 1 << 17
 HISTOGRAM_BINS = 20
 FOUR_FIFTHS = 0.8
-Progress = Callable[[int, int], None]
+Progress = Callable[[int, int | None], None]  # rows done, rows in all (None: a CSV file, not yet known)
 _EXACT = 2.0**52  # integer sums below this are exact in float64 in any order (with margin)
 
 
@@ -323,8 +325,10 @@ def amount_rule(proto: Protocol) -> str | None:
     return name if name in rs.by_name and rs.type_of(name) == "num" and _per_household(proto, name) else None
 
 
-def population_for(proto: Protocol, population: Population | str | None) -> Population:
-    if isinstance(population, Population):
+def population_for(
+    proto: Protocol, population: Population | PopulationFile | str | None
+) -> Population | PopulationFile:
+    if isinstance(population, Population | PopulationFile):
         return population
     if population is None:
         source = (proto.budget or {}).get("population")
@@ -342,7 +346,7 @@ class _Side:
     def __init__(
         self,
         proto: Protocol,
-        pop: Population,
+        pop: Population | PopulationFile,
         role: str = "",
         cap_period: str | None = None,
         period: Period | None = None,
@@ -360,29 +364,40 @@ class _Side:
             )
         self.persons = None
         self.subgroups = proto.ruleset.model.subgroups if proto.ruleset.model is not None else ()
-        if proto.ruleset.model is not None:  # households and their members (hms.person_table)
+        self.where = pop.source + (f" ({role})" if role else "")
+        self.columns: dict[str, np.ndarray] | None = None  # checked once (in memory); None: per chunk (a file)
+        if isinstance(pop, PopulationFile):
+            pass
+        elif proto.ruleset.model is not None:  # households and their members (hms.person_table)
             self.columns, self.n, self.persons = _household_tables(proto, pop, role)
         else:
             self.columns, self.n = pop.columns_for(proto.ruleset, role=role)
-        self.where = pop.source + (f" ({role})" if role else "")
 
     @property
     def outcome_name(self) -> str:
         return self.outcome or f"{self.amount} != 0"
 
-    def chunk(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-        """(selected, cents) for rows [start, stop)."""
-        cols = {k: v[start:stop] for k, v in self.columns.items()}
+    def reads(self) -> set[str]:
+        return self.proto.ruleset.fields_read()
+
+    def chunk(self, ch: Chunk) -> tuple[np.ndarray, np.ndarray]:
+        """(selected, cents) for the chunk's rows."""
+        start, stop = ch.start, ch.stop
         try:
-            if self.persons is None:
-                months = [rs.evaluate_columns(cols, validated=True, n=stop - start) for rs in self.rulesets]
+            if self.columns is None:
+                cols, _ = self.rulesets[0].coerce_columns(ch.columns, where=self.where, first_row=start)
+                months = [rs.evaluate_columns(cols, validated=True, n=ch.n) for rs in self.rulesets]
+            elif self.persons is None:
+                cols = {k: v[start:stop] for k, v in self.columns.items()}
+                months = [rs.evaluate_columns(cols, validated=True, n=ch.n) for rs in self.rulesets]
             else:
+                cols = {k: v[start:stop] for k, v in self.columns.items()}
                 lo, hi = self.persons.rows_for(start, stop)
                 people = {k: v[lo:hi] for k, v in self.persons.columns.items()}
                 member_of = self.persons.member_of[lo:hi] - start
                 subs = {g: self.persons.subs[g].chunk(start, stop, lo, hi) for g in self.subgroups}
                 months = [
-                    rs.evaluate_groups(cols, people, member_of, n=stop - start, where=self.where, subgroups=subs).group
+                    rs.evaluate_groups(cols, people, member_of, n=ch.n, where=self.where, subgroups=subs).group
                     for rs in self.rulesets
                 ]
             values = combine(months, self.period)
@@ -391,7 +406,7 @@ class _Side:
                 raise
             message = e.message.removesuffix(f"; record {e.record}") if e.record is not None else e.message
             raise EvaluationError(message, rule=e.rule, record=e.record, row=e.row + start) from None
-        cents = to_cents(values[self.amount]) * self.factor if self.amount else np.zeros(stop - start)
+        cents = to_cents(values[self.amount]) * self.factor if self.amount else np.zeros(ch.n)
         selected = values[self.outcome] if self.outcome else cents != 0
         return np.asarray(selected, dtype=bool), cents
 
@@ -423,19 +438,20 @@ def _household_tables(proto: Protocol, pop: Population, role: str) -> tuple[dict
 
 def simulate(
     subject: Any,
-    population: Population | str | None = None,
+    population: Population | PopulationFile | str | None = None,
     baseline: Any = None,
     progress: Progress | None = None,
     *,
     detail: bool | None = None,
-    chunk_rows: int = CHUNK_ROWS,
+    chunk_rows: int | None = None,
     baseline_label: str | None = None,
     period: Period | None = None,
 ) -> SimulationResult:
     """Simulate a Bundle or Protocol over a population (default: its ``budget.population``).
 
     A synthetic population first synthesizes the columns the rules read that it lacks
-    (population.complete_for); the result names them in ``synthesized_columns``.
+    (population.complete_for); the result names them in ``synthesized_columns``. A file is
+    streamed in batches (hms.population_stream): memory follows ``chunk_rows``, not the file.
 
     ``detail`` (default: on when there is a baseline) adds the breakdowns the report
     draws: by household size, by weighted income decile and the amount distribution.
@@ -443,7 +459,9 @@ def simulate(
     started = perf_counter()
     proto, sha = _unwrap(subject, "subject")
     bproto, bsha = _unwrap(baseline, "baseline") if baseline is not None else (None, None)
-    pop = complete_for(population_for(proto, population), [proto] if bproto is None else [proto, bproto])
+    protos = [proto] if bproto is None else [proto, bproto]
+    pop = complete_for(population_for(proto, population), protos)
+    streamed = isinstance(pop, PopulationFile)
     period = period or proto.default_period()
     main = _Side(proto, pop, role="", period=period)
     base = None
@@ -452,20 +470,26 @@ def simulate(
         bperiod = period if same_unit else bproto.default_period()
         base = (_Side(bproto, pop, role="baseline", cap_period=proto.budget_period, period=bperiod), bsha)
     detail = (base is not None) if detail is None else detail
-    n, w, integral = pop.n, pop.weight, pop.weight_integral
-    acc = _Totals(pop, detail=detail, baseline=base is not None)
-    chunk_rows = max(1, int(chunk_rows))
-    for start in range(0, n, chunk_rows):
-        stop = min(n, start + chunk_rows)
-        sel, cents = main.chunk(start, stop)
-        wc = w[start:stop]
-        acc.add(start, stop, sel, cents, wc, integral)
+    available = set(pop.names) if streamed else set(pop.columns)
+    declared, skipped = declared_groups(protos, available, exclude=_attribute_names(pop))
+    edges = pop.decile_edges(INCOME) if (detail or base is not None) else None
+    names = main.reads() | (base[0].reads() if base else set()) | {g.name for g in declared}
+    if detail:
+        names |= {SIZE}
+    if edges is not None:
+        names |= {INCOME}
+    acc = _Totals(detail=detail, declared=declared, edges=edges)
+    rows = chunk_rows or (BATCH_ROWS if streamed else CHUNK_ROWS)
+    for ch in pop.chunks(names, max(1, int(rows))):
+        sel, cents = main.chunk(ch)
+        deciles = acc.add(ch, sel, cents)
         if base is not None:
-            bsel, bcents = base[0].chunk(start, stop)
-            acc.add_baseline(start, stop, sel, cents, bsel, bcents, wc, integral)
+            bsel, bcents = base[0].chunk(ch)
+            acc.add_baseline(ch, sel, cents, bsel, bcents, deciles)
         if progress is not None:
-            progress(stop, n)
+            progress(ch.stop, pop.rows)
     budget = proto.budget or {}
+    households = acc.households() if streamed else pop.total_weight
     result = SimulationResult(
         protocol_id=proto.id,
         version=proto.version,
@@ -474,8 +498,10 @@ def simulate(
         population={
             "source": pop.source,
             "description": pop.description,
-            "rows": n,
-            "households": pop.total_weight,
+            "rows": acc.rows,
+            "households": households,
+            "provenance": pop.provenance,
+            "streamed": streamed,
         },
         outcome=main.outcome_name,
         amount_rule=main.amount,
@@ -484,7 +510,7 @@ def simulate(
         cost_cents=acc.cost_cents,
         eligible=acc.eligible(),
         eligible_rows=acc.eligible_rows,
-        fairness=acc.fairness(main.outcome_name, main.amount),
+        fairness=acc.fairness(main.outcome_name, main.amount, skipped),
         period=proto.budget_period,
         amount_period=proto.amount_period,
         evaluated_period=period.label if period is not None else None,
@@ -502,73 +528,169 @@ def simulate(
         result.baseline = acc.baseline_figures(bside.proto, bsha, bside.outcome_name, baseline_label)
         if bside.proto.id != proto.id:
             result.notes.append(f"the baseline is another protocol ({bside.proto.id})")
-    if not integral:
+    if not acc.integral:
         result.notes.append("fractional weights: totals are correctly rounded float64, not integer cents")
     result.seconds = perf_counter() - started
     return result
 
 
-class _Totals:
-    """Running sums over chunks; everything a result needs, nothing per row kept unless ``detail``."""
+def _attribute_names(pop: Population | PopulationFile) -> tuple[str, ...]:
+    return pop.attribute_names if isinstance(pop, PopulationFile) else tuple(pop.attributes)
 
-    def __init__(self, pop: Population, *, detail: bool, baseline: bool) -> None:
-        self.pop = pop
+
+class _Groups:
+    """Weighted sums per combination of group labels, across chunks whose label sets may differ.
+
+    Each chunk is reduced with one ``bincount`` over a joint code of its own labels; the non-empty
+    combinations are then added under the labels' global codes (a handful of combinations per chunk).
+    """
+
+    def __init__(self) -> None:
+        self.labels: dict[str, dict[str, int]] = {}
+        self.sums: dict[tuple[int, ...], np.ndarray] = {}
+
+    def add(self, attrs: Mapping[str, tuple[np.ndarray, tuple[str, ...]]], parts: Sequence[np.ndarray]) -> None:
+        names = list(attrs)
+        for name in names:
+            known = self.labels.setdefault(name, {})
+            for label in attrs[name][1]:
+                known.setdefault(label, len(known))
+        radices = [len(attrs[a][1]) for a in names]
+        joint = np.zeros(len(parts[0]), dtype=np.intp)
+        for a, k in zip(names, radices, strict=True):
+            joint *= k
+            joint += attrs[a][0]
+        size = math.prod(radices)
+        sums = np.stack([np.bincount(joint, weights=p, minlength=size) for p in parts])
+        maps = [[self.labels[a][label] for label in attrs[a][1]] for a in names]
+        for j in np.flatnonzero(np.any(sums != 0, axis=0)).tolist():
+            combo, rest = [], j
+            for k, m in zip(reversed(radices), reversed(maps), strict=True):
+                rest, code = divmod(rest, k)
+                combo.append(m[code])
+            key = tuple(reversed(combo))
+            self.sums[key] = self.sums.get(key, 0) + sums[:, j]
+
+    def marginals(self, part: int) -> dict[str, tuple[dict[str, float], dict[str, float]]]:
+        """Per attribute: label -> sum of ``part``, and label -> households (part 0)."""
+        names = list(self.labels)
+        out = {}
+        for i, name in enumerate(names):
+            labels = sorted(self.labels[name], key=self.labels[name].get)
+            value = dict.fromkeys(labels, 0.0)
+            tot = dict.fromkeys(labels, 0.0)
+            for key, s in self.sums.items():
+                label = labels[key[i]]
+                value[label] += float(s[part])
+                tot[label] += float(s[0])
+            out[name] = (value, tot)
+        return out
+
+
+class _Amounts:
+    """The distinct amounts paid and their weights, merged chunk by chunk; coarsened past ``MAX_DISTINCT``
+    values so memory stays bounded (the histogram has 20 bars: cents are not needed to draw it)."""
+
+    MAX_DISTINCT = 1 << 20
+
+    def __init__(self) -> None:
+        self.values = np.empty(0)
+        self.weights = np.empty(0)
+        self.step = 1.0  # cents per distinct value kept
+
+    def add(self, cents: np.ndarray, w: np.ndarray) -> None:
+        if not len(cents):
+            return
+        if self.step > 1:
+            cents = np.round(cents / self.step) * self.step
+        values, inverse = np.unique(np.concatenate([self.values, cents]), return_inverse=True)
+        self.weights = np.bincount(inverse, weights=np.concatenate([self.weights, w]), minlength=len(values))
+        self.values = values
+        while len(self.values) > self.MAX_DISTINCT:
+            self.step *= 100
+            values, inverse = np.unique(np.round(self.values / self.step) * self.step, return_inverse=True)
+            self.weights = np.bincount(inverse, weights=self.weights, minlength=len(values))
+            self.values = values
+
+
+class _Totals:
+    """Running sums over chunks; everything a result needs, nothing per row kept."""
+
+    def __init__(self, *, detail: bool, declared: Sequence[DeclaredGroup], edges: np.ndarray | None) -> None:
         self.detail = detail
+        self.declared = list(declared)
+        self.edges = edges
         self.cost_cents: int | float = 0
+        self.rows = 0
+        self.integral = True
         self.eligible_rows = 0
         self._eligible_parts: list[float] = []
-        jg = pop.joint_groups
-        self.joint = jg
-        self.k = math.prod(jg[1]) if jg else 0
-        self.sel_by_group = np.zeros(self.k)
-        self.cents_by_group = np.zeros(self.k)
-        self.sizes = pop.size_groups if detail else None
-        self.deciles = pop.income_deciles if (detail or baseline) else None
-        self.sel_amounts: list[np.ndarray] = []
-        self.sel_weights: list[np.ndarray] = []
+        self._weight_parts: list[float] = []
+        self.group = _Groups()
+        self.declared_group = _Groups()
+        self.attribute_names: list[str] = []
+        self.sizes_ok = detail
+        self.amounts = _Amounts()
         self.size_sums = np.zeros((3, 8))  # households, selected, cost cents
         self.decile_sums = np.zeros((3, 10))
         # baseline
         self.base_cost_cents: int | float = 0
         self.base_eligible_parts: list[float] = []
-        self.diff = dict.fromkeys(("newly", "losing", "winners", "losers", "gains", "losses"), 0.0)
-        self.decile_diff = np.zeros((6, 10))
+        self.diff = dict.fromkeys(("newly", "losing", "winners", "losers", "gains", "losses", "change"), 0.0)
+        self.decile_diff = np.zeros((7, 10))
 
-    def add(self, start: int, stop: int, sel: np.ndarray, cents: np.ndarray, w: np.ndarray, integral: bool) -> None:
+    def add(self, ch: Chunk, sel: np.ndarray, cents: np.ndarray) -> np.ndarray | None:
+        """Add a chunk's figures; returns its rows' income deciles (None without decile edges)."""
+        w, integral = ch.weight, ch.integral
+        self.rows += ch.n
+        self.integral = self.integral and integral
         self.cost_cents += exact_weighted_sum(cents, w, integral)
         self.eligible_rows += int(np.count_nonzero(sel))
         ws = w * sel
-        if self.joint is not None:
-            by = np.bincount(self.joint[0][start:stop], weights=ws, minlength=self.k)
-            self.sel_by_group += by
-            self.cents_by_group += np.bincount(self.joint[0][start:stop], weights=cents * w, minlength=self.k)
-            self._eligible_parts.append(math.fsum(by.tolist()) if not integral else float(by.sum()))
-        else:
-            self._eligible_parts.append(float(ws.sum()) if integral else math.fsum(ws.tolist()))
+        self._weight_parts.append(float(w.sum()))
+        self._eligible_parts.append(float(ws.sum()) if integral else math.fsum(ws.tolist()))
+        cw = None
+        if ch.attributes:
+            cw = cents * w
+            self.group.add(ch.attributes, (w, ws, cw))
+        if self.declared:
+            cw = cents * w if cw is None else cw
+            coded = {g.name: g.codes(ch.columns[g.name]) for g in self.declared}
+            self.declared_group.add({k: v for k, v in coded.items() if v is not None}, (w, ws, cw))
+        deciles = None
+        if self.edges is not None:
+            deciles = np.searchsorted(self.edges, ch.columns[INCOME].astype(np.float64, copy=False), side="left")
         if not self.detail:
-            return
-        cw = cents * w
-        for groups, sums, k in ((self.sizes, self.size_sums, 8), (self.deciles, self.decile_sums, 10)):
-            if groups is None:
+            return deciles
+        cw = cents * w if cw is None else cw
+        sizes = ch.columns.get(SIZE)
+        if self.sizes_ok and (sizes is None or sizes.dtype.kind not in "iuf" or not np.isfinite(sizes).all()):
+            self.sizes_ok = False
+        groups = [(deciles, self.decile_sums, 10)]
+        if self.sizes_ok:
+            groups.append((np.clip(sizes, 1, 8).astype(np.intp) - 1, self.size_sums, 8))
+        for idx, sums, k in groups:
+            if idx is None:
                 continue
-            idx = groups[0][start:stop]
             sums[0] += np.bincount(idx, weights=w, minlength=k)
             sums[1] += np.bincount(idx, weights=ws, minlength=k)
             sums[2] += np.bincount(idx, weights=cw, minlength=k)
-        self.sel_amounts.append(cents[sel])
-        self.sel_weights.append(w[sel])
+        self.amounts.add(cents[sel], w[sel])
+        return deciles
+
+    def households(self) -> float:
+        return math.fsum(self._weight_parts)
 
     def add_baseline(
         self,
-        start: int,
-        stop: int,
+        ch: Chunk,
         sel: np.ndarray,
         cents: np.ndarray,
         bsel: np.ndarray,
         bcents: np.ndarray,
-        w: np.ndarray,
-        integral: bool,
+        deciles: np.ndarray | None,
     ) -> None:
+        w, integral = ch.weight, ch.integral
         self.base_cost_cents += exact_weighted_sum(bcents, w, integral)
         bws = w * bsel
         self.base_eligible_parts.append(float(bws.sum()) if integral else math.fsum(bws.tolist()))
@@ -580,67 +702,48 @@ class _Totals:
             "losers": w * (diff < 0),
             "gains": np.where(diff > 0, diff, 0.0) * w,
             "losses": np.where(diff < 0, -diff, 0.0) * w,
+            "change": diff * w,
         }
         for i, (key, arr) in enumerate(parts.items()):
             self.diff[key] += float(arr.sum()) if integral else math.fsum(arr.tolist())
-            if self.deciles is not None:
-                self.decile_diff[i] += np.bincount(self.deciles[0][start:stop], weights=arr, minlength=10)
+            if deciles is not None:
+                self.decile_diff[i] += np.bincount(deciles, weights=arr, minlength=10)
 
     def eligible(self) -> float:
         return math.fsum(self._eligible_parts)
 
-    def fairness(self, outcome: str, amount: str | None) -> dict[str, Any]:
+    def fairness(self, outcome: str, amount: str | None, skipped: Sequence[str] = ()) -> dict[str, Any]:
         """Selection rates (``attributes``) on ``outcome`` and mean amounts (``amount_attributes``) on ``amount``,
-        per group of each attribute, each with the lowest-to-highest ratio the four-fifths rule reads."""
-        attributes: dict[str, Any] = {}
-        amounts: dict[str, Any] = {}
-        for attr, (cents, tot) in self._marginals(self.cents_by_group).items():
-            labels = self.pop.attributes[attr].labels
-            means = {labels[i]: float(cents[i] / tot[i]) / 100 for i in range(len(labels)) if tot[i] > 0}
-            if amount is None or not means:
-                continue
-            hi = max(means, key=lambda g: means[g])
-            lo = min(means, key=lambda g: means[g])
-            ratio = 1.0 if means[hi] <= 0 else means[lo] / means[hi]
-            amounts[attr] = {"means": means, "ratio": ratio, "reference_group": hi, "lowest_group": lo}
-        for attr, (sel, tot) in self._marginals().items():
-            labels = self.pop.attributes[attr].labels
-            rates = {labels[i]: float(sel[i] / tot[i]) for i in range(len(labels)) if tot[i] > 0}
-            if not rates:
-                continue
-            hi = max(rates, key=lambda g: rates[g])
-            lo = min(rates, key=lambda g: rates[g])
-            ratio = 1.0 if rates[hi] == 0 else rates[lo] / rates[hi]
-            attributes[attr] = {"rates": rates, "ratio": ratio, "reference_group": hi, "lowest_group": lo}
-        return {"attributes": attributes, "outcome": outcome, "amount": amount, "amount_attributes": amounts}
+        per group of each attribute, each with the lowest-to-highest ratio the four-fifths rule reads; the
+        same for the protected inputs the protocol declares (``declared``: shown, never gated)."""
+        attributes, amounts = _ratios(self.group, amount)
+        declared, declared_amounts = _ratios(self.declared_group, amount)
+        by_name = {g.name: g for g in self.declared}
+        for name, f in declared.items():
+            g = by_name[name]
+            f.update(characteristic=g.characteristic, exemption=g.exemption)
+            if name in declared_amounts:
+                f["amount"] = declared_amounts[name]
+        return {
+            "attributes": attributes,
+            "outcome": outcome,
+            "amount": amount,
+            "amount_attributes": amounts,
+            "declared": declared,
+            "declared_skipped": list(skipped),
+        }
 
     def groups(self) -> dict[str, dict[str, dict[str, float]]]:
         """Weighted households and selected households per group (the fairness table's denominators)."""
-        out: dict[str, dict[str, dict[str, float]]] = {}
-        for attr, (sel, tot) in self._marginals().items():
-            labels = self.pop.attributes[attr].labels
-            out[attr] = {
-                labels[i]: {"households": float(tot[i]), "selected": float(sel[i])} for i in range(len(labels))
-            }
-        return out
-
-    def _marginals(self, by_group: np.ndarray | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """(``by_group`` summed, households) per group of each attribute; ``by_group`` defaults to the selected."""
-        if self.joint is None or self.pop.joint_totals is None:
-            return {}
-        shape = self.joint[1]
-        sel = (self.sel_by_group if by_group is None else by_group).reshape(shape)
-        tot = self.pop.joint_totals.reshape(shape)
-        out = {}
-        for axis, attr in enumerate(self.pop.attributes):
-            others = tuple(i for i in range(len(shape)) if i != axis)
-            out[attr] = (sel.sum(axis=others), tot.sum(axis=others))
-        return out
+        return {
+            attr: {label: {"households": tot[label], "selected": sel[label]} for label in sel}
+            for attr, (sel, tot) in self.group.marginals(1).items()
+        }
 
     def by_size(self) -> list[dict[str, Any]] | None:
-        if self.sizes is None:
+        if not self.sizes_ok:
             return None
-        labels = self.sizes[1]
+        labels = [*map(str, range(1, 8)), "8+"]
         s = self.size_sums
         return [
             {"household_size": labels[i], "households": s[0, i], "eligible": s[1, i], "cost": s[2, i] / 100}
@@ -649,9 +752,9 @@ class _Totals:
         ]
 
     def by_decile(self) -> list[dict[str, Any]] | None:
-        if self.deciles is None:
+        if self.edges is None:
             return None
-        edges = self.deciles[1]
+        edges = self.edges
         s = self.decile_sums
         rows = []
         for i in range(10):
@@ -667,17 +770,13 @@ class _Totals:
 
     def amount_histogram(self) -> dict[str, Any] | None:
         """Weighted distribution of the amounts paid to selected households (dollars)."""
-        if not self.sel_amounts:
+        if not self.detail:
             return None
-        amounts = np.concatenate(self.sel_amounts) / 100
-        weights = np.concatenate(self.sel_weights)
+        amounts, weights = self.amounts.values / 100, self.amounts.weights
         if len(amounts) == 0:
             return {"edges": [], "households": []}
-        distinct = np.unique(amounts)
-        if len(distinct) <= HISTOGRAM_BINS:  # benefit schedules often pay a few fixed amounts: one bar each
-            idx = np.searchsorted(distinct, amounts)
-            counts = np.bincount(idx, weights=weights, minlength=len(distinct))
-            return {"values": distinct.tolist(), "households": counts.tolist()}
+        if len(amounts) <= HISTOGRAM_BINS:  # benefit schedules often pay a few fixed amounts: one bar each
+            return {"values": amounts.tolist(), "households": weights.tolist()}
         counts, edges = np.histogram(amounts, bins=HISTOGRAM_BINS, weights=weights)
         return {"edges": edges.tolist(), "households": counts.tolist()}
 
@@ -700,8 +799,9 @@ class _Totals:
             "losses_cents": d["losses"],
             "by_income_decile": None,
         }
-        if self.deciles is not None:
+        if self.edges is not None:
             dd = self.decile_diff
+            hh = self.decile_sums[0] if self.detail else None
             out["by_income_decile"] = [
                 {
                     "decile": i + 1,
@@ -711,10 +811,36 @@ class _Totals:
                     "losers": dd[3, i],
                     "gains": dd[4, i] / 100,
                     "losses": dd[5, i] / 100,
+                    "change": dd[6, i] / 100,
+                    # the average change per household of the decile (all of them, not only those who move)
+                    "average_change": (dd[6, i] / 100 / hh[i]) if hh is not None and hh[i] > 0 else None,
                 }
                 for i in range(10)
             ]
         return out
+
+
+def _ratios(groups: _Groups, amount: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(selection-rate figures, mean-amount figures) per attribute of ``groups``."""
+    rates_out: dict[str, Any] = {}
+    amounts_out: dict[str, Any] = {}
+    for attr, (cents, tot) in groups.marginals(2).items():
+        means = {g: cents[g] / tot[g] / 100 for g in cents if tot[g] > 0}
+        if amount is None or not means:
+            continue
+        hi = max(means, key=lambda g: means[g])
+        lo = min(means, key=lambda g: means[g])
+        ratio = 1.0 if means[hi] <= 0 else means[lo] / means[hi]
+        amounts_out[attr] = {"means": means, "ratio": ratio, "reference_group": hi, "lowest_group": lo}
+    for attr, (sel, tot) in groups.marginals(1).items():
+        rates = {g: sel[g] / tot[g] for g in sel if tot[g] > 0}
+        if not rates:
+            continue
+        hi = max(rates, key=lambda g: rates[g])
+        lo = min(rates, key=lambda g: rates[g])
+        ratio = 1.0 if rates[hi] == 0 else rates[lo] / rates[hi]
+        rates_out[attr] = {"rates": rates, "ratio": ratio, "reference_group": hi, "lowest_group": lo}
+    return rates_out, amounts_out
 
 
 __all__ = [

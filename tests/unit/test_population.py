@@ -12,6 +12,7 @@ from hms import bundle, protocol
 from hms import population as P
 from hms.cli import main
 from hms.errors import BadInput
+from hms.population_stream import PopulationFile
 from tests.conftest import CHIP, WILDFIRE
 
 
@@ -100,7 +101,9 @@ def test_catalog_entry_may_name_a_file_next_to_the_catalog(tmp_path, monkeypatch
     cat.write_text("populations:\n  people:\n    source: people.csv\n    description: three hundred\n")
     monkeypatch.setenv("HMS_POPULATION_CATALOG", str(cat))
     pop = P.resolve("people")
-    assert pop.n == 300 and pop.description == "three hundred" and "people.csv" in pop.source
+    assert isinstance(pop, PopulationFile)  # a file is streamed, never loaded whole
+    assert sum(ch.n for ch in pop.chunks(["household_size"], 64)) == 300
+    assert pop.description == "three hundred" and "people.csv" in pop.source
 
 
 def test_csv_round_trip_keeps_every_column(tmp_path):
@@ -130,9 +133,11 @@ def test_parquet_population_loads(tmp_path):
     pop = P.resolve("synthetic:1000:4")
     cols = {**pop.columns, "race_ethnicity": pop.attributes["race_ethnicity"].strings(), "weight": pop.weight}
     pq.write_table(pa.table(cols), tmp_path / "pop.parquet")
-    back = P.resolve(str(tmp_path / "pop.parquet"))
+    back = P.load_file(tmp_path / "pop.parquet")
     assert np.array_equal(back.columns["household_income"], pop.columns["household_income"])
     assert "sex" not in back.attributes and "race_ethnicity" in back.attributes
+    streamed = P.resolve(str(tmp_path / "pop.parquet"))
+    assert streamed.rows == 1000 and streamed.attribute_names == ("race_ethnicity",)
 
 
 def test_file_without_weight_counts_each_row_once(tmp_path):

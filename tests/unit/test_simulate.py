@@ -214,7 +214,10 @@ def test_fairness_json_shape_is_what_the_compliance_scan_reads(tmp_path, capsys)
 def test_population_without_demographics_has_empty_fairness():
     pop = P.from_columns({"household_size": [1, 2], "household_income": [0, 0], "county_fire_declared": [True, False]})
     r = simulate(protocol.load(WILDFIRE), pop)
-    assert r.fairness == {"attributes": {}, "outcome": "eligible", "amount": "amount", "amount_attributes": {}}
+    assert r.fairness == {
+        "attributes": {}, "outcome": "eligible", "amount": "amount", "amount_attributes": {},
+        "declared": {}, "declared_skipped": [],
+    }
     assert r.cost_cents == 100_000
 
 

@@ -238,9 +238,12 @@ class RuleSet:
         return {o: values[o] for o in self.outputs}
 
     # ---- vectorized ----------------------------------------------------------
-    def coerce_columns(self, columns: Mapping[str, Any], *, where: str = "population") -> tuple[dict[str, Any], int]:
-        """Check the columns the rules read; numbers become float64 arrays."""
-        out, n = _coerce_table(self.inputs, self.fields_read(), columns, where)
+    def coerce_columns(
+        self, columns: Mapping[str, Any], *, where: str = "population", first_row: int = 0
+    ) -> tuple[dict[str, Any], int]:
+        """Check the columns the rules read; numbers become float64 arrays. ``first_row``: the row number of
+        the columns' first row in their file (a streamed batch), so a refusal names the file's row."""
+        out, n = _coerce_table(self.inputs, self.fields_read(), columns, where, first_row)
         if n is None:
             n = len(next(iter(columns.values()))) if columns else 0
         return out, n
@@ -436,7 +439,7 @@ def _row_index(values: Any, what: str, where: str) -> np.ndarray:
 
 
 def _coerce_table(
-    specs: Mapping[str, InputSpec], read: set[str], columns: Mapping[str, Any], where: str
+    specs: Mapping[str, InputSpec], read: set[str], columns: Mapping[str, Any], where: str, first_row: int = 0
 ) -> tuple[dict[str, np.ndarray], int | None]:
     """The columns of one entity's table that the rules read, checked; and its row count (None: none read)."""
     out: dict[str, np.ndarray] = {}
@@ -449,7 +452,7 @@ def _coerce_table(
             n = len(col)
         elif len(col) != n:
             raise BadInput(f"column {name!r} has {len(col)} rows, expected {n}", where=where)
-        out[name] = _coerce_column(specs[name], col, f"{where}: column {name!r}")
+        out[name] = _coerce_column(specs[name], col, f"{where}: column {name!r}", first_row)
     return out, n
 
 
@@ -497,7 +500,7 @@ def _coerce_value(spec: InputSpec, x: Any, where: str) -> Any:
     return f
 
 
-def _coerce_column(spec: InputSpec, col: np.ndarray, where: str) -> np.ndarray:
+def _coerce_column(spec: InputSpec, col: np.ndarray, where: str, first_row: int = 0) -> np.ndarray:
     t = spec.type
     if t == "boolean":
         if col.dtype != np.bool_:
@@ -511,7 +514,7 @@ def _coerce_column(spec: InputSpec, col: np.ndarray, where: str) -> np.ndarray:
             bad = ~np.isin(col, np.asarray(spec.enum))
             if bad.any():
                 r = int(np.argmax(bad))
-                raise BadInput(f"row {r}: {shown(col[r])} is not one of {list(spec.enum)}", where=where)
+                raise BadInput(f"row {first_row + r}: {shown(col[r])} is not one of {list(spec.enum)}", where=where)
         return col
     if col.dtype.kind not in "iuf":
         raise BadInput(f"expected numbers, got {col.dtype}", where=where)
@@ -526,7 +529,7 @@ def _coerce_column(spec: InputSpec, col: np.ndarray, where: str) -> np.ndarray:
     for ok, what in checks:
         if not ok.all():
             r = int(np.argmin(ok))
-            raise BadInput(f"row {r}: {shown(f[r])} is {what}", where=where)
+            raise BadInput(f"row {first_row + r}: {shown(f[r])} is {what}", where=where)
     return f
 
 
