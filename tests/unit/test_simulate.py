@@ -305,13 +305,75 @@ def test_progress_is_not_shown_with_json_or_off_a_terminal(tmp_path, capsys):
 def test_progress_is_shown_on_a_terminal_for_long_runs(tmp_path, capsys, monkeypatch):
     import sys
 
+    from hms import progress
+
     pkg = _pack(tmp_path, WILDFIRE)
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    monkeypatch.setattr(progress, "AFTER", 0.0)  # every run is "long"
     assert main(["policy", "simulate", pkg, "--population", "synthetic:1100000:1"]) == 0
     err = capsys.readouterr().err
-    assert "100.0 % of 1,100,000 rows" in err
+    assert "100.0 % of 1,100,000 rows" in err and "█" in err
 
 
 def test_unknown_population_for_the_baseline_is_bad_input():
     with pytest.raises(BadInput):
         simulate(protocol.load(WILDFIRE), "no-such-population")
+
+
+# ---- the default baseline: prod's live version --------------------------------------------------
+
+
+def test_without_a_registry_the_default_is_no_baseline_and_no_registry_is_created(tmp_path, capsys, monkeypatch):
+    from hms.registry import db
+
+    monkeypatch.setenv("HMS_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("HMS_DATABASE_URL", raising=False)
+    pkg = _pack(tmp_path, WILDFIRE)
+    assert main(["policy", "simulate", pkg, "--population", "synthetic:2000:1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["baseline"] is None
+    assert not db.registry_present() and not (tmp_path / "home" / "registry.db").exists()
+
+
+def test_by_default_simulate_and_test_compare_with_the_version_live_in_prod(tmp_path, capsys, monkeypatch):
+    import hms.deployments as deployments
+    from hms.registry import db
+
+    live = bundle.read(_pack(tmp_path, WILDFIRE, "live"))
+    raised = _pack(tmp_path, _write_variant(tmp_path, WILDFIRE, "raised", lambda d: (
+        d["parameters"].update(max_payment=6500), d.update(tests=d["tests"][:1]))), "new")
+    monkeypatch.setattr(db, "registry_present", lambda: True)
+    monkeypatch.setattr(deployments, "live_bundle", lambda pid, env="prod": live)
+    assert main(["policy", "simulate", raised, "--population", "synthetic:5000:2", "--json"]) == 0
+    b = json.loads(capsys.readouterr().out)["baseline"]
+    assert b["label"] == "live in prod" and b["protocol"]["sha256"] == live.sha256 and b["cost_delta_cents"] > 0
+    assert all(d["average_change"] >= 0 for d in b["by_income_decile"])
+    assert main(["policy", "test", raised, "--population", "synthetic:5000:2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["simulation"]["baseline"]["cost_delta_cents"] == b["cost_delta_cents"]
+    assert main(["policy", "simulate", raised, "--population", "synthetic:5000:2", "--baseline", "none",
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["baseline"] is None
+
+
+def test_a_live_baseline_that_cannot_run_on_the_population_is_left_out_saying_why(tmp_path, capsys, monkeypatch):
+    import hms.deployments as deployments
+    from hms.registry import db
+
+    # prod's version reads a column the file lacks; the candidate does not
+    needs = _write_variant(tmp_path, WILDFIRE, "needs", lambda d: (
+        d["inputs"].update(insured={"type": "boolean", "data_class": "personal", "purpose": "Insured households are "
+                                    "paid less because their insurer pays part of the loss"}),
+        d["rules"].update(eligible="county_fire_declared and not insured and household_income <= "
+                                   "income_limit_pct * poverty_line"),
+        d.update(tests=[{"name": "uninsured family in a declared county", "input": {"household_size": 4,
+            "household_income": 40000, "county_fire_declared": True, "insured": False}, "expect": {"amount": 4000}}])))
+    live = bundle.read(_pack(tmp_path, needs, "live"))
+    pop = P.synthetic(P.SyntheticSpec(n=500, seed=1))
+    P.write_csv(P.Population(pop.source, "", {k: v for k, v in pop.columns.items() if k != "insured"},
+                             pop.attributes, pop.weight), tmp_path / "p.csv")
+    monkeypatch.setattr(db, "registry_present", lambda: True)
+    monkeypatch.setattr(deployments, "live_bundle", lambda pid, env="prod": live)
+    pkg = _pack(tmp_path, WILDFIRE)
+    assert main(["policy", "simulate", pkg, "--population", str(tmp_path / "p.csv"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["baseline"] is None and any("prod's v3 cannot run" in n and "insured" in n for n in out["notes"])
+    assert main(["policy", "simulate", pkg, "--population", str(tmp_path / "p.csv"), "--baseline", "live"]) == 2

@@ -34,6 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     test.add_argument("bundle")
     test.add_argument("--population", help="population for the simulation (default: the protocol's budget.population)")
     test.add_argument("--no-simulate", action="store_true", help="run the test cases only")
+    test.add_argument("--baseline", help=BASELINE_HELP)
     test.add_argument("--json", action="store_true")
     add_record_options(test)
     test.set_defaults(handler=cmd_test)
@@ -43,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     sim.add_argument(
         "--population", help="catalog name, synthetic:N[:SEED] or a .csv/.parquet file (default: budget.population)"
     )
-    sim.add_argument("--baseline", help="'live' (the version live in prod) or another bundle file to compare with")
+    sim.add_argument("--baseline", help=BASELINE_HELP)
     sim.add_argument("--period", help="the period to evaluate the rules for (e.g. 2025-03 or 2025) when the protocol "
                                       "has dated parameters; default: its effective period")
     sim.add_argument("--report", help="write a self-contained HTML report here")
@@ -120,10 +121,8 @@ def cmd_test(args: argparse.Namespace) -> int:
     sim_ok = True
     population_error: BadInput | None = None
     if b.protocol.budget and not args.no_simulate:
-        from hms.simulate import simulate
-
         try:
-            result = simulate(b, args.population, progress=_progress(args))
+            result = _simulate(args, b)
         except EvaluationError as e:  # a rule that fails on a population row fails the test step, with the row
             sim_ok = False
             simulation = {"ok": False, "error": e.message, "where": e.where}
@@ -157,53 +156,65 @@ def cmd_test(args: argparse.Namespace) -> int:
     return 2 if population_error is not None else 0 if sim_ok else 1
 
 
-PROGRESS_MIN_ROWS = 1_000_000
-
-
 def _progress(args: argparse.Namespace) -> Any:
-    """A progress printer for long runs on a terminal; None with --json or when stderr is not a TTY."""
-    if getattr(args, "json", False) or not sys.stderr.isatty():
+    """A bar on a terminal, lines in a log (the task's stderr), for runs past a couple of seconds;
+    nothing with --json, whose reader is a program."""
+    from hms.progress import Progress
+
+    if getattr(args, "json", False):
         return None
+    return Progress("simulate", sys.stderr, tty=sys.stderr.isatty())
 
-    def show(done: int, total: int) -> None:
-        if total < PROGRESS_MIN_ROWS:
-            return
-        end = "\n" if done >= total else ""
-        print(f"\r[simulate] {100 * done / total:5.1f} % of {total:,} rows", end=end, file=sys.stderr, flush=True)
 
-    return show
+LIVE, NO_BASELINE = "live", "none"
+BASELINE_HELP = (
+    "what to compare with: 'live' (the version prod answers with; the default when a registry exists), "
+    "'none', or another bundle file"
+)
 
 
 def _baseline(arg: str | None, protocol_id: str) -> tuple[Any, str | None, list[str]]:
-    """The baseline bundle for --baseline (``live``: the version live in prod), its label, and notes."""
-    if not arg:
+    """The baseline bundle for --baseline, its label, and notes; the default is prod's live version."""
+    from hms.registry.db import registry_present
+
+    if arg == NO_BASELINE or (arg is None and not registry_present()):
         return None, None, []
-    if arg == "live":
+    if arg in (None, LIVE):
         from hms.deployments import live_bundle
 
         live = live_bundle(protocol_id, env="prod")
         if live is None:
-            return None, None, [f"[simulate] no live baseline: {protocol_id} has no version live in prod"]
+            return None, None, [f"no live baseline: {protocol_id} has no version live in prod"]
         return live, "live in prod", []
     return open_bundle(arg), arg, []
 
 
-def cmd_simulate(args: argparse.Namespace) -> int:
-    from hms import report
+def _simulate(args: argparse.Namespace, b: bundle.Bundle, **kw: Any) -> Any:
+    """``simulate`` against the baseline --baseline names. Prod's version, when only defaulted to, may not
+    run on the population (it reads a column the file lacks): then the run goes on without it, saying so."""
     from hms.simulate import simulate
 
+    base, label, notes = _baseline(args.baseline, b.protocol.id)
+    try:
+        result = simulate(b, args.population, base, progress=_progress(args), baseline_label=label, **kw)
+    except BadInput as e:
+        if base is None or args.baseline is not None:
+            raise
+        result = simulate(b, args.population, progress=_progress(args), **kw)
+        notes.append(f"no baseline: prod's v{base.protocol.version} cannot run on this population ({e})")
+    result.notes.extend(notes)
+    return result
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from hms import report
+
     b = open_bundle(args.bundle)
-    base, label, lines = _baseline(args.baseline, b.protocol.id)
     detail = True if args.report else None  # the report draws the breakdowns
     period = b.protocol.parse_period(args.period, where="--period") if args.period else None
-    result = simulate(
-        b, args.population, base, progress=_progress(args), baseline_label=label, detail=detail, period=period
-    )
-    lines.extend(result.lines())
+    result = _simulate(args, b, detail=detail, period=period)
+    lines = result.lines()
     payload = {**result.to_dict(), "sha256": b.sha256, "report": None}
-    if args.baseline and base is None:
-        payload["baseline"] = None
-        payload["notes"] = [*payload["notes"], "no live baseline in prod"]
     if args.report:
         path = Path(args.report)
         report.write(result, path)

@@ -43,6 +43,17 @@ def database_url(*, redacted: bool = False) -> str:
     return url
 
 
+def registry_present() -> bool:
+    """Whether a registry exists to read from, without creating one (a SQLite file is made on first use)."""
+    try:
+        url = make_url(database_url())
+    except Exception:  # get_engine says what is wrong with it
+        return True
+    if url.get_backend_name() != "sqlite":
+        return True
+    return not url.database or url.database == ":memory:" or Path(url.database).is_file()
+
+
 def _sqlite_setup(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,128 @@
+"""Streamed populations: a file evaluated batch by batch gives exactly the figures of the same rows in memory."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hms import population as P
+from hms import protocol
+from hms.errors import BadInput
+from hms.population_stream import PopulationFile, open_file
+from hms.simulate import simulate
+from tests.conftest import WILDFIRE
+
+
+def _parquet(pop: P.Population, path, row_group: int = 700, **extra) -> None:
+    cols = {**pop.columns, **{k: c.strings() for k, c in pop.attributes.items()}, "weight": pop.weight, **extra}
+    pq.write_table(pa.table(cols), path, row_group_size=row_group)
+
+
+def _same(a: dict, b: dict) -> None:
+    """Every figure of two results' JSON equal, but where the population came from."""
+    for k in ("population", "seconds"):
+        a.pop(k), b.pop(k)
+    assert a == b
+
+
+@pytest.mark.parametrize("batch", [97, 1000, 1 << 20])
+def test_a_streamed_parquet_file_gives_the_figures_of_the_same_rows_in_memory(tmp_path, batch):
+    proto = protocol.load(WILDFIRE)
+    pop = P.synthetic(P.SyntheticSpec(n=5000, seed=3, weight=3, fire_declared_share=0.4))
+    _parquet(pop, tmp_path / "p.parquet")
+    streamed = P.resolve(str(tmp_path / "p.parquet"))
+    assert isinstance(streamed, PopulationFile)
+    memory = simulate(proto, P.load_file(tmp_path / "p.parquet"), proto, detail=True).to_dict()
+    stream = simulate(proto, streamed, proto, detail=True, chunk_rows=batch).to_dict()
+    assert stream["population"]["streamed"] and stream["population"]["rows"] == 5000
+    _same(memory, stream)
+
+
+def test_a_streamed_csv_file_gives_the_figures_of_the_same_rows_in_memory(tmp_path):
+    proto = protocol.load(WILDFIRE)
+    pop = P.synthetic(P.SyntheticSpec(n=3000, seed=8))
+    P.write_csv(pop, tmp_path / "p.csv")
+    memory = simulate(proto, P.load_file(tmp_path / "p.csv"), detail=True).to_dict()
+    stream = simulate(proto, P.resolve(str(tmp_path / "p.csv")), detail=True, chunk_rows=128).to_dict()
+    _same(memory, stream)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([0.0, 1.0, 2.5, 1e4, 1e4 + 1, 123456.0, -3.0, 7e8]), st.integers(0, 5)),
+        min_size=1,
+        max_size=300,
+    ),
+    st.integers(1, 64),
+)
+def test_streamed_decile_cut_points_are_exactly_those_of_a_sort(tmp_path_factory, rows, batch):
+    income = np.array([r[0] for r in rows])
+    weight = np.array([float(r[1]) for r in rows])
+    path = tmp_path_factory.mktemp("d") / "p.parquet"
+    pq.write_table(pa.table({"household_income": income, "weight": weight}), path, row_group_size=batch)
+    memory = P.from_columns({"household_income": income, "weight": weight}).decile_edges()
+    streamed = open_file(path).decile_edges("household_income")
+    if memory is None:
+        assert streamed is None
+    else:
+        assert streamed is not None and streamed.tolist() == memory.tolist()
+
+
+def test_a_bad_value_deep_in_a_file_is_refused_with_its_row_in_the_file(tmp_path):
+    pop = P.synthetic(P.SyntheticSpec(n=2000, seed=1))
+    size = pop.columns["household_size"].copy()
+    size[1733] = 0  # below the declared minimum of 1
+    _parquet(pop, tmp_path / "p.parquet", household_size=size)
+    with pytest.raises(BadInput, match=r"column 'household_size'.*row 1733: 0(\.0)? is below the minimum 1"):
+        simulate(protocol.load(WILDFIRE), P.resolve(str(tmp_path / "p.parquet")), chunk_rows=500)
+
+
+def test_an_empty_cell_and_a_negative_weight_are_refused_with_their_rows(tmp_path):
+    t = pa.table({"household_size": pa.array([1, 2, None, 4]), "household_income": [1.0, 2.0, 3.0, 4.0],
+                  "county_fire_declared": [True] * 4})
+    pq.write_table(t, tmp_path / "e.parquet", row_group_size=2)
+    with pytest.raises(BadInput, match=r"column 'household_size': row 2 is empty"):
+        simulate(protocol.load(WILDFIRE), P.resolve(str(tmp_path / "e.parquet")), chunk_rows=2)
+    t = pa.table({"household_size": [1, 2, 3], "household_income": [1.0, 2.0, 3.0],
+                  "county_fire_declared": [True] * 3, "weight": [1.0, 1.0, -2.0]})
+    pq.write_table(t, tmp_path / "w.parquet")
+    with pytest.raises(BadInput, match=r"row 2: weight -2.0 is negative"):
+        simulate(protocol.load(WILDFIRE), P.resolve(str(tmp_path / "w.parquet")))
+
+
+def test_a_file_missing_a_column_the_rules_read_is_refused_before_reading_a_row(tmp_path):
+    pq.write_table(pa.table({"household_size": [1], "household_income": [2.0]}), tmp_path / "m.parquet")
+    with pytest.raises(BadInput, match=r"missing column 'county_fire_declared'"):
+        simulate(protocol.load(WILDFIRE), P.resolve(str(tmp_path / "m.parquet")))
+
+
+def test_a_file_that_is_not_parquet_is_refused_naming_it(tmp_path):
+    (tmp_path / "x.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(BadInput, match=r"not a readable Parquet file") as e:
+        P.resolve(str(tmp_path / "x.parquet"))
+    assert "x.parquet" in str(e.value)
+
+
+def test_attribute_labels_that_differ_between_batches_land_in_one_set_of_groups(tmp_path):
+    # the first batch has only group A, the second only B: batch-local codes are both 0
+    t = pa.table({"household_size": [1] * 4, "household_income": [1000.0, 1000.0, 1000.0, 10.0**7],
+                  "county_fire_declared": [True] * 4, "race_ethnicity": ["A", "A", "B", "B"]})
+    pq.write_table(t, tmp_path / "g.parquet", row_group_size=2)
+    r = simulate(protocol.load(WILDFIRE), P.resolve(str(tmp_path / "g.parquet")), chunk_rows=2)
+    assert r.fairness["attributes"]["race_ethnicity"]["rates"] == {"A": 1.0, "B": 0.5}
+    assert r.groups["race_ethnicity"] == {"A": {"households": 2.0, "selected": 2.0},
+                                          "B": {"households": 2.0, "selected": 1.0}}
+
+
+def test_a_read_failure_in_the_reader_thread_reaches_the_caller(tmp_path):
+    pop = P.synthetic(P.SyntheticSpec(n=3000, seed=2))
+    _parquet(pop, tmp_path / "p.parquet", row_group=500)
+    f = P.resolve(str(tmp_path / "p.parquet"))
+    (tmp_path / "p.parquet").write_bytes(b"truncated")  # the file changes under the reader
+    with pytest.raises(BadInput, match="not a readable Parquet file"):
+        list(f.chunks(["household_size"], 500))
