@@ -76,6 +76,11 @@ class BaselineView:
     chart: Chart | None
     rows: list[Row]
     missing: str | None = None
+    average_chart: Chart | None = None  # the average change per household of each decile
+    against: str = ""  # "wildfire-aid-2024 v3 (live in prod)"
+
+
+DECILE_HEADER = ("decile", "newly eligible", "losing", "winners", "losers", "gains", "losses", "avg change")
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,10 @@ class ReportView:
     amount_fairness: list[FairnessAttribute]
     notes: list[str] = field(default_factory=list)
     footer: str = ""
+    provenance: str | None = None  # "publisher, year, licence — url": whose data the figures rest on
+    declared: list[FairnessAttribute] = field(default_factory=list)  # the protocol's protected inputs
+    declared_skipped: list[str] = field(default_factory=list)
+    decile_header: tuple[str, ...] = DECILE_HEADER
 
 
 def _pct(x: float) -> str:
@@ -215,12 +224,14 @@ def _cost_by_decile(r: SimulationResult, fmt: Callable[[float], str]) -> Panel:
     )
 
 
-def _baseline(r: SimulationResult, fmt: Callable[[float], str]) -> BaselineView | None:
+def baseline_view(r: SimulationResult, fmt: Callable[[float], str]) -> BaselineView | None:
+    """Who gains and who loses against the baseline: the report's section, and the clerk's card's."""
     b = r.baseline
     if b is None:
         return None
     label = f" ({b['label']})" if b.get("label") else ""
-    heading = f"Against the baseline: {b['protocol']['id']} v{b['protocol']['version']}{label}"
+    against = f"{b['protocol']['id']} v{b['protocol']['version']}{label}"
+    heading = f"Against the baseline: {against}"
     sentence = CostComparison(
         r.currency, r.cost_cents, r.cap_cents, b["cost_cents"], b["protocol"]["version"], True, r.per_period
     ).sentence.replace("prod (", "the baseline (", 1)
@@ -232,7 +243,9 @@ def _baseline(r: SimulationResult, fmt: Callable[[float], str]) -> BaselineView 
     )
     rows = b.get("by_income_decile")
     if not rows:
-        return BaselineView(heading, sentence, movement, None, [], "No income column: no breakdown by decile.")
+        return BaselineView(
+            heading, sentence, movement, None, [], "No income column: no breakdown by decile.", against=against
+        )
     chart = charts.diverging_chart(
         [f"D{x['decile']}" for x in rows],
         [x["gains"] for x in rows],
@@ -241,6 +254,17 @@ def _baseline(r: SimulationResult, fmt: Callable[[float], str]) -> BaselineView 
         x_title="winners (gains, green) and losers (losses, red) by income decile",
         label="baseline winners and losers",
     )
+    averages = [x.get("average_change") for x in rows]
+    average_chart = None
+    if all(a is not None for a in averages):
+        average_chart = charts.diverging_chart(
+            [f"D{x['decile']}" for x in rows],
+            [max(a, 0.0) for a in averages],
+            [max(-a, 0.0) for a in averages],
+            fmt=fmt,
+            x_title="average change per household of the decile (every household, not only those who move)",
+            label="average change by decile",
+        )
     table = [
         Row(
             (
@@ -251,16 +275,18 @@ def _baseline(r: SimulationResult, fmt: Callable[[float], str]) -> BaselineView 
                 format_count(x["losers"]),
                 r.money(x["gains"] * 100),
                 r.money(x["losses"] * 100),
+                "—" if x.get("average_change") is None else r.money(x["average_change"] * 100, sign=True),
             )
         )
         for x in rows
     ]
-    return BaselineView(heading, sentence, movement, chart, table)
+    return BaselineView(heading, sentence, movement, chart, table, average_chart=average_chart, against=against)
 
 
-def _fairness(r: SimulationResult) -> list[FairnessAttribute]:
+def _fairness(r: SimulationResult, key: str = "attributes") -> list[FairnessAttribute]:
+    """One chart and table per attribute; ``declared`` (the protocol's protected inputs) has no verdict."""
     out = []
-    for attr, f in r.fairness.get("attributes", {}).items():
+    for attr, f in r.fairness.get(key, {}).items():
         ok = f["ratio"] >= FOUR_FIFTHS
         labels = list(f["rates"])
         chart = charts.bar_chart(
@@ -275,7 +301,7 @@ def _fairness(r: SimulationResult) -> list[FairnessAttribute]:
         top = f["rates"][f["reference_group"]] or 1.0
         rows = []
         for g in labels:
-            counts = r.groups.get(attr, {}).get(g, {})
+            counts = r.groups.get(attr, {}).get(g, {}) if key == "attributes" else {}
             rows.append(
                 Row(
                     (
@@ -288,12 +314,27 @@ def _fairness(r: SimulationResult) -> list[FairnessAttribute]:
                     low=g == f["lowest_group"],
                 )
             )
+        if key != "attributes":
+            rows = [Row((row.cells[0], *row.cells[3:]), low=row.low) for row in rows]
+            exempt = f" — exempt: {f['exemption']}" if f.get("exemption") else ""
+            out.append(FairnessAttribute(f"{attr} ({f.get('characteristic', attr)}){exempt}", f"{f['ratio']:.3f}",
+                                         None, chart, ("group", "rate", "vs highest"), rows))
+            continue
         out.append(
             FairnessAttribute(
                 attr, f"{f['ratio']:.3f}", ok, chart, ("group", "households", "selected", "rate", "vs highest"), rows
             )
         )
     return out
+
+
+def provenance_line(pop: dict) -> str | None:
+    """``publisher, year, licence — url``: the catalog's provenance of the population, or None."""
+    p = pop.get("provenance")
+    if not p:
+        return None
+    text = f"{p['publisher']}, {p['year']}, licence: {p['licence']}"
+    return text + (f" — {p['url']}" if p.get("url") else "") + (f" ({p['notes']})" if p.get("notes") else "")
 
 
 def _amount_fairness(r: SimulationResult) -> list[FairnessAttribute]:
@@ -345,13 +386,16 @@ def view(r: SimulationResult) -> ReportView:
         synthesized=[(c.name, c.how) for c in r.synthesized_columns],
         cost_chart=cost_chart(r),
         panels=[[_amounts(r), _by_size(r)], [_by_decile(r), _cost_by_decile(r, money_axis)]],
-        baseline=_baseline(r, money_axis),
+        baseline=baseline_view(r, money_axis),
         fairness_outcome=str(r.fairness.get("outcome") or r.outcome),
         fairness=_fairness(r),
         amount_name=r.fairness.get("amount"),
         amount_period=r.per_period,
         amount_fairness=_amount_fairness(r),
         notes=list(r.notes),
+        provenance=provenance_line(pop),
+        declared=_fairness(r, "declared"),
+        declared_skipped=list(r.fairness.get("declared_skipped") or ()),
         footer=f"hms {__version__} · simulated in {r.seconds:.2f} s · amounts summed in exact integer cents",
     )
 

@@ -243,6 +243,13 @@ class SimulationResult:
                 f"(lowest {f['lowest_group']} {self.money(100 * means[f['lowest_group']])} vs "
                 f"{f['reference_group']} {self.money(100 * means[f['reference_group']])} per household)"
             )
+        for attr, f in self.fairness.get("declared", {}).items():
+            exempt = f", exempt: {f['exemption']}" if f.get("exemption") else ""
+            out.append(
+                f"[simulate] protected input {attr} ({f['characteristic']}{exempt}): selection-rate ratio "
+                f"{f['ratio']:.3f} (lowest {f['lowest_group']} {100 * f['rates'][f['lowest_group']]:.1f} % vs "
+                f"{f['reference_group']} {100 * f['rates'][f['reference_group']]:.1f} %; shown, not gated)"
+            )
         b = self.baseline
         if b is not None:
             delta = b["cost_delta_cents"]

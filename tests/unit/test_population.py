@@ -220,3 +220,21 @@ def test_nan_weight_is_refused_naming_the_column_and_row():
     with pytest.raises(BadInput, match=r"row 1: weight nan is not a finite number") as e:
         P.from_columns({"household_size": [1, 2], "weight": [1.0, math.nan]}, source="f.parquet")
     assert e.value.where == "f.parquet: column 'weight'"
+
+
+def test_a_catalog_entry_cites_its_provenance_or_is_refused_naming_the_field(tmp_path, monkeypatch):
+    cat = tmp_path / "catalog.yml"
+    monkeypatch.setenv("HMS_POPULATION_CATALOG", str(cat))
+    cat.write_text("populations:\n  acs:\n    source: synthetic:10:1\n    provenance:\n      publisher: Census\n"
+                   "      year: 2023\n      licence: public domain\n      url: https://www.census.gov/acs\n")
+    assert P.resolve("acs").provenance == {"publisher": "Census", "year": 2023, "licence": "public domain",
+                                          "url": "https://www.census.gov/acs"}
+    cat.write_text("populations:\n  acs:\n    source: synthetic:10:1\n"
+                   "    provenance: {publisher: Census, year: 2023}\n")
+    with pytest.raises(BadInput, match="provenance needs 'licence'") as e:
+        P.resolve("acs")
+    assert "provenance" in e.value.where
+    cat.write_text("populations:\n  acs:\n    source: synthetic:10:1\n"
+                   "    provenance: {publisher: Census, year: '23', licence: x}\n")
+    with pytest.raises(BadInput, match="provenance year must be a year"):
+        P.resolve("acs")

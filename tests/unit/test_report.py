@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hms import bundle, protocol, report
+from hms import bundle, population, protocol, report
 from hms.cli import main
 from hms.simulate import simulate
-from tests.conftest import ROOT, WILDFIRE
+from tests.conftest import CHIP, ROOT, WILDFIRE
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -60,11 +60,12 @@ def test_report_has_every_chart_and_the_fairness_table():
         "eligibility by income decile",
         "cost by income decile",
         "baseline winners and losers",
+        "average change by decile",
         "selection rate by race_ethnicity",
         "selection rate by sex",
     ):
         assert f'aria-label="{label}"' in page, label
-    assert page.count("<svg") == 8 and "cap $1,000,000,000" in page and "American Indian or Alaska Native" in page
+    assert page.count("<svg") == 9 and "cap $1,000,000,000" in page and "American Indian or Alaska Native" in page
 
 
 def test_report_without_breakdowns_says_so_instead_of_drawing_empty_charts():
@@ -177,3 +178,17 @@ def test_eligible_households_paid_nothing_are_named_eligible_and_unpaid_never_a_
     assert "No household is eligible" in none
     missing = report.amounts_missing(replace(base, amounts=None))
     assert "not computed" in missing
+
+
+def test_report_shows_the_populations_provenance_and_the_protected_inputs_the_protocol_reads():
+    pop = population.resolve("chip-applicants")
+    pop.provenance = {"publisher": "State statistics office", "year": 2024, "licence": "CC-BY-4.0",
+                      "url": "https://example.org/acs"}
+    r = simulate(protocol.load(CHIP), pop, detail=True)
+    page = report.render(r)
+    assert "Data: State statistics office, 2024, licence: CC-BY-4.0 — https://example.org/acs" in page
+    assert 'aria-label="selection rate by age"' in page and "exempt: 42 U.S.C. 1397jj(c)(1)" in page
+    assert "under 18" in page and "Shown, not gated" in page
+    declared = r.fairness["declared"]["age"]
+    assert declared["rates"]["under 18"] > declared["rates"]["18–24"]  # CHIP covers children: the law's line
+    assert "age" not in r.fairness["attributes"]  # never gated by the four-fifths rule

@@ -281,3 +281,19 @@ def test_a_move_in_the_deploys_history_reads_from_to_who_and_why_with_both_times
     )
     assert line, html[html.index("Last deployments") :][:3000]
     assert f'datetime="{first.isoformat()}"' in line.group(1) and f'datetime="{later.isoformat()}"' in line.group(2)
+
+
+# ---- who gains and who loses ---------------------------------------------------------------------------
+
+
+def test_the_card_shows_who_gains_and_who_loses_against_prod_by_decile(client):
+    sha = _prod_and_waiting()
+    html = client.get("/reviews", headers=as_("bob")).text
+    card = html[html.index(f'<section class="bundle" data-sha="{sha}"') :]
+    section = card[card.index('class="distribution"') : card.index("Approvals so far")]
+    assert "Against wildfire-aid-2024 v2" in section and "newly eligible" in section and " gain $" in section
+    assert 'aria-label="baseline winners and losers"' in section and 'aria-label="average change by decile"' in section
+    api = client.get("/api/reviews", headers=as_("bob")).json()
+    dist = next(c for c in api["pending"] if c["sha256"] == sha)["distribution"]
+    assert dist["winners"] > 0 and dist["losers"] == 0 and dist["gains_cents"] == dist["cost_delta_cents"] > 0
+    assert len(dist["by_income_decile"]) == 10 and dist["by_income_decile"][0]["average_change"] >= 0

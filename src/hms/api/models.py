@@ -335,6 +335,35 @@ class CostOut(_Model):
     sentence: str
 
 
+class DecileMovementOut(_Model):
+    """One income decile's movement against the baseline (``hms.simulate``: money in dollars)."""
+
+    decile: int
+    newly_eligible: float
+    losing_eligibility: float
+    winners: float
+    losers: float
+    gains: float
+    losses: float
+    change: float | None = None
+    average_change: float | None = Field(None, description="per household of the decile, all of them")
+
+
+class DistributionOut(_Model):
+    """Who gains and who loses against the baseline the recorded simulation ran (weighted households)."""
+
+    baseline_sha256: str | None
+    baseline_version: int
+    newly_eligible: float
+    losing_eligibility: float
+    winners: float
+    losers: float
+    gains_cents: float
+    losses_cents: float
+    cost_delta_cents: float
+    by_income_decile: list[DecileMovementOut] | None
+
+
 class LifeEventOut(_Model):
     """One thing that happened to a bundle (``hms.web.bundle_life.LifeEvent``)."""
 
@@ -371,6 +400,9 @@ class BundleCardOut(_Model):
     previous_version: int | None = Field(..., description="the protocol's previous recorded version")
     changes_vs_previous: list[ProtocolChangeOut] = Field(..., description="hms.protocol_diff against previous_version")
     cost: CostOut | None = Field(..., description="the simulated cost against prod's (None: none recorded)")
+    distribution: DistributionOut | None = Field(
+        ..., description="winners and losers against the simulated baseline (None: no baseline simulated)"
+    )
     life: list[LifeEventOut] = Field(..., description="everything that happened to the bundle, oldest first")
     waiting_since: str | None = Field(..., description="when its review began (its tests and scan passed)")
     review_deadline: str | None = Field(..., description="when the run stops waiting for the review")

@@ -20,11 +20,12 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from hms import charts, clock, templating
+from hms import charts, clock, report, templating
 from hms.charts import Chart
 from hms.cost_baseline import CostComparison
 from hms.pipeline_config import PipelineConfig
 from hms.protocol_diff import SECTION_ORDER, Change, show
+from hms.report import BaselineView
 from hms.simulate import SimulationResult
 from hms.web.bundle_life import RunLinks
 from hms.web.reviews import SCHEDULER_ROLE, BundleView, Caller
@@ -268,6 +269,8 @@ class SimulationView:
     error: str | None = None
     report_href: str = ""
     synthesized: list[tuple[str, str]] = field(default_factory=list)
+    distribution: BaselineView | None = None  # winners and losers against the baseline the run simulated
+    provenance: str | None = None
 
 
 @dataclass(frozen=True)
@@ -396,6 +399,8 @@ def _simulation(v: BundleView) -> SimulationView | None:
         str(r.population.get("source")),
         report_href=f"reports/{v.bundle.sha256}",
         synthesized=[(c.name, c.how) for c in r.synthesized_columns],
+        distribution=report.baseline_view(r, charts.money_axis(r.currency)),
+        provenance=report.provenance_line(r.population),
     )
 
 

@@ -275,6 +275,7 @@ class BundleView:
             "previous_version": self.previous_version,
             "changes_vs_previous": [c.to_dict() for c in self.changes_vs_previous],
             "cost": self.cost.to_dict() if self.cost else None,
+            "distribution": _distribution(self.checks),
             "life": [e.to_dict() for e in self.life],
             "waiting_since": self.waiting_since.isoformat() if self.waiting_since else None,
             "review_deadline": self.review_deadline.isoformat() if self.review_deadline else None,
@@ -334,6 +335,18 @@ def _simulation(test_summary: dict[str, Any] | None) -> SimulationResult | None:
     """The simulation a ``test`` check's summary recorded, if any."""
     sim = test_summary.get("simulation") if test_summary else None
     return SimulationResult.from_dict(sim) if sim and "protocol" in sim else None
+
+
+def _distribution(checks: dict[str, CheckView]) -> dict[str, Any] | None:
+    """Who gains and who loses against the baseline the recorded simulation ran (prod's version by default)."""
+    sim = _simulation(checks["test"].summary if "test" in checks else None)
+    b = sim.baseline if sim else None
+    if b is None:
+        return None
+    keys = ("newly_eligible", "losing_eligibility", "winners", "losers", "gains_cents", "losses_cents",
+            "cost_delta_cents")
+    return {"baseline_sha256": b["protocol"].get("sha256"), "baseline_version": b["protocol"]["version"],
+            **{k: b[k] for k in keys}, "by_income_decile": b.get("by_income_decile")}
 
 
 def _cost(s: Session, checks: dict[str, CheckView], live: Bundle | None, sha256: str) -> CostComparison | None:
