@@ -52,21 +52,44 @@ class Chunk:
     def stop(self) -> int:
         return self.start + self.n
 
+    def split(self, rows: int) -> Iterator[Chunk]:
+        """Views of ``rows`` rows each: a file's batch is read large (fewer, cheaper reads) and evaluated in
+        cache-sized pieces (a 1M-row column is 8 MiB; the rule evaluation runs ~2x faster on 128k rows)."""
+        if self.n <= rows:
+            yield self
+            return
+        for lo in range(0, self.n, rows):
+            hi = min(self.n, lo + rows)
+            yield Chunk(
+                self.start + lo,
+                {k: v[lo:hi] for k, v in self.columns.items()},
+                self.weight[lo:hi],
+                self.integral,
+                {k: (c[lo:hi], labels) for k, (c, labels) in self.attributes.items()},
+                self.validated,
+            )
+
 
 def integral_weights(w: np.ndarray) -> bool:
-    return bool(len(w) == 0 or (np.all(w == np.floor(w)) and float(w.max()) < 2**53))
+    if len(w) == 0:
+        return True
+    if w.dtype.kind in "iu":  # whole numbers by type: only their size can make float64 sums inexact
+        return w.dtype.itemsize < 7 or float(np.abs(w).max()) < 2**53
+    return bool(np.all(w == np.floor(w)) and float(w.max()) < 2**53)
 
 
 def check_weight(w: np.ndarray, where: str, first_row: int = 0) -> np.ndarray:
     """Weights as float64, refusing non-numbers, NaN, infinities and negatives with the row."""
     if w.dtype.kind not in "iuf" or w.dtype.kind == "b":
         raise BadInput(f"expected numbers, got {w.dtype}", where=where)
-    w = w.astype(np.float64, copy=False)
-    for bad, what in ((~np.isfinite(w), "not a finite number"), (w < 0, "negative")):
+    checks = [] if w.dtype.kind == "u" else [(w < 0, "negative")]
+    if w.dtype.kind == "f":
+        checks.insert(0, (~np.isfinite(w), "not a finite number"))
+    for bad, what in checks:
         if bad.any():
             r = int(np.argmax(bad))
             raise BadInput(f"row {first_row + r}: weight {float(w[r])!r} is {what}", where=where)
-    return w
+    return w.astype(np.float64, copy=False)
 
 
 @dataclass
@@ -98,18 +121,22 @@ class PopulationFile:
         attribute_names = self.attribute_names if attributes else ()
         wanted = [n for n in self.names if n in set(names) and n != WEIGHT]
         read = list(dict.fromkeys([*wanted, *attribute_names, *([WEIGHT] if WEIGHT in self.names else [])]))
-        start = 0
-        for batch in _prefetched(self._batches(read, rows)):
-            n = batch.num_rows
-            columns = {name: _numpy(batch.column(name), name, start, self.source) for name in wanted}
-            attrs = {name: _codes(batch.column(name), name, start, self.source) for name in attribute_names}
-            if WEIGHT in self.names:
-                raw = _numpy(batch.column(WEIGHT), WEIGHT, start, self.source)
-                weight = check_weight(raw, f"{self.source}: column {WEIGHT!r}", start)
-            else:
-                weight = np.ones(n)
-            yield Chunk(start, columns, weight, integral_weights(weight), attrs)
-            start += n
+        def convert() -> Iterator[Chunk]:  # runs in the reader thread: decoding and conversion overlap evaluation
+            start = 0
+            for batch in self._batches(read, rows):
+                n = batch.num_rows
+                columns = {name: _numpy(batch.column(name), name, start, self.source) for name in wanted}
+                attrs = {name: _codes(batch.column(name), name, start, self.source) for name in attribute_names}
+                if WEIGHT in self.names:
+                    raw = _numpy(batch.column(WEIGHT), WEIGHT, start, self.source)
+                    weight = check_weight(raw, f"{self.source}: column {WEIGHT!r}", start)
+                    integral = integral_weights(raw)
+                else:
+                    weight, integral = np.ones(n), True
+                yield Chunk(start, columns, weight, integral, attrs)
+                start += n
+
+        yield from _prefetched(convert())
 
     def _batches(self, columns: list[str], rows: int) -> Iterator[Any]:
         import pyarrow as pa
@@ -118,7 +145,10 @@ class PopulationFile:
             if self.kind == "parquet":
                 import pyarrow.parquet as pq
 
-                yield from pq.ParquetFile(self.path).iter_batches(batch_size=rows, columns=columns, use_threads=True)
+                pf = pq.ParquetFile(self.path)
+                if pf.metadata.num_row_groups and pf.metadata.row_group(0).num_rows <= 4 * rows:
+                    rows = max(rows, pf.metadata.row_group(0).num_rows)  # one batch per row group: no split reads
+                yield from pf.iter_batches(batch_size=rows, columns=columns, use_threads=True)
             else:
                 import pyarrow.csv as pcsv
 

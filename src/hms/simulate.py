@@ -19,8 +19,11 @@ report; the per-chunk figures are plain sums, so chunking never changes a result
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Any
@@ -453,6 +456,7 @@ def simulate(
     chunk_rows: int | None = None,
     baseline_label: str | None = None,
     period: Period | None = None,
+    batch_rows: int = BATCH_ROWS,
 ) -> SimulationResult:
     """Simulate a Bundle or Protocol over a population (default: its ``budget.population``).
 
@@ -462,6 +466,9 @@ def simulate(
 
     ``detail`` (default: on when there is a baseline) adds the breakdowns the report
     draws: by household size, by weighted income decile and the amount distribution.
+
+    Rows go in batches of ``batch_rows`` (``WORKERS`` batches at a time, merged in order) evaluated in
+    pieces of ``chunk_rows``; neither changes a figure.
     """
     started = perf_counter()
     proto, sha = _unwrap(subject, "subject")
@@ -485,16 +492,27 @@ def simulate(
         names |= {SIZE}
     if edges is not None:
         names |= {INCOME}
-    acc = _Totals(detail=detail, declared=declared, edges=edges)
-    rows = chunk_rows or (BATCH_ROWS if streamed else CHUNK_ROWS)
-    for ch in pop.chunks(names, max(1, int(rows))):
-        sel, cents = main.chunk(ch)
-        deciles = acc.add(ch, sel, cents)
-        if base is not None:
-            bsel, bcents = base[0].chunk(ch)
-            acc.add_baseline(ch, sel, cents, bsel, bcents, deciles)
+    def totals() -> _Totals:
+        return _Totals(detail=detail, declared=declared, edges=edges, amount=main.amount is not None)
+
+    rows = max(1, int(chunk_rows or CHUNK_ROWS))
+
+    def run(batch: Chunk) -> _Totals:
+        """One batch's figures, in cache-sized pieces; pure, so batches run side by side."""
+        part = totals()
+        for ch in batch.split(rows):
+            sel, cents = main.chunk(ch)
+            deciles = part.add(ch, sel, cents)
+            if base is not None:
+                bsel, bcents = base[0].chunk(ch)
+                part.add_baseline(ch, sel, cents, bsel, bcents, deciles)
+        return part
+
+    acc = totals()
+    for batch, part in _in_order(pop.chunks(names, max(rows, batch_rows)), run):
+        acc.merge(part)
         if progress is not None:
-            progress(ch.stop, pop.rows)
+            progress(batch.stop, pop.rows)
     budget = proto.budget or {}
     households = acc.households() if streamed else pop.total_weight
     result = SimulationResult(
@@ -541,6 +559,35 @@ def simulate(
     return result
 
 
+WORKERS = 2  # batches evaluated at once: NumPy and Arrow release the GIL, so two use both cores of a small box
+
+
+def _in_order(batches: Iterator[Chunk], run: Callable[[Chunk], _Totals]) -> Iterator[tuple[Chunk, _Totals]]:
+    """``run`` over ``batches`` on ``WORKERS`` threads, results in the batches' order (so every sum is added
+    in one order whatever finishes first, and the first failing batch is the one reported)."""
+    first = next(batches, None)
+    if first is None:
+        return
+    second = next(batches, None)
+    if second is None:  # one batch (most in-memory runs): no thread to start
+        yield first, run(first)
+        return
+    with ThreadPoolExecutor(WORKERS, thread_name_prefix="hms-simulate") as pool:
+        inflight: deque[tuple[Chunk, Future[_Totals]]] = deque()
+        try:
+            for batch in itertools.chain((first, second), batches):
+                inflight.append((batch, pool.submit(run, batch)))
+                if len(inflight) > WORKERS:
+                    done, fut = inflight.popleft()
+                    yield done, fut.result()
+            while inflight:
+                done, fut = inflight.popleft()
+                yield done, fut.result()
+        finally:
+            for _, fut in inflight:
+                fut.cancel()
+
+
 def _attribute_names(pop: Population | PopulationFile) -> tuple[str, ...]:
     return pop.attribute_names if isinstance(pop, PopulationFile) else tuple(pop.attributes)
 
@@ -556,19 +603,30 @@ class _Groups:
         self.labels: dict[str, dict[str, int]] = {}
         self.sums: dict[tuple[int, ...], np.ndarray] = {}
 
-    def add(self, attrs: Mapping[str, tuple[np.ndarray, tuple[str, ...]]], parts: Sequence[np.ndarray]) -> None:
+    def add(
+        self,
+        attrs: Mapping[str, tuple[np.ndarray, tuple[str, ...]]],
+        w: np.ndarray,
+        sel: np.ndarray,
+        cw: np.ndarray | None,
+    ) -> np.ndarray:
+        """Add a chunk: weights ``w``, selection ``sel``, cents × weight ``cw`` (None: no amount). Returns the
+        chunk's (households, selected, cents) per joint group: their totals are the chunk's totals."""
         names = list(attrs)
         for name in names:
             known = self.labels.setdefault(name, {})
             for label in attrs[name][1]:
                 known.setdefault(label, len(known))
         radices = [len(attrs[a][1]) for a in names]
-        joint = np.zeros(len(parts[0]), dtype=np.intp)
-        for a, k in zip(names, radices, strict=True):
+        joint = attrs[names[0]][0].astype(np.intp, copy=True)
+        for a, k in zip(names[1:], radices[1:], strict=True):
             joint *= k
             joint += attrs[a][0]
         size = math.prod(radices)
-        sums = np.stack([np.bincount(joint, weights=p, minlength=size) for p in parts])
+        # one bincount gives households and selected: the selection is the code's lowest bit
+        both = np.bincount(joint * 2 + sel, weights=w, minlength=2 * size).reshape(size, 2)
+        cents = np.bincount(joint, weights=cw, minlength=size) if cw is not None else np.zeros(size)
+        sums = np.stack([both.sum(axis=1), both[:, 1], cents])
         maps = [[self.labels[a][label] for label in attrs[a][1]] for a in names]
         for j in np.flatnonzero(np.any(sums != 0, axis=0)).tolist():
             combo, rest = [], j
@@ -577,6 +635,19 @@ class _Groups:
                 combo.append(m[code])
             key = tuple(reversed(combo))
             self.sums[key] = self.sums.get(key, 0) + sums[:, j]
+        return sums
+
+    def merge(self, other: _Groups) -> None:
+        """Add another accumulator's sums under this one's codes (labels matched by name)."""
+        names = list(other.labels)
+        for name in names:
+            known = self.labels.setdefault(name, {})
+            for label in other.labels[name]:
+                known.setdefault(label, len(known))
+        back = {n: {code: label for label, code in other.labels[n].items()} for n in names}
+        for key, s in other.sums.items():
+            mine = tuple(self.labels[n][back[n][c]] for n, c in zip(names, key, strict=True))
+            self.sums[mine] = self.sums.get(mine, 0) + s
 
     def marginals(self, part: int) -> dict[str, tuple[dict[str, float], dict[str, float]]]:
         """Per attribute: label -> sum of ``part``, and label -> households (part 0)."""
@@ -613,6 +684,13 @@ class _Amounts:
         values, inverse = np.unique(np.concatenate([self.values, cents]), return_inverse=True)
         self.weights = np.bincount(inverse, weights=np.concatenate([self.weights, w]), minlength=len(values))
         self.values = values
+        self._coarsen()
+
+    def merge(self, other: _Amounts) -> None:
+        self.step = max(self.step, other.step)
+        self.add(other.values, other.weights)
+
+    def _coarsen(self) -> None:
         while len(self.values) > self.MAX_DISTINCT:
             self.step *= 100
             values, inverse = np.unique(np.round(self.values / self.step) * self.step, return_inverse=True)
@@ -623,8 +701,11 @@ class _Amounts:
 class _Totals:
     """Running sums over chunks; everything a result needs, nothing per row kept."""
 
-    def __init__(self, *, detail: bool, declared: Sequence[DeclaredGroup], edges: np.ndarray | None) -> None:
+    def __init__(
+        self, *, detail: bool, declared: Sequence[DeclaredGroup], edges: np.ndarray | None, amount: bool
+    ) -> None:
         self.detail = detail
+        self.amount = amount  # the protocol pays an amount (else every cent figure is 0: not summed)
         self.declared = list(declared)
         self.edges = edges
         self.cost_cents: int | float = 0
@@ -653,22 +734,25 @@ class _Totals:
         self.integral = self.integral and integral
         self.cost_cents += exact_weighted_sum(cents, w, integral)
         self.eligible_rows += int(np.count_nonzero(sel))
-        ws = w * sel
-        self._weight_parts.append(float(w.sum()))
-        self._eligible_parts.append(float(ws.sum()) if integral else math.fsum(ws.tolist()))
-        cw = None
-        if ch.attributes:
-            cw = cents * w
-            self.group.add(ch.attributes, (w, ws, cw))
+        cw = cents * w if self.amount else None
+        sums = self.group.add(ch.attributes, w, sel, cw) if ch.attributes else None
+        ws = None
+        if sums is not None and integral:  # exact: whole-number sums below 2**53 in any order
+            self._weight_parts.append(float(sums[0].sum()))
+            self._eligible_parts.append(float(sums[1].sum()))
+        else:
+            ws = w * sel
+            self._weight_parts.append(float(w.sum()))
+            self._eligible_parts.append(float(ws.sum()) if integral else math.fsum(ws.tolist()))
         if self.declared:
-            cw = cents * w if cw is None else cw
             coded = {g.name: g.codes(ch.columns[g.name]) for g in self.declared}
-            self.declared_group.add({k: v for k, v in coded.items() if v is not None}, (w, ws, cw))
+            self.declared_group.add({k: v for k, v in coded.items() if v is not None}, w, sel, cw)
         deciles = None
         if self.edges is not None:
             deciles = np.searchsorted(self.edges, ch.columns[INCOME].astype(np.float64, copy=False), side="left")
         if not self.detail:
             return deciles
+        ws = w * sel if ws is None else ws
         cw = cents * w if cw is None else cw
         sizes = ch.columns.get(SIZE)
         if self.sizes_ok and (sizes is None or sizes.dtype.kind not in "iuf" or not np.isfinite(sizes).all()):
@@ -676,17 +760,38 @@ class _Totals:
         groups = [(deciles, self.decile_sums, 10)]
         if self.sizes_ok:
             groups.append((np.clip(sizes, 1, 8).astype(np.intp) - 1, self.size_sums, 8))
-        for idx, sums, k in groups:
+        for idx, sums_, k in groups:
             if idx is None:
                 continue
-            sums[0] += np.bincount(idx, weights=w, minlength=k)
-            sums[1] += np.bincount(idx, weights=ws, minlength=k)
-            sums[2] += np.bincount(idx, weights=cw, minlength=k)
+            sums_[0] += np.bincount(idx, weights=w, minlength=k)
+            sums_[1] += np.bincount(idx, weights=ws, minlength=k)
+            sums_[2] += np.bincount(idx, weights=cw, minlength=k)
         self.amounts.add(cents[sel], w[sel])
         return deciles
 
     def households(self) -> float:
         return math.fsum(self._weight_parts)
+
+    def merge(self, o: _Totals) -> None:
+        """Add a batch's totals (``simulate`` merges batches in order: the partial lists keep that order)."""
+        self.cost_cents += o.cost_cents
+        self.rows += o.rows
+        self.integral = self.integral and o.integral
+        self.eligible_rows += o.eligible_rows
+        self._eligible_parts += o._eligible_parts
+        self._weight_parts += o._weight_parts
+        self.group.merge(o.group)
+        self.declared_group.merge(o.declared_group)
+        self.sizes_ok = self.sizes_ok and o.sizes_ok
+        if o.detail:
+            self.amounts.merge(o.amounts)
+        self.size_sums += o.size_sums
+        self.decile_sums += o.decile_sums
+        self.base_cost_cents += o.base_cost_cents
+        self.base_eligible_parts += o.base_eligible_parts
+        for k, v in o.diff.items():
+            self.diff[k] += v
+        self.decile_diff += o.decile_diff
 
     def add_baseline(
         self,

@@ -37,7 +37,7 @@ def test_a_streamed_parquet_file_gives_the_figures_of_the_same_rows_in_memory(tm
     streamed = P.resolve(str(tmp_path / "p.parquet"))
     assert isinstance(streamed, PopulationFile)
     memory = simulate(proto, P.load_file(tmp_path / "p.parquet"), proto, detail=True).to_dict()
-    stream = simulate(proto, streamed, proto, detail=True, chunk_rows=batch).to_dict()
+    stream = simulate(proto, streamed, proto, detail=True, chunk_rows=batch, batch_rows=3 * batch).to_dict()
     assert stream["population"]["streamed"] and stream["population"]["rows"] == 5000
     _same(memory, stream)
 

@@ -277,7 +277,8 @@ def test_chunked_run_gives_the_same_result_and_reports_progress():
     pop = P.resolve("synthetic:100000:3")
     seen: list[tuple[int, int]] = []
     a = simulate(proto, pop, detail=True)
-    b = simulate(proto, pop, progress=lambda d, t: seen.append((d, t)), detail=True, chunk_rows=7_000)
+    b = simulate(proto, pop, progress=lambda d, t: seen.append((d, t)), detail=True, chunk_rows=3_000,
+                 batch_rows=7_000)
     da, db = a.to_dict(), b.to_dict()
     da.pop("seconds"), db.pop("seconds")
     assert da == db
