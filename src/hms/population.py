@@ -42,7 +42,14 @@ import numpy as np
 from hms.column_synthesis import SynthesizedColumn, synthesize
 from hms.errors import BadInput
 from hms.person_table import HOUSEHOLD_ID, PersonTable, SubFile, link, synthesize_members, with_subgroups
-from hms.population_stream import Chunk, PopulationFile, check_weight, integral_weights, open_file
+from hms.population_stream import (
+    Chunk,
+    PopulationFile,
+    check_weight,
+    integral_weights,
+    open_file,
+    weighted_cut_points,
+)
 from hms.yamlsafe import json_path
 
 if TYPE_CHECKING:
@@ -115,9 +122,12 @@ class Population:
             attrs = {k: (c.codes[start:stop], labels[k]) for k, c in self.attributes.items()}
             yield Chunk(start, cols, self.weight[start:stop], self.weight_integral, attrs)
 
-    def decile_edges(self, income: str = "household_income") -> np.ndarray | None:
-        d = self.income_deciles if income == INCOME else None
-        return None if d is None else d[1]
+    def decile_edges(self, income: str = INCOME) -> np.ndarray | None:
+        """The nine weighted cut points of ``income`` (``weighted_cut_points``: the same ones a file's)."""
+        inc = self.columns.get(income)
+        if inc is None or income in self.empty or inc.dtype.kind not in "iuf" or self.n == 0:
+            return None
+        return weighted_cut_points(lambda: iter([(inc, self.weight)]), self.n)
 
     @cached_property
     def weight_integral(self) -> bool:
@@ -142,50 +152,6 @@ class Population:
                 cols[name] = self.attributes[name].strings()
         validated, n = ruleset.coerce_columns(cols, where=where)
         return validated, self.n if not needed else n
-
-    @cached_property
-    def joint_groups(self) -> tuple[np.ndarray, tuple[int, ...]] | None:
-        """One code per row for the combination of all attributes: one ``bincount`` serves every attribute."""
-        if not self.attributes:
-            return None
-        shape = tuple(len(c.labels) for c in self.attributes.values())
-        joint = np.zeros(self.n, dtype=np.intp)
-        for cat, k in zip(self.attributes.values(), shape, strict=True):
-            joint *= k
-            joint += cat.codes
-        return joint, shape
-
-    @cached_property
-    def joint_totals(self) -> np.ndarray | None:
-        jg = self.joint_groups
-        if jg is None:
-            return None
-        return np.bincount(jg[0], weights=self.weight, minlength=math.prod(jg[1]))
-
-    @cached_property
-    def income_deciles(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """Weighted income decile (0..9) of each row and the nine cut points; None without an income column."""
-        inc = self.columns.get(INCOME)
-        if inc is None or INCOME in self.empty or inc.dtype.kind not in "iuf" or self.n == 0:
-            return None
-        inc = inc.astype(np.float64, copy=False)
-        order = np.argsort(inc, kind="stable")
-        cw = np.cumsum(self.weight[order])
-        total = cw[-1]
-        if total <= 0:
-            return None
-        pos = np.searchsorted(cw, total * np.arange(1, 10) / 10, side="left")
-        edges = inc[order][np.minimum(pos, self.n - 1)]
-        return np.searchsorted(edges, inc, side="left").astype(np.intp), edges
-
-    @cached_property
-    def size_groups(self) -> tuple[np.ndarray, list[str]] | None:
-        """Household size bucket of each row (1 … 7, 8+); None without a numeric household_size column."""
-        s = self.columns.get(SIZE)
-        if s is None or SIZE in self.empty or s.dtype.kind not in "iuf" or not np.isfinite(s).all():
-            return None
-        idx = np.clip(s, 1, 8).astype(np.intp) - 1
-        return idx, [*map(str, range(1, 8)), "8+"]
 
 
 # ---- synthetic ---------------------------------------------------------------

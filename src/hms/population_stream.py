@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -163,49 +163,75 @@ class PopulationFile:
                            where=self.source) from None
 
     def decile_edges(self, income: str) -> np.ndarray | None:
-        """The nine weighted income cut points (``min{v : W(income <= v) >= k/10 of the weight}``).
-
-        Pass one histograms the weights by the top bits of each income's ordered bit pattern; the bins
-        holding the nine targets are then read again, exactly, value by value (merged per batch, so a bin
-        costs memory by its distinct values, not its rows). None when the file has no numeric income or
-        a row lacks one: the decile figures are then omitted, as for an in-memory population.
-        """
+        """The nine weighted income cut points (``weighted_cut_points``), reading the income and weight
+        columns twice; None when the file has no numeric income or a row lacks one (as in memory)."""
         if income not in self.names:
             return None
-        shift = np.uint64(64 - _RADIX_BITS)
-        hist = np.zeros(1 << _RADIX_BITS)
-        total = 0.0
+
+        def pieces() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+            return ((ch.columns[income], ch.weight) for ch in self.chunks([income], attributes=False))
+
         try:
-            for ch in self.chunks([income], attributes=False):
-                keys = _ordered_keys(ch.columns[income])
-                if keys is None:
-                    return None
-                hist += np.bincount((keys >> shift).astype(np.intp), weights=ch.weight, minlength=1 << _RADIX_BITS)
+            return weighted_cut_points(pieces, self.rows)
         except BadInput:
             return None
-        cum = np.cumsum(hist)
-        total = float(cum[-1]) if len(cum) else 0.0
-        if total <= 0:
+
+
+def weighted_cut_points(
+    pieces: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]], rows: int | None = None
+) -> np.ndarray | None:
+    """The nine weighted decile cut points ``min{v : W(x <= v) >= k/10 of the weight}``, k = 1..9, of values
+    given as (values, weights) pieces by ``pieces()`` — called twice: the data is never held whole.
+
+    Pass one histograms the weights by the top bits of each value's ordered bit pattern; the bins holding
+    the nine targets are then read again, value by value (merged per piece, so a bin costs memory by its
+    distinct values, not its rows). Exact: the cut points a sort of all the values finds, at a fraction of
+    a sort's time (two linear passes). None when a value is not a finite number or the weight is 0.
+    ``rows`` (when known) sizes the histogram: 2**16 bins up to a few million rows, 2**20 beyond.
+    """
+    bits = _RADIX_BITS if rows is None or rows > 4_000_000 else 16
+    shift = np.uint64(64 - bits)
+    hist = np.zeros(1 << bits)
+    for values, weights in pieces():
+        keys = _ordered_keys(values)
+        if keys is None:
             return None
-        targets = total * np.arange(1, 10) / 10
-        bins = np.searchsorted(cum, targets, side="left")
-        wanted = np.unique(bins)
-        found: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        for ch in self.chunks([income], attributes=False):
-            keys = _ordered_keys(ch.columns[income])
-            assert keys is not None
-            top = (keys >> shift).astype(np.intp)
-            hit = np.isin(top, wanted)
-            for b in np.unique(top[hit]).tolist():
-                sel = top == b
-                found[b] = _merge(found.get(b), keys[sel], ch.weight[sel])
-        edges = np.empty(9)
-        for i, (b, target) in enumerate(zip(bins.tolist(), targets.tolist(), strict=True)):
-            values, weights = found[b]
-            below = float(cum[b - 1]) if b > 0 else 0.0
-            j = int(np.searchsorted(below + np.cumsum(weights), target, side="left"))
-            edges[i] = _float_of(values[min(j, len(values) - 1)])
-        return edges
+        hist += np.bincount((keys >> shift).astype(np.intp), weights=weights, minlength=1 << bits)
+    cum = np.cumsum(hist)
+    total = float(cum[-1])
+    if total <= 0:
+        return None
+    targets = total * np.arange(1, 10) / 10
+    bins = np.searchsorted(cum, targets, side="left")
+    wanted = np.zeros(1 << bits, dtype=bool)
+    wanted[bins] = True
+    found: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for values, weights in pieces():
+        keys = _ordered_keys(values)
+        assert keys is not None
+        top = (keys >> shift).astype(np.intp)
+        hit = wanted[top]
+        top, keys, weights = top[hit], keys[hit], weights[hit]
+        for b in np.unique(top).tolist():
+            sel = top == b
+            found[b] = _merge(found.get(b), keys[sel], weights[sel])
+    edges = np.empty(9)
+    for i, (b, target) in enumerate(zip(bins.tolist(), targets.tolist(), strict=True)):
+        keys_b, w_b = found[b]
+        below = float(cum[b - 1]) if b > 0 else 0.0
+        j = int(np.searchsorted(below + np.cumsum(w_b), target, side="left"))
+        edges[i] = _float_of(keys_b[min(j, len(keys_b) - 1)])
+    return edges
+
+
+def decile_of(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Each value's decile 0..9: how many cut points lie below it (``searchsorted(edges, values, "left")``),
+    counted with nine comparisons, ~3x faster than a binary search per value."""
+    x = values if values.dtype.kind == "f" else values.astype(np.float64)
+    out = np.zeros(len(x), dtype=np.intp)
+    for e in edges.tolist():
+        out += x > e
+    return out
 
 
 def _merge(acc: tuple[np.ndarray, np.ndarray] | None, keys: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -238,11 +264,9 @@ def _float_of(key: np.uint64) -> float:
 def _numpy(col: Any, name: str, start: int, source: str) -> np.ndarray:
     """One batch column as NumPy; a missing cell is refused with its row in the file."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     if col.null_count:
-        row = int(pc.index(pc.is_null(col), True).as_py())
-        raise BadInput(f"column {name!r}: row {start + row} is empty", where=source)
+        raise BadInput(f"column {name!r}: row {start + _first_null(col)} is empty", where=source)
     if pa.types.is_dictionary(col.type):
         col = col.cast(col.type.value_type)
     if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
@@ -253,15 +277,19 @@ def _numpy(col: Any, name: str, start: int, source: str) -> np.ndarray:
 def _codes(col: Any, name: str, start: int, source: str) -> tuple[np.ndarray, tuple[str, ...]]:
     """An attribute column as (codes, labels): dictionary-encoded by Arrow, never a Python string per row."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     if col.null_count:
-        row = int(pc.index(pc.is_null(col), True).as_py())
-        raise BadInput(f"column {name!r}: row {start + row} is empty", where=source)
+        raise BadInput(f"column {name!r}: row {start + _first_null(col)} is empty", where=source)
     if not pa.types.is_dictionary(col.type):
-        col = pc.dictionary_encode(col.cast(pa.string()))
+        col = col.cast(pa.string()).dictionary_encode()
     labels = tuple(str(x) for x in col.dictionary.to_pylist())
     return col.indices.to_numpy(zero_copy_only=False).astype(np.intp, copy=False), labels
+
+
+def _first_null(col: Any) -> int:
+    import pyarrow.compute as pc  # only when a cell is missing: the module costs ~30 ms to import
+
+    return int(pc.index(pc.is_null(col), True).as_py())
 
 
 def _prefetched(batches: Iterator[Any]) -> Iterator[Any]:

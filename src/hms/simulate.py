@@ -36,7 +36,7 @@ from hms.errors import BadInput, EvaluationError
 from hms.fairness_groups import DeclaredGroup, declared_groups
 from hms.periods import Period
 from hms.population import INCOME, SIZE, Population, complete_for, resolve
-from hms.population_stream import BATCH_ROWS, Chunk, PopulationFile
+from hms.population_stream import BATCH_ROWS, Chunk, PopulationFile, decile_of
 from hms.protocol import Protocol, boolean_outputs
 
 CHUNK_ROWS = 1 << 17
@@ -749,7 +749,7 @@ class _Totals:
             self.declared_group.add({k: v for k, v in coded.items() if v is not None}, w, sel, cw)
         deciles = None
         if self.edges is not None:
-            deciles = np.searchsorted(self.edges, ch.columns[INCOME].astype(np.float64, copy=False), side="left")
+            deciles = decile_of(ch.columns[INCOME], self.edges)
         if not self.detail:
             return deciles
         ws = w * sel if ws is None else ws

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hms import population as P
 from hms import protocol
 from hms.errors import BadInput
-from hms.population_stream import PopulationFile, open_file
+from hms.population_stream import PopulationFile, decile_of, open_file
 from hms.simulate import simulate
 from tests.conftest import WILDFIRE
 
@@ -67,6 +67,13 @@ def test_streamed_decile_cut_points_are_exactly_those_of_a_sort(tmp_path_factory
     pq.write_table(pa.table({"household_income": income, "weight": weight}), path, row_group_size=batch)
     memory = P.from_columns({"household_income": income, "weight": weight}).decile_edges()
     streamed = open_file(path).decile_edges("household_income")
+    order = np.argsort(income, kind="stable")  # the definition, by a sort: the first value reaching k/10
+    cw = np.cumsum(weight[order])
+    by_sort = None if cw[-1] <= 0 else income[order][np.minimum(
+        np.searchsorted(cw, cw[-1] * np.arange(1, 10) / 10, side="left"), len(income) - 1)]
+    assert (memory is None) == (by_sort is None)
+    if by_sort is not None:
+        assert memory.tolist() == by_sort.tolist()
     if memory is None:
         assert streamed is None
     else:
@@ -126,3 +133,11 @@ def test_a_read_failure_in_the_reader_thread_reaches_the_caller(tmp_path):
     (tmp_path / "p.parquet").write_bytes(b"truncated")  # the file changes under the reader
     with pytest.raises(BadInput, match="not a readable Parquet file"):
         list(f.chunks(["household_size"], 500))
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.floats(-1e9, 1e9, allow_nan=False), min_size=9, max_size=9), st.lists(
+    st.floats(-2e9, 2e9, allow_nan=False), max_size=50))
+def test_a_values_decile_is_the_number_of_cut_points_below_it(edges, values):
+    e, v = np.sort(np.array(edges)), np.array(values, dtype=np.float64)
+    assert decile_of(v, e).tolist() == np.searchsorted(e, v, side="left").tolist()

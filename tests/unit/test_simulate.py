@@ -325,24 +325,24 @@ def test_unknown_population_for_the_baseline_is_bad_input():
 
 
 def test_without_a_registry_the_default_is_no_baseline_and_no_registry_is_created(tmp_path, capsys, monkeypatch):
-    from hms.registry import db
+    from hms.registry import location
 
     monkeypatch.setenv("HMS_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("HMS_DATABASE_URL", raising=False)
     pkg = _pack(tmp_path, WILDFIRE)
     assert main(["policy", "simulate", pkg, "--population", "synthetic:2000:1", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["baseline"] is None
-    assert not db.registry_present() and not (tmp_path / "home" / "registry.db").exists()
+    assert not location.registry_present() and not (tmp_path / "home" / "registry.db").exists()
 
 
 def test_by_default_simulate_and_test_compare_with_the_version_live_in_prod(tmp_path, capsys, monkeypatch):
     import hms.deployments as deployments
-    from hms.registry import db
+    from hms.registry import location
 
     live = bundle.read(_pack(tmp_path, WILDFIRE, "live"))
     raised = _pack(tmp_path, _write_variant(tmp_path, WILDFIRE, "raised", lambda d: (
         d["parameters"].update(max_payment=6500), d.update(tests=d["tests"][:1]))), "new")
-    monkeypatch.setattr(db, "registry_present", lambda: True)
+    monkeypatch.setattr(location, "registry_present", lambda: True)
     monkeypatch.setattr(deployments, "live_bundle", lambda pid, env="prod": live)
     assert main(["policy", "simulate", raised, "--population", "synthetic:5000:2", "--json"]) == 0
     b = json.loads(capsys.readouterr().out)["baseline"]
@@ -357,7 +357,7 @@ def test_by_default_simulate_and_test_compare_with_the_version_live_in_prod(tmp_
 
 def test_a_live_baseline_that_cannot_run_on_the_population_is_left_out_saying_why(tmp_path, capsys, monkeypatch):
     import hms.deployments as deployments
-    from hms.registry import db
+    from hms.registry import location
 
     # prod's version reads a column the file lacks; the candidate does not
     needs = _write_variant(tmp_path, WILDFIRE, "needs", lambda d: (
@@ -371,7 +371,7 @@ def test_a_live_baseline_that_cannot_run_on_the_population_is_left_out_saying_wh
     pop = P.synthetic(P.SyntheticSpec(n=500, seed=1))
     P.write_csv(P.Population(pop.source, "", {k: v for k, v in pop.columns.items() if k != "insured"},
                              pop.attributes, pop.weight), tmp_path / "p.csv")
-    monkeypatch.setattr(db, "registry_present", lambda: True)
+    monkeypatch.setattr(location, "registry_present", lambda: True)
     monkeypatch.setattr(deployments, "live_bundle", lambda pid, env="prod": live)
     pkg = _pack(tmp_path, WILDFIRE)
     assert main(["policy", "simulate", pkg, "--population", str(tmp_path / "p.csv"), "--json"]) == 0

@@ -175,7 +175,7 @@ BASELINE_HELP = (
 
 def _baseline(arg: str | None, protocol_id: str) -> tuple[Any, str | None, list[str]]:
     """The baseline bundle for --baseline, its label, and notes; the default is prod's live version."""
-    from hms.registry.db import registry_present
+    from hms.registry.location import registry_present
 
     if arg == NO_BASELINE or (arg is None and not registry_present()):
         return None, None, []
@@ -207,8 +207,6 @@ def _simulate(args: argparse.Namespace, b: bundle.Bundle, **kw: Any) -> Any:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from hms import report
-
     b = open_bundle(args.bundle)
     detail = True if args.report else None  # the report draws the breakdowns
     period = b.protocol.parse_period(args.period, where="--period") if args.period else None
@@ -216,6 +214,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     lines = result.lines()
     payload = {**result.to_dict(), "sha256": b.sha256, "report": None}
     if args.report:
+        from hms import report  # charts and templates: only for a report
+
         path = Path(args.report)
         report.write(result, path)
         payload["report"] = str(path)

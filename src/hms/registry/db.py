@@ -11,7 +11,6 @@ upgrade`` does the same explicitly.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,35 +22,21 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from hms.errors import BadInput
+from hms.registry import location
 
 _engines: dict[str, Engine] = {}
 PRINCIPAL_KEY = "hms_principal"  # Session.info: who a transaction acts for (hms.registry.audit records it)
 _lock = threading.Lock()
 
 
-def hms_home() -> Path:
-    return Path(os.environ.get("HMS_HOME") or Path.home() / ".hms")
-
-
 def database_url(*, redacted: bool = False) -> str:
-    url = os.environ.get("HMS_DATABASE_URL") or f"sqlite:///{hms_home() / 'registry.db'}"
+    url = location.database_url()
     if redacted:
         try:
             return make_url(url).render_as_string(hide_password=True)
         except Exception:
             return "<unparseable HMS_DATABASE_URL>"
     return url
-
-
-def registry_present() -> bool:
-    """Whether a registry exists to read from, without creating one (a SQLite file is made on first use)."""
-    try:
-        url = make_url(database_url())
-    except Exception:  # get_engine says what is wrong with it
-        return True
-    if url.get_backend_name() != "sqlite":
-        return True
-    return not url.database or url.database == ":memory:" or Path(url.database).is_file()
 
 
 def _sqlite_setup(engine: Engine) -> None:
