@@ -25,6 +25,8 @@ LOG_URL_ENV = "HMS_DECISION_LOG_URL"
 _AGE = re.compile(r"^\s*(\d{1,6})\s*([dhm])\s*$")
 _UNITS = {"d": "days", "h": "hours", "m": "minutes"}
 MAX_LIST = 10_000
+# The window the pipeline's replay step reads (and ``hms policy replay``'s default): a month of real decisions.
+REPLAY_WINDOW = "30d"
 
 
 def log_url() -> str | None:

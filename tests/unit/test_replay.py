@@ -90,7 +90,8 @@ def test_replay_says_which_field_the_log_keeps_only_as_a_hash_instead_of_guessin
 def test_a_field_the_logged_version_never_asked_for_is_named_not_invented(hms_home):
     serve_and_decide(keep=True)
     data = wildfire(4, keep=True).data
-    data["inputs"]["evacuated"] = {"type": "boolean", "data_class": "public", "purpose": "evacuated households get more"}
+    data["inputs"]["evacuated"] = {"type": "boolean", "data_class": "public",
+                                   "purpose": "evacuated households get more"}
     data["rules"]["amount"] = "(min(max_payment, per_member * household_size) + (500 if evacuated else 0)) " \
                               "if eligible else 0"
     for t in data["tests"]:
@@ -145,3 +146,17 @@ def test_hms_policy_replay_refuses_bad_input_with_exit_2_and_records_nothing(hms
     assert where in capsys.readouterr().err
     with session_scope(read_only=True) as s:
         assert "replay" not in store.latest_checks(s, b.sha256)
+
+
+def test_the_pipeline_stage_line_says_how_many_logged_decisions_would_change(hms_home):
+    from hms.ci import StageLines, TaskEvent
+
+    serve_and_decide(keep=False)
+    hashed = replay(candidate(4, keep=False, per_member=1100), "prod", clock.now() - timedelta(days=30)).to_dict()
+    lines = StageLines(environments=["staging", "prod"])
+    assert lines.line(TaskEvent("test.replay", "success", hashed)) == (
+        "[replay] ✅ 0 of 0 of prod's logged decisions would change; 5 not replayable (fields the log does not keep "
+        "in clear)")
+    empty = replay(candidate(5, keep=False), "staging", clock.now() - timedelta(days=30)).to_dict()
+    said = lines.line(TaskEvent("test.replay", "success", empty))
+    assert said is not None and said.startswith("[replay] ✅ no decisions logged in staging")

@@ -11,6 +11,7 @@ from hms import bundle, protocol
 from hms.cases import run_cases
 from hms.cli import emit
 from hms.cli.refs import add_record_options, decide_record, open_bundle, record_check
+from hms.decision_query import REPLAY_WINDOW
 from hms.errors import BadInput, EvaluationError
 
 
@@ -53,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     rep = ps.add_parser("replay", help="evaluate a candidate on an environment's logged decisions: what would change")
     rep.add_argument("bundle", help="the candidate: a .tgz or a registry reference (sha256:…, id@version)")
     rep.add_argument("--env", default="prod", help="whose decision log (default: prod)")
-    rep.add_argument("--since", default="30d", help="an age back from now (30d, 12h) or an ISO 8601 instant")
+    rep.add_argument("--since", default=REPLAY_WINDOW, help="an age back from now (30d, 12h) or an ISO 8601 instant")
     rep.add_argument("--until", help="an ISO 8601 instant or an age; default: now")
     rep.add_argument("--json", action="store_true")
     add_record_options(rep)
