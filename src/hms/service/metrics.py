@@ -35,11 +35,14 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hms.service.decision_log import LogStatus
+from hms.service.metric_figures import ANSWERS, EVALUATION_ERRORS, LOG_DROPPED, SERVER_ERRORS
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-ANSWERS = "hms_decision_answers_total"
-EVALUATION_ERRORS = "hms_decision_evaluation_errors_total"
-SERVER_ERRORS = "hms_decision_server_errors_total"
+
+
+def _family(series: str) -> str:
+    """A counter's name as the client library takes it: the exposition adds ``_total``."""
+    return series.removesuffix("_total")
 
 
 class _StateCollector:
@@ -61,7 +64,7 @@ class _StateCollector:
         yield GaugeMetricFamily("hms_decision_log_enabled", "1 when this replica logs its decisions",
                                 value=1 if st.enabled else 0)
         yield CounterMetricFamily("hms_decision_log_written", "answers written to the decision log", value=st.written)
-        dropped = CounterMetricFamily("hms_decision_log_dropped", "answers not logged, by reason", labels=["reason"])
+        dropped = CounterMetricFamily(_family(LOG_DROPPED), "answers not logged, by reason", labels=["reason"])
         for reason, n in sorted(st.dropped.items()):
             dropped.add_metric([reason], n)
         yield dropped
@@ -80,12 +83,12 @@ class ServiceMetrics:
         self.requests = Counter("hms_decision_requests", "HTTP requests answered", ["route", "status"], registry=r)
         self.latency = Histogram("hms_decision_request_seconds", "time inside the app per request", ["route"],
                                  buckets=LATENCY_BUCKETS, registry=r)
-        self.answers = Counter("hms_decision_answers", "decisions answered, per bundle",
+        self.answers = Counter(_family(ANSWERS), "decisions answered, per bundle",
                                ["protocol", "bundle_sha256"], registry=r)
-        self.evaluation_errors = Counter("hms_decision_evaluation_errors",
+        self.evaluation_errors = Counter(_family(EVALUATION_ERRORS),
                                          "decisions whose rules failed on the input (a 422), per bundle",
                                          ["protocol", "bundle_sha256"], registry=r)
-        self.server_errors = Counter("hms_decision_server_errors", "answers of status 500 and above", ["route"],
+        self.server_errors = Counter(_family(SERVER_ERRORS), "answers of status 500 and above", ["route"],
                                      registry=r)
         r.register(_StateCollector(snapshot, log_status))  # type: ignore[arg-type]
 
