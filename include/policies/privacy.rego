@@ -130,3 +130,20 @@ synthetic(value) if {
 	some pattern in cfg.synthetic_values
 	regex.match(pattern, value)
 }
+
+# Warnings (for review): a personal input the decision log keeps in clear (log: keep, with its
+# log_purpose; hms.decision_masking). Replay of a rule change on real decisions needs such values, so
+# it may be right; it is the reviewers' decision, never a default.
+warn contains finding if {
+	some field, spec in input.protocol.inputs
+	spec.data_class == "personal"
+	object.get(spec, "log", "") == "keep"
+	finding := {
+		"rule_set": "privacy",
+		"path": sprintf("inputs.%s.log", [field]),
+		"message": sprintf(
+			"personal input %q is kept in clear in the decision log (log: keep) for: %q; approve only if replay needs it",
+			[field, object.get(spec, "log_purpose", "")],
+		),
+	}
+}

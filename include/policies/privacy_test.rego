@@ -216,3 +216,20 @@ test_listed_terms_are_in_normalized_form if {
 		names.normalize(term) == term
 	}
 }
+
+# -- the decision log ---------------------------------------------------------------------------
+
+test_personal_input_kept_in_clear_in_the_decision_log_is_a_warning_naming_its_purpose if {
+	kept := object.union(decl("number", "personal"), {"log": "keep", "log_purpose": "replay an income limit change"})
+	findings := privacy.warn with input as with_inputs({"household_income": kept})
+	paths(findings) == {"inputs.household_income.log"}
+	some f in findings
+	contains(f.message, "replay an income limit change")
+	count(privacy.deny) == 0 with input as with_inputs({"household_income": kept})
+}
+
+test_hashed_personal_input_and_kept_public_input_are_no_warning if {
+	hashed := object.union(decl("number", "personal"), {"log": "hash"})
+	public := object.union(decl("boolean", "public"), {"log": "keep"})
+	count(privacy.warn) == 0 with input as with_inputs({"household_income": hashed, "declared": public})
+}

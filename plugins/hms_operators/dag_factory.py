@@ -16,6 +16,7 @@ from pathlib import Path
 
 from airflow.sdk import DAG, Param, TaskGroup, TriggerRule
 
+from hms.decision_query import REPLAY_WINDOW
 from hms.pipeline_config import PipelineConfig
 from hms.protocol_heads import ProtocolHead
 from hms.pushed_bundles import PushedBundles
@@ -176,6 +177,10 @@ def build_policy_dag(
             bundle >> schedule_check
         with TaskGroup("test", tooltip="test cases through both backends, then the population simulation"):
             test = hms_step("cases_and_simulation", ["policy", "test", REF, "--record"], config, heavy=True)
+            # What it would have done to the last environment's real decisions (hms.replay), beside the simulation
+            replay = hms_step("replay", ["policy", "replay", REF, "--env", last, "--since", REPLAY_WINDOW, "--record"],
+                              config, heavy=True)
+            test >> replay
         with TaskGroup("compliance", tooltip="OPA: privacy, ethics, legal"):
             scan = hms_step(
                 "scan", ["scan", REF, "--rules", ",".join(config.compliance.rule_sets), "--record"], config, heavy=True
@@ -241,7 +246,7 @@ def build_policy_dag(
             verify = hms_step("verify_live", ["rule", "smoke", REF, "--env", last, "--expect-live"], config)
             wait >> verify
         publish = hms_step("publish", ["rule", "publish", REF, "--run-id", "{{ run_id }}"], config)
-        schedule_check >> test >> scan >> review
+        schedule_check >> test >> replay >> scan >> review
         chain[-1] >> stage >> wait
         verify >> publish
         deploy_tasks += [stage, wait, verify, publish]

@@ -15,6 +15,7 @@ from hms_operators.dag_factory import dag_id_for
 _TASKS = {
     "build": "build.bundle",
     "test": "test.cases_and_simulation",
+    "replay": "test.replay",
     "scan": "compliance.scan",
     "review": "review.approvals",
     "flip": "flip.wait_for_effective_time",

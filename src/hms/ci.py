@@ -126,6 +126,8 @@ class StageLines:
             sim = r.get("simulation") or {}
             cost = f"; simulated cost ${sim['cost']:,.0f} of cap ${sim['cap']:,.0f}" if sim.get("cap") else ""
             return f"[test] ✅ {n} tests{cost}"
+        if ev.task_id == "test.replay":
+            return _replay_line(r)
         if ev.task_id == "compliance.scan":
             counts = r.get("counts", {})
             order = r.get("rule_sets") or sorted(counts)
@@ -161,6 +163,16 @@ class StageLines:
                 return "[rollback] ✅ no environment was touched; nothing to roll back"
             return "[rollback] ✅ every environment this run touched is back on its previous version"
         return None
+
+
+def _replay_line(r: dict[str, Any]) -> str:
+    """``[replay] ✅ 12 of 1,000 of prod's logged decisions would change`` (and what could not be replayed)."""
+    if not r.get("logged"):
+        return f"[replay] ✅ no decisions logged in {r.get('environment', '?')} since {r.get('since', '?')}"
+    skipped = r.get("unreplayable_decisions") or 0
+    rest = f"; {skipped:,} not replayable (fields the log does not keep in clear)" if skipped else ""
+    return (f"[replay] ✅ {r.get('changed', 0):,} of {r.get('replayed', 0):,} of {r.get('environment', '?')}'s "
+            f"logged decisions would change{rest}")
 
 
 def _stage(group: str) -> str:

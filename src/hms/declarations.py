@@ -30,6 +30,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from hms.decision_masking import check_declaration as check_log_declaration
 from hms.errors import BadInput
 
 DATA_CLASSES = ("public", "personal", "sensitive", "protected")
@@ -118,6 +119,7 @@ def _check_one(name: str, spec: Mapping[str, Any], where: Callable[..., str]) ->
                     "declare data_class: protected or remove it",
                     where=where(key),
                 )
+    check_log_declaration(name, spec, where)  # how the decision log keeps it, within what its class allows
     exemption = spec.get("exemption")
     if exemption is not None:
         ok = isinstance(exemption, Mapping) and all(

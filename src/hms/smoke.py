@@ -1,7 +1,11 @@
 """Does an environment answer with this bundle, and answer its test cases correctly?
 
 With replica URLs configured for the environment, every replica is asked over
-HTTP (what citizens' systems see). Without, the check reads the environment's
+HTTP (what citizens' systems see), and its ``/metrics`` read before and after: the
+replica must have counted the answers it gave for this bundle's hash, and none of
+its real traffic on this bundle may have failed in the rules (an evaluation error)
+or in the service (a 5xx) — the post-flip check sees what the citizens got, not
+only the test cases. Without, the check reads the environment's
 deployments from the registry exactly as a replica would (service/source.py)
 and evaluates the cases with the version in force now.
 """
@@ -17,6 +21,7 @@ from hms import clock
 from hms.bundle import Bundle
 from hms.cases import Tolerance, same_value
 from hms.pipeline_config import PipelineConfig
+from hms.service.metric_figures import BundleFigures, bundle_figures
 
 
 @dataclass
@@ -68,6 +73,7 @@ def _check_http(b: Bundle, env: str, urls: list[str], timeout: float) -> SmokeRe
     with httpx.Client(timeout=timeout) as client:
         for url in urls:
             bad = 0
+            before = _figures(client, url, b.sha256)
             for case in cases:
                 try:
                     r = client.post(
@@ -91,6 +97,7 @@ def _check_http(b: Bundle, env: str, urls: list[str], timeout: float) -> SmokeRe
                     problems.append(f"{url}: {case['name']!r}: {'; '.join(wrong)}")
                     bad += 1
             details.append(f"{url}: {len(cases) - bad}/{len(cases)} cases answered with {b.short}")
+            problems += _metrics_problems(client, url, b, before, len(cases) - bad, details)
     if problems:
         return SmokeResult(
             env, b.sha256, False, problems[0] + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""), details
@@ -98,6 +105,39 @@ def _check_http(b: Bundle, env: str, urls: list[str], timeout: float) -> SmokeRe
     return SmokeResult(
         env, b.sha256, True, f"{len(urls)} replica(s) answer {len(cases)} cases with v{b.protocol.version}", details
     )
+
+
+def _figures(client: httpx.Client, url: str, sha256: str) -> BundleFigures | str:
+    """The replica's figures for the bundle, or why they could not be read."""
+    try:
+        r = client.get(f"{url.rstrip('/')}/metrics")
+    except httpx.HTTPError as e:
+        return f"{url}/metrics: {type(e).__name__}"
+    if r.status_code != 200:
+        return f"{url}/metrics: HTTP {r.status_code}"
+    return bundle_figures(r.text, sha256)
+
+
+def _metrics_problems(client: httpx.Client, url: str, b: Bundle, before: BundleFigures | str, answered: int,
+                      details: list[str]) -> list[str]:
+    after = _figures(client, url, b.sha256)
+    for got in (before, after):
+        if isinstance(got, str):
+            return [got]
+    assert isinstance(before, BundleFigures) and isinstance(after, BundleFigures)
+    problems = []
+    if after.answers - before.answers < answered:
+        problems.append(f"{url}: /metrics counts {after.answers - before.answers:g} answers for {b.short} "
+                        f"after {answered} were answered")
+    if after.evaluation_errors:
+        problems.append(f"{url}: {after.evaluation_errors:g} decisions failed in the rules of {b.short} "
+                        "(hms_decision_evaluation_errors_total)")
+    if after.server_errors > before.server_errors:
+        problems.append(f"{url}: {after.server_errors - before.server_errors:g} server errors during the check")
+    lost = f"; ⚠ the decision log dropped {after.log_dropped:g} answers" if after.log_dropped else ""
+    details.append(f"{url}: /metrics: {after.answers:g} answers for {b.short}, "
+                   f"{after.evaluation_errors:g} evaluation errors{lost}")
+    return problems
 
 
 def _check_registry(b: Bundle, env: str) -> SmokeResult:

@@ -95,6 +95,7 @@ def test_ci_run_without_airflow_server_runs_the_dag_here_and_prints_each_stage(h
     expected = [
         "[build] 📦 chip-income-cap@1",
         "[test] ✅ 9 tests",
+        "[replay] ✅ no decisions logged in prod since",
         "[comp] ✅ privacy(0) ethics(0) legal(0)",
         "[review] ✅ approved by alice (legal), bob (budget)",
         "[chaos] ✅ survived faults",

@@ -51,7 +51,7 @@ def test_heavy_steps_are_pods_with_valid_specs_and_light_steps_stay_on_the_worke
     assert r.returncode == 0 and lines, r.stderr[-3000:]
     tasks = json.loads(lines[-1][len("RESULT "):])
     pods = {k: v["pod"] for k, v in tasks.items() if v["kind"] == "KubernetesPodOperator"}
-    assert set(pods) == {"test.cases_and_simulation", "compliance.scan", "preprod.chaos"}
+    assert set(pods) == {"test.cases_and_simulation", "test.replay", "compliance.scan", "preprod.chaos"}
     assert tasks["staging.deploy"]["kind"] == "HmsCommandOperator"
     for task_id, pod in pods.items():
         spec = pod["spec"]

@@ -32,6 +32,7 @@ GROUPS = [
     "hms.cli.auth",
     "hms.cli.api",
     "hms.cli.evidence",
+    "hms.cli.decisions",
 ]
 
 
@@ -61,6 +62,7 @@ COMMANDS = {
     "api": "hms.cli.api",
     "evidence": "hms.cli.evidence",
     "keygen": "hms.cli.evidence",
+    "decisions": "hms.cli.decisions",
 }
 
 

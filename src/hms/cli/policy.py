@@ -11,6 +11,7 @@ from hms import bundle, protocol
 from hms.cases import run_cases
 from hms.cli import emit
 from hms.cli.refs import add_record_options, decide_record, open_bundle, record_check
+from hms.decision_query import REPLAY_WINDOW
 from hms.errors import BadInput, EvaluationError
 
 
@@ -50,6 +51,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     sim.add_argument("--report", help="write a self-contained HTML report here")
     sim.add_argument("--json", action="store_true")
     sim.set_defaults(handler=cmd_simulate)
+
+    rep = ps.add_parser("replay", help="evaluate a candidate on an environment's logged decisions: what would change")
+    rep.add_argument("bundle", help="the candidate: a .tgz or a registry reference (sha256:…, id@version)")
+    rep.add_argument("--env", default="prod", help="whose decision log (default: prod)")
+    rep.add_argument("--since", default=REPLAY_WINDOW, help="an age back from now (30d, 12h) or an ISO 8601 instant")
+    rep.add_argument("--until", help="an ISO 8601 instant or an age; default: now")
+    rep.add_argument("--json", action="store_true")
+    add_record_options(rep)
+    rep.set_defaults(handler=cmd_replay)
 
 
 def _record_packed(raw: bytes, source: str) -> bool:
@@ -221,4 +231,23 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         payload["report"] = str(path)
         lines.append(f"[simulate] report: {path}")
     emit(args, payload, lines)
+    return 0 if result.ok else 1
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from hms.decision_query import parse_since
+    from hms.pipeline_config import load_pipeline_config
+    from hms.replay import replay
+
+    load_pipeline_config().environment(args.env)  # an unknown environment is exit 2, before anything is read
+    since = parse_since(args.since, where="--since")
+    until = parse_since(args.until, where="--until") if args.until else None
+    if until is not None and until <= since:
+        raise BadInput(f"--until ({until.isoformat()}) is not after --since ({since.isoformat()})", where="--until")
+    b = open_bundle(args.bundle)
+    decide_record(args, "replay", [], [b.sha256])
+    result = replay(b, args.env, since, until)
+    payload = {**result.to_dict(), "sha256": b.sha256}
+    record_check(args, "replay", b, result.ok, payload)
+    emit(args, payload, result.lines())
     return 0 if result.ok else 1

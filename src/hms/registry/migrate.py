@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-HEAD = "0006"  # the newest revision in migrations/versions (a test holds this to Alembic's own head)
+HEAD = "0007"  # the newest revision in migrations/versions (a test holds this to Alembic's own head)
 _PG_LOCK = 7_400_117  # advisory lock id: concurrent first starts (replicas, pods) migrate one at a time
 
 

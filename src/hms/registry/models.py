@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -176,3 +177,28 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     last_id: Mapped[int] = mapped_column(Integer)
     last_hash: Mapped[str] = mapped_column(SHA)
+
+
+class LoggedDecision(Base):
+    """One answer of a decision service (hms.service.decision_log), its input masked per declared data class.
+
+    No foreign key to ``bundles``: the log may live in its own database (``HMS_DECISION_LOG_URL``), written by
+    replicas that hold only read access to the registry. Rows are written in batches off the request path and
+    pruned after the retention period; they are not evidence, so they carry no signature.
+    """
+
+    __tablename__ = "decisions"
+    decision_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    environment: Mapped[str] = mapped_column(String(63))
+    protocol_id: Mapped[str] = mapped_column(String(63))
+    version: Mapped[int] = mapped_column(Integer)
+    bundle_sha256: Mapped[str] = mapped_column(SHA)
+    decided_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    as_of: Mapped[datetime] = mapped_column(UTCDateTime)
+    period: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    batch_id: Mapped[str | None] = mapped_column(String(36), nullable=True)  # the batch request it answered in
+    key_id: Mapped[str | None] = mapped_column(String(16), nullable=True)  # which environment key hashed it
+    input: Mapped[str] = mapped_column(Text)  # JSON, masked (hms.decision_masking)
+    outputs: Mapped[str] = mapped_column(Text)  # JSON, as answered
+    __table_args__ = (Index("ix_decisions_env_protocol_at", "environment", "protocol_id", "decided_at"),)

@@ -29,8 +29,10 @@ from hms.dated import combine
 from hms.errors import BadInput, BadInputs, EvaluationError
 from hms.periods import Period
 from hms.service import body, docs, refusal, schema
+from hms.service.decision_log import DecisionLog, disabled_status
 from hms.service.http import HeaderBounds
 from hms.service.limits import MAX_BATCH, MAX_BODY_BYTES  # noqa: F401  (MAX_BODY_BYTES: re-exported for tests)
+from hms.service.metrics import ServiceMetrics
 from hms.service.refusal import Refusal, quote
 from hms.service.timeline import Entry, Snapshot
 
@@ -98,8 +100,14 @@ def _entry_dict(e: Entry) -> dict[str, Any]:
     }
 
 
-def create_app(source: Source, *, poll_interval: float | None = None, stale_after: float = 5.0) -> FastAPI:
+def create_app(source: Source, *, poll_interval: float | None = None, stale_after: float = 5.0,
+               decision_log: DecisionLog | None = None) -> FastAPI:
+    """``decision_log``: where every answer is recorded (hms.service.decision_log); None records nothing."""
     state = State(source, poll_interval or POLL_INTERVAL)
+    log_status = decision_log.status if decision_log is not None else disabled_status
+    metrics = ServiceMetrics(lambda: (state.snapshot.generation if state.snapshot else None,
+                                      time.monotonic() - state.last_ok if state.last_ok else None, state.reloads),
+                             log_status)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -116,12 +124,16 @@ def create_app(source: Source, *, poll_interval: float | None = None, stale_afte
                     log.warning("registry poll failed: %s", state.last_error)
 
         task = asyncio.create_task(poll())
+        if decision_log is not None:
+            decision_log.start()
         try:
             yield
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            if decision_log is not None:
+                await asyncio.to_thread(decision_log.stop)
 
     app = FastAPI(
         title=f"HMS decision service ({source.environment})", version="1", lifespan=lifespan,
@@ -131,6 +143,7 @@ def create_app(source: Source, *, poll_interval: float | None = None, stale_afte
     app.state.hms = state
 
     app.add_middleware(HeaderBounds)
+    metrics.mount(app)  # GET /metrics, and every request timed (hms.service.metrics)
 
     @app.exception_handler(Refusal)
     async def _refused(_: Request, exc: Refusal) -> Response:
@@ -151,6 +164,8 @@ def create_app(source: Source, *, poll_interval: float | None = None, stale_afte
             # Evidence this replica refuses to serve (unsigned, badly signed or rebound deployment rows), as OPA
             # reports a bundle whose signature fails: still ready, on the last verified state.
             "refused_evidence": list(state.snapshot.refused) if state.snapshot else [],
+            # A failing log never fails a decision nor readiness: it is reported here and in /metrics.
+            "decision_log": log_status().to_dict(),
         }
         return JSONResponse(body, status_code=200 if fresh else 503)
 
@@ -220,6 +235,7 @@ def create_app(source: Source, *, poll_interval: float | None = None, stale_afte
         except BadInput as e:
             raise Refusal(422, e.message, place(e)) from None
         except EvaluationError as e:
+            metrics.evaluation_failed(entry.protocol_id, entry.sha256)
             raise Refusal(422, f"the rule could not be evaluated for this input: {e.message}", loc) from None
         return {
             "outputs": {k: _plain(v) for k, v in outputs.items()},
@@ -234,12 +250,16 @@ def create_app(source: Source, *, poll_interval: float | None = None, stale_afte
         openapi_extra=schema.request_body(schema.DecideRequest), responses=schema.REFUSALS,
     )
     async def decide(pid: str, request: Request) -> dict[str, Any]:
+        started = time.perf_counter()
         data = await body.read(request.headers.get("content-length"), request.stream())
         at = _as_of(data, {"input", "as_of", "period"})
         if "input" not in data:
             raise Refusal(422, "missing field", ["body", "input"])
         entry, b = resolve(pid, at)
         result = decide_one(entry, b, data["input"], ["body", "input"], period_of(b, data, at))
+        metrics.answered(pid, entry.sha256)
+        if decision_log is not None:
+            decision_log.answers(entry, b, at, [(data["input"], result)], started)
         return {"protocol": pid, "environment": source.environment, "as_of": at.isoformat(), **result}
 
     @app.post(
@@ -247,6 +267,7 @@ def create_app(source: Source, *, poll_interval: float | None = None, stale_afte
         openapi_extra=schema.request_body(schema.BatchRequest), responses=schema.REFUSALS,
     )
     async def decide_batch(pid: str, request: Request) -> dict[str, Any]:
+        started = time.perf_counter()
         data = await body.read(request.headers.get("content-length"), request.stream())
         at = _as_of(data, {"inputs", "as_of", "period"})
         inputs = data.get("inputs")
@@ -257,6 +278,9 @@ def create_app(source: Source, *, poll_interval: float | None = None, stale_afte
         entry, b = resolve(pid, at)
         period = period_of(b, data, at)
         results = [decide_one(entry, b, rec, ["body", "inputs", i], period) for i, rec in enumerate(inputs)]
+        metrics.answered(pid, entry.sha256, len(results))
+        if decision_log is not None:
+            decision_log.answers(entry, b, at, list(zip(inputs, results, strict=True)), started, str(uuid.uuid4()))
         return {"protocol": pid, "environment": source.environment, "as_of": at.isoformat(), "results": results}
 
     return app

@@ -25,7 +25,8 @@ from sqlalchemy.orm import Session
 from hms.registry.models import AuditEntry, Deployment, Run
 
 #: What a pipeline step is called in the events; the host maps (stage, environment) to its own task ids.
-STAGES = ("build", "test", "scan", "chaos", "review", "deploy", "schedule", "flip", "publish", "rollback", "run")
+STAGES = ("build", "test", "replay", "scan", "chaos", "review", "deploy", "schedule", "flip", "publish", "rollback",
+          "run")
 
 
 @dataclass(frozen=True)
@@ -111,8 +112,9 @@ def _local(tz: ZoneInfo) -> Callable[[str | datetime | None], str]:
     return local
 
 
-_CHECK_STAGE = {"test": "test", "scan": "scan", "chaos": "chaos"}
-_CHECK_WORDS = {"test": "tests and simulation", "scan": "compliance scan (OPA)", "chaos": "chaos experiment"}
+_CHECK_STAGE = {"test": "test", "replay": "replay", "scan": "scan", "chaos": "chaos"}
+_CHECK_WORDS = {"test": "tests and simulation", "replay": "replay on logged decisions", "scan": "compliance scan (OPA)",
+                "chaos": "chaos experiment"}
 
 
 def _from_audit(e: AuditEntry, d: dict[str, Any], local: Callable[..., str], last: str) -> LifeEvent | None:

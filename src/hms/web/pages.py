@@ -25,8 +25,9 @@ from hms.charts import Chart
 from hms.cost_baseline import CostComparison
 from hms.pipeline_config import PipelineConfig
 from hms.protocol_diff import SECTION_ORDER, Change, show
+from hms.replay import ReplayResult
 from hms.report import BaselineView
-from hms.simulate import SimulationResult
+from hms.simulate import SimulationResult, format_money
 from hms.web.bundle_life import RunLinks
 from hms.web.reviews import SCHEDULER_ROLE, BundleView, Caller
 
@@ -274,6 +275,18 @@ class SimulationView:
 
 
 @dataclass(frozen=True)
+class ReplayView:
+    """The recorded replay (hms.replay) beside the simulation: what the bundle would have done to real decisions."""
+
+    ok: bool
+    at: Moment | None
+    headline: list[str | Moment]  # "12 of 1,000 replayed prod's decisions since <time> would change"
+    lines: list[str]  # eligibility flips, amounts up and down, each with example decision ids
+    failures: list[tuple[str, str]]  # (decision id, why) where the candidate's rules fail on a logged input
+    unreplayable: list[str]  # "candidate reads household_income, which the log keeps only as a keyed hash: …"
+
+
+@dataclass(frozen=True)
 class EnvChip:
     name: str
     state: str  # live | pending | rolled_back | cancelled | superseded | absent
@@ -332,6 +345,7 @@ class CardView:
     tests: TestsView | None
     scan: ScanView | None
     simulation: SimulationView | None
+    replay: ReplayView | None
     raw_diff: list[tuple[str, str]]  # (css class, line)
     prod_label: str
     environments: list[EnvChip]
@@ -404,6 +418,38 @@ def _simulation(v: BundleView) -> SimulationView | None:
     )
 
 
+def _replay(v: BundleView, tz: ZoneInfo) -> ReplayView | None:
+    check = v.checks.get("replay")
+    if check is None:
+        return None
+    r = ReplayResult.from_dict(check.summary)
+    currency = str((v.bundle.protocol.budget or {}).get("currency", "USD"))
+
+    def money(x: float) -> str:
+        return format_money(x * 100, currency)
+
+    def ids(kind: str) -> str:
+        shown = r.examples.get(kind) or []
+        return f" (e.g. {', '.join(shown)})" if shown else ""
+
+    where = f"{r.environment}'s decisions since {r.since}"
+    if not r.logged:
+        headline = f"no decisions logged in {where}: nothing to compare"
+    else:
+        headline = f"{r.changed:,} of {r.replayed:,} replayed {where} would change ({r.logged:,} logged)"
+    lines = []
+    if r.logged and r.eligible_rule:
+        lines.append(f"{r.to_ineligible:,} eligible → not eligible{ids('to_ineligible')}")
+        lines.append(f"{r.to_eligible:,} not eligible → eligible{ids('to_eligible')}")
+    if r.logged and r.amount_rule:
+        lines.append(f"{r.amount_up:,} {r.amount_rule} up, {money(r.amount_up_total)} in all, at most "
+                     f"{money(r.amount_up_max)}{ids('amount_up')}")
+        lines.append(f"{r.amount_down:,} {r.amount_rule} down, {money(r.amount_down_total)} in all, at most "
+                     f"{money(r.amount_down_max)}{ids('amount_down')}")
+    return ReplayView(r.ok, moment(check.at, tz), instants(headline, tz), lines, [tuple(f) for f in r.failures],  # type: ignore[misc]
+                      [u.sentence() for u in r.unreplayable])
+
+
 def _raw_diff(v: BundleView) -> list[tuple[str, str]]:
     cls = {"+": "add", "-": "del", "@": "hunk"}
     return [("" if line.startswith(("+++", "---")) else cls.get(line[:1], ""), line) for line in v.diff]
@@ -446,6 +492,7 @@ def card(v: BundleView, caller: Caller, tz: ZoneInfo, links: RunLinks | None = N
         tests=_tests(v),
         scan=_scan(v),
         simulation=_simulation(v),
+        replay=_replay(v, tz),
         raw_diff=_raw_diff(v),
         prod_label=f"v{v.live_version}" if v.live_version is not None else "nothing (first version)",
         environments=envs,
