@@ -25,7 +25,7 @@ from airflow.sdk import DAG
 from hms import pushed_bundles
 from hms.pipeline_config import load_pipeline_config
 from hms.protocol_heads import BrokenFile, ProtocolHead, protocol_files, read_heads
-from hms.registry.db import hms_home
+from hms.registry.location import hms_home
 from hms_operators.dag_factory import build_broken_dag, build_policy_dag, dag_id_for
 from hms_operators.intake import build_intake_dag
 

@@ -32,7 +32,7 @@ def key_path(environment: str) -> Path:
     explicit = os.environ.get(KEY_ENV)
     if explicit:
         return Path(explicit)
-    from hms.registry.db import hms_home
+    from hms.registry.location import hms_home
 
     return hms_home() / "secrets" / f"decision-log-{environment}.key"
 

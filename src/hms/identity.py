@@ -113,7 +113,7 @@ def shared_registry() -> bool:
 
 
 def secret_file() -> Path:
-    from hms.registry.db import hms_home
+    from hms.registry.location import hms_home
 
     return Path(os.environ.get(SECRET_FILE_ENV) or hms_home() / "pipeline.secret")
 

@@ -350,7 +350,7 @@ def parse_pipeline_config(text: str, source: str = "<pipeline config>") -> Pipel
 
 
 def _schema_marker(text: str) -> Path:
-    from hms.registry.db import hms_home
+    from hms.registry.location import hms_home
 
     # The validator's rules are part of the key: a marker from before the ECMA "$" fix does not count.
     key = json.dumps(SCHEMA, sort_keys=True).encode() + b"\0ecma-pattern-1\0" + text.encode()

@@ -283,7 +283,7 @@ def _codes(col: Any, name: str, start: int, source: str) -> tuple[np.ndarray, tu
     if not pa.types.is_dictionary(col.type):
         col = col.cast(pa.string()).dictionary_encode()
     labels = tuple(str(x) for x in col.dictionary.to_pylist())
-    return col.indices.to_numpy(zero_copy_only=False).astype(np.intp, copy=False), labels
+    return col.indices.to_numpy(zero_copy_only=False), labels  # int8 codes as stored: widened once, when joined
 
 
 def _first_null(col: Any) -> int:

@@ -33,7 +33,7 @@ DIR_ENV = "HMS_CHECKPOINT_DIR"
 
 
 def directory() -> Path:
-    from hms.registry.db import hms_home
+    from hms.registry.location import hms_home
 
     return Path(os.environ.get(DIR_ENV) or hms_home() / "checkpoints")
 

@@ -46,7 +46,7 @@ _generation = 0
 
 
 def _home() -> Path:
-    from hms.registry.db import hms_home
+    from hms.registry.location import hms_home
 
     return hms_home()
 
