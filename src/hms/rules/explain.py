@@ -391,16 +391,19 @@ class _Decider:
         ref = self.i.references.get(name)
         if ref is None:
             return
-        into, entry = (self.rule_refs, ref) if name in self.rs.by_name else (self.value_refs, f"{name}: {ref}")
-        if entry not in into:
-            into.append(entry)
+        if name in self.rs.by_name:
+            if ref not in self.rule_refs:
+                self.rule_refs.append(ref)
+        elif ref not in self.rule_refs and f"{name}: {ref}" not in self.value_refs:  # said once is enough
+            self.value_refs.append(f"{name}: {ref}")
 
     def references(self, authority: str | None) -> tuple[str, ...]:
         """The rules' provisions (the protocol's authority when none carries one), then the parameters'."""
         rules = self.rule_refs or ([authority] if authority else [])
         return tuple(rules + self.value_refs)
 
-    def why(self, node: ir.Node, v: Mapping[str, Any], M: Any, entity: str | None) -> str:
+    def why(self, node: ir.Node, v: Mapping[str, Any], M: Any, entity: str | None, depth: int = 0) -> str:
+        """``depth`` 0: the output's own expression; deeper ones are inside a rule it names, in parentheses."""
         s = _Shower(self.i, v, M)
         value = s.value(node)
         match node:
@@ -408,16 +411,17 @@ class _Decider:
                 deciding = (op == "and") != bool(value)  # a failing conjunct, a succeeding disjunct
                 if deciding:
                     first = next(e for e in vs if bool(s.value(e)) == (op == "or"))
-                    return self.why(first, v, M, entity)
-                return "; ".join(self.why(e, v, M, entity) for e in vs)
+                    return self.why(first, v, M, entity, depth)
+                # every conjunct held, or every alternative failed: each one is a reason
+                return ("; " if depth == 0 else " and ").join(self.why(e, v, M, entity, depth) for e in vs)
             case ir.Unary(op="not", operand=o):
-                return self.why(o, v, M, entity)
+                return self.why(o, v, M, entity, depth)
             case ir.Name(name=n, kind="rule") if self.rs.entity_of(n) == entity:
                 rule = self.rs.by_name[n]
                 self.cite(n)
                 if isinstance(rule.expr, ir.Aggregate | ir.Const | ir.Has):
-                    return f"{n} = {self.why(rule.expr, v, M, entity)}"
-                return self.why(rule.expr, v, M, entity)
+                    return f"{n} = {self.why(rule.expr, v, M, entity, depth + 1)}"
+                return f"{'' if value else 'not '}{n} ({self.why(rule.expr, v, M, entity, depth + 1)})"
             case ir.Aggregate(func=fn, arg=a, over=sub) if fn in ("any", "all"):
                 members = M if sub is None else M.subs[sub]
                 # any() true / all() false: the members who made it so; otherwise every member agreed
@@ -507,8 +511,8 @@ def explain(rs: Any, rec: Any, *, authority: str | None = None, period: str | No
     is what a notice cites when no rule or parameter on its path carries a reference.
     """
     if rs.model is None:
+        values = rs.evaluate(rec)  # first: a failure names the record as the decision's does
         v = rs.coerce_record(rec)
-        values = rs.evaluate(v, validated=True)
         contexts = _flat_contexts(rs, v, values)
         group_names: frozenset[str] = frozenset()
     else:
