@@ -213,8 +213,12 @@ def test_a_household_explanation_shows_each_members_values_and_each_aggregation(
     said = steps(e)
     assert said["elderly_or_disabled"].value == [False, True, False]
     assert said["elderly_or_disabled"].who == ("member 0", "member 1", "member 2")
-    ages = [r for r in said["elderly_or_disabled"].reads if r.name == "age"]
-    assert [(r.who, r.value) for r in ages] == [("member 0", 35.0), ("member 1", 70.0), ("member 2", 5.0)]
+    (ages,) = [r for r in said["elderly_or_disabled"].reads if r.name == "age"]  # one read, each member's value
+    assert (ages.who, ages.value) == (("member 0", "member 1", "member 2"), [35.0, 70.0, 5.0])
+    assert ages.text == "age: member 0 = 35, member 1 = 70, member 2 = 5"
+    # disabled is read only where age did not decide (age >= elderly_age or disabled): the others' ages are < 60
+    (disabled,) = [r for r in said["elderly_or_disabled"].reads if r.name == "disabled"]
+    assert disabled.who == ("member 0", "member 2")
     (agg,) = said["any_elderly_or_disabled"].aggregations
     assert (agg.expression, agg.values, agg.result) == ("any(in_unit and elderly_or_disabled)", (False, True, False),
                                                          True)

@@ -22,6 +22,7 @@ and an aggregation lists each member's value of its expression and the result.
 from __future__ import annotations
 
 import operator
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,24 +45,29 @@ _MISSING = object()
 class Read:
     """One input or parameter value a rule read; for a table, the key looked up and the value found.
 
-    ``who`` is whose value it is in an entity protocol (``member 1``, ``tax_unit 2``); None: the record's.
-    ``from_default``: the table had no entry for the key and its ``default`` answered.
+    In an entity protocol a member's (or sub-group's) value is read once per member: ``who`` names them
+    (``("member 0", "member 2")``: the members whose evaluation read it) and ``value`` is the list of their
+    values, in that order. ``who`` None: the record's value (a household input, a parameter). ``from_default``:
+    the table had no entry for the key and its ``default`` answered.
     """
 
     name: str
     kind: str  # "input" | "parameter" | "table"
     value: Any
     key: tuple[Any, ...] | None = None
-    who: str | None = None
+    who: tuple[str, ...] | None = None
     reference: str | None = None
     from_default: bool = False
 
     @property
     def text(self) -> str:
-        """``fpl[4] = 31,200``, ``member 1: age = 70``."""
+        """``fpl[4] = 31,200``; ``age: member 0 = 35, member 1 = 70``."""
         head = f"{self.name}[{', '.join(fmt(k) for k in self.key)}]" if self.key is not None else self.name
         tail = " (the table's default: no entry for this key)" if self.from_default else ""
-        return f"{self.who + ': ' if self.who else ''}{head} = {fmt(self.value)}{tail}"
+        if self.who is None:
+            return f"{head} = {fmt(self.value)}{tail}"
+        each = ", ".join(f"{w} = {fmt(x)}" for w, x in zip(self.who, self.value, strict=True))
+        return f"{head}: {each}{tail}"
 
 
 @dataclass(frozen=True)
@@ -115,6 +121,7 @@ class Explanation:
     omitted). ``months``: a period evaluated month by month (``period.straddle: sum_months``), one each."""
 
     outputs: tuple[OutputExplanation, ...]
+    rules: tuple[RuleStep, ...] = ()  # each output's rule and those they depend on, once each, in evaluation order
     authority: str | None = None
     period: str | None = None
     notes: tuple[str, ...] = ()
@@ -151,7 +158,8 @@ def fmt(x: Any, exact: bool = True) -> str:
 class _Trace:
     """What one rule read while being evaluated (over every member for a person rule)."""
 
-    reads: dict[tuple[Any, ...], Read] = field(default_factory=dict)
+    # (name, key) -> [kind, reference, from_default, value, {who: value}]: the record's value, or each member's
+    reads: dict[tuple[Any, ...], list[Any]] = field(default_factory=dict)
     rules: dict[str, None] = field(default_factory=dict)
     aggregations: list[Aggregation] = field(default_factory=list)
 
@@ -165,8 +173,9 @@ class _Interpreter:
     """
 
     def __init__(self, params: Mapping[str, Any], tables: Mapping[str, Any], references: Mapping[str, str],
-                 group_names: frozenset[str]) -> None:
+                 group_names: frozenset[str], compiled: dict[int, _Fn]) -> None:
         self.params, self.tables, self.references = params, tables, references
+        self.compiled = compiled  # the rule set's IR as closures (_compile), kept with the rule set
         self.group_names = group_names  # record-level names: read once, not once per member
         self.trace: _Trace | None = None
         self.who: str | None = None
@@ -177,89 +186,19 @@ class _Interpreter:
         t = self.trace
         if t is None:
             return
-        who = None if kind != "input" or name in self.group_names else self.who
-        if kind == "table" and self.who is not None:
-            who = self.who  # a member's lookup: its key is the member's
-        k = (name, key, who)
-        if k not in t.reads:
-            t.reads[k] = Read(name, kind, value, key, who, self.references.get(name), from_default)
+        # a member's input or lookup (its key is the member's) is per member; parameters and household values are not
+        who = None if kind == "parameter" or (kind == "input" and name in self.group_names) else self.who
+        k = (name, key)
+        entry = t.reads.get(k)
+        if entry is None:
+            entry = t.reads[k] = [kind, self.references.get(name), from_default, value, None if who is None else {}]
+        if who is not None and entry[4] is not None:
+            entry[4].setdefault(who, value)
 
     def ev(self, node: ir.Node, v: Mapping[str, Any], M: Any) -> Any:
-        match node:
-            case ir.Const(value=x):
-                return x
-            case ir.Name(name=n, kind="param"):
-                x = self.params[n]
-                self.read(n, "parameter", x)
-                return x
-            case ir.Name(name=n, kind="rule"):
-                if self.trace is not None:
-                    self.trace.rules[n] = None
-                return v[n]
-            case ir.Name(name=n):
-                x = v[n]
-                self.read(n, "input", x)
-                return x
-            case ir.Lookup(table=t, keys=ks):
-                keys = tuple(self.ev(k, v, M) for k in ks)
-                table = self.tables[t]
-                x = record._lookup(table, keys)
-                self.read(t, "table", x, keys, not record._has(table, keys))
-                return x
-            case ir.Has(table=t, keys=ks):
-                keys = tuple(self.ev(k, v, M) for k in ks)
-                return record._has(self.tables[t], keys)
-            case ir.BinOp(op=op, left=a, right=b):
-                x, y = self.ev(a, v, M), self.ev(b, v, M)
-                if op == "+":
-                    return x + y
-                if op == "-":
-                    return x - y
-                if op == "*":
-                    return x * y
-                return {"/": record._div, "//": record._floordiv, "%": record._mod}[op](x, y)
-            case ir.Unary(op="not", operand=o):
-                return not self.ev(o, v, M)
-            case ir.Unary(op=op, operand=o):
-                x = self.ev(o, v, M)
-                return -x if op == "-" else +x
-            case ir.BoolOp(op="and", values=vs):
-                out = True
-                for e in vs:
-                    out = self.ev(e, v, M)
-                    if not out:
-                        return out
-                return out
-            case ir.BoolOp(values=vs):  # or
-                out = False
-                for e in vs:
-                    out = self.ev(e, v, M)
-                    if out:
-                        return out
-                return out
-            case ir.Compare(ops=ops, operands=operands):
-                left = self.ev(operands[0], v, M)
-                for op, o in zip(ops, operands[1:], strict=True):
-                    right = self.ev(o, v, M)
-                    if not _CMP[op](left, right):
-                        return False
-                    left = right
-                return True
-            case ir.InTuple(operand=o, values=vals, negate=neg):
-                x = self.ev(o, v, M)
-                return (x not in tuple(vals)) if neg else (x in tuple(vals))
-            case ir.IfExp(test=t, body=b, orelse=e):
-                return self.ev(b, v, M) if self.ev(t, v, M) else self.ev(e, v, M)
-            case ir.Call(func=fn, args=(x, ir.Const(value=unit))) if fn in money.MODES:
-                return record._money(fn, self.ev(x, v, M), unit)
-            case ir.Call(func=fn, args=args):
-                xs = [self.ev(a, v, M) for a in args]
-                return record.HELPERS[{"round": "_round", "floor": "_floor", "ceil": "_ceil"}.get(fn, fn)](*xs)
-            case ir.Aggregate(func=fn, arg=a, over=sub):
-                return self.aggregate(node, fn, a, M if sub is None else M.subs[sub], sub)
-        raise AssertionError(f"unhandled IR node {node!r}")
+        return _compiled(self.compiled, node)(v, M, self)
 
-    def aggregate(self, node: ir.Aggregate, fn: str, arg: ir.Node, members: Any, sub: str | None) -> Any:
+    def aggregate(self, node: ir.Aggregate, fn: str, arg: _Fn, members: Any, sub: str | None) -> Any:
         labels, values = [], []
         outer = self.who
         k = 0
@@ -268,7 +207,7 @@ class _Interpreter:
             nonlocal k
             self.who = members.label(k)
             k += 1
-            x = self.ev(arg, m, None)
+            x = arg(m, None, self)
             labels.append(self.who)
             values.append(x)
             return x
@@ -282,6 +221,127 @@ class _Interpreter:
                 Aggregation(show(node), sub or "members", tuple(labels), tuple(values), result, self.at)
             )
         return result
+
+
+# ---- the IR as closures: each node compiled once per rule set, evaluated as nested calls ------------------------
+
+_Fn = Callable[[Mapping[str, Any], Any, "_Interpreter"], Any]
+# Per rule set, what every explanation of it shares: its IR as closures, each output's dependencies, and the rules
+# any output needs. Kept as long as the rule set is (a replica's bundle), computed on its first explanation.
+_Prepared = tuple[dict[int, _Fn], dict[str, list[str]], frozenset[str]]
+_BY_RULESET: weakref.WeakKeyDictionary[Any, _Prepared] = weakref.WeakKeyDictionary()
+
+
+def _prepared(rs: Any) -> _Prepared:
+    got = _BY_RULESET.get(rs)
+    if got is None:
+        deps = {o: _dependencies(rs, o) for o in rs.outputs}
+        got = _BY_RULESET[rs] = ({}, deps, frozenset(rs.outputs).union(*deps.values()))
+    return got
+_ARITH: dict[str, Callable[[Any, Any], Any]] = {
+    "+": operator.add, "-": operator.sub, "*": operator.mul,
+    "/": record._div, "//": record._floordiv, "%": record._mod,
+}
+
+
+def _compiled(cache: dict[int, _Fn], node: ir.Node) -> _Fn:
+    """``node``'s closure (nodes live as long as their rule set, so their id is a stable key)."""
+    fn = cache.get(id(node))
+    if fn is None:
+        fn = cache[id(node)] = _compile(cache, node)
+    return fn
+
+
+def _compile(cache: dict[int, _Fn], node: ir.Node) -> _Fn:
+    """Python's own operators and hms.rules.record's helpers, in the order its generated code runs them."""
+    c = lambda n: _compiled(cache, n)  # noqa: E731
+    match node:
+        case ir.Const(value=x):
+            return lambda v, M, st: x
+        case ir.Name(name=n, kind="param"):
+            def param(v: Any, M: Any, st: _Interpreter) -> Any:
+                x = st.params[n]
+                st.read(n, "parameter", x)
+                return x
+            return param
+        case ir.Name(name=n, kind="rule"):
+            def rule(v: Any, M: Any, st: _Interpreter) -> Any:
+                if st.trace is not None:
+                    st.trace.rules[n] = None
+                return v[n]
+            return rule
+        case ir.Name(name=n):
+            def field_(v: Any, M: Any, st: _Interpreter) -> Any:
+                x = v[n]
+                st.read(n, "input", x)
+                return x
+            return field_
+        case ir.Lookup(table=t, keys=ks):
+            fks = [c(k) for k in ks]
+            def lookup(v: Any, M: Any, st: _Interpreter) -> Any:
+                keys = tuple(f(v, M, st) for f in fks)
+                table = st.tables[t]
+                x = record._lookup(table, keys)
+                st.read(t, "table", x, keys, not record._has(table, keys))
+                return x
+            return lookup
+        case ir.Has(table=t, keys=ks):
+            fks = [c(k) for k in ks]
+            return lambda v, M, st: record._has(st.tables[t], tuple(f(v, M, st) for f in fks))
+        case ir.BinOp(op=op, left=a, right=b):
+            fa, fb, f = c(a), c(b), _ARITH[op]
+            return lambda v, M, st: f(fa(v, M, st), fb(v, M, st))
+        case ir.Unary(op=op, operand=o):
+            fo = c(o)
+            if op == "not":
+                return lambda v, M, st: not fo(v, M, st)
+            if op == "-":
+                return lambda v, M, st: -fo(v, M, st)
+            return lambda v, M, st: +fo(v, M, st)
+        case ir.BoolOp(op=op, values=vs):
+            fs = [c(e) for e in vs]
+            stop = op == "or"  # "and" stops at the first false value, "or" at the first true one
+            def boolop(v: Any, M: Any, st: _Interpreter) -> Any:
+                out = not stop
+                for f in fs:
+                    out = f(v, M, st)
+                    if bool(out) == stop:
+                        return out
+                return out
+            return boolop
+        case ir.Compare(ops=ops, operands=operands):
+            fs = [c(o) for o in operands]
+            cmps = [_CMP[op] for op in ops]
+            def compare(v: Any, M: Any, st: _Interpreter) -> bool:
+                left = fs[0](v, M, st)
+                for cmp, f in zip(cmps, fs[1:], strict=True):
+                    right = f(v, M, st)
+                    if not cmp(left, right):
+                        return False
+                    left = right
+                return True
+            return compare
+        case ir.InTuple(operand=o, values=vals, negate=neg):
+            fo, members = c(o), tuple(vals)
+            if neg:
+                return lambda v, M, st: fo(v, M, st) not in members
+            return lambda v, M, st: fo(v, M, st) in members
+        case ir.IfExp(test=t, body=b, orelse=e):
+            ft, fb, fe = c(t), c(b), c(e)
+            return lambda v, M, st: fb(v, M, st) if ft(v, M, st) else fe(v, M, st)
+        case ir.Call(func=fn, args=(x, ir.Const(value=unit))) if fn in money.MODES:
+            fx = c(x)
+            return lambda v, M, st: record._money(fn, fx(v, M, st), unit)
+        case ir.Call(func=fn, args=args):
+            fs = [c(a) for a in args]
+            helper = record.HELPERS[{"round": "_round", "floor": "_floor", "ceil": "_ceil"}.get(fn, fn)]
+            return lambda v, M, st: helper(*[f(v, M, st) for f in fs])
+        case ir.Aggregate(func=fn, arg=a, over=sub):
+            fa = c(a)
+            if sub is None:
+                return lambda v, M, st: st.aggregate(node, fn, fa, M, sub)
+            return lambda v, M, st: st.aggregate(node, fn, fa, M.subs[sub], sub)
+    raise AssertionError(f"unhandled IR node {node!r}")
 
 
 # ---- showing an expression ------------------------------------------------------------------------------------
@@ -520,17 +580,18 @@ def explain(rs: Any, rec: Any, *, authority: str | None = None, period: str | No
         values = rs.evaluate(hh)
         contexts = _entity_contexts(rs, hh, values)
         group_names = frozenset(rs.model.group_inputs())
-    interp = _Interpreter(rs.params, rs.tables, rs.references, group_names)
+    compiled, deps, needed = _prepared(rs)
+    interp = _Interpreter(rs.params, rs.tables, rs.references, group_names, compiled)
     steps: dict[str, RuleStep] = {}
     notes: list[str] = []
     for r in rs.rules:
-        steps[r.name] = _step(rs, r, contexts[r.name], interp, values[r.name], notes)
+        if r.name in needed:  # a rule no output reads is not part of why
+            steps[r.name] = _step(rs, r, contexts[r.name], interp, values[r.name], notes)
     outputs = []
     for o in rs.outputs:
-        deps = _dependencies(rs, o)
-        notice, refs = _notice(rs, o, contexts[o], interp, steps[o].value, authority)
-        outputs.append(OutputExplanation(o, steps[o].value, steps[o], tuple(steps[d] for d in deps), notice, refs))
-    return Explanation(tuple(outputs), authority, period, tuple(notes))
+        notice, refs = _notice(rs, o, contexts[o], interp, authority)
+        outputs.append(OutputExplanation(o, steps[o].value, steps[o], tuple(steps[d] for d in deps[o]), notice, refs))
+    return Explanation(tuple(outputs), tuple(steps.values()), authority, period, tuple(notes))
 
 
 def months(parts: Sequence[tuple[str, Explanation]], authority: str | None, period: str | None) -> Explanation:
@@ -539,7 +600,7 @@ def months(parts: Sequence[tuple[str, Explanation]], authority: str | None, peri
     note = (f"period {period} straddles a parameter change and was evaluated month by month "
             "(period.straddle: sum_months): each month is explained under months; the answer's numbers are "
             "their sums")
-    return Explanation((), authority, period, (note,), tuple(e for _, e in parts))
+    return Explanation((), (), authority, period, (note,), tuple(e for _, e in parts))
 
 
 def _step(rs: Any, r: ir.Rule, ctxs: list[_Context], interp: _Interpreter, want: Any, notes: list[str]) -> RuleStep:
@@ -558,10 +619,14 @@ def _step(rs: Any, r: ir.Rule, ctxs: list[_Context], interp: _Interpreter, want:
         notes.append(f"rule {r.name!r}: the explanation derives {fmt(value)} but the decision evaluated {fmt(want)}; "
                      "the decision's value stands")
         value = want
+    reads = tuple(
+        Read(name, kind, x, key, None, ref, dflt) if each is None
+        else Read(name, kind, list(each.values()), key, tuple(each), ref, dflt)
+        for (name, key), (kind, ref, dflt, x, each) in trace.reads.items()
+    )
     return RuleStep(
         r.name, r.source.strip(), value, rs.references.get(r.name), rs.entity_of(r.name),
-        tuple(c.who for c in ctxs) if per else None, tuple(trace.reads.values()), tuple(trace.rules),
-        tuple(trace.aggregations),
+        tuple(c.who for c in ctxs) if per else None, reads, tuple(trace.rules), tuple(trace.aggregations),
     )
 
 
@@ -583,7 +648,7 @@ def _dependencies(rs: Any, output: str) -> list[str]:
     return [r.name for r in rs.rules if r.name in seen]
 
 
-def _notice(rs: Any, output: str, ctxs: list[_Context], interp: _Interpreter, value: Any,
+def _notice(rs: Any, output: str, ctxs: list[_Context], interp: _Interpreter,
             authority: str | None) -> tuple[str | None, tuple[str, ...]]:
     """``not eligible: household_income 52,000 > … — provision``: for a boolean output only."""
     rule = rs.by_name[output]

@@ -28,9 +28,9 @@ DESCRIPTION = ("true: each answer carries its explanation (rule expressions, val
 class Read(BaseModel):
     name: str
     kind: Literal["input", "parameter", "table"]
-    value: Scalar
+    value: Value = Field(description="with who: each one's value, in that order")
     key: list[Scalar] | None = Field(None, description="a table lookup: the key(s) looked up")
-    who: str | None = Field(None, description='whose value: "member 1", "tax_unit 2"; absent: the record\'s')
+    who: list[str] | None = Field(None, description='whose values: ["member 0", "member 2"]; absent: the record\'s')
     reference: str | None = None
     from_default: bool = Field(False, description="the table had no entry for the key: its default answered")
     text: str = Field(description='as a notice writes it: "fpl[4] = 31,200"')
@@ -60,14 +60,18 @@ class RuleStep(BaseModel):
 class OutputExplanation(BaseModel):
     name: str
     value: Value
-    rule: RuleStep
-    depends_on: list[RuleStep] = Field(description="every rule it depends on, transitively, in evaluation order")
+    expression: str
+    reference: str | None = None
+    depends_on: list[str] = Field(description="every rule it depends on, transitively, in evaluation order; each "
+                                  "one's step (value, reads, reference) is in the explanation's rules")
     notice: str | None = Field(None, description="boolean outcomes: the deciding comparison and its provisions")
-    references: list[str] = []
+    references: list[str] = Field([], description="the provisions the notice cites, in order")
 
 
 class Explanation(BaseModel):
     outputs: list[OutputExplanation]
+    rules: list[RuleStep] = Field(description="each output's rule and every rule they depend on, once each, in "
+                                  "evaluation order, with its value for this input and what it read")
     authority: str | None = Field(None, description="the protocol's legal authority (metadata.authority)")
     period: str | None = None
     notes: list[str] = Field([], description="anything that could not be explained precisely, said here")
@@ -94,8 +98,10 @@ def answer(protocol: Any, period: Period | None, rec: Any) -> dict[str, Any]:
 
 
 def _explanation(e: core.Explanation) -> dict[str, Any]:
+    """Each rule step once (outputs share the rules they depend on): the answer stays small for a household."""
     return {
         "outputs": [_output(o) for o in e.outputs],
+        "rules": [_step(s) for s in e.rules],
         "authority": e.authority,
         "period": e.period,
         "notes": list(e.notes),
@@ -104,25 +110,33 @@ def _explanation(e: core.Explanation) -> dict[str, Any]:
 
 
 def _output(o: core.OutputExplanation) -> dict[str, Any]:
-    return {"name": o.name, "value": plain(o.value), "rule": _step(o.rule), "depends_on": [_step(s) for s in
-            o.depends_on], "notice": o.notice, "references": list(o.references)}
+    return _set({"name": o.name, "value": plain(o.value), "expression": o.rule.expression,
+                 "reference": o.rule.reference, "depends_on": [s.name for s in o.depends_on], "notice": o.notice,
+                 "references": list(o.references)})
 
 
 def _step(s: core.RuleStep) -> dict[str, Any]:
-    return {
+    return _set({
         "name": s.name, "expression": s.expression, "value": plain(s.value), "reference": s.reference,
         "entity": s.entity, "who": list(s.who) if s.who is not None else None,
         "reads": [_read(r) for r in s.reads], "rules_read": list(s.rules_read),
-        "aggregations": [{"expression": a.expression, "over": a.over, "who": list(a.who),
-                          "values": [plain(x) for x in a.values], "result": plain(a.result), "at": a.at}
-                         for a in s.aggregations],
-    }
+        "aggregations": [_set({"expression": a.expression, "over": a.over, "who": list(a.who),
+                               "values": [plain(x) for x in a.values], "result": plain(a.result), "at": a.at})
+                         for a in s.aggregations] or None,
+    })
 
 
 def _read(r: core.Read) -> dict[str, Any]:
-    return {"name": r.name, "kind": r.kind, "value": plain(r.value),
-            "key": [plain(k) for k in r.key] if r.key is not None else None, "who": r.who,
-            "reference": r.reference, "from_default": r.from_default, "text": r.text}
+    return _set({"name": r.name, "kind": r.kind, "value": plain(r.value),
+                 "key": [plain(k) for k in r.key] if r.key is not None else None,
+                 "who": list(r.who) if r.who is not None else None,
+                 "reference": r.reference, "from_default": r.from_default or None, "text": r.text})
+
+
+def _set(d: dict[str, Any]) -> dict[str, Any]:
+    """Only the fields that say something (the answer is sent with its unset fields left out): a household's
+    explanation is many reads, most without a key, a member or a reference."""
+    return {k: v for k, v in d.items() if v is not None}
 
 
 def plain(v: Any) -> Any:
