@@ -75,7 +75,8 @@ def test_a_denial_explained_names_the_deciding_comparison_and_the_provision(prod
     rules = answer["explanation"]["rules"]  # each step once, in evaluation order
     assert [(s["name"], s["value"]) for s in rules] == [("poverty_line", 31200), ("eligible", False), ("amount", 0)]
     poverty = rules[0]
-    assert {r["name"]: r.get("reference") for r in poverty["reads"]}["fpl_base"].startswith("HHS 2024 poverty guidelines")
+    cited = {r["name"]: r.get("reference") for r in poverty["reads"]}
+    assert cited["fpl_base"].startswith("HHS 2024 poverty guidelines") and cited["household_size"] is None
     assert answer["explanation"]["authority"] == "Pub. L. 118-XX, sec. 3"
     assert {o["name"]: o["value"] for o in answer["explanation"]["outputs"]} == answer["outputs"]
 
