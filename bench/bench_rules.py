@@ -8,12 +8,14 @@ vectorized one feeds the simulation and is compared with the same rule hand-writ
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from bench.table import Row
 from bench.timing import best_of
 from hms import bundle, protocol
+from hms.rules import references
 
 ROOT = Path(__file__).resolve().parents[1]
 WILDFIRE = ROOT / "include" / "protocols" / "wildfire-aid-2024.yml"
@@ -32,7 +34,7 @@ def run() -> list[Row]:
     }
     validated, n = rs.coerce_columns(cols)
     vec = best_of(lambda: rs.evaluate_columns(validated, validated=True, n=n), 5)
-    params = proto.data["parameters"]
+    params = {k: references.unwrap(v)[0] for k, v in proto.data["parameters"].items()}  # {value, reference} too
 
     def hand() -> None:
         hh, inc, fire = cols["household_size"], cols["household_income"], cols["county_fire_declared"]
@@ -53,6 +55,7 @@ def run() -> list[Row]:
     ]
     rows.append(Row("rules", "vectorized / hand NumPy", f"{vec / hand_s:.2f}x", "<= 2x", vec / hand_s <= 2))
     rows.append(_legal_rounding(cols["household_income"] * 0.035))
+    rows.extend(_explanations())
     return rows
 
 
@@ -70,3 +73,73 @@ def _legal_rounding(amounts: np.ndarray) -> Row:
         "< 100 ms",
         exact < 0.1,
     )
+
+
+EXPLAINED = ("wildfire-aid-2024", "snap-texas-fy2026", "federal-eitc-2026")
+EXPLAIN_TARGET = 0.001  # seconds an explanation may add to one answer (issue 21)
+
+
+def _explanations() -> list[Row]:
+    """``explain: true`` against the same answer without it, per answer, through the decision service in process
+    (FastAPI's TestClient: parsing, validation of the response model, JSON) for a flat protocol and two household
+    ones. Off and on alternate in one run (best of 5 rounds of 200), so the shared box's load falls on both."""
+    import warnings
+    from datetime import timedelta
+    from types import SimpleNamespace
+
+    from hms import clock
+    from hms.service.app import create_app
+    from hms.service.timeline import Entry, Snapshot
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # starlette's TestClient on httpx
+        from fastapi.testclient import TestClient
+
+    class One:
+        environment = "bench"
+
+        def __init__(self, p: protocol.Protocol) -> None:
+            self.p = p
+
+        def generation(self) -> int:
+            return 1
+
+        def load(self) -> Snapshot:
+            entry = Entry(1, self.p.id, 1, "f" * 64, "live", clock.now() - timedelta(days=3650))
+            return Snapshot.build("bench", 1, [entry], {"f" * 64: SimpleNamespace(protocol=self.p)})  # type: ignore[dict-item]
+
+    rows = []
+    for pid in EXPLAINED:
+        p = protocol.load(ROOT / "include" / "protocols" / f"{pid}.yml")
+        rec = p.service_cases[0]["input"]
+        with TestClient(create_app(One(p))) as client:
+            off, on, size = _off_on(client, f"/v1/protocols/{pid}/decide", rec)
+        core_off, core_on = _core_off_on(p, rec)
+        added, core_added = on - off, core_on - core_off
+        rows.append(Row("rules", f"decide {pid} per answer: explain off / on (HTTP in process, {size / 1000:.1f} kB)",
+                        f"{off * 1000:.2f} / {on * 1000:.2f} ms (+{added * 1000:.2f} ms, {on / off:.2f}x)",
+                        "< 1 ms added", added < EXPLAIN_TARGET))
+        rows.append(Row("rules", f"  of which the explanation itself ({pid}: hms.rules.explain + JSON form)",
+                        f"{core_off * 1e6:.0f} / {core_on * 1e6:.0f} µs (+{core_added * 1e6:.0f} µs)", "-", True))
+    return rows
+
+
+def _off_on(client: Any, url: str, rec: Any, n: int = 200, rounds: int = 5) -> tuple[float, float, int]:
+    """Seconds per answer without and with ``explain``, alternating rounds; and the explained answer's bytes."""
+    size = len(client.post(url, json={"input": rec, "explain": True}).content)
+    plain, explained = {"input": rec}, {"input": rec, "explain": True}
+    off = on = float("inf")
+    for _ in range(rounds):
+        off = min(off, best_of(lambda: [client.post(url, json=plain) for _ in range(n)], 1) / n)
+        on = min(on, best_of(lambda: [client.post(url, json=explained) for _ in range(n)], 1) / n)
+    return off, on, size
+
+
+def _core_off_on(p: protocol.Protocol, rec: Any, n: int = 300) -> tuple[float, float]:
+    """The same in process, without HTTP: ``Protocol.decide`` alone, then with the answer's explanation."""
+    from hms.service import explanation
+
+    period = p.default_period()
+    off = best_of(lambda: [p.decide(rec, period) for _ in range(n)], 5) / n
+    on = best_of(lambda: [(p.decide(rec, period), explanation.answer(p, period, rec)) for _ in range(n)], 5) / n
+    return off, on

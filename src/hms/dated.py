@@ -28,6 +28,7 @@ import numpy as np
 
 from hms.errors import BadInput, EvaluationError
 from hms.periods import Period
+from hms.rules.references import with_reference
 
 
 @dataclass(frozen=True)
@@ -112,11 +113,15 @@ def _shape(value: Any) -> str:
 
 def values_for(parameters: Mapping[str, Any], dated: Mapping[str, DatedParameter], period: Period, day: date
                ) -> dict[str, Any]:
-    """Every parameter's value in force on ``day`` (of ``period``, named in errors)."""
-    return {
-        name: dated[name].value_at(day, period).value if name in dated else value
-        for name, value in parameters.items()
-    }
+    """Every parameter's value in force on ``day`` (of ``period``, named in errors), with that value's reference
+    (hms.rules.references: the rules see the value, an explanation cites the reference)."""
+    out = {}
+    for name, value in parameters.items():
+        if name in dated:
+            v = dated[name].value_at(day, period)
+            value = with_reference(v.value, v.reference)
+        out[name] = value
+    return out
 
 
 def changes_within(dated: Mapping[str, DatedParameter], period: Period) -> list[tuple[str, date]]:

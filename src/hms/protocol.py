@@ -397,12 +397,12 @@ def _check_schema(data: dict[str, Any], doc: Document) -> None:
     elif err.validator == "required":
         message = err.message.replace("is a required property", "is required")
     elif err.validator == "oneOf" and len(path) == 2 and path[0] == "rules":
-        message = "a rule is a formula (a string) or {entity, formula}"
+        message = "a rule is a formula (a string) or {entity, formula}, each optionally with its reference"
         if isinstance(err.instance, dict):
-            extra = sorted(k for k in err.instance if k not in ("entity", "formula", "description"))
+            extra = sorted(k for k in err.instance if k not in ("entity", "formula", "description", "reference"))
             if extra:
                 path = (*path, extra[0])
-                message = f"unknown field {extra[0]!r}; allowed: description, entity, formula"
+                message = f"unknown field {extra[0]!r}; allowed: description, entity, formula, reference"
     raise BadInput(message, where=doc.where(path))
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from hms.dated import is_dated
 from hms.protocol import Protocol
+from hms.rules import references
 
 #: The order sections are reported in; ``other`` is every section not named before it.
 SECTION_ORDER = ("parameters", "rules", "inputs", "tests", "other")
@@ -143,11 +144,16 @@ def _parameters(old: dict[str, Any], new: dict[str, Any]) -> list[Change]:
     for name in _keys(old, new):
         a, b = old.get(name, _ABSENT), new.get(name, _ABSENT)
         path = f"parameters.{name}"
-        if a is _ABSENT:
-            out.append(Change("parameters", "added", path, None, b))
-        elif b is _ABSENT:
-            out.append(Change("parameters", "removed", path, a, None))
-        elif is_dated(a) and is_dated(b):
+        if a is _ABSENT or b is _ABSENT:
+            kind, old_, new_ = ("added", None, b) if a is _ABSENT else ("removed", a, None)
+            out.append(Change("parameters", kind, path, old_, new_))
+            continue
+        # A value written with its reference ({value, reference}) compares by its value; the reference is its own line.
+        (a, ref_a), (b, ref_b) = references.unwrap(a), references.unwrap(b)
+        if ref_a != ref_b:
+            out += _generic("parameters", f"{path}.reference", _ABSENT if ref_a is None else ref_a,
+                            _ABSENT if ref_b is None else ref_b)
+        if is_dated(a) and is_dated(b):
             out += _dated(path, a, b)
         elif isinstance(a, dict) and isinstance(b, dict):
             out += _table(path, a, b)

@@ -117,7 +117,9 @@ HOSTILE_PROTOCOLS = [
 LARGE_PROTOCOLS = [
     ("huge-table-error.json", ":1", "more than 10000 entries in $.parameters.fpl"),  # echoed 949 KB
     ("deep-at-the-end-1mb.json", ":1", "nesting deeper than 64 levels"),
-    ("deep-at-the-end.yml", ":3522:", "nesting deeper than 64 levels"),
+    # 3,501 lines of padding, then the sample with max_payment's value nested 10,000 deep: that line is named
+    ("deep-at-the-end.yml", f":{3501 + WILDFIRE.read_text().splitlines().index('  max_payment: 5000') + 1}:",
+     "nesting deeper than 64 levels"),
 ]
 HOSTILE_BUNDLES = [  # each accepted by `hms policy verify` on main
     ("duplicate-rules-key.tgz", "protocol.json:1: duplicate key 'rules' in $"),

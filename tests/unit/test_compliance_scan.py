@@ -59,7 +59,7 @@ def test_email_in_test_fixture_fails_privacy_at_its_fixture_path():
 
 def _reads_race(d):
     add_input(d, "race", decl("string", "protected", protected_characteristic="race", enum=["a", "b"]), "a")
-    d["rules"]["eligible"] = d["rules"]["eligible"] + ' and race != "b"'
+    d["rules"]["eligible"]["formula"] += ' and race != "b"'
 
 
 def test_rule_reading_race_fails_ethics_naming_the_rules():
@@ -177,7 +177,8 @@ def test_a_lookup_keyed_by_a_location_code_is_a_proxy_warning_not_a_finding():
     def change(d):
         add_input(d, "zip5", decl("integer", "personal"), 90001)
         d["parameters"]["zip_bonus"] = {90001: 100, 90002: 0}
-        d["rules"]["amount"] = d["rules"]["amount"].replace(" if eligible", " + zip_bonus[zip5] if eligible")
+        amount = d["rules"]["amount"]
+        amount["formula"] = amount["formula"].replace(" if eligible", " + zip_bonus[zip5] if eligible")
 
     result = scan(variant("wildfire", change), ["privacy", "ethics"], settings=SETTINGS, now=NOW)
     assert result.ok, result.findings

@@ -57,7 +57,7 @@ def test_the_openapi_declares_the_request_bodies_read_by_the_bounded_parser(clie
     decide = spec["paths"]["/v1/protocols/{pid}/decide"]["post"]
     body = decide["requestBody"]["content"]["application/json"]["schema"]
     assert decide["requestBody"]["required"] is True
-    assert set(body["properties"]) == {"input", "as_of", "period"} and body["required"] == ["input"]
+    assert set(body["properties"]) == {"input", "as_of", "period", "explain"} and body["required"] == ["input"]
     assert body["additionalProperties"] is False
     batch = spec["paths"]["/v1/protocols/{pid}/decide/batch"]["post"]["requestBody"]["content"]["application/json"]
     assert batch["schema"]["required"] == ["inputs"] and batch["schema"]["properties"]["inputs"]["type"] == "array"

@@ -40,7 +40,7 @@ def test_changes_are_ordered_parameters_rules_inputs_tests_then_the_rest():
     new["budget"]["cap"] = 2e9
     new["tests"][0]["expect"]["amount"] = 4400
     new["inputs"]["household_size"]["maximum"] = 30
-    new["rules"]["amount"] = "min(max_payment, per_member * household_size) if eligible else 1"
+    new["rules"]["amount"]["formula"] = "min(max_payment, per_member * household_size) if eligible else 1"
     new["parameters"]["per_member"] = 1100
     sections = [c.section for c in diff_data(old, new)]
     assert sections == ["parameters", "rules", "inputs", "tests", "other", "other"]
@@ -49,7 +49,7 @@ def test_changes_are_ordered_parameters_rules_inputs_tests_then_the_rest():
 
 def test_a_rule_change_shows_the_old_and_new_formula():
     old, new = _base(), _base()
-    new["rules"]["amount"] = "per_member * household_size if eligible else 0"
+    new["rules"]["amount"]["formula"] = "per_member * household_size if eligible else 0"
     (c,) = diff_data(old, new)
     assert c.kind == "formula" and c.path == "amount"
     assert c.sentence == ("rule amount: min(max_payment, per_member * household_size) if eligible else 0 → "

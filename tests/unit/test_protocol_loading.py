@@ -258,11 +258,11 @@ def test_hostile_json_is_refused_by_the_pre_scan_naming_line_and_path(tmp_path, 
 @pytest.mark.parametrize(("table", "keys"), [
     ('{"1": 15060, "01": 99999,', "keys '1' and '01', which are the same number 1"),
     ('{0: 15060, "-0": 99999,', "keys '0' and '-0', which are the same number 0"),
-    ('{1: 15060, "1": 99999,', "keys 1 and '1' in $.parameters.fpl are the same key '1'"),
-    ("{1: 15060, 1.0: 99999,", "duplicate key 1.0 in $.parameters.fpl, the same key as 1 (first on line"),
+    ('{1: 15060, "1": 99999,', "keys 1 and '1' in $.parameters.fpl.value are the same key '1'"),
+    ("{1: 15060, 1.0: 99999,", "duplicate key 1.0 in $.parameters.fpl.value, the same key as 1 (first on line"),
 ])
 def test_colliding_table_keys_are_refused_naming_the_table_both_keys_and_the_line(tmp_path, table, keys):
-    text = CHIP.read_text().replace("fpl: {1: 15060,", "fpl: " + table, 1)
+    text = CHIP.read_text().replace("fpl: {value: {1: 15060,", "fpl: {value: " + table, 1)  # a referenced table
     with pytest.raises(BadInput) as e:
         protocol.load(write(tmp_path, text))
     assert f"p.yml:{_line(write(tmp_path, text), 'fpl:')}" in str(e.value) and keys in str(e.value)

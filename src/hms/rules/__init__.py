@@ -19,7 +19,7 @@ import numpy as np
 from hms.errors import BadInput, EvaluationError, Problems, RuleError, shown
 from hms.numbers import MAX_EXACT
 from hms.rules import entities as entity_rules
-from hms.rules import entity_record, entity_vector, ir, record, tables, vector
+from hms.rules import entity_record, entity_vector, ir, record, references, tables, vector
 from hms.rules.check import Scope, check_rules
 from hms.rules.ir import BOOL, NUM, STR
 
@@ -81,9 +81,21 @@ class RuleSet:
             rules = entity_rules.flat_formulas(rules, inputs)
         self.params: dict[str, Any] = {}
         self.tables: dict[str, tables.Table] = {}
-        for name, value in parameters.items():
+        # Each parameter's and rule's legal reference (hms.rules.references), for explanations only.
+        self.references: dict[str, str] = {
+            n: ref for n, d in self._source[2].items() if (ref := references.of_rule(d)) is not None
+        }
+        for name, raw in parameters.items():
+            value, ref = references.unwrap(raw)
+            if ref is not None:
+                self.references[name] = ref
             if isinstance(value, Mapping):
-                self.tables[name] = tables.parse(name, value, period)
+                try:
+                    self.tables[name] = tables.parse(name, value, period)
+                except tables.TableError as e:
+                    if ref is None:
+                        raise
+                    raise tables.TableError(e.message, (name, references.VALUE, *e.path[1:])) from None
             else:
                 self.params[name] = _scalar(value)
         clash = set(self.params) & set(self.inputs) | set(self.tables) & set(self.inputs)
@@ -130,8 +142,8 @@ class RuleSet:
             name = unknown[0]
             raise BadInput(f"parameter {name!r} is not a parameter of the protocol", where=f"parameters.{name}")
         for name, value in parameters.items():
-            if isinstance(value, Mapping) != isinstance(params[name], Mapping):
-                shape = "a table" if isinstance(params[name], Mapping) else "a single value"
+            if isinstance(value, Mapping) != isinstance(references.unwrap(params[name])[0], Mapping):
+                shape = "a table" if isinstance(references.unwrap(params[name])[0], Mapping) else "a single value"
                 raise BadInput(f"parameter {name!r} is {shape} in the protocol", where=f"parameters.{name}")
         new_rules = dict(rules)
         for name, value in pins.items():

@@ -190,20 +190,25 @@ def parse_model(
 
 
 def flat_formulas(rules: Mapping[str, Any], inputs: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
-    """A flat protocol's rules are strings; the entity form needs ``entities:``."""
+    """A flat protocol's rules are strings, or ``{formula, reference}``; the entity form needs ``entities:``."""
     for name, decl in inputs.items():
         if "entity" in decl:
             raise RuleError(
                 "an input with an entity needs the protocol to declare entities (entities: person, household)",
                 where=f"inputs.{name}.entity",
             )
+    formulas = {}
     for name, decl in rules.items():
-        if not isinstance(decl, str):
+        if isinstance(decl, str):
+            formulas[name] = decl
+        elif isinstance(decl, Mapping) and "entity" not in decl and isinstance(decl.get("formula"), str):
+            formulas[name] = decl["formula"]  # {formula, reference}: a rule with its legal reference
+        else:
             raise RuleError(
                 "a rule with an entity needs the protocol to declare entities (entities: person, household)",
                 rule=name,
             )
-    return dict(rules)
+    return formulas
 
 
 class _EntityChecker(_Checker):

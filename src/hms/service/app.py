@@ -28,7 +28,7 @@ from hms import clock
 from hms.dated import combine
 from hms.errors import BadInput, BadInputs, EvaluationError
 from hms.periods import Period
-from hms.service import body, docs, refusal, schema
+from hms.service import body, docs, explanation, refusal, schema
 from hms.service.decision_log import DecisionLog, disabled_status
 from hms.service.http import HeaderBounds
 from hms.service.limits import MAX_BATCH, MAX_BODY_BYTES  # noqa: F401  (MAX_BODY_BYTES: re-exported for tests)
@@ -220,7 +220,9 @@ def create_app(source: Source, *, poll_interval: float | None = None, stale_afte
         except BadInput as e:  # a parameter changes inside the period and the protocol says that is an error
             raise Refusal(422, e.message, ["body", "period"]) from None
 
-    def decide_one(entry: Entry, b: Any, rec: Any, loc: list[Any], period: Period | None) -> dict[str, Any]:
+    def decide_one(
+        entry: Entry, b: Any, rec: Any, loc: list[Any], period: Period | None, explain: bool = False
+    ) -> dict[str, Any]:
         def place(e: BadInput) -> list[Any]:
             # "input.members.1.age" (a household's member) → [..., "members", 1, "age"]
             return [*loc, *(int(p) if p.isdigit() else p for p in (e.where or "input").split(".")[1:])]
@@ -239,6 +241,7 @@ def create_app(source: Source, *, poll_interval: float | None = None, stale_afte
             raise Refusal(422, f"the rule could not be evaluated for this input: {e.message}", loc) from None
         return {
             "outputs": {k: _plain(v) for k, v in outputs.items()},
+            **({"explanation": explanation.answer(b.protocol, period, rec)} if explain else {}),
             **({"period": period.label} if period is not None else {}),
             "version": entry.version,
             "bundle_sha256": entry.sha256,
@@ -252,11 +255,12 @@ def create_app(source: Source, *, poll_interval: float | None = None, stale_afte
     async def decide(pid: str, request: Request) -> dict[str, Any]:
         started = time.perf_counter()
         data = await body.read(request.headers.get("content-length"), request.stream())
-        at = _as_of(data, {"input", "as_of", "period"})
+        at = _as_of(data, {"input", "as_of", "period", explanation.FLAG})
+        explain = explanation.requested(data)
         if "input" not in data:
             raise Refusal(422, "missing field", ["body", "input"])
         entry, b = resolve(pid, at)
-        result = decide_one(entry, b, data["input"], ["body", "input"], period_of(b, data, at))
+        result = decide_one(entry, b, data["input"], ["body", "input"], period_of(b, data, at), explain)
         metrics.answered(pid, entry.sha256)
         if decision_log is not None:
             decision_log.answers(entry, b, at, [(data["input"], result)], started)
@@ -269,7 +273,8 @@ def create_app(source: Source, *, poll_interval: float | None = None, stale_afte
     async def decide_batch(pid: str, request: Request) -> dict[str, Any]:
         started = time.perf_counter()
         data = await body.read(request.headers.get("content-length"), request.stream())
-        at = _as_of(data, {"inputs", "as_of", "period"})
+        at = _as_of(data, {"inputs", "as_of", "period", explanation.FLAG})
+        explain = explanation.requested(data)
         inputs = data.get("inputs")
         if not isinstance(inputs, list):
             raise Refusal(422, "inputs must be a list of input objects", ["body", "inputs"])
@@ -277,7 +282,7 @@ def create_app(source: Source, *, poll_interval: float | None = None, stale_afte
             raise Refusal(413, f"at most {MAX_BATCH} inputs per batch", ["body", "inputs"])
         entry, b = resolve(pid, at)
         period = period_of(b, data, at)
-        results = [decide_one(entry, b, rec, ["body", "inputs", i], period) for i, rec in enumerate(inputs)]
+        results = [decide_one(entry, b, rec, ["body", "inputs", i], period, explain) for i, rec in enumerate(inputs)]
         metrics.answered(pid, entry.sha256, len(results))
         if decision_log is not None:
             decision_log.answers(entry, b, at, list(zip(inputs, results, strict=True)), started, str(uuid.uuid4()))

@@ -13,6 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from hms.service.explanation import DESCRIPTION as EXPLAIN
+from hms.service.explanation import Explanation
 from hms.service.limits import MAX_BATCH
 
 AS_OF = "ISO 8601 date-time with a timezone; the law in force then answers (default: now)"
@@ -30,6 +32,7 @@ class DecideRequest(BaseModel):
     )
     as_of: str | None = Field(None, description=AS_OF, examples=["2026-11-23T08:18:00-05:00"])
     period: str | None = Field(None, description=PERIOD, examples=["2026-03"])
+    explain: bool = Field(False, description=EXPLAIN)
 
 
 class BatchRequest(BaseModel):
@@ -40,12 +43,14 @@ class BatchRequest(BaseModel):
     inputs: list[dict[str, Any]] = Field(description="one object of declared inputs per decision", max_length=MAX_BATCH)
     as_of: str | None = Field(None, description=AS_OF)
     period: str | None = Field(None, description=PERIOD)
+    explain: bool = Field(False, description=EXPLAIN + "; each answer its own")
 
 
 class Answer(BaseModel):
     """What one decision says, and which law said it (version and exact bundle hash)."""
 
     outputs: dict[str, Any] = Field(description="the protocol's declared outputs; a member rule's is a list")
+    explanation: Explanation | None = Field(None, description="with explain: true, why, provision by provision")
     period: str | None = Field(None, description="the period evaluated (dated protocols only)")
     version: int
     bundle_sha256: str = Field(description="the bundle in force, the exact law this answer came from")
