@@ -146,9 +146,12 @@ class PopulationFile:
                 import pyarrow.parquet as pq
 
                 pf = pq.ParquetFile(self.path)
-                if pf.metadata.num_row_groups and pf.metadata.row_group(0).num_rows <= 4 * rows:
-                    rows = max(rows, pf.metadata.row_group(0).num_rows)  # one batch per row group: no split reads
-                yield from pf.iter_batches(batch_size=rows, columns=columns, use_threads=True)
+                meta = pf.metadata
+                if all(meta.row_group(i).num_rows <= 4 * rows for i in range(meta.num_row_groups)):
+                    for i in range(meta.num_row_groups):  # a row group a batch: no read split across two
+                        yield from pf.read_row_group(i, columns=columns).to_batches(max_chunksize=None)
+                else:  # a file written as a few huge row groups: read in slices of them
+                    yield from pf.iter_batches(batch_size=rows, columns=columns, use_threads=True)
             else:
                 import pyarrow.csv as pcsv
 

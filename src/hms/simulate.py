@@ -39,7 +39,7 @@ from hms.population import INCOME, SIZE, Population, complete_for, resolve
 from hms.population_stream import BATCH_ROWS, Chunk, PopulationFile, decile_of
 from hms.protocol import Protocol, boolean_outputs
 
-CHUNK_ROWS = 1 << 17
+CHUNK_ROWS = 1 << 18  # rows evaluated at once: 2 MiB a float column, cache-sized (256k measured fastest)
 HISTOGRAM_BINS = 20
 FOUR_FIFTHS = 0.8
 Progress = Callable[[int, int | None], None]  # rows done, rows in all (None: a CSV file, not yet known)
