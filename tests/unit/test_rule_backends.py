@@ -174,3 +174,11 @@ def test_sample_protocols_agree_on_a_million_random_records(path):
             out[name][i] = v[name]
     for name in out:
         assert np.array_equal(out[name], vec[name]), name
+
+
+@pytest.mark.parametrize("fn", ["floor", "ceil"])
+def test_floor_and_ceil_of_an_overflowing_division_agree_between_backends(fn):
+    # 1 / 5e-324 overflows to infinity; the per-record backend's math.floor raised where NumPy's floor keeps it
+    rs = RuleSet(INPUTS, PARAMS, {"r": f"has(t, {fn}(abs(1 / a)) % 4)"}, ["r"])
+    assert_agree(rs, [{"a": 5e-324, "b": 1.0, "n": 0, "flag": True, "s": "x"},
+                      {"a": 0.5, "b": 1.0, "n": 0, "flag": True, "s": "x"}])

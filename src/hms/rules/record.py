@@ -10,7 +10,6 @@ identifiers from the schema and constants go through ``repr``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from functools import cache
 from typing import Any
@@ -80,8 +79,9 @@ HELPERS = {
     "_has": _has,
     "_round": _round,
     "_money": _money,
-    "_floor": lambda x: float(math.floor(x)),
-    "_ceil": lambda x: float(math.ceil(x)),
+    # np.floor / np.ceil as the vectorized backend: an infinity stays one (math.floor raises on it)
+    "_floor": lambda x: float(np.floor(x)),
+    "_ceil": lambda x: float(np.ceil(x)),
     "min": min,
     "max": max,
     "abs": abs,
