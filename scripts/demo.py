@@ -261,6 +261,8 @@ def main() -> int:
                        env={**os.environ, **notes})
         time.sleep(0.5)
         ask(port, "after the rollback")
+        say("\n[decisions] prod's decision log: every answer, inputs as the protocol declares them logged")
+        hms("decisions", "list", "--protocol", "wildfire-aid-2024", "--env", "prod", "--since", "1h")
         hms("audit", "verify", "--checkpoint", str(HOME / "checkpoints"))
         # What an inspector would ask for: everything that put v3 in force, checked without the database.
         hms("evidence", "export", "wildfire-aid-2024@3", "--out", str(OUT / "evidence-wildfire-aid-2024-v3.json"))
