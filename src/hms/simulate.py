@@ -377,8 +377,8 @@ class _Side:
         self.where = pop.source + (f" ({role})" if role else "")
         self.columns: dict[str, np.ndarray] | None = None  # checked once (in memory); None: per chunk (a file)
         if isinstance(pop, PopulationFile):
-            pass
-        elif proto.ruleset.model is not None:  # households and their members (hms.person_table)
+            return  # a file's columns are checked batch by batch, as they are read (``chunk``)
+        if proto.ruleset.model is not None:  # households and their members (hms.person_table)
             self.columns, self.n, self.persons = _household_tables(proto, pop, role)
         else:
             self.columns, self.n = pop.columns_for(proto.ruleset, role=role)
