@@ -11,8 +11,11 @@ gives one approval per bundle. So two clerks' approvals given as *setup* are cor
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -178,3 +181,20 @@ def until_in_force() -> None:
     instant = max((t for t in moments if t <= horizon), default=None)
     while instant is not None and clock.now() <= instant:
         time.sleep(0.02)
+
+
+@contextmanager
+def prod_replica() -> Iterator[tuple[Any, PipelineConfig, bundle.Bundle]]:
+    """wildfire v3 promoted through every environment, and a TestClient on a prod replica of the decision
+    service reading the registry (a fixture's body: the service tests share it)."""
+    from fastapi.testclient import TestClient
+
+    from hms.service.app import create_app
+    from hms.service.source import RegistrySource
+
+    cfg = config()
+    b = record(variant(3))
+    ready(b, cfg)
+    promote_all(b, cfg)
+    with TestClient(create_app(RegistrySource("prod"), poll_interval=0.02)) as client:
+        yield client, cfg, b

@@ -16,10 +16,9 @@ from fastapi.testclient import TestClient
 
 from hms import clock, protocol
 from hms.service.app import create_app
-from hms.service.source import RegistrySource
 from hms.service.timeline import Entry, Snapshot
 from tests.dated_protocols import data as dated_data
-from tests.deploy_helpers import config, promote_all, ready, record, variant
+from tests.deploy_helpers import prod_replica
 
 ROOT = Path(__file__).resolve().parents[2]
 SNAP = ROOT / "include" / "protocols" / "snap-texas-fy2026.yml"
@@ -30,11 +29,7 @@ DECIDE = "/v1/protocols/wildfire-aid-2024/decide"
 @pytest.fixture
 def prod(hms_home):
     """prod serving wildfire v3 from the registry, and a client on a prod replica."""
-    cfg = config()
-    b = record(variant(3))
-    ready(b, cfg)
-    promote_all(b, cfg)
-    with TestClient(create_app(RegistrySource("prod"), poll_interval=0.02)) as client:
+    with prod_replica() as (client, _, _):
         yield client
 
 

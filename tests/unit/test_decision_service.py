@@ -7,13 +7,11 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from fastapi.testclient import TestClient
 
 from hms import deployments
 from hms.registry.db import session_scope
-from hms.service.app import MAX_BODY_BYTES, create_app
-from hms.service.source import RegistrySource
-from tests.deploy_helpers import config, promote_all, ready, record, variant
+from hms.service.app import MAX_BODY_BYTES
+from tests.deploy_helpers import prod_replica, promote_all, ready, record, variant
 
 FAMILY = {"household_size": 4, "household_income": 40000, "county_fire_declared": True}
 
@@ -21,12 +19,8 @@ FAMILY = {"household_size": 4, "household_income": 40000, "county_fire_declared"
 @pytest.fixture
 def prod(hms_home):
     """prod serving wildfire v3, and a client on a prod replica."""
-    cfg = config()
-    b = record(variant(3))
-    ready(b, cfg)
-    promote_all(b, cfg)
-    with TestClient(create_app(RegistrySource("prod"), poll_interval=0.02)) as client:
-        yield client, cfg, b
+    with prod_replica() as replica:
+        yield replica
 
 
 def test_health_readiness_and_the_protocol_list(prod):
