@@ -215,9 +215,13 @@ def make_stack(
 
 def celery_stack(here: Path, image: str, postgres_image: str, redis_image: str, project: str) -> Stack:
     """The celery profile's stack (not started): CeleryExecutor, a Redis password, one task slot per worker."""
+    # Three runs' chaos jobs (three local replicas each) share two cores with the workers, and in CI with the
+    # unit tier: a killed replica restarts slowly, so availability is not what this stack measures. The
+    # floor is lowered; every answer is still checked against the golden decisions (a wrong one fails).
+    # Availability under chaos is test_compose_stack's, on a stack of its own.
     return make_stack(here, image, postgres_image, project=project, profiles=("celery",), env={
         "HMS_AIRFLOW_EXECUTOR": "CeleryExecutor",
         "REDIS_PASSWORD": secrets.token_urlsafe(24),
         "REDIS_IMAGE": redis_image,
         "HMS_CELERY_CONCURRENCY": "1",
-    })
+    }, chaos={"environment": "preprod", "time": "3s", "kill_fraction": 0.1, "min_health": 0.8, "replicas": 3})
