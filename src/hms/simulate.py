@@ -509,7 +509,7 @@ def simulate(
         return part
 
     acc = totals()
-    for batch, part in _in_order(pop.chunks(names, max(rows, batch_rows)), run):
+    for batch, part in _in_order(pop.chunks(names, max(rows, batch_rows)), run, rows):
         acc.merge(part)
         if progress is not None:
             progress(batch.stop, pop.rows)
@@ -562,16 +562,23 @@ def simulate(
 WORKERS = 2  # batches evaluated at once: NumPy and Arrow release the GIL, so two use both cores of a small box
 
 
-def _in_order(batches: Iterator[Chunk], run: Callable[[Chunk], _Totals]) -> Iterator[tuple[Chunk, _Totals]]:
+def _in_order(
+    batches: Iterator[Chunk], run: Callable[[Chunk], _Totals], pieces: int = CHUNK_ROWS
+) -> Iterator[tuple[Chunk, _Totals]]:
     """``run`` over ``batches`` on ``WORKERS`` threads, results in the batches' order (so every sum is added
-    in one order whatever finishes first, and the first failing batch is the one reported)."""
+    in one order whatever finishes first, and the first failing batch is the one reported). A lone batch of
+    at least two ``pieces`` (what ``run`` evaluates at once) is halved, so both cores work on it too."""
     first = next(batches, None)
     if first is None:
         return
     second = next(batches, None)
-    if second is None:  # one batch (most in-memory runs): no thread to start
-        yield first, run(first)
-        return
+    if second is None:  # one batch (a million-row file is one row group): its halves side by side
+        if first.n < 2 * pieces:
+            yield first, run(first)
+            return
+        half = -(-first.n // (WORKERS * pieces)) * pieces  # whole pieces each, so no piece is split again
+        batches = first.split(half)
+        first, second = next(batches), next(batches)
     with ThreadPoolExecutor(WORKERS, thread_name_prefix="hms-simulate") as pool:
         inflight: deque[tuple[Chunk, Future[_Totals]]] = deque()
         try:

@@ -42,6 +42,30 @@ def test_a_streamed_parquet_file_gives_the_figures_of_the_same_rows_in_memory(tm
     _same(memory, stream)
 
 
+def test_a_lone_batch_halved_across_the_workers_gives_the_figures_of_one_piece(tmp_path, monkeypatch):
+    """A file of one row group is one batch: its halves run side by side (simulate._in_order), merged in order."""
+    import hms.simulate as S
+
+    proto = protocol.load(WILDFIRE)
+    pop = P.synthetic(P.SyntheticSpec(n=5000, seed=4, weight=2, fire_declared_share=0.4))
+    _parquet(pop, tmp_path / "p.parquet", row_group=5000)
+    halves: list[int] = []
+    run = S._in_order
+
+    def counting(batches, fn, pieces=S.CHUNK_ROWS):
+        for batch, part in run(batches, fn, pieces):
+            halves.append(batch.n)
+            yield batch, part
+
+    monkeypatch.setattr(S, "_in_order", counting)
+    whole = simulate(proto, P.resolve(str(tmp_path / "p.parquet")), proto, detail=True, chunk_rows=5000).to_dict()
+    assert halves == [5000]
+    halves.clear()
+    split = simulate(proto, P.resolve(str(tmp_path / "p.parquet")), proto, detail=True, chunk_rows=1000).to_dict()
+    assert halves == [3000, 2000]  # whole pieces of 1000 each
+    _same(whole, split)
+
+
 def test_a_streamed_csv_file_gives_the_figures_of_the_same_rows_in_memory(tmp_path):
     proto = protocol.load(WILDFIRE)
     pop = P.synthetic(P.SyntheticSpec(n=3000, seed=8))
