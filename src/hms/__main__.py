@@ -1,5 +1,5 @@
 """``python -m hms``: the same command line as the ``hms`` script (used to start child processes portably)."""
 
-from hms.cli import run
+from hms.launch import run
 
 run()

@@ -33,6 +33,7 @@ GROUPS = [
     "hms.cli.api",
     "hms.cli.evidence",
     "hms.cli.decisions",
+    "hms.cli.simulator",
 ]
 
 
@@ -63,6 +64,7 @@ COMMANDS = {
     "evidence": "hms.cli.evidence",
     "keygen": "hms.cli.evidence",
     "decisions": "hms.cli.decisions",
+    "simulator": "hms.cli.simulator",
 }
 
 

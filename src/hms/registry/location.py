@@ -10,11 +10,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from hms import home
+
 SQLITE_PREFIX = "sqlite:///"
 
 
 def hms_home() -> Path:
-    return Path(os.environ.get("HMS_HOME") or Path.home() / ".hms")
+    return Path(home.path())
 
 
 def database_url() -> str:
