@@ -621,18 +621,24 @@ class _Context:
     who: str | None
 
 
-def explain(rs: Any, rec: Any, *, authority: str | None = None, period: str | None = None) -> Explanation:
+def explain(rs: Any, rec: Any, *, authority: str | None = None, period: str | None = None,
+            values: Mapping[str, Any] | None = None) -> Explanation:
     """Every declared output of ``rs`` (a RuleSet) for one record, explained (see the module docstring).
 
     ``rec`` is validated as the backends validate it; ``authority`` (the protocol's ``metadata.authority``)
-    is what a notice cites when no rule or parameter on its path carries a reference.
+    is what a notice cites when no rule or parameter on its path carries a reference. ``values``: what
+    ``rs.evaluate(rec)`` returned, when the caller has just evaluated it for the decision itself (the decision
+    service): a household is not checked and evaluated a second time, and each rule's derived value is still
+    compared with it.
     """
     if rs.model is None:
-        values = rs.evaluate(rec)  # first: a failure names the record as the decision's does
+        if values is None:
+            values = rs.evaluate(rec)  # first: a failure names the record as the decision's does
         contexts = _flat_contexts(rs, rs.coerce_record(rec), values)
     else:
-        hh = rs.coerce_record(rec)
-        values = rs.evaluate(hh)
+        hh = rs.coerce_record(rec)  # a household already checked (entity_record.HouseholdRecord) passes as it is
+        if values is None:
+            values = rs.evaluate(hh)
         contexts = _entity_contexts(rs, hh, values)
     plan = _plan(rs)
     interp = _Interpreter(plan)

@@ -230,8 +230,12 @@ def create_app(source: Source, *, poll_interval: float | None = None, stale_afte
 
         plan = plan_of(b, period)
         try:
-            plan[0].coerce_record(rec, where="input", every_error=True)  # every invalid field at once
-            outputs = combine([rs.decide(rec) for rs in plan], period)
+            checked = plan[0].coerce_record(rec, where="input", every_error=True)  # every invalid field at once
+            # A household checked once is evaluated as it is (a flat record's failure quotes the input as sent);
+            # its explanation reuses every rule's value rather than evaluating it again.
+            once = checked if plan[0].model is not None else rec
+            evaluated = [rs.evaluate(once) for rs in plan]
+            outputs = combine([{o: v[o] for o in rs.outputs} for rs, v in zip(plan, evaluated, strict=True)], period)
         except BadInputs as e:
             first, *rest = e.problems
             raise Refusal(422, first.message, place(first), more=[(p.message, place(p)) for p in rest]) from None
@@ -242,7 +246,7 @@ def create_app(source: Source, *, poll_interval: float | None = None, stale_afte
             raise Refusal(422, f"the rule could not be evaluated for this input: {e.message}", loc) from None
         return {
             "outputs": {k: _plain(v) for k, v in outputs.items()},
-            **({"explanation": explanation.answer(b.protocol, period, rec)} if explain else {}),
+            **({"explanation": explanation.answer(b.protocol, period, once, evaluated)} if explain else {}),
             **({"period": period.label} if period is not None else {}),
             "version": entry.version,
             "bundle_sha256": entry.sha256,

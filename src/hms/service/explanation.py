@@ -9,6 +9,7 @@ speaks dataclasses), the validation of the flag, and the one call the decision h
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -86,14 +87,23 @@ def requested(data: dict[str, Any]) -> bool:
     return flag
 
 
-def answer(protocol: Any, period: Period | None, rec: Any) -> dict[str, Any]:
+def answer(protocol: Any, period: Period | None, rec: Any,
+           evaluated: Sequence[Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """One answer's explanation as JSON (what ``Explanation`` describes), under the rules ``period`` is decided
-    with: one rule set, or one per month when it straddles a parameter change (``straddle: sum_months``)."""
+    with: one rule set, or one per month when it straddles a parameter change (``straddle: sum_months``).
+
+    ``evaluated``: each of those rule sets' values for ``rec`` (``RuleSet.evaluate``), in the plan's order, when
+    the decision has just computed them; the explanation then does not evaluate the record again."""
     plan = protocol.plan(period)
     label = period.label if period is not None else None
+    values: Sequence[Mapping[str, Any] | None] = evaluated if evaluated is not None else [None] * len(plan)
+    if len(values) != len(plan):
+        raise ValueError(f"{len(values)} evaluations for a plan of {len(plan)} rule sets")
     if len(plan) == 1:
-        return _explanation(core.explain(plan[0][1], rec, authority=protocol.authority, period=label))
-    months = [(m.label, core.explain(rs, rec, authority=protocol.authority, period=m.label)) for m, rs in plan]
+        return _explanation(core.explain(plan[0][1], rec, authority=protocol.authority, period=label,
+                                         values=values[0]))
+    months = [(m.label, core.explain(rs, rec, authority=protocol.authority, period=m.label, values=v))
+              for (m, rs), v in zip(plan, values, strict=True)]
     return _explanation(core.months(months, protocol.authority, label))
 
 
