@@ -136,10 +136,18 @@ def _off_on(client: Any, url: str, rec: Any, n: int = 200, rounds: int = 5) -> t
 
 
 def _core_off_on(p: protocol.Protocol, rec: Any, n: int = 300) -> tuple[float, float]:
-    """The same in process, without HTTP: ``Protocol.decide`` alone, then with the answer's explanation."""
+    """The same in process, without HTTP: ``Protocol.decide`` alone, then with the answer's explanation as the
+    decision service makes it (the household checked once; the explanation reuses the decision's rule values)."""
     from hms.service import explanation
 
     period = p.default_period()
+    plan = [rs for _, rs in p.plan(period)]
+
+    def explained() -> None:
+        once = plan[0].coerce_record(rec, every_error=True) if plan[0].model is not None else rec
+        evaluated = [rs.evaluate(once) for rs in plan]
+        explanation.answer(p, period, once, evaluated)
+
     off = best_of(lambda: [p.decide(rec, period) for _ in range(n)], 5) / n
-    on = best_of(lambda: [(p.decide(rec, period), explanation.answer(p, period, rec)) for _ in range(n)], 5) / n
+    on = best_of(lambda: [explained() for _ in range(n)], 5) / n
     return off, on

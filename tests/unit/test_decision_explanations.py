@@ -13,8 +13,10 @@ from types import SimpleNamespace
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import TypeAdapter
 
 from hms import clock, protocol
+from hms.service import schema
 from hms.service.app import create_app
 from hms.service.timeline import Entry, Snapshot
 from tests.dated_protocols import data as dated_data
@@ -156,3 +158,27 @@ def test_the_openapi_documents_the_explain_flag_and_the_explanation():
               for path, ops in spec["paths"].items() if path.endswith(("/decide", "/decide/batch"))
               for op in ops.values()]
     assert len(bodies) == 2 and all(b["properties"]["explain"]["type"] == "boolean" for b in bodies)
+
+
+EITC = ROOT / "include" / "protocols" / "federal-eitc-2026.yml"
+
+
+@pytest.mark.parametrize("path", [SNAP, EITC])
+@pytest.mark.parametrize("explain", [False, True])
+def test_an_answer_is_byte_for_byte_what_its_response_model_writes(path, explain):
+    """The service serializes its answers itself (FastAPI does not re-validate them): each body must still be
+    exactly what the route's response_model would have written, unset fields left out."""
+    p = protocol.load(path)
+    rec = p.service_cases[0]["input"]
+    with _serve(p) as client:
+        one = client.post(f"/v1/protocols/{p.id}/decide", json={"input": rec, "explain": explain})
+        batch = client.post(f"/v1/protocols/{p.id}/decide/batch", json={"inputs": [rec, rec], "explain": explain})
+        spec = client.get("/openapi.json").json()
+    for r, model in ((one, schema.Decision), (batch, schema.BatchDecision)):
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"] == "application/json"
+        adapter = TypeAdapter(model)
+        assert adapter.dump_json(adapter.validate_json(r.content), exclude_unset=True) == r.content
+    assert ("explanation" in one.json()) == explain
+    documented = spec["paths"]["/v1/protocols/{pid}/decide"]["post"]["responses"]["200"]
+    assert documented["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Decision"}

@@ -324,3 +324,21 @@ def test_a_changed_reference_is_a_change_of_its_own_and_the_value_compares_by_va
     new["parameters"]["income_limit_pct"] = before["value"]
     assert [c.sentence for c in diff_data(old, new)] == [
         f"parameters.income_limit_pct.reference removed (was {before['reference']})"]
+
+
+def test_two_households_through_one_rule_sets_kept_plan_are_explained_each_on_its_own():
+    """What explanations share is prepared once per rule set and kept (hms.rules.explain._plan): explaining one
+    household must leave nothing in it that changes the next one's explanation."""
+    from hms.rules.explain import _plan
+
+    p = protocol.load(SNAP)
+    denied, granted = copy.deepcopy(p.tests[4]["input"]), p.service_cases[0]["input"]
+    rs = p.ruleset
+    kept = [explain(rs, r, authority=p.authority) for r in (granted, denied, granted)]
+    assert _plan(rs) is _plan(rs)
+    assert kept[0] == kept[2] and kept[0] != kept[1]
+    for rec, got in ((granted, kept[0]), (denied, kept[1])):
+        fresh = protocol.load(SNAP).ruleset  # a plan of its own, built for this one explanation
+        assert explain(fresh, rec, authority=p.authority) == got
+    assert kept[1].outputs[0].notice.startswith("not eligible: ")
+    assert kept[0].outputs[0].notice.startswith("eligible: ")

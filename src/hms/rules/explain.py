@@ -24,7 +24,7 @@ from __future__ import annotations
 import operator
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from hms.rules import entity_record, ir, money, record
@@ -134,6 +134,11 @@ class Explanation:
 def fmt(x: Any, exact: bool = True) -> str:
     """52,000 for 52000.0, 0.2 for 0.2, true/false, 'text' quoted. ``exact=False`` (a notice's sentence): amounts
     from 100 to the cent, smaller numbers to 6 significant digits; the structured values stay exact."""
+    t = type(x)
+    if t is str:
+        return repr(x)
+    if t is int:
+        return f"{x:,}"
     if isinstance(x, bool):
         return "true" if x else "false"
     if isinstance(x, float):
@@ -154,14 +159,16 @@ def fmt(x: Any, exact: bool = True) -> str:
 # ---- the interpreter ------------------------------------------------------------------------------------------
 
 
-@dataclass
 class _Trace:
     """What one rule read while being evaluated (over every member for a person rule)."""
 
-    # (name, key) -> [kind, reference, from_default, value, {who: value}]: the record's value, or each member's
-    reads: dict[tuple[Any, ...], list[Any]] = field(default_factory=dict)
-    rules: dict[str, None] = field(default_factory=dict)
-    aggregations: list[Aggregation] = field(default_factory=list)
+    __slots__ = ("aggregations", "reads", "rules")
+
+    def __init__(self) -> None:
+        # (name, key) -> [kind, reference, from_default, value, {who: value}]: the record's value, or each member's
+        self.reads: dict[tuple[Any, ...], list[Any]] = {}
+        self.rules: dict[str, None] = {}
+        self.aggregations: list[Aggregation] = []
 
 
 class _Interpreter:
@@ -172,22 +179,20 @@ class _Interpreter:
     re-reading of the deciding comparison).
     """
 
-    def __init__(self, params: Mapping[str, Any], tables: Mapping[str, Any], references: Mapping[str, str],
-                 group_names: frozenset[str], compiled: dict[int, _Fn]) -> None:
-        self.params, self.tables, self.references = params, tables, references
-        self.compiled = compiled  # the rule set's IR as closures (_compile), kept with the rule set
-        self.group_names = group_names  # record-level names: read once, not once per member
+    def __init__(self, plan: _Plan) -> None:
+        self.plan = plan
+        self.references = plan.references
         self.trace: _Trace | None = None
         self.who: str | None = None
         self.at: str | None = None
 
     def read(self, name: str, kind: str, value: Any, key: tuple[Any, ...] | None = None,
-             from_default: bool = False) -> None:
+             from_default: bool = False, per_member: bool = True) -> None:
+        """``per_member`` False: the record's value (a parameter, a household input), read once for everyone."""
         t = self.trace
         if t is None:
             return
-        # a member's input or lookup (its key is the member's) is per member; parameters and household values are not
-        who = None if kind == "parameter" or (kind == "input" and name in self.group_names) else self.who
+        who = self.who if per_member else None
         k = (name, key)
         entry = t.reads.get(k)
         if entry is None:
@@ -196,9 +201,9 @@ class _Interpreter:
             entry[4].setdefault(who, value)
 
     def ev(self, node: ir.Node, v: Mapping[str, Any], M: Any) -> Any:
-        return _compiled(self.compiled, node)(v, M, self)
+        return self.plan.fn(node)(v, M, self)
 
-    def aggregate(self, node: ir.Aggregate, fn: str, arg: _Fn, members: Any, sub: str | None) -> Any:
+    def aggregate(self, shown: str, fn: str, arg: _Fn, members: Any, sub: str | None) -> Any:
         labels, values = [], []
         outer = self.who
         k = 0
@@ -218,50 +223,84 @@ class _Interpreter:
             self.who = outer
         if self.trace is not None:
             self.trace.aggregations.append(
-                Aggregation(show(node), sub or "members", tuple(labels), tuple(values), result, self.at)
+                Aggregation(shown, sub or "members", tuple(labels), tuple(values), result, self.at)
             )
         return result
 
 
-# ---- the IR as closures: each node compiled once per rule set, evaluated as nested calls ------------------------
+# ---- what every explanation of a rule set shares, prepared once per rule set --------------------------------
 
 _Fn = Callable[[Mapping[str, Any], Any, "_Interpreter"], Any]
-# Per rule set, what every explanation of it shares: its IR as closures, each output's dependencies, and the rules
-# any output needs. Kept as long as the rule set is (a replica's bundle), computed on its first explanation.
-_Prepared = tuple[dict[int, _Fn], dict[str, list[str]], frozenset[str]]
-_BY_RULESET: weakref.WeakKeyDictionary[Any, _Prepared] = weakref.WeakKeyDictionary()
 
 
-def _prepared(rs: Any) -> _Prepared:
+@dataclass(frozen=True)
+class _RulePlan:
+    """A rule's part of every explanation that does not depend on the record."""
+
+    rule: ir.Rule
+    expression: str
+    reference: str | None
+    entity: str | None
+    per_entry: bool  # a person or sub-group rule: one value per member (or sub-group), each named
+
+
+class _Plan:
+    """Everything an explanation of one rule set needs that no record changes: its IR compiled to closures
+    (each parameter's value and every name's reference bound in), each output's dependencies, the rules any
+    output needs with their expression text and reference. Built on a rule set's first explanation and kept as
+    long as the rule set is (a replica's bundle; one per period of a dated protocol), so an answer only
+    evaluates and formats values."""
+
+    def __init__(self, rs: Any) -> None:
+        self.rs = rs
+        self.params, self.tables, self.references = rs.params, rs.tables, rs.references
+        # record-level names: read once, not once per member
+        self.group_names = frozenset(rs.model.group_inputs()) if rs.model is not None else frozenset()
+        self._fns: dict[int, _Fn] = {}  # IR nodes live as long as their rule set, so their id is a stable key
+        self.deps = {o: _dependencies(rs, o) for o in rs.outputs}
+        needed = frozenset(rs.outputs).union(*self.deps.values())
+        self.steps = [
+            _RulePlan(r, r.source.strip(), rs.references.get(r.name), rs.entity_of(r.name),
+                      rs.model is not None and rs.entity_of(r.name) != rs.model.group)
+            for r in rs.rules if r.name in needed  # a rule no output reads is not part of why
+        ]
+
+    def fn(self, node: ir.Node) -> _Fn:
+        fn = self._fns.get(id(node))
+        if fn is None:
+            fn = self._fns[id(node)] = _compile(self, node)
+        return fn
+
+
+_BY_RULESET: weakref.WeakKeyDictionary[Any, _Plan] = weakref.WeakKeyDictionary()
+
+
+def _plan(rs: Any) -> _Plan:
     got = _BY_RULESET.get(rs)
     if got is None:
-        deps = {o: _dependencies(rs, o) for o in rs.outputs}
-        got = _BY_RULESET[rs] = ({}, deps, frozenset(rs.outputs).union(*deps.values()))
+        got = _BY_RULESET[rs] = _Plan(rs)
     return got
+
+
 _ARITH: dict[str, Callable[[Any, Any], Any]] = {
     "+": operator.add, "-": operator.sub, "*": operator.mul,
     "/": record._div, "//": record._floordiv, "%": record._mod,
 }
 
 
-def _compiled(cache: dict[int, _Fn], node: ir.Node) -> _Fn:
-    """``node``'s closure (nodes live as long as their rule set, so their id is a stable key)."""
-    fn = cache.get(id(node))
-    if fn is None:
-        fn = cache[id(node)] = _compile(cache, node)
-    return fn
-
-
-def _compile(cache: dict[int, _Fn], node: ir.Node) -> _Fn:
+def _compile(plan: _Plan, node: ir.Node) -> _Fn:
     """Python's own operators and hms.rules.record's helpers, in the order its generated code runs them."""
-    c = lambda n: _compiled(cache, n)  # noqa: E731
+    c = plan.fn
     match node:
         case ir.Const(value=x):
             return lambda v, M, st: x
         case ir.Name(name=n, kind="param"):
+            x, k, ref = plan.params[n], (n, None), plan.references.get(n)
+
             def param(v: Any, M: Any, st: _Interpreter) -> Any:
-                x = st.params[n]
-                st.read(n, "parameter", x)
+                t = st.trace
+                if t is not None and k not in t.reads:
+                    t.reads[k] = ["parameter", ref, False, x, None]
                 return x
             return param
         case ir.Name(name=n, kind="rule"):
@@ -270,6 +309,16 @@ def _compile(cache: dict[int, _Fn], node: ir.Node) -> _Fn:
                     st.trace.rules[n] = None
                 return v[n]
             return rule
+        case ir.Name(name=n) if n in plan.group_names or plan.rs.model is None:
+            k, ref = (n, None), plan.references.get(n)
+
+            def record_field(v: Any, M: Any, st: _Interpreter) -> Any:
+                x = v[n]
+                t = st.trace
+                if t is not None and k not in t.reads:
+                    t.reads[k] = ["input", ref, False, x, None]
+                return x
+            return record_field
         case ir.Name(name=n):
             def field_(v: Any, M: Any, st: _Interpreter) -> Any:
                 x = v[n]
@@ -278,16 +327,19 @@ def _compile(cache: dict[int, _Fn], node: ir.Node) -> _Fn:
             return field_
         case ir.Lookup(table=t, keys=ks):
             fks = [c(k) for k in ks]
+            table = plan.tables[t]
+
             def lookup(v: Any, M: Any, st: _Interpreter) -> Any:
                 keys = tuple(f(v, M, st) for f in fks)
-                table = st.tables[t]
                 x = record._lookup(table, keys)
-                st.read(t, "table", x, keys, not record._has(table, keys))
+                if st.trace is not None:
+                    st.read(t, "table", x, keys, not record._has(table, keys))
                 return x
             return lookup
         case ir.Has(table=t, keys=ks):
             fks = [c(k) for k in ks]
-            return lambda v, M, st: record._has(st.tables[t], tuple(f(v, M, st) for f in fks))
+            table = plan.tables[t]
+            return lambda v, M, st: record._has(table, tuple(f(v, M, st) for f in fks))
         case ir.BinOp(op=op, left=a, right=b):
             fa, fb, f = c(a), c(b), _ARITH[op]
             return lambda v, M, st: f(fa(v, M, st), fb(v, M, st))
@@ -301,6 +353,7 @@ def _compile(cache: dict[int, _Fn], node: ir.Node) -> _Fn:
         case ir.BoolOp(op=op, values=vs):
             fs = [c(e) for e in vs]
             stop = op == "or"  # "and" stops at the first false value, "or" at the first true one
+
             def boolop(v: Any, M: Any, st: _Interpreter) -> Any:
                 out = not stop
                 for f in fs:
@@ -309,9 +362,13 @@ def _compile(cache: dict[int, _Fn], node: ir.Node) -> _Fn:
                         return out
                 return out
             return boolop
+        case ir.Compare(ops=(op,), operands=(a, b)):
+            fa, fb, cmp = c(a), c(b), _CMP[op]
+            return lambda v, M, st: cmp(fa(v, M, st), fb(v, M, st))
         case ir.Compare(ops=ops, operands=operands):
             fs = [c(o) for o in operands]
             cmps = [_CMP[op] for op in ops]
+
             def compare(v: Any, M: Any, st: _Interpreter) -> bool:
                 left = fs[0](v, M, st)
                 for cmp, f in zip(cmps, fs[1:], strict=True):
@@ -337,10 +394,10 @@ def _compile(cache: dict[int, _Fn], node: ir.Node) -> _Fn:
             helper = record.HELPERS[{"round": "_round", "floor": "_floor", "ceil": "_ceil"}.get(fn, fn)]
             return lambda v, M, st: helper(*[f(v, M, st) for f in fs])
         case ir.Aggregate(func=fn, arg=a, over=sub):
-            fa = c(a)
+            fa, shown = c(a), show(node)
             if sub is None:
-                return lambda v, M, st: st.aggregate(node, fn, fa, M, sub)
-            return lambda v, M, st: st.aggregate(node, fn, fa, M.subs[sub], sub)
+                return lambda v, M, st: st.aggregate(shown, fn, fa, M, sub)
+            return lambda v, M, st: st.aggregate(shown, fn, fa, M.subs[sub], sub)
     raise AssertionError(f"unhandled IR node {node!r}")
 
 
@@ -564,33 +621,34 @@ class _Context:
     who: str | None
 
 
-def explain(rs: Any, rec: Any, *, authority: str | None = None, period: str | None = None) -> Explanation:
+def explain(rs: Any, rec: Any, *, authority: str | None = None, period: str | None = None,
+            values: Mapping[str, Any] | None = None) -> Explanation:
     """Every declared output of ``rs`` (a RuleSet) for one record, explained (see the module docstring).
 
     ``rec`` is validated as the backends validate it; ``authority`` (the protocol's ``metadata.authority``)
-    is what a notice cites when no rule or parameter on its path carries a reference.
+    is what a notice cites when no rule or parameter on its path carries a reference. ``values``: what
+    ``rs.evaluate(rec)`` returned, when the caller has just evaluated it for the decision itself (the decision
+    service): a household is not checked and evaluated a second time, and each rule's derived value is still
+    compared with it.
     """
     if rs.model is None:
-        values = rs.evaluate(rec)  # first: a failure names the record as the decision's does
-        v = rs.coerce_record(rec)
-        contexts = _flat_contexts(rs, v, values)
-        group_names: frozenset[str] = frozenset()
+        if values is None:
+            values = rs.evaluate(rec)  # first: a failure names the record as the decision's does
+        contexts = _flat_contexts(rs, rs.coerce_record(rec), values)
     else:
-        hh = rs.coerce_record(rec)
-        values = rs.evaluate(hh)
+        hh = rs.coerce_record(rec)  # a household already checked (entity_record.HouseholdRecord) passes as it is
+        if values is None:
+            values = rs.evaluate(hh)
         contexts = _entity_contexts(rs, hh, values)
-        group_names = frozenset(rs.model.group_inputs())
-    compiled, deps, needed = _prepared(rs)
-    interp = _Interpreter(rs.params, rs.tables, rs.references, group_names, compiled)
-    steps: dict[str, RuleStep] = {}
+    plan = _plan(rs)
+    interp = _Interpreter(plan)
     notes: list[str] = []
-    for r in rs.rules:
-        if r.name in needed:  # a rule no output reads is not part of why
-            steps[r.name] = _step(rs, r, contexts[r.name], interp, values[r.name], notes)
+    steps = {p.rule.name: _step(p, contexts[p.rule.name], interp, values[p.rule.name], notes) for p in plan.steps}
     outputs = []
     for o in rs.outputs:
         notice, refs = _notice(rs, o, contexts[o], interp, authority)
-        outputs.append(OutputExplanation(o, steps[o].value, steps[o], tuple(steps[d] for d in deps[o]), notice, refs))
+        step = steps[o]
+        outputs.append(OutputExplanation(o, step.value, step, tuple(steps[d] for d in plan.deps[o]), notice, refs))
     return Explanation(tuple(outputs), tuple(steps.values()), authority, period, tuple(notes))
 
 
@@ -603,21 +661,20 @@ def months(parts: Sequence[tuple[str, Explanation]], authority: str | None, peri
     return Explanation((), (), authority, period, (note,), tuple(e for _, e in parts))
 
 
-def _step(rs: Any, r: ir.Rule, ctxs: list[_Context], interp: _Interpreter, want: Any, notes: list[str]) -> RuleStep:
-    trace = _Trace()
-    interp.trace = trace
+def _step(p: _RulePlan, ctxs: list[_Context], interp: _Interpreter, want: Any, notes: list[str]) -> RuleStep:
+    trace = interp.trace = _Trace()
+    ev = interp.plan.fn(p.rule.expr)
     got = []
     try:
         for c in ctxs:
             interp.who = interp.at = c.who
-            got.append(interp.ev(r.expr, c.v, c.M))
+            got.append(ev(c.v, c.M, interp))
     finally:
         interp.trace, interp.who, interp.at = None, None, None
-    per = rs.model is not None and rs.entity_of(r.name) != rs.model.group
-    value = got if per else got[0]
+    value = got if p.per_entry else got[0]
     if not _same(value, want):
-        notes.append(f"rule {r.name!r}: the explanation derives {fmt(value)} but the decision evaluated {fmt(want)}; "
-                     "the decision's value stands")
+        notes.append(f"rule {p.rule.name!r}: the explanation derives {fmt(value)} but the decision evaluated "
+                     f"{fmt(want)}; the decision's value stands")
         value = want
     reads = tuple(
         Read(name, kind, x, key, None, ref, dflt) if each is None
@@ -625,8 +682,8 @@ def _step(rs: Any, r: ir.Rule, ctxs: list[_Context], interp: _Interpreter, want:
         for (name, key), (kind, ref, dflt, x, each) in trace.reads.items()
     )
     return RuleStep(
-        r.name, r.source.strip(), value, rs.references.get(r.name), rs.entity_of(r.name),
-        tuple(c.who for c in ctxs) if per else None, reads, tuple(trace.rules), tuple(trace.aggregations),
+        p.rule.name, p.expression, value, p.reference, p.entity, tuple(c.who for c in ctxs) if p.per_entry else None,
+        reads, tuple(trace.rules), tuple(trace.aggregations),
     )
 
 

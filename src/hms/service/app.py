@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic_core import to_json
 
 from hms import clock
 from hms.dated import combine
@@ -229,8 +230,12 @@ def create_app(source: Source, *, poll_interval: float | None = None, stale_afte
 
         plan = plan_of(b, period)
         try:
-            plan[0].coerce_record(rec, where="input", every_error=True)  # every invalid field at once
-            outputs = combine([rs.decide(rec) for rs in plan], period)
+            checked = plan[0].coerce_record(rec, where="input", every_error=True)  # every invalid field at once
+            # A household checked once is evaluated as it is (a flat record's failure quotes the input as sent);
+            # its explanation reuses every rule's value rather than evaluating it again.
+            once = checked if plan[0].model is not None else rec
+            evaluated = [rs.evaluate(once) for rs in plan]
+            outputs = combine([{o: v[o] for o in rs.outputs} for rs, v in zip(plan, evaluated, strict=True)], period)
         except BadInputs as e:
             first, *rest = e.problems
             raise Refusal(422, first.message, place(first), more=[(p.message, place(p)) for p in rest]) from None
@@ -241,7 +246,7 @@ def create_app(source: Source, *, poll_interval: float | None = None, stale_afte
             raise Refusal(422, f"the rule could not be evaluated for this input: {e.message}", loc) from None
         return {
             "outputs": {k: _plain(v) for k, v in outputs.items()},
-            **({"explanation": explanation.answer(b.protocol, period, rec)} if explain else {}),
+            **({"explanation": explanation.answer(b.protocol, period, once, evaluated)} if explain else {}),
             **({"period": period.label} if period is not None else {}),
             "version": entry.version,
             "bundle_sha256": entry.sha256,
@@ -252,7 +257,7 @@ def create_app(source: Source, *, poll_interval: float | None = None, stale_afte
         "/v1/protocols/{pid}/decide", response_model=schema.Decision, response_model_exclude_unset=True,
         openapi_extra=schema.request_body(schema.DecideRequest), responses=schema.REFUSALS,
     )
-    async def decide(pid: str, request: Request) -> dict[str, Any]:
+    async def decide(pid: str, request: Request) -> Response:
         started = time.perf_counter()
         data = await body.read(request.headers.get("content-length"), request.stream())
         at = _as_of(data, {"input", "as_of", "period", explanation.FLAG})
@@ -264,13 +269,13 @@ def create_app(source: Source, *, poll_interval: float | None = None, stale_afte
         metrics.answered(pid, entry.sha256)
         if decision_log is not None:
             decision_log.answers(entry, b, at, [(data["input"], result)], started)
-        return {"protocol": pid, "environment": source.environment, "as_of": at.isoformat(), **result}
+        return _answer({**result, "protocol": pid, "environment": source.environment, "as_of": at.isoformat()})
 
     @app.post(
         "/v1/protocols/{pid}/decide/batch", response_model=schema.BatchDecision, response_model_exclude_unset=True,
         openapi_extra=schema.request_body(schema.BatchRequest), responses=schema.REFUSALS,
     )
-    async def decide_batch(pid: str, request: Request) -> dict[str, Any]:
+    async def decide_batch(pid: str, request: Request) -> Response:
         started = time.perf_counter()
         data = await body.read(request.headers.get("content-length"), request.stream())
         at = _as_of(data, {"inputs", "as_of", "period", explanation.FLAG})
@@ -286,9 +291,22 @@ def create_app(source: Source, *, poll_interval: float | None = None, stale_afte
         metrics.answered(pid, entry.sha256, len(results))
         if decision_log is not None:
             decision_log.answers(entry, b, at, list(zip(inputs, results, strict=True)), started, str(uuid.uuid4()))
-        return {"protocol": pid, "environment": source.environment, "as_of": at.isoformat(), "results": results}
+        answers = {"protocol": pid, "environment": source.environment, "as_of": at.isoformat(), "results": results}
+        return _answer(answers)
 
     return app
+
+
+def _answer(body: dict[str, Any]) -> Response:
+    """An answer serialized once, by pydantic's Rust core, as its route's ``response_model`` would write it.
+
+    Returned as a ``Response``, FastAPI passes it through: the ``response_model`` still documents the answer in
+    the OpenAPI, but is not run over it again. For an explained household answer (~15 kB, hundreds of nested
+    models) that re-validation cost about as much as deriving the explanation. The answer is built here from
+    plain values, its keys in the models' order and its unset fields left out; tests hold its body to the
+    models (tests/unit/test_decision_explanations.py). Non-finite numbers are null, as the models write them.
+    """
+    return Response(to_json(body, inf_nan_mode="null"), media_type="application/json")
 
 
 def _plain(v: Any) -> Any:

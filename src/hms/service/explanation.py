@@ -9,6 +9,7 @@ speaks dataclasses), the validation of the flag, and the one call the decision h
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -86,14 +87,23 @@ def requested(data: dict[str, Any]) -> bool:
     return flag
 
 
-def answer(protocol: Any, period: Period | None, rec: Any) -> dict[str, Any]:
+def answer(protocol: Any, period: Period | None, rec: Any,
+           evaluated: Sequence[Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """One answer's explanation as JSON (what ``Explanation`` describes), under the rules ``period`` is decided
-    with: one rule set, or one per month when it straddles a parameter change (``straddle: sum_months``)."""
+    with: one rule set, or one per month when it straddles a parameter change (``straddle: sum_months``).
+
+    ``evaluated``: each of those rule sets' values for ``rec`` (``RuleSet.evaluate``), in the plan's order, when
+    the decision has just computed them; the explanation then does not evaluate the record again."""
     plan = protocol.plan(period)
     label = period.label if period is not None else None
+    values: Sequence[Mapping[str, Any] | None] = evaluated if evaluated is not None else [None] * len(plan)
+    if len(values) != len(plan):
+        raise ValueError(f"{len(values)} evaluations for a plan of {len(plan)} rule sets")
     if len(plan) == 1:
-        return _explanation(core.explain(plan[0][1], rec, authority=protocol.authority, period=label))
-    months = [(m.label, core.explain(rs, rec, authority=protocol.authority, period=m.label)) for m, rs in plan]
+        return _explanation(core.explain(plan[0][1], rec, authority=protocol.authority, period=label,
+                                         values=values[0]))
+    months = [(m.label, core.explain(rs, rec, authority=protocol.authority, period=m.label, values=v))
+              for (m, rs), v in zip(plan, values, strict=True)]
     return _explanation(core.months(months, protocol.authority, label))
 
 
@@ -110,37 +120,65 @@ def _explanation(e: core.Explanation) -> dict[str, Any]:
 
 
 def _output(o: core.OutputExplanation) -> dict[str, Any]:
-    return _set({"name": o.name, "value": plain(o.value), "expression": o.rule.expression,
-                 "reference": o.rule.reference, "depends_on": [s.name for s in o.depends_on], "notice": o.notice,
-                 "references": list(o.references)})
+    d = {"name": o.name, "value": plain(o.value), "expression": o.rule.expression}
+    if o.rule.reference is not None:
+        d["reference"] = o.rule.reference
+    d["depends_on"] = [s.name for s in o.depends_on]
+    if o.notice is not None:
+        d["notice"] = o.notice
+    d["references"] = list(o.references)
+    return d
+
+
+# A household's explanation is many reads, most without a key, a member or a reference: only the fields that say
+# something are set (the answer is sent with its unset fields left out), each tested once, in the models' order.
 
 
 def _step(s: core.RuleStep) -> dict[str, Any]:
-    return _set({
-        "name": s.name, "expression": s.expression, "value": plain(s.value), "reference": s.reference,
-        "entity": s.entity, "who": list(s.who) if s.who is not None else None,
-        "reads": [_read(r) for r in s.reads], "rules_read": list(s.rules_read),
-        "aggregations": [_set({"expression": a.expression, "over": a.over, "who": list(a.who),
-                               "values": [plain(x) for x in a.values], "result": plain(a.result), "at": a.at})
-                         for a in s.aggregations] or None,
-    })
+    d = {"name": s.name, "expression": s.expression, "value": plain(s.value)}
+    if s.reference is not None:
+        d["reference"] = s.reference
+    if s.entity is not None:
+        d["entity"] = s.entity
+    if s.who is not None:
+        d["who"] = list(s.who)
+    d["reads"] = [_read(r) for r in s.reads]
+    d["rules_read"] = list(s.rules_read)
+    if s.aggregations:
+        d["aggregations"] = [_aggregation(a) for a in s.aggregations]
+    return d
+
+
+def _aggregation(a: core.Aggregation) -> dict[str, Any]:
+    d = {"expression": a.expression, "over": a.over, "who": list(a.who), "values": [plain(x) for x in a.values],
+         "result": plain(a.result)}
+    if a.at is not None:
+        d["at"] = a.at
+    return d
 
 
 def _read(r: core.Read) -> dict[str, Any]:
-    return _set({"name": r.name, "kind": r.kind, "value": plain(r.value),
-                 "key": [plain(k) for k in r.key] if r.key is not None else None,
-                 "who": list(r.who) if r.who is not None else None,
-                 "reference": r.reference, "from_default": r.from_default or None, "text": r.text})
+    d = {"name": r.name, "kind": r.kind, "value": plain(r.value)}
+    if r.key is not None:
+        d["key"] = [plain(k) for k in r.key]
+    if r.who is not None:
+        d["who"] = list(r.who)
+    if r.reference is not None:
+        d["reference"] = r.reference
+    if r.from_default:
+        d["from_default"] = True
+    d["text"] = r.text
+    return d
 
 
-def _set(d: dict[str, Any]) -> dict[str, Any]:
-    """Only the fields that say something (the answer is sent with its unset fields left out): a household's
-    explanation is many reads, most without a key, a member or a reference."""
-    return {k: v for k, v in d.items() if v is not None}
+_AS_IS = frozenset({bool, int, str})
 
 
 def plain(v: Any) -> Any:
     """Whole-number floats as integers (31200, not 31200.0), as the answer's outputs are written."""
+    t = type(v)
+    if t in _AS_IS:
+        return v
     if isinstance(v, list | tuple):
         return [plain(x) for x in v]
     if isinstance(v, float) and v.is_integer() and abs(v) < 2**53:
