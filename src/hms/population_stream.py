@@ -26,7 +26,10 @@ from typing import Any
 
 import numpy as np
 
+from hms.arrow_memory import keep_freed_pages
 from hms.errors import BadInput
+
+keep_freed_pages()  # before any pyarrow import: a file's batches reuse the pages the last one freed
 
 BATCH_ROWS = 1 << 20
 _RADIX_BITS = 20  # the first pass's histogram: 2**20 bins of the ordered float bits (8 MiB of weights)

@@ -80,7 +80,10 @@ def preload() -> float:
     no child's collection walks (and copies) the resident's pages."""
     from importlib import import_module
 
+    from hms.arrow_memory import keep_freed_pages
+
     t = time.perf_counter()
+    keep_freed_pages()  # before pyarrow's import, as a fresh simulate process does (hms.population_stream)
     gc.disable()
     for name in PRELOAD:
         import_module(name)

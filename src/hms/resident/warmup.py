@@ -5,7 +5,7 @@ not do: copying the pages it writes (reference counts on shared objects), faulti
 arrays, starting Arrow's thread pool and the simulation's arenas — ~14k page faults and ~25 ms for a
 million households, on a VM where a fault costs microseconds. A spare pays it while nobody waits: it
 keeps its heap once grown (one arena, no trimming), grows it, and simulates a small protocol of its own
-(not the caller's: it cannot know it) on a small file written beside the socket.
+(not the caller's: it cannot know it) on a million households of its own, written beside the socket.
 """
 
 from __future__ import annotations
@@ -16,11 +16,13 @@ import io
 import os
 from pathlib import Path
 
+from hms.arrow_memory import keep_freed_pages
+
 # glibc's mallopt parameters (malloc.h)
-M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -2, -3, -8
+M_TOP_PAD, M_ARENA_MAX = -2, -8
 HEAP = 192 << 20  # grown once per spare, then reused by every array the run allocates (< 32 MiB each)
 PIECE = 16 << 20
-ROWS = 300_000
+ROWS = 1 << 20  # a million households, the size most runs are: smaller, and a first run still faults its arrays in
 
 WHY = "exercises the simulation before a caller waits"
 PROTOCOL = {
@@ -45,12 +47,12 @@ PROTOCOL = {
 
 
 def keep_heap() -> None:
-    """One arena that is never trimmed, grown to ``HEAP`` now: the run's arrays then land on pages that
-    are already this process's own."""
+    """One arena whose freed memory is kept (hms.arrow_memory), grown to ``HEAP`` now: the run's arrays then
+    land on pages that are already this process's own."""
+    keep_freed_pages()
     libc = ctypes.CDLL(None)
-    for option, value in ((M_ARENA_MAX, 1), (M_MMAP_THRESHOLD, 32 << 20), (M_TRIM_THRESHOLD, 1 << 30),
-                          (M_TOP_PAD, 16 << 20)):
-        libc.mallopt(option, value)
+    libc.mallopt(M_ARENA_MAX, 1)
+    libc.mallopt(M_TOP_PAD, 16 << 20)
     libc.malloc.restype = ctypes.c_void_p
     libc.free.argtypes = [ctypes.c_void_p]
     pieces = [libc.malloc(PIECE) for _ in range(HEAP // PIECE)]
@@ -66,16 +68,22 @@ def files(run_dir: Path) -> tuple[Path, Path]:
     from hms import bundle, protocol
     from hms.population import SyntheticSpec, synthetic
 
-    pkg, pop = run_dir / "warmup.tgz", run_dir / "warmup.parquet"
+    pkg, pop = run_dir / "warmup.tgz", run_dir / f"warmup-{ROWS}.parquet"
     if not pkg.exists():
         bundle.write_atomic(pkg, bundle.build(protocol.from_data(PROTOCOL, "resident warm-up")))
     if not pop.exists():
+        import numpy as np
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         p = synthetic(SyntheticSpec(n=ROWS, seed=1))
+        columns = {"household_size": pa.array(p.columns["household_size"].astype(np.int8)),
+                   "household_income": pa.array(p.columns["household_income"].astype(np.int32)),
+                   "weight": pa.array(np.ones(ROWS, dtype=np.int16))}
+        for name, attr in p.attributes.items():  # categorical columns as a microdata file stores them
+            columns[name] = pa.DictionaryArray.from_arrays(attr.codes.astype(np.int8), pa.array(attr.labels))
         tmp = pop.with_suffix(f".{os.getpid()}.part")
-        pq.write_table(pa.table({c: p.columns[c] for c in ("household_size", "household_income")}), tmp)
+        pq.write_table(pa.table(columns), tmp)
         tmp.replace(pop)
     return pkg, pop
 
