@@ -41,6 +41,7 @@ BIG = 100_000_000
 ONE_MILLION = 1_000_000
 ROW_GROUP = 1_000_000
 REPEATS = 5
+BIG_REPEATS = 2  # the 100M-row run: best of two (its peak RSS: the larger of the two)
 
 
 def data_dir() -> Path:
@@ -246,15 +247,18 @@ def _hundred_million(home: Path, pkg: Path) -> list[Row]:
     t = time.perf_counter()
     big = write_population(home / f"households-{BIG // ONE_MILLION}m.parquet", BIG)
     made = time.perf_counter() - t
-    wall, rss, out = _process_alone(_hms(pkg, big))
-    result = json.loads(out)
+    runs = [_process_alone(_hms(pkg, big)) for _ in range(BIG_REPEATS)]  # the box's load varies ±15 % a run
+    wall = min(r[0] for r in runs)
+    rss = max(r[1] for r in runs)
+    result = min((json.loads(r[2]) for r in runs), key=lambda r: r["seconds"])
     n = result["population"]["rows"]
     rate = n / result["seconds"]
     size = big.stat().st_size / 2**20
     return [
         Row("microdata", f"100M-row Parquet file ({size:,.0f} MiB; made or found in {made:.0f} s)",
             f"{n:,} rows", "100,000,000", n == BIG),
-        Row("microdata", "100M rows: simulation records per second", f"{rate / 1e6:.1f}M/s", ">= 50M/s",
+        Row("microdata", f"100M rows: simulation records per second (best of {BIG_REPEATS})", f"{rate / 1e6:.1f}M/s",
+            ">= 50M/s",
             rate >= 50e6),
         Row("microdata", "100M rows: whole process (import, read, evaluate, print)", f"{wall:.1f} s "
             f"({n / wall / 1e6:.1f}M/s)", "-", True),

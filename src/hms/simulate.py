@@ -69,7 +69,10 @@ def exact_weighted_sum(values: np.ndarray, weights: np.ndarray, integral: bool) 
 
 def to_cents(amount: np.ndarray) -> np.ndarray:
     """Per-record amounts in whole cents (float64 holding integers; half to even like ``round``)."""
-    return np.rint(np.asarray(amount, dtype=np.float64) * 100.0)
+    cents = np.asarray(amount, dtype=np.float64) * 100.0
+    if cents.ndim == 0:
+        return np.rint(cents)
+    return np.rint(cents, out=cents)  # a new array already: rounded where it is, not copied again
 
 
 # ---- result ----------------------------------------------------------------------
@@ -416,7 +419,9 @@ class _Side:
                 raise
             message = e.message.removesuffix(f"; record {e.record}") if e.record is not None else e.message
             raise EvaluationError(message, rule=e.rule, record=e.record, row=e.row + start) from None
-        cents = to_cents(values[self.amount]) * self.factor if self.amount else np.zeros(ch.n)
+        cents = to_cents(values[self.amount]) if self.amount else np.zeros(ch.n)
+        if self.factor != 1:
+            cents *= self.factor
         selected = values[self.outcome] if self.outcome else cents != 0
         return np.asarray(selected, dtype=bool), cents
 
@@ -625,14 +630,18 @@ class _Groups:
             for label in attrs[name][1]:
                 known.setdefault(label, len(known))
         radices = [len(attrs[a][1]) for a in names]
-        joint = attrs[names[0]][0].astype(np.intp, copy=True)
+        joint = attrs[names[0]][0].astype(np.intp, copy=True)  # built in place: one array for the chunk
         for a, k in zip(names[1:], radices[1:], strict=True):
             joint *= k
             joint += attrs[a][0]
         size = math.prod(radices)
-        # one bincount gives households and selected: the selection is the code's lowest bit
-        both = np.bincount(joint * 2 + sel, weights=w, minlength=2 * size).reshape(size, 2)
-        cents = np.bincount(joint, weights=cw, minlength=size) if cw is not None else np.zeros(size)
+        # the selection is the code's lowest bit: one bincount gives households and selected; the cents of a
+        # group are its two halves' together
+        joint *= 2
+        joint += sel
+        both = np.bincount(joint, weights=w, minlength=2 * size).reshape(size, 2)
+        cents = (np.bincount(joint, weights=cw, minlength=2 * size).reshape(size, 2).sum(axis=1) if cw is not None
+                 else np.zeros(size))
         sums = np.stack([both.sum(axis=1), both[:, 1], cents])
         maps = [[self.labels[a][label] for label in attrs[a][1]] for a in names]
         for j in np.flatnonzero(np.any(sums != 0, axis=0)).tolist():

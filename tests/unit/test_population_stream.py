@@ -66,6 +66,21 @@ def test_a_lone_batch_halved_across_the_workers_gives_the_figures_of_one_piece(t
     _same(whole, split)
 
 
+def test_attributes_stored_as_narrow_dictionaries_give_the_figures_of_plain_strings(tmp_path):
+    """Microdata files store categories as int8 dictionaries; they are read as int32 indices (no checked cast)."""
+    proto = protocol.load(WILDFIRE)
+    pop = P.synthetic(P.SyntheticSpec(n=4000, seed=9, fire_declared_share=0.4))
+    _parquet(pop, tmp_path / "strings.parquet")
+    narrow = {k: pa.DictionaryArray.from_arrays(c.codes.astype(np.int8), pa.array(c.labels))
+              for k, c in pop.attributes.items()}
+    pq.write_table(pa.table({**pop.columns, **narrow, "weight": pop.weight}), tmp_path / "narrow.parquet",
+                   row_group_size=1500)
+    strings = simulate(proto, P.resolve(str(tmp_path / "strings.parquet"))).to_dict()
+    dictionaries = simulate(proto, P.resolve(str(tmp_path / "narrow.parquet"))).to_dict()
+    assert dictionaries["fairness"]["attributes"] and dictionaries["groups"]
+    _same(strings, dictionaries)
+
+
 def test_a_streamed_csv_file_gives_the_figures_of_the_same_rows_in_memory(tmp_path):
     proto = protocol.load(WILDFIRE)
     pop = P.synthetic(P.SyntheticSpec(n=3000, seed=8))
