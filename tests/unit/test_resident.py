@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _env(home: Path, **extra: str) -> dict[str, str]:
-    return {**os.environ, "HMS_HOME": str(home), "PYTHONPATH": str(ROOT / "src"), **extra}
+    return {**os.environ, "HMS_HOME": str(home), **extra}  # PYTHONPATH as the tier set it (a shifted clock)
 
 
 def _hms(home: Path, *args: str, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess[str]:
