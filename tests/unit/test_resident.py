@@ -236,3 +236,20 @@ def test_an_idle_resident_exits(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_bad_idle_is_exit_2(tmp_path: Path) -> None:
     r = _hms(tmp_path, "simulator", "start", "--idle", "soon")
     assert r.returncode == 2 and "--idle 'soon'" in r.stderr
+
+
+def test_two_starts_at_once_leave_one_resident() -> None:
+    home = Path(tempfile.mkdtemp(prefix="hms-r", dir="/tmp"))
+    try:
+        argv = [sys.executable, "-m", "hms", "simulator", "start", "--json"]
+        both = [subprocess.Popen(argv, env=_env(home), stdout=subprocess.PIPE, text=True) for _ in range(2)]
+        outs = [json.loads(p.communicate(timeout=120)[0]) for p in both]
+        assert [p.returncode for p in both] == [0, 0]
+        assert len({o["pid"] for o in outs}) == 1  # both callers found the same resident
+        pid = outs[0]["pid"]
+        assert _hms(home, "simulator", "stop").returncode == 0
+        deadline = time.monotonic() + 20
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)

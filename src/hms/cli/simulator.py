@@ -78,7 +78,7 @@ def _wait_until_up(home: str, proc: subprocess.Popen, log: Path) -> dict:
         status = client.request(home, "status")
         if status is not None and status.get("spare_ready"):
             return status  # its first run is as warm as the next
-        if proc.poll() is not None:
+        if proc.poll():  # 0: another `start` won the lock, and its resident will answer
             tail = log.read_text(errors="replace").strip().splitlines()[-3:]
             raise HmsError(f"the resident simulator exited {proc.returncode} while starting: " + " | ".join(tail))
         time.sleep(0.05)

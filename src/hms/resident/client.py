@@ -49,9 +49,9 @@ def hand_off(argv: list[str]) -> int | None:
                      [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds))])
         replies = wire.lines(sock)
         kind, text = next(replies, ("", ""))
-        if kind != "pid":
-            if os.environ.get("HMS_DEBUG"):
-                print(f"hms: the resident simulator refused ({text or 'no answer'}); running here", file=sys.stderr)
+        if kind != "pid":  # rare (a changed source, another venv): worth a line, and the command still runs
+            print(f"hms: the resident simulator did not take this ({text or 'no answer'}); running it here",
+                  file=sys.stderr)
             return None
         pid = int(text)
         for sig in FORWARDED:  # Ctrl-C reaches this process's group; the run is the resident's child

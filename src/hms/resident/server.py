@@ -132,6 +132,9 @@ class Resident:
         return Path(wire.socket_path(str(self.home)))
 
     def serve(self) -> int:
+        if not self._lock():
+            print(f"[simulator] another resident holds {self.home}: leaving it be", flush=True)
+            return 0
         self.preload_seconds = preload()
         self.fingerprint = Fingerprint.now()
         self.listener = self._listen()
@@ -181,6 +184,21 @@ class Resident:
 
     def _spare(self) -> int | None:
         return next((pid for pid, c in self.procs.items() if c.caller is None), None)
+
+    def _lock(self) -> bool:
+        """One resident per HMS_HOME, held for its lifetime (two `hms simulator start` at once: the second
+        leaves, and its caller finds the first)."""
+        import fcntl
+
+        run = Path(wire.run_dir(str(self.home)))
+        run.mkdir(parents=True, exist_ok=True)
+        os.chmod(run, 0o700)
+        self.lock_file = open(run / "simulator.lock", "w")  # noqa: SIM115 - held open until the process ends
+        try:
+            fcntl.flock(self.lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
 
     def _listen(self) -> socket.socket:
         run = Path(wire.run_dir(str(self.home)))
@@ -267,11 +285,12 @@ class Resident:
             self._fork_spare()
 
     def _inherited(self) -> list[int]:
-        """The resident's descriptors no child may keep: the listener, every caller's and control socket."""
+        """The resident's descriptors no child may keep: its lock, the listener, every caller's and control
+        socket."""
         socks: list[socket.socket] = [self.listener, *(r.caller for r in self.pending)]
         for c in self.procs.values():
             socks += [c.ctl] + ([c.caller] if c.caller is not None else [])
-        return [s.fileno() for s in socks if s.fileno() >= 0]
+        return [self.lock_file.fileno(), *(s.fileno() for s in socks if s.fileno() >= 0)]
 
     def _fork(self, body: Any) -> tuple[int, socket.socket]:
         ours, theirs = socket.socketpair()
