@@ -1,4 +1,5 @@
-"""``hms policy pack|verify|test|simulate``: build a bundle, check it, run its cases, simulate its budget."""
+"""``hms policy pack|verify|test|simulate|replay|decide``: build a bundle, check it, run its cases, simulate its
+budget, replay it on logged decisions, decide one record."""
 
 from __future__ import annotations
 
@@ -60,6 +61,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     rep.add_argument("--json", action="store_true")
     add_record_options(rep)
     rep.set_defaults(handler=cmd_replay)
+
+    dec = ps.add_parser("decide", help="decide one record with a bundle, as the decision service would; --explain: "
+                                       "why, under which provision (a notice of action)")
+    dec.add_argument("bundle")
+    dec.add_argument("--input", required=True, help="the record: JSON, @FILE (a JSON file) or - (standard input)")
+    dec.add_argument("--period", help="the period to decide for (default: the protocol's effective period)")
+    dec.add_argument("--explain", action="store_true", help="each output's rule, the values read and their "
+                                                            "legal references, a notice sentence per outcome")
+    dec.add_argument("--json", action="store_true")
+    dec.set_defaults(handler=cmd_decide)
 
 
 def _record_packed(raw: bytes, source: str) -> bool:
@@ -251,3 +262,74 @@ def cmd_replay(args: argparse.Namespace) -> int:
     record_check(args, "replay", b, result.ok, payload)
     emit(args, payload, result.lines())
     return 0 if result.ok else 1
+
+
+def cmd_decide(args: argparse.Namespace) -> int:
+    """One record through the bundle's rules with the decision service's checks (every invalid field at once,
+    exit 2), and with ``--explain`` the service's explanation: what a caseworker needs for a notice offline."""
+    from hms.errors import BadInputs
+    from hms.service import explanation
+
+    b = open_bundle(args.bundle)
+    rec = _record(args.input)
+    p = b.protocol
+    period = p.parse_period(args.period, where="--period") if args.period else p.default_period()
+    try:
+        p.plan(period)[0][1].coerce_record(rec, where="input", every_error=True)
+        outputs = {k: explanation.plain(v) for k, v in p.decide(rec, period).items()}
+    except BadInputs as e:  # every invalid field, in the record's order: the last one through the error path
+        for problem in e.problems[:-1]:
+            print(f"hms: error: {problem}", file=sys.stderr)
+        raise e.problems[-1] from None
+    why = explanation.answer(p, period, rec) if args.explain else None
+    payload: dict[str, Any] = {"ok": True, "protocol": p.id, "version": p.version, "sha256": b.sha256,
+                               "period": period.label if period is not None else None, "outputs": outputs}
+    lines = [f"[decide] {p.id} v{p.version}" + (f", period {period.label}" if period is not None else "") + ": "
+             + ", ".join(f"{k} = {v}" for k, v in outputs.items())]
+    if why is not None:
+        payload["explanation"] = why
+        lines += _explained(why)
+    emit(args, payload, lines)
+    return 0
+
+
+def _record(text: str) -> Any:
+    import json
+
+    where = "--input"
+    if text == "-":
+        text, where = sys.stdin.read(), "--input (standard input)"
+    elif text.startswith("@"):
+        path = Path(text[1:])
+        where = str(path)
+        try:
+            text = path.read_text()
+        except OSError as e:
+            raise BadInput(f"cannot read it ({e.strerror})", where=where) from None
+    try:
+        rec = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise BadInput(f"not JSON: {e.msg} (line {e.lineno}, column {e.colno})", where=where) from None
+    if not isinstance(rec, dict):
+        raise BadInput(f"a record is a JSON object of inputs, not {type(rec).__name__}", where=where)
+    return rec
+
+
+def _explained(why: dict[str, Any]) -> list[str]:
+    """The explanation as a caseworker reads it: each output's notice (or rule), then the steps it rests on."""
+    lines = []
+    steps = {s["name"]: s for s in why["rules"]}
+    for o in why["outputs"]:
+        lines.append(f"  {o['name']} = {o['value']}: {o.get('notice') or o['expression']}"
+                     + (f" — {o['reference']}" if o.get("reference") and not o.get("notice") else ""))
+        for name in o["depends_on"]:
+            step = steps.get(name)
+            if step is None or name == o["name"]:
+                continue
+            reads = ", ".join(r["text"] for r in step["reads"])
+            lines.append(f"    {name} = {step['value']} ({step['expression']}"
+                         + (f"; {reads}" if reads else "") + ")"
+                         + (f" — {step['reference']}" if step.get("reference") else ""))
+    for note in why.get("notes", []):
+        lines.append(f"  note: {note}")
+    return lines
