@@ -25,6 +25,9 @@ LOG_URL_ENV = "HMS_DECISION_LOG_URL"
 _AGE = re.compile(r"^\s*(\d{1,6})\s*([dhm])\s*$")
 _UNITS = {"d": "days", "h": "hours", "m": "minutes"}
 MAX_LIST = 10_000
+# Who may read the log over the HMS API (roles of the pinned policy's ``users:``): those who run the services
+# and those who answer for them afterwards. Masked as it is, it is still a record of who asked for what.
+READER_ROLES = ("ops", "admin", "auditor")
 # The window the pipeline's replay step reads (and ``hms policy replay``'s default): a month of real decisions.
 REPLAY_WINDOW = "30d"
 

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
+from starlette.requests import Request
 
 from hms import clock, decision_log_key, decision_query, protocol
 from hms.cli import main
@@ -213,3 +214,36 @@ def test_the_log_table_exists_after_upgrade_with_its_window_index(hms_home):
     con = sqlite3.connect(hms_home / "registry.db")
     indexes = {r[1] for r in con.execute("PRAGMA index_list('decisions')")}
     assert "ix_decisions_env_protocol_at" in indexes
+
+
+def identify(request: Request) -> str:
+    """The test host's "who is calling": a header (the Airflow plugin validates a JWT instead)."""
+    from hms.web import WebError
+
+    user = request.headers.get("x-user")
+    if not user:
+        raise WebError(401, "no user", field="x-user")
+    return user
+
+
+def test_the_hms_api_reads_the_log_for_ops_and_refuses_a_clerk(prod):
+    """``GET /api/decisions[/{id}]``: what ``hms decisions`` reads, for the roles that answer for the services."""
+    from hms.web import create_app as web_app
+
+    client, dlog, b = prod
+    ids = [client.post(DECIDE, json={"input": {**FAMILY, "household_size": n}}).json()["decision_id"] for n in (1, 2)]
+    dlog.flush()
+    api = TestClient(web_app(identify))
+    listed = api.get("/api/decisions", params={"protocol": "wildfire-aid-2024", "since": "30d"},
+                     headers={"x-user": "ops"})
+    assert listed.status_code == 200, listed.text
+    assert [d["decision_id"] for d in listed.json()["decisions"]] == ids[::-1]
+    one = api.get(f"/api/decisions/{ids[0]}", headers={"x-user": "ops"}).json()
+    assert one["bundle_sha256"] == b.sha256 and one["outputs"] == {"eligible": True, "amount": 1000}
+    assert one["input"]["household_size"] != 1  # personal: the keyed hash the log holds, never the value
+    refused = api.get("/api/decisions", headers={"x-user": "alice"})
+    assert refused.status_code == 403 and "ops, admin, auditor" in refused.json()["detail"]
+    assert api.get("/api/decisions/no-such-id", headers={"x-user": "ops"}).status_code == 404
+    bad = api.get("/api/decisions", params={"since": "yesterday"}, headers={"x-user": "ops"})
+    assert bad.status_code == 422 and bad.json()["field"] == "since"
+    assert api.get("/api/decisions").status_code == 401

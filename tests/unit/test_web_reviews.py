@@ -379,8 +379,11 @@ def test_moving_an_activation_whose_preprod_was_rolled_back_is_a_conflict_and_ch
 # ---- the typed contract: every /api answer is a model, and the models are what the core builds ----------------
 
 # The only values that are genuinely free-form: what a Kubernetes target reports (its own document).
-# A protocol change's old/new value is whatever the protocol holds there (number, text, table, test case).
+# A protocol change's old/new value is whatever the protocol holds there (number, text, table, test case); a
+# logged decision's input and outputs are its protocol's (as masked: a hash where a personal value was).
 FREE_FORM = {
+    "LoggedDecisionOut.input",
+    "LoggedDecisionOut.outputs",
     "AbortOut.kubernetes",
     "DeployOut.kubernetes",
     "RollbackOut.kubernetes",

@@ -255,6 +255,30 @@ class DecisionOut(_Model):
     status: ApprovalStatusOut
 
 
+class LoggedDecisionOut(_Model):
+    """One answer of a decision service as its log holds it (hms.decision_query): the input masked per data
+    class as it was written (personal fields as keyed hashes, sensitive ones absent)."""
+
+    decision_id: str
+    environment: str
+    protocol: str
+    version: int
+    bundle_sha256: str
+    decided_at: str = Field(description="ISO 8601, when the service answered")
+    as_of: str = Field(description="ISO 8601, the instant the answer was for")
+    period: str | None
+    latency_ms: float
+    batch_id: str | None
+    key_id: str | None = Field(description="the keyed hash's key (its id only) the personal fields were hashed with")
+    input: dict[str, Any]
+    outputs: dict[str, Any]
+
+
+class LoggedDecisionsOut(_Model):
+    count: int
+    decisions: list[LoggedDecisionOut] = Field(description="newest first")
+
+
 class ReviewRecordOut(_Model):
     user: str
     role: str
