@@ -16,7 +16,6 @@ from pathlib import Path
 
 from airflow.sdk import DAG, Param, TaskGroup, TriggerRule
 
-from hms.decision_query import REPLAY_WINDOW
 from hms.pipeline_config import PipelineConfig
 from hms.protocol_heads import ProtocolHead
 from hms.pushed_bundles import PushedBundles
@@ -177,9 +176,9 @@ def build_policy_dag(
             bundle >> schedule_check
         with TaskGroup("test", tooltip="test cases through both backends, then the population simulation"):
             test = hms_step("cases_and_simulation", ["policy", "test", REF, "--record"], config, heavy=True)
-            # What it would have done to the last environment's real decisions (hms.replay), beside the simulation
-            replay = hms_step("replay", ["policy", "replay", REF, "--env", last, "--since", REPLAY_WINDOW, "--record"],
-                              config, heavy=True)
+            # What it would have done to the last environment's real decisions (hms.replay), beside the simulation;
+            # over the pinned policy's decision_log.replay_window
+            replay = hms_step("replay", ["policy", "replay", REF, "--env", last, "--record"], config, heavy=True)
             test >> replay
         with TaskGroup("compliance", tooltip="OPA: privacy, ethics, legal"):
             scan = hms_step(

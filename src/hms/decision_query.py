@@ -28,8 +28,6 @@ MAX_LIST = 10_000
 # Who may read the log over the HMS API (roles of the pinned policy's ``users:``): those who run the services
 # and those who answer for them afterwards. Masked as it is, it is still a record of who asked for what.
 READER_ROLES = ("ops", "admin", "auditor")
-# The window the pipeline's replay step reads (and ``hms policy replay``'s default): a month of real decisions.
-REPLAY_WINDOW = "30d"
 
 
 def log_url() -> str | None:

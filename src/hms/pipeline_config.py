@@ -31,6 +31,7 @@ DEFAULT_PATH = ROOT / ".hms-ci" / "policy-pipeline.yml"
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _NAME = {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"}
 _HHMM = {"type": "string", "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$"}
+_AGE = {"type": "string", "pattern": "^[1-9][0-9]*[dhm]$"}  # 400d, 12h, 90m (hms.decision_query.parse_age)
 
 SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -129,6 +130,11 @@ SCHEMA: dict[str, Any] = {
                 "oneOf": [{"required": ["start", "end"]}, {"required": ["weekly"]}],
             },
         },
+        "decision_log": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"retention": _AGE, "replay_window": _AGE},
+        },
         "execution": {
             "type": "object",
             "additionalProperties": False,
@@ -175,6 +181,17 @@ class Chaos:
 @dataclass(frozen=True)
 class Compliance:
     rule_sets: tuple[str, ...] = ("privacy", "ethics", "legal")
+
+
+@dataclass(frozen=True)
+class DecisionLogSettings:
+    """How long the decision services keep what they answered, and how far back a candidate's replay reads.
+
+    Policy, not a flag: the retention decides what an auditor can still ask about, and the replay window what
+    evidence a clerk approves on (the pipeline's ``test.replay`` step reads the pinned policy's)."""
+
+    retention: str = "400d"
+    replay_window: str = "30d"
 
 
 @dataclass(frozen=True)
@@ -236,6 +253,7 @@ class PipelineConfig:
     chaos: Chaos
     freeze_windows: tuple[FreezeWindow, ...]
     execution: Execution
+    decision_log: DecisionLogSettings = DecisionLogSettings()
     # user → their public keys as the policy lists them (securesystemslib form; parsed by hms.attest.keys, which
     # this module does not import: reading a policy must not load the crypto stack)
     signers: tuple[tuple[str, tuple[dict[str, Any], ...]], ...] = ()
@@ -344,6 +362,7 @@ def parse_pipeline_config(text: str, source: str = "<pipeline config>") -> Pipel
         chaos=chaos,
         freeze_windows=tuple(windows),
         execution=Execution(**data.get("execution", {})),
+        decision_log=DecisionLogSettings(**data.get("decision_log", {})),
         signers=tuple((u, tuple(ks)) for u, ks in sorted(data.get("signers", {}).items())),
         sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
     )

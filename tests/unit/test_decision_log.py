@@ -247,3 +247,13 @@ def test_the_hms_api_reads_the_log_for_ops_and_refuses_a_clerk(prod):
     bad = api.get("/api/decisions", params={"since": "yesterday"}, headers={"x-user": "ops"})
     assert bad.status_code == 422 and bad.json()["field"] == "since"
     assert api.get("/api/decisions").status_code == 401
+
+
+def test_a_replica_keeps_decisions_as_long_as_the_pipeline_config_says_unless_its_flag_overrides(hms_home):
+    from argparse import Namespace
+
+    from hms.cli.serve import _decision_log
+
+    configured = _decision_log(Namespace(env="prod", log_retention=None), "90d")
+    flagged = _decision_log(Namespace(env="prod", log_retention="7d"), "90d")
+    assert (configured.retention, flagged.retention) == (timedelta(days=90), timedelta(days=7))

@@ -160,3 +160,32 @@ def test_the_pipeline_stage_line_says_how_many_logged_decisions_would_change(hms
     empty = replay(candidate(5, keep=False), "staging", clock.now() - timedelta(days=30)).to_dict()
     said = lines.line(TaskEvent("test.replay", "success", empty))
     assert said is not None and said.startswith("[replay] ✅ no decisions logged in staging")
+
+
+def test_without_since_the_replay_reads_the_pinned_policys_window(hms_home, capsys):
+    """The window a clerk's evidence covers is policy (decision_log.replay_window), not a constant of the DAG."""
+    from tests.deploy_helpers import pin_config
+
+    with clock.frozen(clock.now() - timedelta(hours=3)):  # three hours ago: outside a 2h window
+        serve_and_decide(keep=True)
+    dlog = DecisionLog("prod", DatabaseSink(), decision_log_key.load("prod"))
+    with TestClient(create_app(RegistrySource("prod"), decision_log=dlog)) as client:  # and the same ones now
+        for rec in FAMILIES.values():
+            assert client.post(DECIDE, json={"input": rec}).status_code == 200
+        dlog.flush()
+    pin_config(decision_log={"replay_window": "2h", "retention": "90d"})
+    b = candidate(4, per_member=1100)
+    capsys.readouterr()
+    assert main(["policy", "replay", f"sha256:{b.sha256}", "--env", "prod", "--json"]) in (0, 1)
+    assert json.loads(capsys.readouterr().out)["replayed"] == len(FAMILIES)
+    assert main(["policy", "replay", f"sha256:{b.sha256}", "--env", "prod", "--since", "4h", "--json"]) in (0, 1)
+    assert json.loads(capsys.readouterr().out)["replayed"] == 2 * len(FAMILIES)
+
+
+def test_a_decision_log_setting_that_is_not_an_age_is_refused_naming_it():
+    from hms.errors import BadInput
+    from tests.deploy_helpers import config
+
+    assert config().decision_log.replay_window == "30d" and config().decision_log.retention == "400d"
+    with pytest.raises(BadInput, match="decision_log.replay_window"):
+        config(decision_log={"replay_window": "a month"})

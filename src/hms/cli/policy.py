@@ -12,7 +12,6 @@ from hms import bundle, protocol
 from hms.cases import run_cases
 from hms.cli import emit
 from hms.cli.refs import add_record_options, decide_record, open_bundle, record_check
-from hms.decision_query import REPLAY_WINDOW
 from hms.errors import BadInput, EvaluationError
 
 
@@ -56,7 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     rep = ps.add_parser("replay", help="evaluate a candidate on an environment's logged decisions: what would change")
     rep.add_argument("bundle", help="the candidate: a .tgz or a registry reference (sha256:…, id@version)")
     rep.add_argument("--env", default="prod", help="whose decision log (default: prod)")
-    rep.add_argument("--since", default=REPLAY_WINDOW, help="an age back from now (30d, 12h) or an ISO 8601 instant")
+    rep.add_argument("--since", help="an age back from now (30d, 12h) or an ISO 8601 instant; default: the pinned "
+                                     "policy's decision_log.replay_window (30d unless it says)")
     rep.add_argument("--until", help="an ISO 8601 instant or an age; default: now")
     rep.add_argument("--json", action="store_true")
     add_record_options(rep)
@@ -251,7 +251,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from hms.replay import replay
 
     load_pipeline_config().environment(args.env)  # an unknown environment is exit 2, before anything is read
-    since = parse_since(args.since, where="--since")
+    if args.since is None:  # the window the clerk's evidence covers is policy: the pinned one's
+        from hms.pinned_policy import governing
+
+        since = parse_since(governing().decision_log.replay_window, where="decision_log.replay_window")
+    else:
+        since = parse_since(args.since, where="--since")
     until = parse_since(args.until, where="--until") if args.until else None
     if until is not None and until <= since:
         raise BadInput(f"--until ({until.isoformat()}) is not after --since ({since.isoformat()})", where="--until")

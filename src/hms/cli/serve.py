@@ -19,8 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--decision-log", choices=("on", "off"), default="on",
                    help="record every answer, inputs masked per data class (default: on; database: "
                         "HMS_DECISION_LOG_URL, else the registry's; key: HMS_DECISION_LOG_KEY)")
-    p.add_argument("--log-retention", default="400d",
-                   help="delete logged decisions older than this (Nd or Nh; default: 400d)")
+    p.add_argument("--log-retention", default=None,
+                   help="delete logged decisions older than this (Nd or Nh; default: the pipeline config's "
+                        "decision_log.retention, 400d unless it says)")
     p.set_defaults(handler=cmd_serve)
 
 
@@ -42,7 +43,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         limit = effective_time.PROPAGATION.total_seconds() / 2
         raise BadInput(f"{args.poll_interval} s is outside (0, {limit:g}] s: replicas must learn of a rollback "
                        "before the instant it takes effect", where="--poll-interval")
-    decision_log = _decision_log(args) if args.decision_log == "on" else None  # a bad key file: exit 2 here
+    # a bad key file: exit 2 here
+    decision_log = _decision_log(args, config.decision_log.retention) if args.decision_log == "on" else None
     if decision_log is not None:
         import sys
 
@@ -56,13 +58,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _decision_log(args: argparse.Namespace) -> Any:
+def _decision_log(args: argparse.Namespace, configured: str) -> Any:
     import os
 
     from hms import decision_log_key
     from hms.decision_query import parse_age
     from hms.service.decision_log import DatabaseSink, DecisionLog
 
-    retention = parse_age(args.log_retention, where="--log-retention")
+    retention = (parse_age(args.log_retention, where="--log-retention") if args.log_retention
+                 else parse_age(configured, where="decision_log.retention"))
     return DecisionLog(args.env, DatabaseSink(os.environ.get("HMS_DECISION_LOG_URL") or None),
                        decision_log_key.load(args.env), retention=retention)

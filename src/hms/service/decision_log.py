@@ -32,6 +32,8 @@ from hms import clock
 from hms.bundle import Bundle
 from hms.decision_log_key import LogKey
 from hms.decision_masking import Masking
+from hms.decision_query import parse_age
+from hms.pipeline_config import DecisionLogSettings
 from hms.registry.models import LoggedDecision
 
 log = logging.getLogger("hms.service.decision_log")
@@ -40,7 +42,8 @@ QUEUE_SIZE = 20_000  # answers waiting for the writer: ~100 s at 200/s before an
 BATCH_SIZE = 500
 FLUSH_INTERVAL = 0.25  # seconds between the writer's batches: ~50 answers a batch at 200/s
 PRUNE_EVERY = 3600.0
-DEFAULT_RETENTION = timedelta(days=400)  # a year of decisions and a month to replay a change against
+# a year of decisions and a month to replay a change against: the pipeline config's default, as a duration
+DEFAULT_RETENTION = parse_age(DecisionLogSettings().retention, where="decision_log.retention")
 
 
 @dataclass(frozen=True)
