@@ -166,7 +166,7 @@ def debugging() -> bool:
 
 
 def run() -> None:
-    """The ``hms`` script and ``python -m hms``: one command in a fresh process.
+    """One command in this fresh process: the ``hms`` script's, when no resident simulator takes it (hms.launch).
 
     A command group's imports (SQLAlchemy above all) leave ~50k objects that live as long as the
     process. The cyclic GC would scan them in every full collection during the import burst and
