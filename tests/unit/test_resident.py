@@ -253,3 +253,22 @@ def test_two_starts_at_once_leave_one_resident() -> None:
             time.sleep(0.05)
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+def test_a_run_asked_of_a_stopping_resident_runs_in_the_callers_process(resident: Path) -> None:
+    pkg = _pkg(resident)
+    long_run = subprocess.Popen([sys.executable, "-m", "hms", "policy", "simulate", str(pkg), "--population",
+                                 "synthetic:40000000:1", "--baseline", "none"],
+                                env=_env(resident), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while client.request(str(resident), "status")["running"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _hms(resident, "simulator", "stop").returncode == 0  # it leaves once the long run ends
+        assert client.request(str(resident), "status")["stopping"] is True
+        r = _hms(resident, "policy", "simulate", str(pkg), "--population", "synthetic:20000:1", "--baseline", "none")
+        assert r.returncode == 0, r.stderr
+        assert "did not take this (it is stopping); running it here" in r.stderr
+    finally:
+        long_run.send_signal(signal.SIGINT)
+        long_run.communicate(timeout=60)

@@ -51,6 +51,10 @@ def cmd_start(args: argparse.Namespace) -> int:
     if len(path) > wire.MAX_PATH:
         raise BadInput(f"{path}: too long for a Unix socket ({wire.MAX_PATH} characters); use a shorter HMS_HOME")
     running = client.request(home, "status")
+    deadline = time.monotonic() + START_TIMEOUT
+    while running is not None and running.get("stopping") and time.monotonic() < deadline:
+        time.sleep(0.1)  # one that is leaving (stopped, or its sources changed): start anew once it has
+        running = client.request(home, "status")
     if running is not None:
         emit(args, {"ok": True, "started": False, **running},
              [f"[simulator] ✅ already running (pid {running['pid']}, {running['runs']} runs) at {path}"])

@@ -157,7 +157,7 @@ class Resident:
                         os.read(wake_r, 4096)
                     elif key.data is not None:
                         self._child_says(key.data)
-                    elif not self.stopping:
+                    else:
                         self._accept()
                         last = time.monotonic()
                 self._reap()
@@ -245,7 +245,7 @@ class Resident:
                          + b"\n")
             conn.close()
         elif op == "run":
-            why = self._refusal(req, fds)
+            why = "it is stopping" if self.stopping else self._refusal(req, fds)
             if why:
                 _close(fds)
                 conn.sendall(wire.line("refused", why))
@@ -364,6 +364,7 @@ class Resident:
         spare = self._spare()
         return {"pid": os.getpid(), "socket": str(self.path), "since": self.started, "runs": self.runs,
                 "running": len(self._running()), "spare_ready": spare is not None and self.procs[spare].ready,
+                "stopping": self.stopping,
                 "preload_ms": round(self.preload_seconds * 1000), "idle_exit_s": self.idle,
                 "package": self.fingerprint.package}
 
