@@ -133,14 +133,19 @@ def test_the_run_takes_the_callers_environment(resident: Path) -> None:
     assert not elsewhere.exists()
 
 
-def test_ctrl_c_reaches_the_run_and_exits_130(resident: Path) -> None:
-    pkg = _pkg(resident)
-    proc = subprocess.Popen([sys.executable, "-m", "hms", "policy", "simulate", str(pkg), "--population",
+def _long_run(home: Path) -> subprocess.Popen[str]:
+    """A simulation of 40M synthetic households handed to the resident, once its child runs (seconds of work)."""
+    proc = subprocess.Popen([sys.executable, "-m", "hms", "policy", "simulate", str(_pkg(home)), "--population",
                              "synthetic:40000000:1", "--baseline", "none"],
-                            env=_env(resident), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=_env(home), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
-    while client.request(str(resident), "status")["running"] == 0 and time.monotonic() < deadline:
+    while client.request(str(home), "status")["running"] == 0 and time.monotonic() < deadline:
         time.sleep(0.05)
+    return proc
+
+
+def test_ctrl_c_reaches_the_run_and_exits_130(resident: Path) -> None:
+    proc = _long_run(resident)
     time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
@@ -149,13 +154,7 @@ def test_ctrl_c_reaches_the_run_and_exits_130(resident: Path) -> None:
 
 
 def test_a_run_killed_by_a_signal_reports_128_plus_the_signal(resident: Path) -> None:
-    pkg = _pkg(resident)
-    proc = subprocess.Popen([sys.executable, "-m", "hms", "policy", "simulate", str(pkg), "--population",
-                             "synthetic:40000000:1", "--baseline", "none"],
-                            env=_env(resident), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 30
-    while client.request(str(resident), "status")["running"] == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    proc = _long_run(resident)
     proc.send_signal(signal.SIGTERM)  # forwarded to the run, which has no handler for it: it dies of it
     proc.communicate(timeout=60)
     assert proc.returncode == 128 + signal.SIGTERM
@@ -256,14 +255,9 @@ def test_two_starts_at_once_leave_one_resident() -> None:
 
 
 def test_a_run_asked_of_a_stopping_resident_runs_in_the_callers_process(resident: Path) -> None:
+    long_run = _long_run(resident)
     pkg = _pkg(resident)
-    long_run = subprocess.Popen([sys.executable, "-m", "hms", "policy", "simulate", str(pkg), "--population",
-                                 "synthetic:40000000:1", "--baseline", "none"],
-                                env=_env(resident), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 30
-        while client.request(str(resident), "status")["running"] == 0 and time.monotonic() < deadline:
-            time.sleep(0.05)
         assert _hms(resident, "simulator", "stop").returncode == 0  # it leaves once the long run ends
         assert client.request(str(resident), "status")["stopping"] is True
         r = _hms(resident, "policy", "simulate", str(pkg), "--population", "synthetic:20000:1", "--baseline", "none")
