@@ -112,6 +112,8 @@ class PopulationFile:
     synthesized: tuple = ()
     persons: None = None
     attribute_names: tuple[str, ...] = ()
+    dictionary_columns: tuple[str, ...] = ()  # a Parquet file's, as its footer types them
+    string_columns: tuple[str, ...] = ()
 
     @property
     def where(self) -> str:
@@ -173,17 +175,8 @@ class PopulationFile:
         the attributes (string or already dictionary-encoded) and any other dictionary column. As int32
         indices, the width Parquet decodes them to — a stored narrower type (int8) costs a checked cast per
         row, a quarter of the column's read."""
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        schema = pq.read_schema(self.path, memory_map=True)
-        out = []
-        for name in columns:
-            t = schema.field(name).type if name in schema.names else None
-            if t is not None and (pa.types.is_dictionary(t) or (name in self.attribute_names and (
-                    pa.types.is_string(t) or pa.types.is_large_string(t)))):
-                out.append(name)
-        return out
+        return [n for n in columns if n in self.dictionary_columns
+                or (n in self.string_columns and n in self.attribute_names)]
 
     def decile_edges(self, income: str) -> np.ndarray | None:
         """The nine weighted income cut points (``weighted_cut_points``), reading the income and weight
@@ -370,11 +363,15 @@ def open_file(path: Path, *, source: str | None = None, description: str = "") -
 
             meta = pq.ParquetFile(path)
             names, rows, kind = tuple(meta.schema_arrow.names), meta.metadata.num_rows, "parquet"
+            schema = meta.schema_arrow
+            dictionaries = tuple(f.name for f in schema if pa.types.is_dictionary(f.type))
+            strings = tuple(f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type))
         elif suffix == ".csv":
             import pyarrow.csv as pcsv
 
             reader = pcsv.open_csv(path, read_options=pcsv.ReadOptions(block_size=1 << 16))
             names, rows, kind = tuple(reader.schema.names), None, "csv"
+            dictionaries = strings = ()
         else:
             raise BadInput(f"unknown population file type {suffix or '(none)'!r}; use .csv or .parquet", where=where)
     except (pa.ArrowException, OSError) as e:
@@ -391,6 +388,8 @@ def open_file(path: Path, *, source: str | None = None, description: str = "") -
         rows=rows,
         description=description or (f"{rows:,} rows" if rows is not None else "rows") + f" from {path.name}",
         attribute_names=tuple(n for n in DEMOGRAPHICS if n in names),
+        dictionary_columns=dictionaries,
+        string_columns=strings,
     )
     from hms.population import WEIGHT
 
