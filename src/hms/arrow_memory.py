@@ -15,17 +15,21 @@ from __future__ import annotations
 import ctypes
 import os
 
-# glibc's mallopt parameters (malloc.h)
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+# glibc's mallopt parameters (malloc.h): the one list of them (hms.resident.warmup sets two more)
+M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -2, -3, -8
 MMAP_THRESHOLD = 32 << 20  # glibc's maximum: a batch's arrays (8 MiB a million-row float column) come from the heap
 TRIM_THRESHOLD = 1 << 30
 
 
+def mallopt(option: int, value: int) -> bool:
+    """glibc's ``mallopt``; False (nothing set) on a C library without it."""
+    try:
+        return bool(ctypes.CDLL(None).mallopt(option, value))
+    except (OSError, AttributeError):
+        return False
+
+
 def keep_freed_pages() -> None:
     os.environ.setdefault("MIMALLOC_PURGE_DELAY", "-1")
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):  # not glibc
-        return
     mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
     mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)

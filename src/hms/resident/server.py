@@ -201,9 +201,7 @@ class Resident:
         return True
 
     def _listen(self) -> socket.socket:
-        run = Path(wire.run_dir(str(self.home)))
-        run.mkdir(parents=True, exist_ok=True)
-        os.chmod(run, 0o700)
+        """The socket, in the run directory ``_lock`` made (0700)."""
         if len(str(self.path)) > wire.MAX_PATH:
             raise SystemExit(f"hms: error: {self.path}: too long for a Unix socket ({wire.MAX_PATH} characters)")
         if self.path.exists():
@@ -369,8 +367,10 @@ class Resident:
                 "package": self.fingerprint.package}
 
 
-def _receive(conn: socket.socket) -> tuple[bytes, list[int]]:
-    data, fds, _, _ = socket.recv_fds(conn, wire.MAX_MESSAGE, 3)
+def _receive(conn: socket.socket, maxfds: int = 3) -> tuple[bytes, list[int]]:
+    """One request line and the descriptors sent with it (a caller's to the resident, the resident's to a
+    spare); ValueError when the other end closes first."""
+    data, fds, _, _ = socket.recv_fds(conn, wire.MAX_MESSAGE, maxfds)
     while not data.endswith(b"\n"):
         more = conn.recv(wire.MAX_MESSAGE)
         if not more or len(data) > wire.MAX_MESSAGE:
@@ -417,15 +417,14 @@ def _spare(ctl: socket.socket, run_dir: Path) -> None:
     gc.collect()
     gc.freeze()
     ctl.sendall(b"ready\n")
-    data, fds, _, _ = socket.recv_fds(ctl, wire.MAX_MESSAGE, 4)
-    while data and not data.endswith(b"\n"):
-        more = ctl.recv(wire.MAX_MESSAGE)
-        if not more:
-            break
-        data += more
-    if not data.endswith(b"\n") or len(fds) != 4:
+    try:
+        data, fds = _receive(ctl, 4)
+    except ValueError:
         os._exit(0)  # the resident stopped, or left: nothing to run
-    _run(json.loads(data), list(fds), ctl)
+    if len(fds) != 4:
+        _close(fds)
+        os._exit(0)
+    _run(json.loads(data), fds, ctl)
 
 
 def _run(req: dict[str, Any], fds: list[int], ctl: socket.socket) -> None:

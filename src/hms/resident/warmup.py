@@ -16,10 +16,8 @@ import io
 import os
 from pathlib import Path
 
-from hms.arrow_memory import keep_freed_pages
+from hms.arrow_memory import M_ARENA_MAX, M_TOP_PAD, keep_freed_pages, mallopt
 
-# glibc's mallopt parameters (malloc.h)
-M_TOP_PAD, M_ARENA_MAX = -2, -8
 HEAP = 192 << 20  # grown once per spare, then reused by every array the run allocates (< 32 MiB each)
 PIECE = 16 << 20
 ROWS = 1 << 20  # a million households, the size most runs are: smaller, and a first run still faults its arrays in
@@ -50,9 +48,9 @@ def keep_heap() -> None:
     """One arena whose freed memory is kept (hms.arrow_memory), grown to ``HEAP`` now: the run's arrays then
     land on pages that are already this process's own."""
     keep_freed_pages()
+    if not (mallopt(M_ARENA_MAX, 1) and mallopt(M_TOP_PAD, 16 << 20)):
+        return  # not glibc: nothing would keep the heap grown
     libc = ctypes.CDLL(None)
-    libc.mallopt(M_ARENA_MAX, 1)
-    libc.mallopt(M_TOP_PAD, 16 << 20)
     libc.malloc.restype = ctypes.c_void_p
     libc.free.argtypes = [ctypes.c_void_p]
     pieces = [libc.malloc(PIECE) for _ in range(HEAP // PIECE)]
